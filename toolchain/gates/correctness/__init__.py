@@ -1,0 +1,5 @@
+"""Gate 3: correctness by tests under qemu-aarch64 against the variant's C reference."""
+
+from .gate import NAME, run
+
+__all__ = ["NAME", "run"]

@@ -1,0 +1,107 @@
+"""Per-variant harness and C reference executables, built once and cached on disk.
+
+The harness object (generic runtime + the variant's argument table) is linked with each
+candidate object; the same object linked with the variant's own C, compiled at -O0 with
+-ffp-contract=off, is the reference that produces the expected records.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from ...errors import InfraError
+from ...kernels.model import DType, Variant
+from ...settings import Settings, get_settings
+from ... import tools
+
+RUNTIME_C = Path(__file__).with_name("harness_runtime.c")
+GUARD = 256
+_DT = {
+    DType.float16: "F16", DType.float32: "F32", DType.float64: "F64", DType.int8: "I8",
+    DType.int32: "I32", DType.int64: "I64", DType.uint32: "U32",
+}
+_ROLE = {"in": 0, "out": 1, "inout": 2}
+HARNESS_CFLAGS = ("-O2", "-fwrapv", "-ffp-contract=off", "-mcpu=demeter", "-std=gnu11")
+REFERENCE_CFLAGS = ("-O0", "-fwrapv", "-ffp-contract=off", "-mcpu=demeter")
+
+
+def variant_header(variant: Variant) -> str:
+    rows = ",\n    ".join(
+        f"{{{_DT[a.dtype]}, {int(a.pointer)}, {a.length}, {_ROLE[a.role]}}}"
+        for a in variant.signature.args
+    )
+    return (
+        f"/* {variant.id} */\n"
+        f"#define NARGS {len(variant.signature.args)}\n"
+        f"#define REDUCTION {int(variant.reduction)}\n"
+        "void kernel(void);\n"
+        f"static const struct arg ARGS[NARGS] = {{\n    {rows}\n}};\n"
+    )
+
+
+@dataclass(frozen=True)
+class Harness:
+    variant_id: str
+    object: Path  # harness.o: link with a candidate object
+    reference: Path  # the C reference linked with the same harness
+
+
+def _compile(argv: list[str], what: str) -> None:
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    if proc.returncode != 0:
+        raise InfraError(f"building {what} failed: {proc.stderr.strip()[-2000:]}")
+
+
+def _fingerprint(variant: Variant) -> str:
+    return tools.fingerprint(
+        RUNTIME_C.read_bytes(), variant_header(variant), variant.c_source,
+        tools.tool("gcc").version, tools.tool("ld").version, " ".join(HARNESS_CFLAGS),
+        " ".join(REFERENCE_CFLAGS),
+    )[:16]
+
+
+def _publish(src: Path, dest: Path) -> None:
+    """Atomic rename, so concurrent workers building the same harness never see half a file."""
+    os.chmod(src, 0o755)
+    os.replace(src, dest)
+
+
+_BUILT: dict[Path, Harness] = {}
+
+
+def build(variant: Variant, settings: Settings | None = None) -> Harness:
+    settings = settings or get_settings()
+    out_dir = settings.cache_dir / "harness" / f"{variant.id}-{_fingerprint(variant)}"
+    if out_dir in _BUILT:
+        return _BUILT[out_dir]
+    harness_o, reference = out_dir / "harness.o", out_dir / "reference.elf"
+    if not (harness_o.exists() and reference.exists()):
+        _build_into(variant, out_dir, settings)
+    _BUILT[out_dir] = Harness(variant.id, harness_o, reference)
+    return _BUILT[out_dir]
+
+
+def _build_into(variant: Variant, out_dir: Path, settings: Settings) -> None:
+    harness_o, reference = out_dir / "harness.o", out_dir / "reference.elf"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for parent in [out_dir, *out_dir.parents]:
+        if parent == settings.cache_dir.parent:
+            break
+        os.chmod(parent, 0o755)  # the sandboxed linker runs as an unprivileged user
+    gcc = tools.tool("gcc").path
+    with tempfile.TemporaryDirectory(dir=out_dir) as tmp_s:
+        tmp = Path(tmp_s)
+        (tmp / "harness_variant.h").write_text(variant_header(variant))
+        (tmp / "reference.c").write_text(variant.c_source)
+        _compile([gcc, *HARNESS_CFLAGS, "-I", str(tmp), "-c", str(RUNTIME_C), "-o",
+                  str(tmp / "harness.o")], f"harness for {variant.id}")
+        _compile([gcc, *REFERENCE_CFLAGS, "-c", str(tmp / "reference.c"), "-o",
+                  str(tmp / "reference.o")], f"reference for {variant.id}")
+        _compile(tools.link_argv([str(tmp / "harness.o"), str(tmp / "reference.o")],
+                                 str(tmp / "reference.elf")), f"reference link for {variant.id}")
+        _publish(tmp / "harness.o", harness_o)
+        _publish(tmp / "reference.elf", reference)

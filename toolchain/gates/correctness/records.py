@@ -1,0 +1,103 @@
+"""Parse the harness's binary records into arrays the comparison can work on."""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+
+from ...kernels.model import DType, Variant
+from .harness import GUARD
+
+TEST_MAGIC = 0x54534554
+ABS_MAGIC = 0x53424154
+_REG_BYTES = 88 + 64 + 88 + 64 + 32 + 64 + 64
+
+NP_DTYPE = {
+    DType.float16: np.float16, DType.float32: np.float32, DType.float64: np.float64,
+    DType.int8: np.int8, DType.int32: np.int32, DType.int64: np.int64, DType.uint32: np.uint32,
+}
+
+
+@dataclass
+class Buffer:
+    before: bytes  # guard zone below the buffer
+    data: bytes
+    after: bytes  # guard zone above the buffer
+
+
+@dataclass
+class Record:
+    test: int
+    ret: bytes  # the return value's bytes (x0 or v0, as wide as the return type)
+    buffers: dict[str, Buffer]
+    canary_x: bytes
+    canary_d: bytes
+    after_x: bytes
+    after_d: bytes
+    sp_before: int
+    sp_after: int
+    fpcr_before: int
+    fpcr_after: int
+    stack_guard: bytes
+    stack_after: bytes
+    abs_ret: bytes = b""
+    abs_outputs: dict[str, bytes] | None = None
+
+
+class Truncated(Exception):
+    """The stream ended inside a record: the kernel died or escaped before the test finished."""
+
+
+def _ret_bytes(variant: Variant, x0: bytes, v0: bytes) -> bytes:
+    ret = variant.signature.ret
+    if ret is None:
+        return b""
+    return (v0 if ret.is_float else x0)[: ret.size]
+
+
+def parse(variant: Variant, stream: bytes, with_abs: bool) -> tuple[list[Record], bool]:
+    """Records in order; the flag says whether the stream ended cleanly after the last one."""
+    args = [a for a in variant.signature.args if a.pointer]
+    records: list[Record] = []
+    pos = 0
+
+    def take(n: int) -> bytes:
+        nonlocal pos
+        if pos + n > len(stream):
+            raise Truncated
+        chunk = stream[pos : pos + n]
+        pos += n
+        return chunk
+
+    try:
+        while pos < len(stream):
+            magic, test = struct.unpack("<II", take(8))
+            if magic != TEST_MAGIC or test != len(records):
+                return records, False
+            x0, v0 = take(8), take(16)
+            buffers = {}
+            for a in args:
+                n = a.length * a.dtype.size
+                buffers[a.name] = Buffer(take(GUARD), take(n), take(GUARD))
+            regs = take(_REG_BYTES)
+            sp_b, sp_a, fp_b, fp_a = struct.unpack("<4Q", regs[304:336])
+            rec = Record(
+                test, _ret_bytes(variant, x0, v0), buffers, regs[0:88], regs[88:152],
+                regs[152:240], regs[240:304], sp_b, sp_a, fp_b, fp_a, regs[336:400],
+                regs[400:464],
+            )
+            if with_abs:
+                magic, atest = struct.unpack("<II", take(8))
+                if magic != ABS_MAGIC or atest != test:
+                    return records, False
+                ax0, av0 = take(8), take(16)
+                rec.abs_ret = _ret_bytes(variant, ax0, av0)
+                rec.abs_outputs = {
+                    a.name: take(a.length * a.dtype.size) for a in args if a.role != "in"
+                }
+            records.append(rec)
+    except Truncated:
+        return records, False
+    return records, True

@@ -1,0 +1,75 @@
+"""Gate results and the verdict: the one record a verification produces.
+
+Everything but `timings` is a pure function of (variant, assembly, seed, versions), so a verdict
+serialises to the same bytes every time; wall-clock figures live in their own field.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ErrorKind
+
+
+@dataclass
+class GateResult:
+    name: str
+    passed: bool
+    kind: ErrorKind | None = None
+    message: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "passed": self.passed,
+            "error_kind": self.kind.value if self.kind else None,
+            "message": self.message,
+            "details": self.details,
+        }
+
+    @classmethod
+    def fail(cls, name: str, kind: ErrorKind, message: str, **details: Any) -> GateResult:
+        return cls(name, False, kind, message, details)
+
+
+@dataclass
+class Verdict:
+    variant_id: str
+    seed: int
+    passed: bool
+    error_kind: ErrorKind | None
+    message: str
+    gates: list[GateResult]
+    versions: dict[str, str]
+    verifier_version: str
+    sandbox: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def timings(self) -> dict[str, float]:
+        return {g.name: round(g.seconds, 6) for g in self.gates}
+
+    def to_json(self, with_timings: bool = True) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "variant_id": self.variant_id,
+            "seed": self.seed,
+            "passed": self.passed,
+            "error_kind": self.error_kind.value if self.error_kind else None,
+            "message": self.message,
+            "gates": [g.to_json() for g in self.gates],
+            "versions": self.versions,
+            "verifier_version": self.verifier_version,
+            "sandbox": self.sandbox,
+            **self.extra,
+        }
+        if with_timings:
+            out["timings"] = self.timings
+        return out
+
+    def canonical(self) -> str:
+        """The deterministic part, as the bytes that identical inputs must reproduce."""
+        return json.dumps(self.to_json(with_timings=False), sort_keys=True, separators=(",", ":"))
