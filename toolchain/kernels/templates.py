@@ -97,9 +97,9 @@ def scalar(name: str, dt: DType) -> Arg:
     return Arg(name=name, dtype=dt, pointer=False, length=0, role="in")
 
 
-def float_tol(dt: DType, terms: int = 0, ulps: int = 0) -> Tolerance:
+def float_tol(dt: DType, terms: int = 0, ulps: int = 0, contract: bool = False) -> Tolerance:
     """Integer outputs compare exactly (the default Tolerance)."""
-    return Tolerance(terms=terms, ulps=ulps) if dt.is_float else Tolerance()
+    return Tolerance(terms=terms, ulps=ulps, contract=contract) if dt.is_float else Tolerance()
 
 
 def loop(body: str, bound: str = "N", var: str = "i", start: int = 0) -> str:
@@ -125,6 +125,7 @@ def saxpy(dt: DType, p: Shape) -> Kernel:
         summary="saxpy: y[i] = alpha * x[i] + y[i]",
         args=(scalar("alpha", dt), ptr("x", dt, n), ptr("y", dt, n, "inout")),
         body=loop("y[i] = alpha * x[i] + y[i];"),
+        tolerance=float_tol(dt, contract=True),
     )
 
 
@@ -170,6 +171,7 @@ def elementwise_fma(dt: DType, p: Shape) -> Kernel:
         summary="elementwise_fma: y[i] = a[i] * b[i] + c[i] (fused or not)",
         args=(ptr("y", dt, n, "out"), ptr("a", dt, n), ptr("b", dt, n), ptr("c", dt, n)),
         body=loop("y[i] = a[i] * b[i] + c[i];"),
+        tolerance=float_tol(dt, contract=True),
     )
 
 
@@ -498,7 +500,10 @@ def rmsnorm(dt: DType, p: Shape) -> Kernel:
 def cosine_similarity(dt: DType, p: Shape) -> Kernel:
     n, t, sqrt, z = p["n"], dt.c_type, mathfn(dt, "sqrt"), zero(dt)
     return Kernel(
-        summary="cosine_similarity: dot(a, b) / (sqrt(dot(a, a)) * sqrt(dot(b, b))), 0 if that is 0",
+        summary=(
+            "cosine_similarity: dot(a, b) / (sqrt(dot(a, a)) * sqrt(dot(b, b))), "
+            "0 if that denominator is 0"
+        ),
         args=(ptr("a", dt, n), ptr("b", dt, n)),
         ret=dt,
         body=(

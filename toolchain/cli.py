@@ -1,0 +1,192 @@
+"""`armgym`: list and show tasks, verify assembly, build and check baselines, run the demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from tqdm import tqdm
+
+from . import baselines, kernels
+from .verdict import Verdict
+from .verify import verify
+
+
+def _print_json(obj: object) -> None:
+    print(json.dumps(obj, indent=2, sort_keys=True))
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    found = kernels.filter_variants(args.template, args.dtype, args.difficulty, args.split)
+    if args.json:
+        _print_json([v.to_json(with_source=False) for v in found])
+        return 0
+    for v in found:
+        print(f"{v.id:40} {v.template:18} d{v.difficulty} {v.split}")
+    print(f"{len(found)} variants", file=sys.stderr)
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    variant = _variant(args.variant)
+    base = baselines.get(variant, args.compiler, args.opt)
+    if args.json:
+        _print_json({**variant.to_json(), "baseline": {"compiler": base.compiler, "opt": base.opt,
+                     "toolchain": base.toolchain, "flags": list(base.flags),
+                     "assembly": base.assembly}})
+        return 0
+    print(f"# {variant.id}  template={variant.template} difficulty={variant.difficulty} "
+          f"split={variant.split}\n# {variant.signature.c_prototype()}\n")
+    print(variant.c_source)
+    print(f"# baseline: {base.toolchain} {' '.join(base.flags)}\n")
+    print(base.assembly)
+    return 0
+
+
+def summary(verdict: Verdict) -> str:
+    lines = [f"{verdict.variant_id}: {'PASS' if verdict.passed else 'FAIL'}"
+             + ("" if verdict.passed else f" [{verdict.error_kind.value}]")
+             + f"  seed={verdict.seed}", f"  {verdict.message}"]
+    for gate in verdict.gates:
+        mark = "ok " if gate.passed else "ERR"
+        lines.append(f"  {mark} {gate.name:12} {gate.seconds * 1000:8.1f} ms  {gate.message}")
+        for err in gate.details.get("errors", [])[:5]:
+            lines.append(f"        line {err['line']}:{err['column']}: {err['message']}")
+    return "\n".join(lines)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+    verdict = verify(args.variant, data, args.seed, completion=args.completion)
+    if args.json:
+        _print_json(verdict.to_json())
+    else:
+        print(summary(verdict))
+    return 0 if verdict.passed else 1
+
+
+def cmd_baselines_build(args: argparse.Namespace) -> int:
+    variants = kernels.filter_variants(args.template)
+    start = time.perf_counter()
+    stats = baselines.build(variants, args.compiler, args.opt, jobs=args.jobs)
+    print(f"{stats['built']} built, {stats['cached']} cached, {stats['total']} total in "
+          f"{time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def _check_one(job: tuple[str, str, str, int]) -> tuple[str, str, bool, str, dict[str, float]]:
+    variant_id, compiler, opt, seed = job
+    base = baselines.get(kernels.get(variant_id), compiler, opt)
+    verdict = verify(variant_id, base.assembly, seed)
+    kind = verdict.error_kind.value if verdict.error_kind else ""
+    return variant_id, compiler, verdict.passed, f"{kind} {verdict.message}", verdict.timings
+
+
+def cmd_baselines_check(args: argparse.Namespace) -> int:
+    """Every baseline through every gate: the suite's own proof that honest code passes."""
+    variants = kernels.filter_variants(args.template)
+    baselines.build(variants, args.compiler, [args.opt], jobs=args.jobs)
+    jobs = [(v.id, c, args.opt, args.seed) for c in args.compiler for v in variants]
+    start = time.perf_counter()
+    failures, walls = [], []
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        for vid, comp, ok, msg, timings in tqdm(pool.map(_check_one, jobs, chunksize=4),
+                                                 total=len(jobs), desc="verify", unit="kernel"):
+            walls.append(sum(timings.values()))
+            if not ok:
+                failures.append(f"{comp:5} {vid}: {msg}")
+    elapsed = time.perf_counter() - start
+    for line in failures:
+        print("FAIL", line)
+    print(f"{len(jobs) - len(failures)}/{len(jobs)} baselines passed ({len(variants)} variants x "
+          f"{len(args.compiler)} compilers) in {elapsed:.1f} s; median verification "
+          f"{statistics.median(walls) * 1000:.0f} ms")
+    return 1 if failures else 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import CASES
+
+    print(f"{'submission':38} {'variant':24} {'verdict':18} {'expected':16} ms")
+    mismatches = 0
+    for case in CASES:
+        verdict = verify(case.variant_id, case.make(), args.seed)
+        got = "pass" if verdict.passed else verdict.error_kind.value  # type: ignore[union-attr]
+        mismatches += got != case.expect
+        ms = sum(verdict.timings.values()) * 1000
+        print(f"{case.label:38} {case.variant_id:24} {got:18} {case.expect:16} {ms:6.0f}")
+        if args.verbose:
+            print(summary(verdict))
+    print(f"{len(CASES) - mismatches}/{len(CASES)} verdicts as expected")
+    return 1 if mismatches else 0
+
+
+def _variant(variant_id: str) -> kernels.Variant:
+    try:
+        return kernels.get(variant_id)
+    except KeyError as exc:
+        raise SystemExit(str(exc.args[0])) from None
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="armgym", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("tasks", help="list variants")
+    t.add_argument("--template")
+    t.add_argument("--dtype")
+    t.add_argument("--difficulty", type=int)
+    t.add_argument("--split", choices=["train", "eval"])
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(func=cmd_tasks)
+
+    s = sub.add_parser("show", help="C source, signature and baseline assembly of a variant")
+    s.add_argument("variant")
+    s.add_argument("--compiler", default="clang", choices=baselines.COMPILERS)
+    s.add_argument("--opt", default="-O3", choices=baselines.OPT_LEVELS)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_show)
+
+    v = sub.add_parser("verify", help="verify an assembly file ('-' for stdin) against a variant")
+    v.add_argument("variant")
+    v.add_argument("file")
+    v.add_argument("--seed", type=int, help="per-attempt seed (random if omitted)")
+    v.add_argument("--completion", action="store_true",
+                   help="the file is a raw completion with <assembly> tags")
+    v.add_argument("--json", action="store_true")
+    v.set_defaults(func=cmd_verify)
+
+    b = sub.add_parser("baselines", help="build or check compiler baselines")
+    bsub = b.add_subparsers(dest="action", required=True)
+    for name, func in (("build", cmd_baselines_build), ("check", cmd_baselines_check)):
+        x = bsub.add_parser(name)
+        x.add_argument("--template")
+        x.add_argument("--compiler", nargs="+", default=list(baselines.COMPILERS),
+                       choices=baselines.COMPILERS)
+        x.add_argument("--jobs", type=int, default=None)
+        if name == "build":
+            x.add_argument("--opt", nargs="+", default=["-O3"], choices=baselines.OPT_LEVELS)
+        else:
+            x.add_argument("--opt", default="-O3", choices=baselines.OPT_LEVELS)
+            x.add_argument("--seed", type=int, default=1)
+        x.set_defaults(func=func)
+
+    d = sub.add_parser("demo", help="score the demo submissions and print their verdicts")
+    d.add_argument("--seed", type=int, default=2026)
+    d.add_argument("--verbose", action="store_true")
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
