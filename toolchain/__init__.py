@@ -1,3 +1,3 @@
-"""ARM-Gym verification core: kernel suite, baselines, gates and reward, with no service dependencies."""
+"""ARM-Gym verification core: kernel suite, baselines, gates, reward; no service dependencies."""
 
 VERIFIER_VERSION = "0.1.0"

@@ -6,10 +6,10 @@ says nothing about the model and must be dropped, not scored.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class ErrorKind(str, Enum):
+class ErrorKind(StrEnum):
     format_error = "format_error"
     input_rejected = "input_rejected"
     unknown_variant = "unknown_variant"
@@ -28,10 +28,12 @@ class ErrorKind(str, Enum):
 
 
 ERROR_KIND_DOCS: dict[ErrorKind, str] = {
-    ErrorKind.format_error: "a raw completion had no single well-formed <assembly>...</assembly> block",
+    ErrorKind.format_error: "a raw completion had no single well-formed "
+    "<assembly>...</assembly> block",
     ErrorKind.input_rejected: "empty, oversized, non-UTF-8 or NUL-containing submission",
     ErrorKind.unknown_variant: "the variant id is not in the suite",
-    ErrorKind.forbidden_directive: "a directive that reads files or bloats output (.incbin, .include, ...)",
+    ErrorKind.forbidden_directive: "a directive that reads files or bloats output "
+    "(.incbin, .include, ...)",
     ErrorKind.assemble_error: "GNU as rejected the text (line, column and message are returned)",
     ErrorKind.object_rejected: "the assembled object breaks a rule: symbols, sections, size, "
     "system-call or halting instructions, instructions Neoverse V2 lacks",
@@ -39,11 +41,13 @@ ERROR_KIND_DOCS: dict[ErrorKind, str] = {
     ErrorKind.crash: "the kernel died with a signal (bad address, illegal instruction, ...)",
     ErrorKind.timeout: "the kernel exceeded its instruction or time budget",
     ErrorKind.wrong_output: "an output differs from the C reference beyond the documented bound",
-    ErrorKind.abi_violation: "a callee-saved register (x19-x29, sp, d8-d15) or FPCR was not restored",
+    ErrorKind.abi_violation: "a callee-saved register (x19-x29, sp, d8-d15) or FPCR "
+    "was not restored",
     ErrorKind.memory_violation: "a write landed in a guard zone around an output buffer",
     ErrorKind.input_modified: "a const input buffer was changed",
     ErrorKind.cross_check_disagreement: "the two cost estimates disagree; speedup reward withheld",
-    ErrorKind.infra_error: "the verifier itself failed (tool missing, sandbox broken); drop, don't score",
+    ErrorKind.infra_error: "the verifier itself failed (tool missing, sandbox "
+    "broken); drop, don't score",
 }
 
 

@@ -9,6 +9,7 @@ RLIMIT_FSIZE, so a step that prints without end is stopped instead of filling me
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import shutil
@@ -144,10 +145,7 @@ def run(
     keep the limits and the timeout but skip the namespace set-up.
     """
     mode = sandbox_mode(settings) if confine else "none"
-    if mode == "bwrap":
-        cmd = _bwrap_argv(argv, scratch, ro_files)
-    else:
-        cmd = list(argv)
+    cmd = _bwrap_argv(argv, scratch, ro_files) if mode == "bwrap" else list(argv)
     os.chmod(scratch, 0o777)
     with tempfile.TemporaryDirectory(prefix="armgym-io-") as io_dir:
         out_path, err_path = Path(io_dir, "out"), Path(io_dir, "err")
@@ -184,8 +182,6 @@ def run(
 
 def _kill_tree(proc: subprocess.Popen[bytes]) -> None:
     """Kill the whole session: bwrap's PID namespace then takes every descendant with it."""
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
     proc.wait()

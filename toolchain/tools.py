@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 from .errors import InfraError
@@ -76,7 +76,7 @@ _LOOKUP: dict[str, tuple[tuple[str, ...], list[str]]] = {
 }
 
 
-@lru_cache(maxsize=None)
+@cache
 def tool(name: str) -> Tool:
     """Find a tool and its version once per process; raise InfraError when it is missing."""
     if name == "clang":
@@ -102,7 +102,9 @@ def _all(path: str) -> str:
     return out.stdout + out.stderr
 
 
-def versions(names: tuple[str, ...] = ("as", "ld", "qemu", "objdump", "gcc", "clang")) -> dict[str, str]:
+def versions(
+    names: tuple[str, ...] = ("as", "ld", "qemu", "objdump", "gcc", "clang"),
+) -> dict[str, str]:
     return {n: tool(n).version for n in names}
 
 

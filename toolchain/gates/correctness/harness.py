@@ -13,10 +13,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ... import tools
 from ...errors import InfraError
 from ...kernels.model import DType, Variant
 from ...settings import Settings, get_settings
-from ... import tools
 
 RUNTIME_C = Path(__file__).with_name("harness_runtime.c")
 GUARD = 256

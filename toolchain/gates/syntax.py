@@ -1,0 +1,491 @@
+"""The syntax gate: input limits, a directive screen, and GNU as run inside the sandbox.
+
+Policy (§5.1, §6):
+
+* Input: empty or whitespace-only text, bytes that are not UTF-8, NUL bytes, more than
+  `max_source_bytes` bytes or `max_source_lines` lines are `input_rejected` before anything runs.
+* Directives: `.incbin` and `.include` read files, so they are `forbidden_directive` wherever they
+  appear as a statement (after labels, after `;`, in any case, inside macro bodies too). The
+  literal-size bloat directives `.fill .space .skip .zero .ds[.x] .dcb[.x]` are refused when
+  their size is an integer literal expression above `MAX_LITERAL_FILL` (1 MiB); a size built from
+  symbols is left to the object size limit. `.macro .rept .irp .irpc` are allowed (LLMs unroll
+  with them); bombs built from them hit the assembler's time, memory and file-size budget, and a
+  directive name spelled through macro substitution is the sandbox's job (it only sees an empty
+  file system). `.arch .cpu .arch_extension` are allowed: gcc starts its output with
+  `.arch armv9-a+crc+...`, and the instruction set is enforced on the assembled bytes instead.
+* Assembler: no `--fatal-warnings` (benign warnings such as a truncated `.byte` value or changed
+  section attributes must not fail honest code; the object gate judges the bytes), except that a
+  warning about an UNPREDICTABLE encoding (e.g. `ldp x0, x0, [x1]`) is an error: what the
+  emulator does with it says nothing about the hardware. `--noexecstack` is always passed.
+* Errors come back as `{"line", "column", "message"}` with every absolute path removed; an error
+  raised in text that is not kernel.s (an include built by a macro, `# N "file"` markers) is
+  reported without its content, so no file the assembler can see leaks through a message.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import operator
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import sandbox
+from ..errors import ErrorKind, InfraError
+from ..settings import Settings, get_settings
+from ..tools import GAS_MARCH, tool
+from ..verdict import GateResult
+
+GATE = "syntax"
+SOURCE_NAME = "kernel.s"
+OBJECT_NAME = "kernel.o"
+MAX_LITERAL_FILL = 1 << 20
+FORBIDDEN_DIRECTIVES = frozenset({"incbin", "include"})
+# GNU as element sizes of the .ds/.dcb families (x = 12-byte extended, p = packed decimal).
+_UNIT = {"b": 1, "w": 2, "s": 4, "l": 4, "d": 8, "x": 12, "p": 12}
+ASSEMBLER_MEMORY_MB = 512  # an honest 256 KiB source needs a few MiB; a .rept bomb dies at once
+MAX_REPORTED_ERRORS = 100
+MAX_MESSAGE_CHARS = 400
+BUDGET_MESSAGE = "assembler exceeded its time/size budget"
+WITHHELD_MESSAGE = "error in text that is not part of the submission (content withheld)"
+
+
+# --------------------------------------------------------------------------- input limits
+
+
+def check_input(text: str | bytes, settings: Settings | None = None) -> GateResult | None:
+    """Refuse input no assembler run should be spent on; None when the text may go on."""
+    settings = settings or get_settings()
+    problem = _input_problem(text, settings)
+    if problem is None:
+        return None
+    return GateResult.fail(GATE, ErrorKind.input_rejected, problem)
+
+
+def _input_problem(text: str | bytes, settings: Settings) -> str | None:
+    if isinstance(text, str):
+        try:
+            raw = text.encode("utf-8")
+        except UnicodeEncodeError:
+            return "submission is not valid UTF-8 (it holds unpaired surrogates)"
+    else:
+        raw = bytes(text)
+    if len(raw) > settings.max_source_bytes:
+        return f"submission is {len(raw)} bytes; the limit is {settings.max_source_bytes}"
+    try:
+        decoded = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"submission is not valid UTF-8 (byte offset {exc.start})"
+    if "\0" in decoded:
+        return f"submission contains a NUL byte (offset {raw.index(0)})"
+    lines = decoded.count("\n") + (0 if decoded.endswith("\n") else 1)
+    if lines > settings.max_source_lines:
+        return f"submission has {lines} lines; the limit is {settings.max_source_lines}"
+    if not decoded.strip():
+        return "submission is empty"
+    return None
+
+
+def decode_source(text: str | bytes) -> str:
+    """The submission as text; only call after check_input accepted it."""
+    return text if isinstance(text, str) else bytes(text).decode("utf-8")
+
+
+# --------------------------------------------------------------------------- directive screen
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One assembler statement with comments blanked and string contents masked."""
+
+    line: int  # 1-based
+    column: int  # 1-based column of the statement's first character
+    text: str
+
+
+# Strings (masked), char literals, block and line comments, separators, and everything else.
+_LEX = re.compile(
+    r"(?P<hash>(?:(?<=\n)|\A)[ \t\f\v\r]*#[^\n]*)"
+    r'|(?P<str>"(?:\\.|[^"\\\n])*"?)'
+    r"|(?P<chr>'(?:\\.|[^\\\n])?)"
+    r"|(?P<block>/\*.*?(?:\*/|\Z))"
+    r"|(?P<line>//[^\n]*)"
+    r"|(?P<sep>[;\n])"
+    r"|(?P<other>[^\"'/;\n]+|/)",
+    re.S,
+)
+# Labels before a statement, including ones spelled with macro arguments (`\name:`).
+_LABELS = re.compile(r'\s*(?:(?:[^\s:"]+|"[^"]*")\s*::?\s*)*')
+_DIRECTIVE = re.compile(r"\.([A-Za-z_][\w.$]*)")
+
+
+def statements(text: str) -> list[Statement]:
+    """Split source into statements as GNU as for AArch64 sees them.
+
+    `//` and `/* */` are comments, `#` is a comment only as the first non-blank character of a
+    line (outside a block comment), `;` and newline end a statement, and a `;` or `//` inside a
+    string or char literal is text. Columns are preserved: comments become blanks and string
+    bodies become `x`.
+    """
+    out: list[Statement] = []
+    line, col, start_line, start_col = 1, 1, 1, 1
+    parts: list[str] = []
+    for m in _LEX.finditer(text):
+        kind, tok = m.lastgroup, m.group(0)
+        if kind == "sep":
+            out.append(Statement(start_line, start_col, "".join(parts)))
+            parts = []
+            line, col = (line + 1, 1) if tok == "\n" else (line, col + 1)
+            start_line, start_col = line, col
+            continue
+        newlines = tok.count("\n")
+        if newlines:  # a block comment spanning lines ends the statement at its last line
+            line, col = line + newlines, len(tok) - tok.rindex("\n")
+            out.append(Statement(start_line, start_col, "".join(parts)))
+            parts, start_line, start_col = [" " * (col - 1)], line, 1
+        else:
+            parts.append(_mask(kind, tok))
+            col += len(tok)
+    out.append(Statement(start_line, start_col, "".join(parts)))
+    return [s for s in out if s.text.strip()]
+
+
+def _mask(kind: str | None, tok: str) -> str:
+    if kind == "str":
+        return '"' + "x" * max(0, len(tok) - 2) + ('"' if len(tok) > 1 and tok[-1] == '"' else "x")
+    if kind in ("block", "line", "hash"):
+        return " " * len(tok)
+    return tok
+
+
+def directive_of(stmt: Statement) -> tuple[str, str, int] | None:
+    """(lower-case name without the dot, argument text, 1-based column) of a directive statement."""
+    labels = _LABELS.match(stmt.text)
+    pos = labels.end() if labels else 0
+    m = _DIRECTIVE.match(stmt.text, pos)
+    if m is None:
+        return None
+    return m.group(1).lower(), stmt.text[m.end():], stmt.column + pos
+
+
+def check_directives(text: str) -> GateResult | None:
+    """Refuse directives that read files or bloat the output; None when there are none."""
+    errors = [e for stmt in statements(text) if (e := _directive_error(stmt)) is not None]
+    if not errors:
+        return None
+    first = errors[0]
+    return GateResult.fail(
+        GATE, ErrorKind.forbidden_directive,
+        _summary(errors), errors=errors[:MAX_REPORTED_ERRORS],
+        directive=first["directive"], line=first["line"],
+    )
+
+
+def _directive_error(stmt: Statement) -> dict[str, Any] | None:
+    found = directive_of(stmt)
+    if found is None:
+        return None
+    name, args, column = found
+    if name in FORBIDDEN_DIRECTIVES:
+        why = "reads a file"
+    else:
+        size = _fill_size(name, args)
+        if size is None or size <= MAX_LITERAL_FILL:
+            return None
+        why = f"emits {size} bytes (limit {MAX_LITERAL_FILL})"
+    return {"line": stmt.line, "column": column, "directive": f".{name}",
+            "message": f"directive .{name} is not allowed: it {why}"}
+
+
+def _fill_size(name: str, args: str) -> int | None:
+    """Bytes a bloat directive emits when its size is a literal expression, else None."""
+    base, _, unit = name.partition(".")
+    if base not in ("fill", "space", "skip", "zero", "ds", "dcb"):
+        return None
+    if base in ("fill", "space", "skip", "zero") and unit:
+        return None
+    width = _UNIT.get(unit or ("w" if base in ("ds", "dcb") else "b"))
+    if width is None:
+        return None
+    fields = _split_args(args)
+    count = _literal_int(fields[0]) if fields else None
+    if count is None:
+        return None
+    if base == "fill" and len(fields) > 1:
+        size = _literal_int(fields[1])
+        width = min(max(size, 0), 8) if size is not None else 1
+    return max(count, 0) * width
+
+
+def _split_args(args: str) -> list[str]:
+    depth, fields, cur = 0, [], []
+    for ch in args:
+        if ch == "," and depth == 0:
+            fields.append("".join(cur))
+            cur = []
+            continue
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        cur.append(ch)
+    fields.append("".join(cur))
+    return [f.strip() for f in fields]
+
+
+_INT = re.compile(r"0[xX][0-9a-fA-F]+|0[bB][01]+|0[0-7]*|[1-9]\d*")
+_OPS: dict[type, Any] = {
+    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
+    ast.FloorDiv: operator.floordiv, ast.LShift: operator.lshift, ast.RShift: operator.rshift,
+}
+
+
+def _literal_int(expr: str) -> int | None:
+    """Evaluate an integer expression of literals and + - * / << >> ( ); None otherwise."""
+    if not expr or not re.fullmatch(r"[\s\w()+\-*/<>]*", expr):
+        return None
+    py = _INT.sub(lambda m: str(_gas_int(m.group(0))), expr).replace("/", "//")
+    try:
+        tree = ast.parse(py, mode="eval")
+        return _eval(tree.body)
+    except (SyntaxError, ValueError, ZeroDivisionError, RecursionError):
+        return None
+
+
+def _gas_int(tok: str) -> int:
+    if tok[:2] in ("0x", "0X", "0b", "0B"):
+        return int(tok, 0)
+    return int(tok, 8) if tok.startswith("0") else int(tok)
+
+
+def _eval(node: ast.AST) -> int:
+    if isinstance(node, ast.Constant) and isinstance(node.value, int):
+        return node.value
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+        value = _eval(node.operand)
+        return -value if isinstance(node.op, ast.USub) else value
+    if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
+        left, right = _eval(node.left), _eval(node.right)
+        if isinstance(node.op, ast.LShift | ast.RShift) and not 0 <= right <= 64:
+            raise ValueError("shift out of range")
+        return _OPS[type(node.op)](left, right) & ((1 << 64) - 1)
+    raise ValueError("not a literal expression")
+
+
+# --------------------------------------------------------------------------- assembler
+
+
+def assembler_argv() -> list[str]:
+    """The exact assembler command; paths are relative to the sandbox's /work."""
+    return [tool("as").path, f"-march={GAS_MARCH}", "--noexecstack",
+            "-o", OBJECT_NAME, SOURCE_NAME]
+
+
+def assembler_limits(settings: Settings) -> sandbox.Limits:
+    """Budget of one assembler run: memory, CPU and an output-file cap near the object limit."""
+    mib = 1024 * 1024
+    return sandbox.Limits(
+        cpu_seconds=max(1, math.ceil(settings.assemble_timeout_s)) + 1,
+        address_space_mb=min(ASSEMBLER_MEMORY_MB, settings.memory_limit_mb),
+        file_size_mb=math.ceil(settings.max_object_bytes / mib) + 1,
+    )
+
+
+def assemble(
+    text: str, scratch: Path, settings: Settings | None = None
+) -> tuple[GateResult, Path | None]:
+    """Assemble `text` as kernel.s in `scratch` under the sandbox; the object on success."""
+    settings = settings or get_settings()
+    start = time.perf_counter()
+    result, obj = _assemble(text, Path(scratch), settings)
+    result.seconds = time.perf_counter() - start
+    return result, obj
+
+
+def _assemble(text: str, scratch: Path, settings: Settings) -> tuple[GateResult, Path | None]:
+    argv = assembler_argv()  # raises InfraError when GNU as is missing
+    source, obj = scratch / SOURCE_NAME, scratch / OBJECT_NAME
+    obj.unlink(missing_ok=True)
+    source.write_text(text, encoding="utf-8")
+    run = sandbox.run(argv, scratch, timeout_s=settings.assemble_timeout_s,
+                      limits=assembler_limits(settings), settings=settings)
+    stderr = run.stderr.decode("utf-8", "replace")
+    _raise_if_sandbox_broken(run, stderr)
+    if run.timed_out or _out_of_budget(run, stderr):
+        return _fail([{"line": 0, "column": 0, "message": BUDGET_MESSAGE}]), None
+    errors, warnings = parse_messages(stderr, text)
+    if run.returncode != 0 and not errors:
+        errors = [{"line": 0, "column": 0, "message": _crash_message(run.returncode)}]
+    if errors:
+        return _fail(errors, warnings), None
+    if not obj.is_file():
+        raise InfraError("GNU as reported success but wrote no object")
+    details: dict[str, Any] = {"object_bytes": obj.stat().st_size}
+    if warnings:
+        details["warnings"] = warnings
+    return GateResult(GATE, True, details=details), obj
+
+
+def _raise_if_sandbox_broken(run: sandbox.RunResult, stderr: str) -> None:
+    """bwrap failing to start the tool is ours to fix, never the submission's fault."""
+    if run.returncode != 0 and stderr.startswith("bwrap:") and SOURCE_NAME not in stderr:
+        raise InfraError(f"sandbox failed to run the assembler: {sanitize(stderr.strip())}")
+
+
+def _out_of_budget(run: sandbox.RunResult, stderr: str) -> bool:
+    killed = run.signal is not None or run.returncode > 128  # bwrap exits 128+signal
+    return killed and _signal_of(run.returncode) in _BUDGET_SIGNALS or "out of memory" in stderr
+
+
+_BUDGET_SIGNALS = frozenset({9, 24, 25})  # SIGKILL, SIGXCPU, SIGXFSZ
+
+
+def _signal_of(returncode: int) -> int:
+    return -returncode if returncode < 0 else returncode - 128
+
+
+def _crash_message(returncode: int) -> str:
+    if returncode < 0 or returncode > 128:
+        return f"assembler crashed on this input (signal {_signal_of(returncode)})"
+    return f"assembler failed (exit status {returncode})"
+
+
+def _fail(errors: list[dict[str, Any]], warnings: list[dict[str, Any]] | None = None) -> GateResult:
+    details: dict[str, Any] = {"errors": errors[:MAX_REPORTED_ERRORS]}
+    if warnings:
+        details["warnings"] = warnings[:MAX_REPORTED_ERRORS]
+    return GateResult(GATE, False, ErrorKind.assemble_error, _summary(errors), details)
+
+
+def _summary(errors: list[dict[str, Any]]) -> str:
+    first = errors[0]
+    where = f"line {first['line']}, column {first['column']}: " if first["line"] else ""
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{where}{first['message']}{more}"
+
+
+# --------------------------------------------------------------------------- messages
+
+_MESSAGE = re.compile(r"^(?P<file>.*?):(?:(?P<line>\d+):)?\s*(?P<level>Error|Warning|Fatal error):"
+                      r"\s*(?P<msg>.*)$")
+_ABS_PATH = re.compile(r"(?<![\w.)\]}])/(?:[\w.+\-@]+/)*[\w.+\-@]+/?")
+
+
+def sanitize(message: str) -> str:
+    """Drop the sandbox's /work/ prefix and replace any other absolute path with <path>."""
+    message = message.replace(f"{sandbox.SANDBOX_ROOT}/", "")
+    message = _ABS_PATH.sub("<path>", message)
+    if len(message) > MAX_MESSAGE_CHARS:
+        message = message[: MAX_MESSAGE_CHARS - 3] + "..."
+    return message
+
+
+def parse_messages(stderr: str, source: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """GNU as diagnostics as (errors, warnings), each {"line", "column", "message"}.
+
+    UNPREDICTABLE-encoding warnings count as errors. Diagnostics from any file other than
+    kernel.s are collapsed into one withheld entry so no other file's text is echoed.
+    """
+    lines = source.split("\n")
+    errors: list[dict[str, Any]] = []
+    warnings: list[dict[str, Any]] = []
+    withheld = False
+    for raw in stderr.splitlines():
+        m = _MESSAGE.match(raw)
+        if m is None:
+            continue
+        is_error = m["level"] != "Warning" or "unpredictable" in m["msg"].lower()
+        if Path(m["file"]).name != SOURCE_NAME or (m["file"] != SOURCE_NAME and m["line"]):
+            withheld = withheld or is_error
+            continue
+        entry = _entry(int(m["line"] or 0), m["msg"], lines)
+        (errors if is_error else warnings).append(entry)
+    if withheld:
+        errors.append({"line": 0, "column": 0, "message": WITHHELD_MESSAGE})
+    return errors, warnings
+
+
+def _entry(line: int, msg: str, lines: list[str]) -> dict[str, Any]:
+    text = lines[line - 1] if 0 < line <= len(lines) else ""
+    column = error_column(text, msg) if line else 0
+    return {"line": line, "column": column, "message": sanitize(msg)}
+
+
+_STATEMENT_ECHO = re.compile(r" -- `(.*)'$")
+_QUOTED = re.compile(r"`([^`']+)'")
+_OPERAND = re.compile(r"at operand (\d+)")
+
+
+def error_column(line: str, msg: str) -> int:
+    """1-based column of what the message points at within the source line.
+
+    The statement GNU as echoes after ` -- ` (whitespace squeezed, mnemonic lower-cased) is
+    found in the line; "at operand N" moves to that operand. Otherwise the first quoted text
+    of the message is looked for, and failing that the first non-blank character is used.
+    """
+    echo = _STATEMENT_ECHO.search(msg)
+    if echo:
+        pos = _find_squeezed(line, echo.group(1))
+        if pos is not None:
+            operand = _OPERAND.search(msg)
+            if operand:
+                pos = _operand_start(line, pos, int(operand.group(1)))
+            return pos + 1
+    for quoted in _QUOTED.findall(_STATEMENT_ECHO.sub("", msg)):
+        pos = _find_squeezed(line, quoted)
+        if pos is not None:
+            return pos + 1
+    stripped = len(line) - len(line.lstrip())
+    return stripped + 1 if line.strip() else 1
+
+
+def _find_squeezed(line: str, needle: str) -> int | None:
+    """Index in `line` where `needle` starts when whitespace is ignored on both sides."""
+    index = [i for i, ch in enumerate(line) if not ch.isspace()]
+    hay = "".join(line[i] for i in index).lower()
+    squeezed = "".join(needle.split()).lower()
+    if not squeezed:
+        return None
+    at = hay.find(squeezed)
+    return index[at] if at >= 0 else None
+
+
+def _operand_start(line: str, stmt_start: int, operand: int) -> int:
+    """Start of operand N (1-based) of the statement at stmt_start, or its end when absent."""
+    i, n = stmt_start, len(line)
+    while i < n and not line[i].isspace():
+        i += 1  # the mnemonic
+    depth, current = 0, 1
+    while i < n and line[i] in " \t":
+        i += 1
+    end = i
+    while i < n and line[i] != ";" and not line.startswith("//", i):
+        ch = line[i]
+        if current == operand and not ch.isspace():
+            return i
+        depth += {"[": 1, "{": 1, "(": 1, "]": -1, "}": -1, ")": -1}.get(ch, 0)
+        if ch == "," and depth == 0:
+            current += 1
+        if not ch.isspace():
+            end = i + 1
+        i += 1
+    return end
+
+
+# --------------------------------------------------------------------------- the whole gate
+
+
+def check(text: str | bytes, scratch: Path,
+          settings: Settings | None = None) -> tuple[GateResult, Path | None]:
+    """Input limits, directive screen and assembly in order, as one timed gate result."""
+    settings = settings or get_settings()
+    start = time.perf_counter()
+    early = check_input(text, settings)
+    if early is None:
+        early = check_directives(decode_source(text))
+    if early is not None:
+        early.seconds = time.perf_counter() - start
+        return early, None
+    result, obj = assemble(decode_source(text), scratch, settings)
+    result.seconds = time.perf_counter() - start
+    return result, obj
