@@ -121,7 +121,9 @@ def _bwrap_argv(argv: Sequence[str], scratch: Path, ro_files: Sequence[Path]) ->
         if real not in seen and not real.startswith(_SYSTEM_RO):
             cmd += ["--ro-bind", real, real]
             seen.add(real)
-    cmd += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    # No /proc and no /dev: nothing a step needs, and both would let a macro-built .incbin copy
+    # host (or random) content into an object.
+    cmd += ["--tmpfs", "/tmp"]
     cmd += ["--bind", str(scratch), str(SANDBOX_ROOT), "--chdir", str(SANDBOX_ROOT)]
     cmd += ["--clearenv", "--setenv", "PATH", "/usr/bin", "--setenv", "LC_ALL", "C", "--"]
     return cmd + [str(tool), *argv[1:]]

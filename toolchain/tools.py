@@ -134,8 +134,10 @@ def link_inputs() -> tuple[list[str], list[str]]:
 
 def link_argv(objects: list[str], output: str) -> list[str]:
     before, after = link_inputs()
-    return [tool("ld").path, "-static", "-X", "-EL", "-maarch64linux", "--no-warn-rwx-segments",
-            "-o", output, *before, *objects, *after]
+    # separate-code keeps .rodata/.eh_frame out of the executable segment: the object checks
+    # only vet executable sections, so data must never become executable.
+    return [tool("ld").path, "-static", "-X", "-EL", "-maarch64linux", "-z", "separate-code",
+            "-z", "noexecstack", "-o", output, *before, *objects, *after]
 
 
 def link_ro_files() -> list[Path]:

@@ -312,17 +312,19 @@ def _assemble(text: str, scratch: Path, settings: Settings) -> tuple[GateResult,
     stderr = run.stderr.decode("utf-8", "replace")
     _raise_if_sandbox_broken(run, stderr)
     if run.timed_out or _out_of_budget(run, stderr):
-        return _fail([{"line": 0, "column": 0, "message": BUDGET_MESSAGE}]), None
-    errors, warnings = parse_messages(stderr, text)
-    if run.returncode != 0 and not errors:
-        errors = [{"line": 0, "column": 0, "message": _crash_message(run.returncode)}]
-    if errors:
-        return _fail(errors, warnings), None
+        budget = [{"line": 0, "column": 0, "message": BUDGET_MESSAGE}]
+        return _fail(Diagnostics(budget, [], 1)), None
+    diag = parse_messages(stderr, text)
+    if run.returncode != 0 and not diag.errors:
+        diag.errors, diag.error_count = [{"line": 0, "column": 0,
+                                          "message": _crash_message(run.returncode)}], 1
+    if diag.errors:
+        return _fail(diag), None
     if not obj.is_file():
         raise InfraError("GNU as reported success but wrote no object")
     details: dict[str, Any] = {"object_bytes": obj.stat().st_size}
-    if warnings:
-        details["warnings"] = warnings
+    if diag.warnings:
+        details["warnings"] = diag.warnings
     return GateResult(GATE, True, details=details), obj
 
 
@@ -350,18 +352,19 @@ def _crash_message(returncode: int) -> str:
     return f"assembler failed (exit status {returncode})"
 
 
-def _fail(errors: list[dict[str, Any]], warnings: list[dict[str, Any]] | None = None) -> GateResult:
-    details: dict[str, Any] = {"errors": errors[:MAX_REPORTED_ERRORS]}
-    if warnings:
-        details["warnings"] = warnings[:MAX_REPORTED_ERRORS]
-    return GateResult(GATE, False, ErrorKind.assemble_error, _summary(errors), details)
+def _fail(diag: Diagnostics) -> GateResult:
+    details: dict[str, Any] = {"errors": diag.errors}
+    if diag.warnings:
+        details["warnings"] = diag.warnings
+    message = _summary(diag.errors, diag.error_count)
+    return GateResult(GATE, False, ErrorKind.assemble_error, message, details)
 
 
-def _summary(errors: list[dict[str, Any]]) -> str:
+def _summary(errors: list[dict[str, Any]], count: int | None = None) -> str:
     first = errors[0]
     where = f"line {first['line']}, column {first['column']}: " if first["line"] else ""
-    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    return f"{where}{first['message']}{more}"
+    more = (count if count is not None else len(errors)) - 1
+    return f"{where}{first['message']}" + (f" (and {more} more)" if more > 0 else "")
 
 
 # --------------------------------------------------------------------------- messages
@@ -380,15 +383,25 @@ def sanitize(message: str) -> str:
     return message
 
 
-def parse_messages(stderr: str, source: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """GNU as diagnostics as (errors, warnings), each {"line", "column", "message"}.
+@dataclass
+class Diagnostics:
+    """GNU as's messages: the first MAX_REPORTED_ERRORS of each level, and how many errors."""
+
+    errors: list[dict[str, Any]]
+    warnings: list[dict[str, Any]]
+    error_count: int
+
+
+def parse_messages(stderr: str, source: str) -> Diagnostics:
+    """GNU as diagnostics, each {"line", "column", "message"}.
 
     UNPREDICTABLE-encoding warnings count as errors. Diagnostics from any file other than
-    kernel.s are collapsed into one withheld entry so no other file's text is echoed.
+    kernel.s are collapsed into one withheld entry so no other file's text is echoed. Columns
+    are only worked out for reported entries, so a flood of errors costs no more than the cap.
     """
     lines = source.split("\n")
-    errors: list[dict[str, Any]] = []
-    warnings: list[dict[str, Any]] = []
+    seen: dict[int, _SourceLine] = {}
+    out = Diagnostics([], [], 0)
     withheld = False
     for raw in stderr.splitlines():
         m = _MESSAGE.match(raw)
@@ -398,17 +411,48 @@ def parse_messages(stderr: str, source: str) -> tuple[list[dict[str, Any]], list
         if Path(m["file"]).name != SOURCE_NAME or (m["file"] != SOURCE_NAME and m["line"]):
             withheld = withheld or is_error
             continue
-        entry = _entry(int(m["line"] or 0), m["msg"], lines)
-        (errors if is_error else warnings).append(entry)
+        out.error_count += is_error
+        bucket = out.errors if is_error else out.warnings
+        if len(bucket) < MAX_REPORTED_ERRORS:
+            bucket.append(_entry(int(m["line"] or 0), m["msg"], lines, seen))
     if withheld:
-        errors.append({"line": 0, "column": 0, "message": WITHHELD_MESSAGE})
-    return errors, warnings
+        out.errors.append({"line": 0, "column": 0, "message": WITHHELD_MESSAGE})
+        out.error_count += 1
+    return out
 
 
-def _entry(line: int, msg: str, lines: list[str]) -> dict[str, Any]:
-    text = lines[line - 1] if 0 < line <= len(lines) else ""
-    column = error_column(text, msg) if line else 0
+def _entry(line: int, msg: str, lines: list[str], seen: dict[int, _SourceLine]) -> dict[str, Any]:
+    column = 0
+    if line:
+        text = lines[line - 1] if line <= len(lines) else ""
+        if line not in seen:
+            seen[line] = _SourceLine(text)
+        column = _column(seen[line], msg)
     return {"line": line, "column": column, "message": sanitize(msg)}
+
+
+class _SourceLine:
+    """A source line with whitespace squeezed out; successive errors on it are searched for left
+    to right (GNU as reports the statements of a line in order)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.index = [i for i, ch in enumerate(text) if not ch.isspace()]
+        self.hay = "".join(text[i] for i in self.index).lower()
+        self.cursor = 0  # index into hay where the next statement search starts
+
+    def find(self, needle: str, advance: bool = False) -> int | None:
+        squeezed = "".join(needle.split()).lower()
+        if not squeezed:
+            return None
+        at = self.hay.find(squeezed, self.cursor)
+        if at < 0:
+            at = self.hay.find(squeezed)
+        if at < 0:
+            return None
+        if advance:
+            self.cursor = at + 1
+        return self.index[at]
 
 
 _STATEMENT_ECHO = re.compile(r" -- `(.*)'$")
@@ -423,31 +467,23 @@ def error_column(line: str, msg: str) -> int:
     found in the line; "at operand N" moves to that operand. Otherwise the first quoted text
     of the message is looked for, and failing that the first non-blank character is used.
     """
+    return _column(_SourceLine(line), msg)
+
+
+def _column(src: _SourceLine, msg: str) -> int:
     echo = _STATEMENT_ECHO.search(msg)
     if echo:
-        pos = _find_squeezed(line, echo.group(1))
+        pos = src.find(echo.group(1), advance=True)
         if pos is not None:
             operand = _OPERAND.search(msg)
             if operand:
-                pos = _operand_start(line, pos, int(operand.group(1)))
+                pos = _operand_start(src.text, pos, int(operand.group(1)))
             return pos + 1
     for quoted in _QUOTED.findall(_STATEMENT_ECHO.sub("", msg)):
-        pos = _find_squeezed(line, quoted)
+        pos = src.find(quoted)
         if pos is not None:
             return pos + 1
-    stripped = len(line) - len(line.lstrip())
-    return stripped + 1 if line.strip() else 1
-
-
-def _find_squeezed(line: str, needle: str) -> int | None:
-    """Index in `line` where `needle` starts when whitespace is ignored on both sides."""
-    index = [i for i, ch in enumerate(line) if not ch.isspace()]
-    hay = "".join(line[i] for i in index).lower()
-    squeezed = "".join(needle.split()).lower()
-    if not squeezed:
-        return None
-    at = hay.find(squeezed)
-    return index[at] if at >= 0 else None
+    return src.index[0] + 1 if src.index else 1
 
 
 def _operand_start(line: str, stmt_start: int, operand: int) -> int:
