@@ -94,10 +94,13 @@ def cmd_baselines_check(args: argparse.Namespace) -> int:
     jobs = [(v.id, c, args.opt, args.seed) for c in args.compiler for v in variants]
     start = time.perf_counter()
     failures, walls = [], []
+    per_gate: dict[str, list[float]] = {}
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         for vid, comp, ok, msg, timings in tqdm(pool.map(_check_one, jobs, chunksize=4),
                                                  total=len(jobs), desc="verify", unit="kernel"):
             walls.append(sum(timings.values()))
+            for gate, seconds in timings.items():
+                per_gate.setdefault(gate, []).append(seconds)
             if not ok:
                 failures.append(f"{comp:5} {vid}: {msg}")
     elapsed = time.perf_counter() - start
@@ -106,6 +109,8 @@ def cmd_baselines_check(args: argparse.Namespace) -> int:
     print(f"{len(jobs) - len(failures)}/{len(jobs)} baselines passed ({len(variants)} variants x "
           f"{len(args.compiler)} compilers) in {elapsed:.1f} s; median verification "
           f"{statistics.median(walls) * 1000:.0f} ms")
+    print("median per gate: " + ", ".join(
+        f"{gate} {statistics.median(values) * 1000:.1f} ms" for gate, values in per_gate.items()))
     return 1 if failures else 0
 
 
