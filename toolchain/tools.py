@@ -132,12 +132,14 @@ def link_inputs() -> tuple[list[str], list[str]]:
     return before, after
 
 
-def link_argv(objects: list[str], output: str) -> list[str]:
+def link_argv(objects: list[str], output: str, map_file: str | None = None) -> list[str]:
+    """The static link; `map_file` also writes ld's map (where each input section landed)."""
     before, after = link_inputs()
+    extra = ["-Map", map_file] if map_file else []
     # separate-code keeps .rodata/.eh_frame out of the executable segment: the object checks
     # only vet executable sections, so data must never become executable.
     return [tool("ld").path, "-static", "-X", "-EL", "-maarch64linux", "-z", "separate-code",
-            "-z", "noexecstack", "-o", output, *before, *objects, *after]
+            "-z", "noexecstack", *extra, "-o", output, *before, *objects, *after]
 
 
 def link_ro_files() -> list[Path]:

@@ -20,13 +20,18 @@ from .compare import judge
 from .records import Record, parse
 
 NAME = "correctness"
+# ld's map of candidate.elf: the performance gate reads where the candidate's sections landed.
+MAP_NAME = "candidate.map"
 _GUEST_SIGNAL = re.compile(rb"uncaught target signal (\d+)")
 _REFERENCE_CACHE: OrderedDict[tuple[str, int, int], tuple[list[Record], float]] = OrderedDict()
 
 
-def qemu_argv(exe: str, seed: int, tests: int, abs_runs: bool) -> list[str]:
-    return [tools.tool("qemu").path, "-cpu", tools.QEMU_CPU, exe, f"{seed:016x}", str(tests),
-            str(int(abs_runs))]
+def qemu_argv(exe: str, seed: int, tests: int, abs_runs: bool, *, first: int = 0,
+              log: tuple[str, str] | None = None) -> list[str]:
+    """Tests first..tests-1; `log` = (qemu -d flags, log file) for the performance gate's trace."""
+    logging = ["-d", log[0], "-D", log[1]] if log else []
+    return [tools.tool("qemu").path, "-cpu", tools.QEMU_CPU, *logging, exe, f"{seed:016x}",
+            str(tests), str(int(abs_runs)), *([str(first)] if first else [])]
 
 
 def needs_abs_run(variant: Variant) -> bool:
@@ -66,7 +71,7 @@ def reference_records(variant: Variant, seed: int, settings: Settings) -> tuple[
 def link(variant: Variant, obj: Path, scratch: Path, settings: Settings) -> GateResult | None:
     built = harness.build(variant, settings)
     res = sandbox.run(
-        tools.link_argv([str(built.object), obj.name], "candidate.elf"), scratch,
+        tools.link_argv([str(built.object), obj.name], "candidate.elf", MAP_NAME), scratch,
         timeout_s=settings.link_timeout_s, ro_files=[built.object, *tools.link_ro_files()],
         settings=settings,
     )

@@ -57,8 +57,9 @@ def _ret_bytes(variant: Variant, x0: bytes, v0: bytes) -> bytes:
     return (v0 if ret.is_float else x0)[: ret.size]
 
 
-def parse(variant: Variant, stream: bytes, with_abs: bool) -> tuple[list[Record], bool]:
-    """Records in order; the flag says whether the stream ended cleanly after the last one."""
+def parse(variant: Variant, stream: bytes, with_abs: bool,
+          first: int = 0) -> tuple[list[Record], bool]:
+    """Records in order from test `first`; the flag says whether the stream ended cleanly."""
     args = [a for a in variant.signature.args if a.pointer]
     records: list[Record] = []
     pos = 0
@@ -74,7 +75,7 @@ def parse(variant: Variant, stream: bytes, with_abs: bool) -> tuple[list[Record]
     try:
         while pos < len(stream):
             magic, test = struct.unpack("<II", take(8))
-            if magic != TEST_MAGIC or test != len(records):
+            if magic != TEST_MAGIC or test != first + len(records):
                 return records, False
             x0, v0 = take(8), take(16)
             buffers = {}
