@@ -1,0 +1,204 @@
+"""Writing attempts: submission (idempotent per client key) and the worker's claim and finish.
+
+The API creates every attempt row before anything is queued, and a worker only ever updates the
+row it was given, under a row lock, and only while it is not yet done. So a task delivered twice
+(a worker died after verifying, a visibility timeout expired, a retry raced) can never store a
+second attempt or a second set of gate results.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from . import extract
+from .models import (
+    DONE,
+    QUEUED,
+    RUNNING,
+    Assembly,
+    Attempt,
+    Batch,
+    BatchItem,
+    GateResultRow,
+    utcnow,
+)
+
+CHUNK = 500  # rows per statement: well inside SQLite's bound-parameter limit
+
+
+@dataclass(frozen=True)
+class NewAttempt:
+    variant_id: str
+    assembly: str
+    template: str | None = None
+    idempotency_key: str | None = None
+    seed: int | None = None
+    completion: bool = False
+    step: int | None = None
+    meta: dict[str, Any] | None = None
+
+
+@dataclass
+class Submitted:
+    batch_id: str
+    attempt_ids: list[str]
+    # Attempts this request created; only these are queued (the others exist already).
+    created: list[str] = field(default_factory=list)
+    batch_reused: bool = False
+
+
+@dataclass(frozen=True)
+class Job:
+    """What a worker needs to verify one attempt."""
+
+    attempt_id: str
+    variant_id: str
+    assembly: str
+    seed: int
+    completion: bool
+    tries: int
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _chunks(seq: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(seq), size):
+        yield seq[i:i + size]
+
+
+def _upsert(session: Session, table: Any) -> Any:
+    """INSERT ... ON CONFLICT for the session's backend (both support DO NOTHING + RETURNING)."""
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)
+
+
+def _store_assemblies(session: Session, texts: Iterable[str]) -> None:
+    rows = {sha256(t): t for t in texts}
+    values = [{"sha256": h, "text": t, "size": len(t.encode()), "created_at": utcnow()}
+              for h, t in rows.items()]
+    for part in _chunks(values):
+        session.execute(_upsert(session, Assembly).on_conflict_do_nothing(), list(part))
+
+
+def _existing_by_key(session: Session, key_id: int, keys: Sequence[str]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for part in _chunks(keys):
+        rows = session.execute(select(Attempt.idempotency_key, Attempt.id).where(
+            Attempt.api_key_id == key_id, Attempt.idempotency_key.in_(part))).all()
+        found.update((str(k), str(v)) for k, v in rows)
+    return found
+
+
+def _batch_attempts(session: Session, batch_id: str) -> list[str]:
+    return list(session.scalars(select(BatchItem.attempt_id)
+                                .where(BatchItem.batch_id == batch_id)
+                                .order_by(BatchItem.position)))
+
+
+def submit(session: Session, key_id: int, items: Sequence[NewAttempt], *,
+           run_id: str | None = None, step: int | None = None, model: str | None = None,
+           batch_key: str | None = None) -> Submitted:
+    """Record a batch of attempts. An attempt whose idempotency key this API key has used before
+    is not created again: the batch refers to the existing one. A batch whose own key was used
+    before is returned as it is, and nothing is written."""
+    with session.begin():
+        if batch_key:
+            old = session.scalar(select(Batch.id).where(Batch.api_key_id == key_id,
+                                                        Batch.idempotency_key == batch_key))
+            if old:
+                return Submitted(old, _batch_attempts(session, old), batch_reused=True)
+        _store_assemblies(session, (it.assembly for it in items))
+        keyed = [it.idempotency_key for it in items if it.idempotency_key]
+        ids = _existing_by_key(session, key_id, keyed)
+        now, rows = utcnow(), []
+        for it in items:
+            if it.idempotency_key and it.idempotency_key in ids:
+                continue
+            new_id = str(uuid.uuid4())
+            if it.idempotency_key:
+                ids[it.idempotency_key] = new_id
+            rows.append({
+                "id": new_id, "api_key_id": key_id, "idempotency_key": it.idempotency_key,
+                "run_id": run_id, "step": it.step if it.step is not None else step,
+                "model": model, "meta": it.meta, "variant_id": it.variant_id,
+                "template": it.template, "assembly_sha256": sha256(it.assembly),
+                "completion": it.completion,
+                "seed": secrets.randbits(63) if it.seed is None else it.seed,
+                "status": QUEUED, "tries": 0, "created_at": now,
+            })
+        created: list[str] = []
+        for part in _chunks(rows):
+            stmt = (_upsert(session, Attempt)
+                    .on_conflict_do_nothing(index_elements=["api_key_id", "idempotency_key"])
+                    .returning(Attempt.id))
+            created += session.scalars(stmt, list(part)).all()
+        lost = {r["idempotency_key"] for r in rows if r["id"] not in set(created)}
+        if lost:  # a concurrent request created these keys between our lookup and insert
+            ids.update(_existing_by_key(session, key_id, sorted(k for k in lost if k)))
+        by_row = iter(r["id"] for r in rows)
+        attempt_ids = [ids[it.idempotency_key] if it.idempotency_key else next(by_row)
+                       for it in items]
+        batch_id = str(uuid.uuid4())
+        session.add(Batch(id=batch_id, api_key_id=key_id, idempotency_key=batch_key,
+                          run_id=run_id, step=step, model=model, total=len(items),
+                          created_at=now))
+        session.flush()
+        for part in _chunks([{"batch_id": batch_id, "position": i, "attempt_id": a}
+                             for i, a in enumerate(attempt_ids)]):
+            session.execute(insert(BatchItem), list(part))
+    return Submitted(batch_id, attempt_ids, created)
+
+
+def outstanding(session: Session) -> int:
+    """Attempts queued or running: the queue depth that backpressure is measured against."""
+    return session.scalar(select(func.count()).select_from(Attempt)
+                          .where(Attempt.status != DONE)) or 0
+
+
+def unfinished(session: Session) -> list[str]:
+    return list(session.scalars(select(Attempt.id).where(Attempt.status != DONE)
+                                .order_by(Attempt.created_at)))
+
+
+def _locked(session: Session, attempt_id: str) -> Attempt | None:
+    return session.scalar(select(Attempt).where(Attempt.id == attempt_id).with_for_update())
+
+
+def claim(session: Session, attempt_id: str, worker: str) -> Job | None:
+    """Mark an attempt running and return its job; None when it is done (or unknown)."""
+    with session.begin():
+        row = _locked(session, attempt_id)
+        if row is None or row.status == DONE:
+            return None
+        row.status, row.worker, row.started_at = RUNNING, worker, utcnow()
+        row.tries += 1
+        text = session.scalar(select(Assembly.text).where(Assembly.sha256 == row.assembly_sha256))
+        return Job(row.id, row.variant_id, text or "", row.seed, row.completion, row.tries)
+
+
+def finish(session: Session, attempt_id: str, verdict: Mapping[str, Any], worker: str) -> bool:
+    """Store a verdict and its gate results once; False when the attempt was already done."""
+    verdict = extract.jsonable(verdict)
+    with session.begin():
+        row = _locked(session, attempt_id)
+        if row is None or row.status == DONE:
+            return False
+        for name, value in extract.columns(verdict).items():
+            setattr(row, name, value)
+        row.verdict, row.status, row.worker, row.finished_at = verdict, DONE, worker, utcnow()
+        session.execute(delete(GateResultRow).where(GateResultRow.attempt_id == attempt_id))
+        gates = [{"attempt_id": attempt_id, **g} for g in extract.gate_rows(verdict)]
+        if gates:
+            session.execute(insert(GateResultRow), gates)
+    return True

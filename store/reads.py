@@ -1,0 +1,177 @@
+"""Reading the history: attempts, batch progress and results, pages of history, the views."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, case, func, or_, select, text
+from sqlalchemy.orm import Session
+
+from .models import DONE, QUEUED, RUNNING, Assembly, Attempt, Batch, BatchItem
+
+ATTEMPT_FIELDS = (
+    "idempotency_key", "run_id", "step", "model", "meta", "variant_id", "template", "seed",
+    "completion", "status", "tries", "created_at", "started_at", "finished_at", "worker",
+    "passed", "error_kind", "message", "reward", "reward_components", "speedup", "cycles",
+    "baseline_cycles", "listing_cycles", "baseline_compiler", "verify_seconds",
+    "verifier_version", "assembly_sha256",
+)
+
+
+def attempt_json(row: Attempt, with_verdict: bool = True) -> dict[str, Any]:
+    out: dict[str, Any] = {"attempt_id": row.id}
+    out.update({name: getattr(row, name) for name in ATTEMPT_FIELDS})
+    if with_verdict:
+        out["verdict"] = row.verdict
+    return out
+
+
+def attempt(session: Session, attempt_id: str) -> dict[str, Any] | None:
+    row = session.get(Attempt, attempt_id)
+    return attempt_json(row) if row else None
+
+
+def assembly_text(session: Session, digest: str) -> str | None:
+    return session.scalar(select(Assembly.text).where(Assembly.sha256 == digest))
+
+
+def done_ids(session: Session, ids: Sequence[str]) -> set[str]:
+    found: set[str] = set()
+    for i in range(0, len(ids), 500):
+        found.update(session.scalars(select(Attempt.id).where(
+            Attempt.id.in_(ids[i:i + 500]), Attempt.status == DONE)))
+    return found
+
+
+def batch_status(session: Session, batch_id: str) -> dict[str, Any] | None:
+    """Progress of a batch: counts by state and outcome, and whether every attempt is done."""
+    batch = session.get(Batch, batch_id)
+    if batch is None:
+        return None
+    done = Attempt.status == DONE
+    counts = session.execute(
+        select(
+            func.count(),
+            func.sum(case((done, 1), else_=0)),
+            func.sum(case((Attempt.status == QUEUED, 1), else_=0)),
+            func.sum(case((Attempt.status == RUNNING, 1), else_=0)),
+            func.sum(case((and_(done, Attempt.passed), 1), else_=0)),
+            func.sum(case((Attempt.error_kind == "infra_error", 1), else_=0)),
+        ).select_from(BatchItem).join(Attempt, Attempt.id == BatchItem.attempt_id)
+        .where(BatchItem.batch_id == batch_id)).one()
+    total, n_done, queued, running, passed, infra = (int(v or 0) for v in counts)
+    return {
+        "batch_id": batch.id, "idempotency_key": batch.idempotency_key, "run_id": batch.run_id,
+        "step": batch.step, "model": batch.model, "created_at": batch.created_at,
+        "total": total, "done": n_done, "queued": queued, "running": running,
+        "passed": passed, "failed": n_done - passed - infra, "infra_errors": infra,
+        "complete": n_done == total,
+    }
+
+
+def batch_results(session: Session, batch_id: str, *, only_done: bool = False,
+                  skip: set[str] | None = None) -> list[dict[str, Any]]:
+    """The batch's attempts in submission order, each with its position in the batch."""
+    query = (select(BatchItem.position, Attempt)
+             .join(Attempt, Attempt.id == BatchItem.attempt_id)
+             .where(BatchItem.batch_id == batch_id).order_by(BatchItem.position))
+    if only_done:
+        query = query.where(Attempt.status == DONE)
+    rows = session.execute(query).all()
+    return [{"position": pos, **attempt_json(row)} for pos, row in rows
+            if not skip or row.id not in skip]
+
+
+def batch_done_ids(session: Session, batch_id: str) -> set[str]:
+    return set(session.scalars(
+        select(Attempt.id).join(BatchItem, BatchItem.attempt_id == Attempt.id)
+        .where(BatchItem.batch_id == batch_id, Attempt.status == DONE)))
+
+
+@dataclass(frozen=True)
+class HistoryFilter:
+    run_id: str | None = None
+    step: int | None = None
+    model: str | None = None
+    variant_id: str | None = None
+    passed: bool | None = None
+    error_kind: str | None = None
+    status: str | None = None
+
+
+def encode_cursor(created_at: datetime, attempt_id: str) -> str:
+    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{attempt_id}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """Raises ValueError on a cursor this module did not produce."""
+    try:
+        stamp, attempt_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
+        return datetime.fromisoformat(stamp), attempt_id
+    except Exception as exc:
+        raise ValueError("malformed cursor") from exc
+
+
+def history(session: Session, filt: HistoryFilter, limit: int = 100,
+            cursor: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+    """Newest first, keyset-paginated on (created_at, id) so pages stay stable while attempts
+    keep arriving; returns the page and the cursor of the next one (None at the end)."""
+    query = select(Attempt)
+    for name in ("run_id", "step", "model", "variant_id", "passed", "error_kind", "status"):
+        value = getattr(filt, name)
+        if value is not None:
+            query = query.where(getattr(Attempt, name) == value)
+    if cursor:
+        stamp, last_id = decode_cursor(cursor)
+        query = query.where(or_(Attempt.created_at < stamp,
+                                and_(Attempt.created_at == stamp, Attempt.id < last_id)))
+    rows = session.scalars(query.order_by(Attempt.created_at.desc(), Attempt.id.desc())
+                           .limit(limit + 1)).all()
+    page = [attempt_json(r, with_verdict=False) for r in rows[:limit]]
+    more = len(rows) > limit
+    return page, (encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id) if more else None)
+
+
+def _view(session: Session, sql: str, **params: Any) -> list[dict[str, Any]]:
+    return [dict(r._mapping) for r in session.execute(text(sql), params)]
+
+
+def best(session: Session, variant_id: str | None = None,
+         with_assembly: bool = False) -> list[dict[str, Any]]:
+    """The best verified kernel per variant (view `variant_best`)."""
+    sql = "SELECT b.*" + (", s.text AS assembly" if with_assembly else "") + \
+        " FROM variant_best b" + \
+        (" JOIN assemblies s ON s.sha256 = b.assembly_sha256" if with_assembly else "")
+    if variant_id is not None:
+        return _view(session, sql + " WHERE b.variant_id = :v", v=variant_id)
+    return _view(session, sql + " ORDER BY b.variant_id")
+
+
+def run_summary(session: Session, run_id: str) -> list[dict[str, Any]]:
+    return _view(session, "SELECT * FROM run_step_summary WHERE run_id = :r ORDER BY step",
+                 r=run_id)
+
+
+def error_histogram(session: Session, run_id: str | None = None) -> list[dict[str, Any]]:
+    where = "WHERE run_id = :r " if run_id is not None else ""
+    return _view(session, "SELECT outcome, SUM(attempts) AS attempts FROM error_kind_histogram "
+                 f"{where}GROUP BY outcome ORDER BY attempts DESC, outcome", r=run_id)
+
+
+def attempts_by_id(session: Session, ids: Sequence[str]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for i in range(0, len(ids), 500):
+        out += [attempt_json(r) for r in
+                session.scalars(select(Attempt).where(Attempt.id.in_(ids[i:i + 500])))]
+    return out
+
+
+def batch_order(session: Session, batch_id: str) -> list[str]:
+    """The batch's attempt ids in submission order."""
+    return list(session.scalars(select(BatchItem.attempt_id)
+                                .where(BatchItem.batch_id == batch_id)
+                                .order_by(BatchItem.position)))
