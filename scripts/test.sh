@@ -3,5 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
+./scripts/services.sh  # PostgreSQL and Redis for the farm's integration tests
 .venv/bin/ruff check .
-exec .venv/bin/python -m pytest -n 2 -q "$@"
+# loadgroup: the farm's tests share one set of servers and workers, so they run in one process.
+exec .venv/bin/python -m pytest -n 2 --dist loadgroup -q "$@"

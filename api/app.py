@@ -1,0 +1,128 @@
+"""The FastAPI application: lifespan (build the Farm), middleware, error shapes, routers.
+
+  uvicorn --factory api.app:create_app          (settings from ARMGYM_* variables)
+
+With neither ARMGYM_BROKER_URL nor ARMGYM_DATABASE_URL set this is the embedded farm: SQLite and
+an in-process worker pool, the same routes and the same pipeline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from store.settings import FarmSettings
+from toolchain import VERIFIER_VERSION
+
+from .farm import Farm
+from .routes import batches, gym, history, keys
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    """Refuse request bodies over `limit` bytes with 413, whether or not a Content-Length says
+    so (chunked uploads are counted as they arrive)."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            await self._refuse(send)
+            return
+        seen, started = 0, False
+
+        async def counting_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise BodyTooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except BodyTooLarge:
+            if not started:
+                await self._refuse(send)
+
+    async def _refuse(self, send: Send) -> None:
+        response = JSONResponse(status_code=413, content={
+            "detail": f"request body larger than {self.limit} bytes (ARMGYM_MAX_REQUEST_BYTES)"})
+        await response({"type": "http"}, _no_receive, send)
+
+
+async def _no_receive() -> Message:
+    return {"type": "http.disconnect"}
+
+
+def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    """One readable sentence first (malformed JSON is 400, a wrong shape 422), details after."""
+    assert isinstance(exc, RequestValidationError)
+    errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+              for e in exc.errors()]
+    if any(e["type"] == "json_invalid" for e in errors):
+        where = next(e for e in errors if e["type"] == "json_invalid")["loc"]
+        return JSONResponse(status_code=400, content={
+            "detail": f"malformed JSON body (near {where[-1] if where else '?'})",
+            "errors": errors})
+    text = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors[:10])
+    return JSONResponse(status_code=422, content={"detail": text, "errors": errors[:100]})
+
+
+def create_app(settings: FarmSettings | None = None) -> FastAPI:
+    settings = settings or FarmSettings.from_env()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        farm = Farm.start(settings)
+        farm.hub.bind(asyncio.get_running_loop())
+        farm.dispatcher.on_done(farm.hub.notify)
+        app.state.farm = farm
+        try:
+            yield
+        finally:
+            farm.close()
+
+    app = FastAPI(
+        title="ARM-Gym verification farm",
+        version=VERIFIER_VERSION,
+        description="Scores AArch64 kernels written by language models: GNU as, QEMU tests, "
+                    "cost model. Submitting and reading history need an API key "
+                    "(`Authorization: Bearer <key>`).",
+        lifespan=lifespan,
+    )
+    app.add_exception_handler(RequestValidationError, _validation_error)
+
+    @app.middleware("http")
+    async def metrics(request: Request, call_next: Any) -> Response:
+        return await request.app.state.farm.metrics.middleware(request, call_next)
+
+    app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus(request: Request) -> Response:
+        return request.app.state.farm.metrics.render()  # type: ignore[no-any-return]
+
+    for module in (gym, batches, history, keys):
+        app.include_router(module.router)
+    return app

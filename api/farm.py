@@ -1,0 +1,77 @@
+"""Everything a request needs, built once per API process: settings, database, dispatcher,
+completion hub, metrics. Embedded mode migrates its SQLite file and re-queues attempts that an
+earlier process left unfinished (their in-memory queue died with it)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from store import attempts, db, keys
+from store.settings import FarmSettings, redact
+from workers.dispatch import Dispatcher, make_dispatcher
+
+from .metrics import Metrics
+from .waiting import CompletionHub
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Farm:
+    settings: FarmSettings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    dispatcher: Dispatcher
+    hub: CompletionHub
+    metrics: Metrics
+
+    @classmethod
+    def start(cls, settings: FarmSettings) -> Farm:
+        url = settings.sqlalchemy_url
+        if settings.embedded or url.startswith("sqlite"):
+            db.upgrade(url)  # the farm migrates by `alembic upgrade head` (scripts/farm.sh)
+        engine = db.make_engine(url, pool_size=max(10, settings.pool_size + 4))
+        sessions = db.sessions(engine)
+        with sessions() as session, session.begin():
+            for name, plaintext, scopes in keys.parse_config(settings.api_keys,
+                                                             settings.admin_key):
+                keys.ensure(session, name, plaintext, scopes)
+        farm = cls(settings, engine, sessions, make_dispatcher(settings, sessions),
+                   CompletionHub(settings.poll_interval_s), Metrics())
+        farm.metrics.outstanding.set_function(farm.outstanding)
+        farm.metrics.broker_depth.set_function(
+            lambda: float(farm.dispatcher.status().get("queue_depth") or 0))
+        if farm.dispatcher.mode == "embedded":
+            with sessions() as session:
+                left = attempts.unfinished(session)
+            if left:
+                log.warning("re-queueing %d unfinished attempts", len(left))
+                farm.dispatcher.enqueue(left)
+        return farm
+
+    def outstanding(self) -> int:
+        with self.sessions() as session:
+            return attempts.outstanding(session)
+
+    def database_status(self) -> dict[str, Any]:
+        ok, detail = db.reachable(self.engine)
+        return {"reachable": ok, "url": redact(self.settings.sqlalchemy_url),
+                "backend": self.engine.dialect.name,
+                ("revision" if ok else "error"): detail}
+
+    def close(self) -> None:
+        self.dispatcher.close()
+        self.engine.dispose()
+
+
+def get_farm(request: Request) -> Farm:
+    return request.app.state.farm  # type: ignore[no-any-return]
+
+
+FarmDep = Annotated[Farm, Depends(get_farm)]

@@ -1,0 +1,1 @@
+"""Routers, each with its request and response schemas beside it."""

@@ -1,0 +1,176 @@
+"""Batch submission (thousands of attempts per request, idempotent), progress and results, and
+a stream of results as they finish."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from store import attempts, reads
+
+from ..auth import READ, SubmitKey
+from ..farm import FarmDep
+from ..submit import submit
+from .gym import SEED
+from .history import WAIT, AttemptOut, wait_limit
+
+router = APIRouter(tags=["batches"])
+STREAM_TYPES = {"ndjson": "application/x-ndjson", "sse": "text/event-stream"}
+
+
+class AttemptIn(BaseModel):
+    variant_id: str
+    assembly: str
+    idempotency_key: str | None = Field(
+        default=None, max_length=200,
+        description="the client's key; resending it (with this API key) returns the existing "
+                    "attempt instead of creating another")
+    seed: int | None = SEED
+    completion: bool = False
+    step: int | None = Field(default=None, description="overrides the batch's step")
+    meta: dict[str, Any] | None = Field(default=None, description="stored with the attempt")
+
+
+class BatchIn(BaseModel):
+    run_id: str | None = Field(default=None, max_length=200)
+    step: int | None = None
+    model: str | None = Field(default=None, max_length=200)
+    idempotency_key: str | None = Field(
+        default=None, max_length=200,
+        description="resending a batch with this key returns the first batch unchanged")
+    attempts: list[AttemptIn]
+
+
+class Accepted(BaseModel):
+    position: int
+    attempt_id: str
+    idempotency_key: str | None
+
+
+class BatchAccepted(BaseModel):
+    batch_id: str
+    total: int
+    created: int = Field(description="attempts this request created and queued")
+    existing: int = Field(description="attempts answered by earlier ones (same keys)")
+    batch_reused: bool
+    attempts: list[Accepted]
+    results: str
+    stream: str
+
+
+class BatchOut(BaseModel):
+    batch_id: str
+    idempotency_key: str | None
+    run_id: str | None
+    step: int | None
+    model: str | None
+    created_at: datetime
+    total: int
+    done: int
+    queued: int
+    running: int
+    passed: int
+    failed: int
+    infra_errors: int
+    complete: bool
+    results: list[AttemptOut] | None = None
+
+
+@router.post("/batches", status_code=202, response_model=BatchAccepted)
+def create_batch(body: BatchIn, farm: FarmDep, key: SubmitKey) -> dict[str, Any]:
+    """Queue a batch of attempts with run / step / model metadata. Answers at once (202);
+    results come from GET /batches/{id} (?wait=) or its /stream."""
+    items = [attempts.NewAttempt(variant_id=a.variant_id, assembly=a.assembly,
+                                 idempotency_key=a.idempotency_key, seed=a.seed,
+                                 completion=a.completion, step=a.step, meta=a.meta)
+             for a in body.attempts]
+    done = submit(farm, key.id, items, run_id=body.run_id, step=body.step, model=body.model,
+                  batch_key=body.idempotency_key)
+    accepted = [{"position": i, "attempt_id": a, "idempotency_key": it.idempotency_key}
+                for i, (a, it) in enumerate(zip(done.attempt_ids, body.attempts, strict=False))]
+    return {"batch_id": done.batch_id, "total": len(done.attempt_ids),
+            "created": len(done.created), "existing": len(done.attempt_ids) - len(done.created),
+            "batch_reused": done.batch_reused, "attempts": accepted,
+            "results": f"/batches/{done.batch_id}", "stream": f"/batches/{done.batch_id}/stream"}
+
+
+@router.get("/batches/{batch_id}", response_model=BatchOut, dependencies=[READ])
+async def get_batch(batch_id: str, farm: FarmDep, wait: float = WAIT,
+                    results: bool = True) -> dict[str, Any]:
+    """Progress of a batch and the results so far, in submission order; with ?wait=N, held
+    open until every attempt is done or N seconds pass."""
+
+    def status() -> dict[str, Any] | None:
+        with farm.sessions() as session:
+            return reads.batch_status(session, batch_id)
+
+    found = await run_in_threadpool(status)
+    if found is None:
+        raise HTTPException(404, f"no batch {batch_id[:64]!r}")
+    if not found["complete"] and wait > 0:
+        await farm.hub.wait(lambda: (status() or {}).get("complete"), wait_limit(farm, wait))
+        found = await run_in_threadpool(status)
+    if results:
+        def fetch() -> list[dict[str, Any]]:
+            with farm.sessions() as session:
+                return reads.batch_results(session, batch_id)
+
+        found["results"] = await run_in_threadpool(fetch)
+    return found  # type: ignore[return-value]
+
+
+def _frame(kind: str, payload: dict[str, Any], event: str | None = None) -> str:
+    data = json.dumps(jsonable_encoder(payload), separators=(",", ":"))
+    if kind == "sse":
+        return (f"event: {event}\n" if event else "") + f"data: {data}\n\n"
+    return data + "\n"
+
+
+@router.get("/batches/{batch_id}/stream", dependencies=[READ],
+            responses={200: {"content": {v: {} for v in STREAM_TYPES.values()}}})
+async def stream_batch(batch_id: str, request: Request, farm: FarmDep,
+                       format: str | None = None) -> StreamingResponse:
+    """Each attempt's result as soon as it is done, one JSON object per line (NDJSON), or as
+    server-sent events with ?format=sse or `Accept: text/event-stream`; a final
+    `{"event": "end", ...progress}` closes the stream."""
+    accept = request.headers.get("accept", "")
+    kind = format or ("sse" if "text/event-stream" in accept else "ndjson")
+    if kind not in STREAM_TYPES:
+        raise HTTPException(422, f"format must be one of {', '.join(STREAM_TYPES)}")
+    with farm.sessions() as session:
+        order = reads.batch_order(session, batch_id)
+    if not order:
+        raise HTTPException(404, f"no batch {batch_id[:64]!r}")
+    position = {a: i for i, a in enumerate(order)}
+
+    def new_results(sent: set[str]) -> list[dict[str, Any]]:
+        with farm.sessions() as session:
+            fresh = list(reads.batch_done_ids(session, batch_id) - sent)
+            found = reads.attempts_by_id(session, fresh)
+        return sorted(found, key=lambda r: position[r["attempt_id"]])
+
+    async def frames() -> AsyncIterator[str]:
+        sent: set[str] = set()
+        deadline = time.monotonic() + farm.settings.max_wait_s * 30
+        while len(sent) < len(position) and time.monotonic() < deadline:
+            for result in await run_in_threadpool(new_results, sent):
+                sent.add(result["attempt_id"])
+                yield _frame(kind, {"position": position[result["attempt_id"]], **result},
+                             "result")
+            if len(sent) < len(position):
+                if await request.is_disconnected():
+                    return
+                await farm.hub.changes(farm.settings.poll_interval_s)
+        yield _frame(kind, {"event": "end", "batch_id": batch_id, "total": len(position),
+                            "done": len(sent), "complete": len(sent) == len(position)}, "end")
+
+    return StreamingResponse(frames(), media_type=STREAM_TYPES[kind])

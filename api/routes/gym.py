@@ -1,0 +1,216 @@
+"""The original environment's endpoints: GET /health, POST /reset, POST /step, GET /tasks."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import sys
+from typing import Any, Literal
+
+from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from store import attempts, reads
+from toolchain import VERIFIER_VERSION, baselines, kernels, sandbox, tools
+from toolchain.errors import InfraError
+from toolchain.verify import TOOLS
+
+from ..auth import SubmitKey
+from ..farm import Farm, FarmDep
+from ..submit import submit
+
+router = APIRouter(tags=["environment"])
+SEED = Field(default=None, ge=0, lt=2**63, description="per-attempt seed (random when omitted)")
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok", "degraded"]
+    mode: Literal["embedded", "farm"]
+    verifier_version: str
+    python: str
+    sandbox: str
+    tools: dict[str, str]
+    broker: dict[str, Any]
+    database: dict[str, Any]
+    queue: dict[str, Any]
+
+
+def _tool_versions() -> dict[str, str]:
+    out = {}
+    for name in TOOLS:
+        try:
+            out[name] = tools.tool(name).version
+        except (InfraError, KeyError) as exc:
+            out[name] = f"missing: {exc}"
+    return out
+
+
+def _sandbox(farm: Farm) -> str:
+    try:
+        return sandbox.sandbox_mode(farm.settings)
+    except InfraError as exc:
+        return f"unavailable: {exc}"
+
+
+@router.get("/health", response_model=HealthOut, responses={503: {"model": HealthOut}})
+def health(response: Response, farm: FarmDep) -> HealthOut:
+    """Every tool and its version, broker and database reachability, sandbox mode, queue."""
+    database, broker = farm.database_status(), farm.dispatcher.status()
+    ok = database["reachable"] and broker["reachable"]
+    response.status_code = 200 if ok else 503
+    outstanding = farm.outstanding() if database["reachable"] else None
+    return HealthOut(
+        status="ok" if ok else "degraded", mode=farm.dispatcher.mode,  # type: ignore[arg-type]
+        verifier_version=VERIFIER_VERSION, python=sys.version.split()[0],
+        sandbox=_sandbox(farm), tools=_tool_versions(), broker=broker, database=database,
+        queue={"outstanding": outstanding, "limit": farm.settings.queue_limit})
+
+
+class TaskOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    variant_id: str
+    template: str
+    dtype: str
+    params: dict[str, int]
+    difficulty: int
+    split: str
+    signature: dict[str, Any]
+
+
+class TasksOut(BaseModel):
+    count: int
+    tasks: list[TaskOut]
+
+
+def _variants(template: str | None, dtype: str | None, difficulty: int | None,
+              split: str | None) -> list[kernels.Variant]:
+    if dtype is not None and dtype not in kernels.DType.__members__:
+        raise HTTPException(422, f"unknown dtype {dtype!r}; one of "
+                                 f"{', '.join(kernels.DType.__members__)}")
+    return kernels.filter_variants(template, dtype, difficulty, split)
+
+
+@router.get("/tasks", response_model=TasksOut)
+def tasks(template: str | None = None, dtype: str | None = None,
+          difficulty: int | None = Query(default=None, ge=1, le=3),
+          split: Literal["train", "eval"] | None = None,
+          source: bool = Query(default=False, description="include each variant's C source"),
+          ) -> dict[str, Any]:
+    """Every variant with its difficulty and split, filterable."""
+    found = _variants(template, dtype, difficulty, split)
+    return {"count": len(found), "tasks": [v.to_json(with_source=source) for v in found]}
+
+
+class BaselineOut(BaseModel):
+    compiler: str
+    opt: str
+    toolchain: str
+    flags: list[str]
+    assembly: str
+    cycles: float | None = Field(description="baseline cycles under the cost model, "
+                                             "when the verifier reports them")
+
+
+class ResetOut(TaskOut):
+    seed: int
+    c_source: str
+    prototype: str
+    baseline: BaselineOut | None
+    baselines: list[BaselineOut]
+
+
+def _baseline(variant: kernels.Variant, compiler: str) -> BaselineOut | None:
+    try:
+        base = baselines.get(variant, compiler)
+    except InfraError:
+        return None  # this API host has no such compiler; the task is still valid
+    return BaselineOut(compiler=base.compiler, opt=base.opt, toolchain=base.toolchain,
+                       flags=list(base.flags), assembly=base.assembly,
+                       cycles=getattr(base, "cycles", None))
+
+
+@router.post("/reset", response_model=ResetOut)
+def reset(seed: int | None = Query(default=None, ge=0, lt=2**63,
+                                   description="picks the variant deterministically"),
+          variant_id: str | None = None, template: str | None = None, dtype: str | None = None,
+          difficulty: int | None = Query(default=None, ge=1, le=3),
+          split: Literal["train", "eval"] | None = None) -> dict[str, Any]:
+    """A task: variant id, C source, signature and the compiler baselines (assembly, cycles)."""
+    seed = secrets.randbits(63) if seed is None else seed
+    if variant_id is not None:
+        try:
+            variant = kernels.get(variant_id)
+        except KeyError:
+            raise HTTPException(404, f"unknown variant_id {variant_id[:100]!r}") from None
+    else:
+        pool = _variants(template, dtype, difficulty, split)
+        if not pool:
+            raise HTTPException(404, "no variant matches these filters")
+        pick = int.from_bytes(hashlib.sha256(str(seed).encode()).digest()[:8], "big")
+        variant = pool[pick % len(pool)]
+    found = [b for b in (_baseline(variant, c) for c in baselines.COMPILERS) if b]
+    return {**variant.to_json(with_source=True), "seed": seed,
+            "prototype": variant.signature.c_prototype(),
+            "baseline": found[0] if found else None, "baselines": found}
+
+
+class StepIn(BaseModel):
+    variant_id: str
+    assembly: str = Field(description="AArch64 assembly, or a completion with <assembly> tags "
+                                      "when completion=true")
+    seed: int | None = SEED
+    completion: bool = False
+    idempotency_key: str | None = Field(default=None, max_length=200)
+    run_id: str | None = Field(default=None, max_length=200)
+    step: int | None = None
+    model: str | None = Field(default=None, max_length=200)
+
+
+class VerdictOut(BaseModel):
+    """The verifier's verdict as `Verdict.to_json()` gives it (fields the verifier adds, such as
+    cycles, speedup and reward, are passed through), plus the stored attempt's id."""
+
+    model_config = ConfigDict(extra="allow")
+    attempt_id: str
+    variant_id: str
+    seed: int
+    passed: bool
+    error_kind: str | None
+    message: str
+    gates: list[dict[str, Any]]
+    versions: dict[str, str]
+    verifier_version: str
+    sandbox: str
+    timings: dict[str, float] = {}
+
+
+class PendingOut(BaseModel):
+    attempt_id: str
+    status: str
+    detail: str
+
+
+@router.post("/step", response_model=VerdictOut, responses={202: {"model": PendingOut}})
+async def step(body: StepIn, farm: FarmDep, key: SubmitKey) -> Any:
+    """Verify one submission and answer with its verdict (synchronously, up to
+    ARMGYM_MAX_WAIT_S; after that 202 with the attempt id to fetch it later)."""
+    item = attempts.NewAttempt(variant_id=body.variant_id, assembly=body.assembly,
+                               idempotency_key=body.idempotency_key, seed=body.seed,
+                               completion=body.completion)
+    done = await run_in_threadpool(submit, farm, key.id, [item], run_id=body.run_id,
+                                   step=body.step, model=body.model)
+    attempt_id = done.attempt_ids[0]
+
+    def fetch() -> dict[str, Any] | None:
+        with farm.sessions() as session:
+            found = reads.attempt(session, attempt_id)
+        return found if found and found["status"] == "done" else None
+
+    result = await farm.hub.wait(fetch, farm.settings.max_wait_s, attempt_id=attempt_id)
+    if not result:
+        return JSONResponse(status_code=202, content={
+            "attempt_id": attempt_id, "status": "pending",
+            "detail": f"not done yet; GET /attempts/{attempt_id}?wait=60"})
+    return {**result["verdict"], "attempt_id": attempt_id}

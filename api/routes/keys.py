@@ -1,0 +1,59 @@
+"""API key administration (admin scope): create (the key is shown once), list, revoke."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException
+from pydantic import BaseModel, Field
+
+from store import keys
+
+from ..auth import require
+from ..farm import FarmDep
+
+router = APIRouter(tags=["keys"], dependencies=[Depends(require(keys.ADMIN))])
+SCOPES = (keys.SUBMIT, keys.READ, keys.ADMIN)
+
+
+class KeyIn(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+    scopes: list[str] = Field(default=list(keys.DEFAULT_SCOPES))
+
+
+class KeyOut(BaseModel):
+    id: int
+    name: str
+    prefix: str
+    scopes: list[str]
+    created_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+class NewKeyOut(KeyOut):
+    key: str = Field(description="the key itself; shown only now, stored only as a hash")
+
+
+@router.post("/keys", status_code=201, response_model=NewKeyOut)
+def create_key(body: KeyIn, farm: FarmDep) -> dict[str, Any]:
+    unknown = sorted(set(body.scopes) - set(SCOPES))
+    if unknown:
+        raise HTTPException(422, f"unknown scopes {unknown}; choose from {list(SCOPES)}")
+    with farm.sessions() as session, session.begin():
+        info, plaintext = keys.create(session, body.name, tuple(body.scopes))
+    return {"id": info.id, "name": info.name, "prefix": info.prefix,
+            "scopes": sorted(info.scopes), "key": plaintext}
+
+
+@router.get("/keys", response_model=list[KeyOut])
+def list_keys(farm: FarmDep) -> list[dict[str, Any]]:
+    with farm.sessions() as session:
+        return keys.listing(session)
+
+
+@router.delete("/keys/{key_id}", status_code=204)
+def revoke_key(key_id: int, farm: FarmDep) -> None:
+    with farm.sessions() as session, session.begin():
+        if not keys.revoke(session, key_id):
+            raise HTTPException(404, f"no active key with id {key_id}")

@@ -1,0 +1,88 @@
+"""Submission, shared by POST /step and POST /batches: validate at the door (clear 4xx instead of
+a stored failure for what is the client's mistake), apply backpressure, store, then queue."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import replace
+
+from fastapi import HTTPException
+
+from store import attempts
+from toolchain import kernels
+
+from .farm import Farm
+
+MAX_REPORTED = 20  # problems listed per error response
+
+
+def _problem(item: attempts.NewAttempt, max_bytes: int) -> tuple[int, str] | None:
+    """(status, message) for an item the API refuses, None when it may be queued."""
+    try:
+        size = len(item.assembly.encode("utf-8"))
+    except UnicodeEncodeError:
+        return 422, "assembly is not valid UTF-8 text (lone surrogate)"
+    if size > max_bytes:
+        return 413, f"assembly is {size} bytes; the limit is {max_bytes}"
+    if "\x00" in item.assembly:
+        return 422, "assembly contains NUL characters"
+    try:
+        kernels.get(item.variant_id)
+    except KeyError:
+        return 422, f"unknown variant_id {item.variant_id[:100]!r} (see GET /tasks)"
+    return None
+
+
+def validate(items: Sequence[attempts.NewAttempt], farm: Farm) -> None:
+    if not items:
+        raise HTTPException(422, "no attempts: send at least one")
+    if len(items) > farm.settings.max_batch:
+        raise HTTPException(413, f"{len(items)} attempts in one request; the limit is "
+                                 f"{farm.settings.max_batch} (ARMGYM_MAX_BATCH)")
+    problems = []
+    for position, item in enumerate(items):
+        found = _problem(item, farm.settings.max_source_bytes)
+        if found:
+            problems.append((position, *found))
+    seen: set[str] = set()
+    for position, item in enumerate(items):
+        if item.idempotency_key is not None:
+            if item.idempotency_key in seen:
+                problems.append((position, 422, f"idempotency_key {item.idempotency_key!r} "
+                                                "appears twice in this request"))
+            seen.add(item.idempotency_key)
+    if problems:
+        status = 413 if all(p[1] == 413 for p in problems) else 422
+        listed = "; ".join(f"attempt {pos}: {msg}" for pos, _, msg in problems[:MAX_REPORTED])
+        more = f" (and {len(problems) - MAX_REPORTED} more)" if len(problems) > MAX_REPORTED \
+            else ""
+        raise HTTPException(status, f"{len(problems)} attempt(s) refused: {listed}{more}")
+
+
+def backpressure(farm: Farm, incoming: int) -> None:
+    """429 when the attempts already waiting plus these would exceed the queue limit. An empty
+    queue takes any batch the size limit allows, so a large batch is never refused forever."""
+    waiting = farm.outstanding()
+    if waiting and waiting + incoming > farm.settings.queue_limit:
+        farm.metrics.rejected.inc()
+        raise HTTPException(
+            429, f"queue full: {waiting} attempts waiting, limit {farm.settings.queue_limit}; "
+                 f"retry after {farm.settings.retry_after_s} s",
+            headers={"Retry-After": str(max(1, math.ceil(farm.settings.retry_after_s)))})
+
+
+def submit(farm: Farm, key_id: int, items: Sequence[attempts.NewAttempt], *,
+           run_id: str | None = None, step: int | None = None, model: str | None = None,
+           batch_key: str | None = None) -> attempts.Submitted:
+    validate(items, farm)
+    backpressure(farm, len(items))
+    new = [replace(it, template=kernels.get(it.variant_id).template) for it in items]
+    with farm.sessions() as session:
+        done = attempts.submit(session, key_id, new, run_id=run_id, step=step, model=model,
+                               batch_key=batch_key)
+    if done.created:
+        farm.dispatcher.enqueue(done.created)
+    farm.metrics.submitted.inc(len(done.created))
+    farm.metrics.deduplicated.inc(len(done.attempt_ids) - len(done.created))
+    return done

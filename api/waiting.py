@@ -1,0 +1,77 @@
+"""Waiting for results without a poll loop per request.
+
+Workers report each stored verdict (Redis pub/sub in the farm, a callback in embedded mode).
+A request waiting for one attempt is woken by exactly that attempt's notice; requests waiting for
+a batch share one wake-up, at most every `batch_gap_s`. Every waiter also re-checks the database
+every `poll_s`, so a lost notice costs latency, never a result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+
+
+class CompletionHub:
+    def __init__(self, poll_s: float, batch_gap_s: float = 0.1) -> None:
+        self.poll_s, self.batch_gap_s = poll_s, batch_gap_s
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._attempts: dict[str, set[asyncio.Event]] = {}
+        self._any = asyncio.Event()
+        self._any_scheduled = False
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def notify(self, attempt_id: str) -> None:
+        """Called from any thread when an attempt's verdict is stored."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._wake, attempt_id)
+
+    def _wake(self, attempt_id: str) -> None:
+        for event in self._attempts.get(attempt_id, ()):
+            event.set()
+        if not self._any_scheduled:
+            self._any_scheduled = True
+            assert self._loop is not None
+            self._loop.call_later(self.batch_gap_s, self._wake_any)
+
+    def _wake_any(self) -> None:
+        self._any_scheduled = False
+        event, self._any = self._any, asyncio.Event()
+        event.set()
+
+    async def wait(self, check: Callable[[], Any], timeout: float,
+                   attempt_id: str | None = None) -> Any:
+        """Run `check` (blocking, in a thread) until it returns something truthy or `timeout`
+        passes; return its last result."""
+        deadline = time.monotonic() + timeout
+        own = asyncio.Event()
+        if attempt_id:
+            self._attempts.setdefault(attempt_id, set()).add(own)
+        try:
+            while True:
+                result = await run_in_threadpool(check)
+                remaining = deadline - time.monotonic()
+                if result or remaining <= 0:
+                    return result
+                event = own if attempt_id else self._any
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(event.wait(), min(remaining, self.poll_s))
+                own.clear()
+        finally:
+            if attempt_id:
+                waiters = self._attempts.get(attempt_id, set())
+                waiters.discard(own)
+                if not waiters:
+                    self._attempts.pop(attempt_id, None)
+
+    async def changes(self, timeout: float) -> None:
+        """Sleep until some attempt finishes (batch-level granularity) or `timeout`."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._any.wait(), timeout)

@@ -1,0 +1,105 @@
+"""The Celery app: one task, `armgym.verify_attempt(attempt_id)`, over Redis.
+
+  celery -A workers.celery_app worker --concurrency 2 -E
+
+Messages carry only the attempt id (the submission is in the database), are acknowledged after
+the verdict is stored (`acks_late`) and re-queued when the process running them dies
+(`reject_on_worker_lost`); a worker reserves one message at a time (prefetch 1), so a dead worker
+strands at most one message per pool process, which Redis hands out again after the visibility
+timeout. The gates of one verification run inside `toolchain.verify`; parallelism comes from the
+pool's processes, one verification each.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from functools import cache
+
+from celery import Celery, Task
+from sqlalchemy.orm import Session, sessionmaker
+
+from store.db import make_engine, sessions
+from store.settings import FarmSettings, get_farm_settings
+
+from . import pipeline
+
+TASK_NAME = "armgym.verify_attempt"
+DONE_CHANNEL = "armgym:attempts-done"
+DEFAULT_BROKER = "redis://127.0.0.1:6379/0"
+log = logging.getLogger(__name__)
+
+
+def make_celery(settings: FarmSettings) -> Celery:
+    """The app, configured from the farm settings (the API builds one to send tasks)."""
+    app = Celery("armgym", broker=settings.broker_url or DEFAULT_BROKER)
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_soft_time_limit=settings.task_soft_time_limit_s,
+        task_time_limit=settings.task_time_limit_s,
+        task_default_queue=settings.queue_name,
+        task_ignore_result=True,
+        task_serializer="json",
+        accept_content=["json"],
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={
+            "visibility_timeout": settings.visibility_timeout_s,
+            # kombu scans for messages of dead workers every interval x throttle seconds
+            # (default 10 x 10); scan every interval so recovery takes about the timeout.
+            "unacked_restore_interval": max(1, min(10, settings.visibility_timeout_s // 3)),
+            "unacked_restore_throttle": 1,
+        },
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        worker_hijack_root_logger=False,
+    )
+    return app
+
+
+settings = get_farm_settings()
+app = make_celery(settings)
+
+
+@cache
+def _process_state(pid: int) -> tuple[sessionmaker[Session], object | None]:
+    """Per process (pool children are forked): a database engine and a Redis publisher."""
+    engine = make_engine(settings.sqlalchemy_url, pool_size=2)
+    publisher = None
+    if settings.broker_url.startswith("redis"):
+        import redis
+
+        publisher = redis.Redis.from_url(settings.broker_url)
+    return sessions(engine), publisher
+
+
+def _notify(publisher: object | None, attempt_id: str) -> None:
+    """Tell waiting API requests to look again; they also poll, so a lost message costs only
+    latency."""
+    if publisher is not None:
+        try:
+            publisher.publish(DONE_CHANNEL, attempt_id)  # type: ignore[attr-defined]
+        except Exception:  # a notification is an optimisation, never a failure
+            log.warning("could not publish completion of %s", attempt_id, exc_info=True)
+
+
+@app.task(bind=True, name=TASK_NAME)
+def verify_attempt(self: Task, attempt_id: str) -> str:
+    """Verify a stored attempt; retry infrastructure failures with backoff, then infra_error."""
+    session_factory, publisher = _process_state(os.getpid())
+    worker = f"{self.request.hostname}:{os.getpid()}"
+    final = self.request.retries >= settings.max_retries
+    try:
+        stored = pipeline.process(session_factory, attempt_id, worker=worker, settings=settings,
+                                  final=final)
+    except Exception as exc:
+        if not final:
+            raise self.retry(exc=exc, countdown=pipeline.backoff(
+                self.request.retries, settings.retry_backoff_s)) from exc
+        log.error("attempt %s failed %d times: %r", attempt_id, self.request.retries + 1, exc)
+        stored = pipeline.give_up(session_factory, attempt_id, worker,
+                                  f"verification failed after {self.request.retries + 1} tries: "
+                                  f"{type(exc).__name__}: {exc}")
+    if stored:
+        _notify(publisher, attempt_id)
+    return "stored" if stored else "already done"
