@@ -41,7 +41,7 @@ ORDER BY failures DESC, gate
     "template_pass_rate": """
 SELECT template,
        COUNT(*) AS attempts,
-       AVG(CASE WHEN passed THEN 1.0 ELSE 0.0 END) AS pass_rate,
+       AVG(CAST(CASE WHEN passed THEN 1 ELSE 0 END AS FLOAT)) AS pass_rate,
        AVG(verify_seconds) AS mean_verify_seconds
 FROM attempts
 WHERE status = 'done' AND (error_kind IS NULL OR error_kind <> 'infra_error')

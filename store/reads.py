@@ -6,6 +6,7 @@ import base64
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import and_, case, func, or_, select, text
@@ -136,8 +137,16 @@ def history(session: Session, filt: HistoryFilter, limit: int = 100,
     return page, (encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id) if more else None)
 
 
+def _plain(value: Any) -> Any:
+    """PostgreSQL sums bigints into NUMERIC; hand out ints and floats as SQLite does."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return value
+
+
 def _view(session: Session, sql: str, **params: Any) -> list[dict[str, Any]]:
-    return [dict(r._mapping) for r in session.execute(text(sql), params)]
+    return [{k: _plain(v) for k, v in r._mapping.items()}
+            for r in session.execute(text(sql), params)]
 
 
 def best(session: Session, variant_id: str | None = None,

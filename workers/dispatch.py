@@ -7,12 +7,17 @@ completions through a callback so waiting requests wake at once instead of on th
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Protocol
 
+from store import attempts
+from store.db import make_engine, sessions
 from store.settings import FarmSettings, redact
 
 from . import pipeline
@@ -33,49 +38,93 @@ class Dispatcher(Protocol):
     def close(self) -> None: ...
 
 
+# State of an embedded pool process, set by _child_init (processes are spawned, not forked: the
+# API process has threads and open connections that a fork would copy half-way).
+_child: tuple[FarmSettings, pipeline.Sessions, str] | None = None
+
+
+def _child_init(settings: FarmSettings) -> None:
+    global _child
+    engine = make_engine(settings.sqlalchemy_url, pool_size=1)
+    _child = (settings, sessions(engine), pipeline.worker_name("embedded"))
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A pool process must not outlive the API (a SIGKILLed API cannot tell it to stop)."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)
+
+
+def _child_run(attempt_id: str) -> None:
+    """The Celery task's retry policy, as a loop instead of re-sent messages."""
+    assert _child is not None
+    settings, session_factory, worker = _child
+    for retry in range(settings.max_retries + 1):
+        final = retry == settings.max_retries
+        try:
+            pipeline.process(session_factory, attempt_id, worker=worker, settings=settings,
+                             final=final)
+            return
+        except Exception as exc:
+            if final:
+                pipeline.give_up(session_factory, attempt_id, worker,
+                                 f"verification failed after {retry + 1} tries: "
+                                 f"{type(exc).__name__}: {exc}")
+                return
+            time.sleep(pipeline.backoff(retry, settings.retry_backoff_s))
+
+
 class EmbeddedDispatcher:
-    """A thread pool inside the API process. Threads suffice: a verification spends its time in
-    the assembler, linker and emulator subprocesses, not in Python."""
+    """A pool of worker processes owned by the API process. Processes, not threads: the
+    verifier's own Python work (building inputs, comparing outputs) would otherwise share one
+    interpreter lock with the API. A pool process that dies takes the pool with it; the pool is
+    then rebuilt and every unfinished attempt queued again (the store makes that idempotent)."""
 
     mode = "embedded"
 
-    def __init__(self, settings: FarmSettings, sessions: pipeline.Sessions) -> None:
-        self.settings, self.sessions = settings, sessions
-        self.pool = ThreadPoolExecutor(settings.pool_size, thread_name_prefix="armgym-verify")
-        self.worker = pipeline.worker_name("embedded")
+    def __init__(self, settings: FarmSettings, session_factory: pipeline.Sessions) -> None:
+        self.settings, self.sessions = settings, session_factory
         self._callback: OnDone | None = None
         self._pending = 0
         self._lock = threading.Lock()
+        self._closed = False
+        self.pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(self.settings.pool_size,
+                                   mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_child_init, initargs=(self.settings,))
 
     def enqueue(self, attempt_ids: Sequence[str]) -> None:
         with self._lock:
             self._pending += len(attempt_ids)
+            pool = self.pool
         for attempt_id in attempt_ids:
-            self.pool.submit(self._run, attempt_id)
+            try:
+                future = pool.submit(_child_run, attempt_id)
+            except BrokenProcessPool:
+                self._settle(attempt_id, broken=pool)
+                continue
+            future.add_done_callback(lambda f, a=attempt_id, p=pool: self._finished(f, a, p))
 
-    def _run(self, attempt_id: str) -> None:
-        """The same retry policy as the Celery task, as a loop instead of re-sent messages."""
-        try:
-            for retry in range(self.settings.max_retries + 1):
-                final = retry == self.settings.max_retries
-                try:
-                    pipeline.process(self.sessions, attempt_id, worker=self.worker,
-                                     settings=self.settings, final=final)
-                    break
-                except Exception as exc:
-                    if final:
-                        pipeline.give_up(self.sessions, attempt_id, self.worker,
-                                         f"verification failed after {retry + 1} tries: "
-                                         f"{type(exc).__name__}: {exc}")
-                    else:
-                        time.sleep(pipeline.backoff(retry, self.settings.retry_backoff_s))
-        except Exception:
-            log.exception("attempt %s could not be stored", attempt_id)
-        finally:
-            with self._lock:
-                self._pending -= 1
-            if self._callback:
-                self._callback(attempt_id)
+    def _finished(self, future: Future[None], attempt_id: str, pool: ProcessPoolExecutor) -> None:
+        lost = not future.cancelled() and isinstance(future.exception(), BrokenProcessPool)
+        self._settle(attempt_id, broken=pool if lost else None)
+
+    def _settle(self, attempt_id: str, broken: ProcessPoolExecutor | None) -> None:
+        with self._lock:
+            self._pending -= 1
+            rebuild = broken is not None and broken is self.pool and not self._closed
+            if rebuild:
+                self.pool = self._new_pool()
+        if rebuild:
+            log.error("an embedded worker process died; re-queueing unfinished attempts")
+            with self.sessions() as session:
+                self.enqueue(attempts.unfinished(session))
+        if self._callback and broken is None:
+            self._callback(attempt_id)
 
     def on_done(self, callback: OnDone) -> None:
         self._callback = callback
@@ -85,7 +134,10 @@ class EmbeddedDispatcher:
                 "queue_depth": self._pending, "workers": self.settings.pool_size}
 
     def close(self) -> None:
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        """Drop what is queued (it stays unfinished in the store and is re-queued on the next
+        start) and wait for the verifications in progress."""
+        self._closed = True
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 class CeleryDispatcher:

@@ -1,0 +1,144 @@
+"""The store: migrations up and down and in agreement with the models, on PostgreSQL and SQLite;
+the README's example queries run on both; verdict columns tolerate fields the verifier adds."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Engine, inspect, text
+
+from store import admin, attempts, db, extract, keys
+from store.models import Base
+from store.queries import EXAMPLES
+from toolchain.verify import verify
+
+from .conftest import TAG, database_url
+from .mix import VARIANTS, asm, honest
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+TABLES = {"api_keys", "assemblies", "attempts", "batches", "batch_items", "gate_results"}
+VIEWS = {"run_step_summary", "variant_best", "error_kind_histogram"}
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def empty_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database of each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'empty.sqlite'}"
+        return
+    url = database_url(f"armgym_test_{TAG}_{request.node.name[-12:-1].replace('-', '_')}")
+    admin.drop(url)
+    admin.create(url)
+    yield url
+    admin.drop(url)
+
+
+def diff(engine: Engine) -> list:
+    with engine.connect() as conn:
+        return compare_metadata(MigrationContext.configure(conn), Base.metadata)
+
+
+def test_migrations_upgrade_downgrade_and_match_the_models(empty_db: str) -> None:
+    engine = db.make_engine(empty_db, pool_size=1)
+    db.upgrade(empty_db)
+    names = inspect(engine)
+    assert set(names.get_table_names()) >= TABLES
+    assert set(names.get_view_names()) >= VIEWS
+    assert diff(engine) == []  # what `alembic check` reports: models and migrations agree
+    db.downgrade(empty_db)
+    engine.dispose()
+    assert set(inspect(engine).get_table_names()) == {"alembic_version"}
+    assert not inspect(engine).get_view_names()
+    db.upgrade(empty_db)
+    assert set(inspect(engine).get_table_names()) >= TABLES
+    engine.dispose()
+
+
+@pytest.fixture
+def history(empty_db: str) -> Iterator[Engine]:
+    """A small real history: two steps of a run, verdicts from the real verifier."""
+    db.upgrade(empty_db)
+    engine = db.make_engine(empty_db, pool_size=2)
+    sessions = db.sessions(engine)
+    with sessions() as session, session.begin():
+        key = keys.ensure(session, "alice", "agk_history", keys.DEFAULT_SCOPES)
+    good, bad = honest(VARIANTS[0], "gcc"), asm("    ret")
+    items = [attempts.NewAttempt(VARIANTS[0], text, template="relu", step=step,
+                                 idempotency_key=f"h{i}")
+             for i, (text, step) in enumerate([(good, 0), (bad, 0), (good, 1), (bad, 1),
+                                               (bad, 1)])]
+    with sessions() as session:
+        done = attempts.submit(session, key.id, items, run_id="run-a", model="m")
+    for attempt_id, item in zip(done.attempt_ids, items, strict=True):
+        verdict = verify(item.variant_id, item.assembly, 5).to_json()
+        with sessions() as session:
+            assert attempts.claim(session, attempt_id, "test") is not None
+        with sessions() as session:
+            assert attempts.finish(session, attempt_id, verdict, "test")
+        with sessions() as session:  # a second delivery stores nothing
+            assert attempts.claim(session, attempt_id, "test") is None
+            assert not attempts.finish(session, attempt_id, verdict, "test")
+    yield engine
+    engine.dispose()
+
+
+def run(engine: Engine, name: str, **params: object) -> list[dict]:
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(text(EXAMPLES[name]), params)]
+
+
+def test_example_queries(history: Engine) -> None:
+    curve = run(history, "run_curve", run_id="run-a")
+    assert [(r["step"], r["attempts"]) for r in curve] == [(0, 2), (1, 3)]
+    assert curve[0]["correctness_rate"] == pytest.approx(1 / 2)
+    assert curve[1]["correctness_rate"] == pytest.approx(1 / 3)
+    errors = {r["outcome"]: int(r["attempts"]) for r in run(history, "run_errors",
+                                                             run_id="run-a")}
+    assert errors == {"wrong_output": 3, "pass": 2}
+    best = run(history, "best_kernel", variant_id=VARIANTS[0])
+    assert len(best) == 1 and best[0]["found_by"] == "alice" and best[0]["step"] == 0
+    assert "kernel" in best[0]["assembly"]
+    gates = run(history, "gate_failures")
+    assert gates[0]["gate"] == "correctness" and gates[0]["failures"] == 3
+    templates = run(history, "template_pass_rate")
+    assert templates[0]["template"] == "relu" and templates[0]["pass_rate"] == pytest.approx(0.4)
+    assert run(history, "unsolved_variants", run_id="run-a") == []
+
+
+def test_readme_documents_the_example_queries() -> None:
+    """The README shows each example query exactly as the tests run it."""
+    readme = README.read_text()
+    for name, sql in EXAMPLES.items():
+        assert sql.strip() in readme, f"README lacks the example query {name!r}"
+    section = re.search(r"^## Store and example queries$", readme, re.M)
+    assert section, "README lacks the section 'Store and example queries'"
+
+
+def test_columns_tolerate_missing_and_new_verdict_fields() -> None:
+    bare = {"passed": True, "error_kind": None, "gates": [], "timings": {"syntax": 0.5}}
+    cols = extract.columns(bare)
+    assert cols["passed"] and cols["reward"] is None and cols["speedup"] is None
+    assert cols["cycles"] is None and cols["verify_seconds"] == 0.5
+    richer = {
+        "passed": True, "error_kind": None,
+        "reward": {"total": 1.5, "components": {"syntax": 0.2, "correctness": 1.0}},
+        "performance": {"cycles": 120.0, "baseline_cycles": 240.0, "speedup": 2.0,
+                        "listing_cycles": 90, "baseline_compiler": "clang"},
+        "gates": [{"name": "performance", "passed": True, "details": {"speedup": 9.0}}],
+    }
+    cols = extract.columns(richer)
+    assert (cols["reward"], cols["speedup"], cols["cycles"], cols["baseline_cycles"]) == \
+        (1.5, 2.0, 120.0, 240.0)
+    assert cols["reward_components"] == {"syntax": 0.2, "correctness": 1.0}
+    assert cols["listing_cycles"] == 90 and cols["baseline_compiler"] == "clang"
+    flat = extract.columns({"passed": False, "error_kind": "wrong_output", "reward": 0.0,
+                            "gates": [{"name": "performance", "passed": True,
+                                       "details": {"cycles": 77}}]})
+    assert flat["reward"] == 0.0 and flat["cycles"] == 77 and flat["error_kind"] == "wrong_output"
+    weird = extract.jsonable({"x": float("nan"), "y": [float("-inf")], "z": "a\x00b"})
+    assert weird == {"x": "nan", "y": ["-inf"], "z": "a\ufffdb"}
