@@ -50,36 +50,58 @@ def _places(verdict: Mapping[str, Any]) -> Iterable[Mapping[str, Any]]:
                 yield details
 
 
-def find_number(verdict: Mapping[str, Any], *names: str) -> float | None:
-    """The first finite number under any of `names` in any of the places a figure may live."""
+def _get(place: Mapping[str, Any], path: str) -> Any:
+    """`place["a"]["b"]` for the path "a.b"; None where anything is missing."""
+    for part in path.split("."):
+        if not isinstance(place, Mapping):
+            return None
+        place = place.get(part)  # type: ignore[assignment]
+    return place
+
+
+def find_number(verdict: Mapping[str, Any], *paths: str) -> float | None:
+    """The first finite number at any of `paths` in any of the places a figure may live."""
     for place in _places(verdict):
-        for name in names:
-            found = _number(place.get(name))
+        for path in paths:
+            found = _number(_get(place, path))
             if found is not None:
                 return found
     return None
 
 
-def _find_text(verdict: Mapping[str, Any], *names: str) -> str | None:
+def _find_text(verdict: Mapping[str, Any], *paths: str) -> str | None:
     for place in _places(verdict):
-        for name in names:
-            if isinstance(place.get(name), str):
-                return str(place[name])[:40]
+        for path in paths:
+            value = _get(place, path)
+            if isinstance(value, str):
+                return value[:40]
     return None
 
 
+# The profile whose value goes into the `reward` column when a verdict reports several: the
+# original's additive one (format + syntax + correctness + speedup term).
+DEFAULT_PROFILE = "additive"
+
+
 def reward(verdict: Mapping[str, Any]) -> tuple[float | None, dict[str, Any] | None]:
-    """(total, components): `reward` may be a number, or an object with a total and components."""
+    """(total, components). `reward` may be a number (components then in `reward_components`)
+    or an object with `components` and a `total`, or with `profiles` (the total is then the
+    profile the object names in `profile`, else the additive one, else the first)."""
     value = verdict.get("reward")
     components = verdict.get("reward_components")
-    if isinstance(value, Mapping):
+    if not isinstance(value, Mapping):
+        total = _number(value)
+    else:
         inner = value.get("components")
         components = inner if isinstance(inner, Mapping) else components or {
             k: v for k, v in value.items() if _number(v) is not None and k not in ("total", "value")
         }
         total = _number(value.get("total", value.get("value")))
-    else:
-        total = _number(value)
+        profiles = value.get("profiles")
+        if total is None and isinstance(profiles, Mapping) and profiles:
+            name = value.get("profile") or (DEFAULT_PROFILE if DEFAULT_PROFILE in profiles
+                                            else next(iter(profiles)))
+            total = _number(profiles.get(name))
     return total, (dict(components) if isinstance(components, Mapping) and components else None)
 
 
@@ -96,9 +118,10 @@ def columns(verdict: Mapping[str, Any]) -> dict[str, Any]:
         "reward_components": components,
         "speedup": find_number(verdict, "speedup"),
         "cycles": find_number(verdict, "cycles", "candidate_cycles", "executed_cycles"),
-        "baseline_cycles": find_number(verdict, "baseline_cycles"),
-        "listing_cycles": find_number(verdict, "listing_cycles", "whole_listing_cycles"),
-        "baseline_compiler": _find_text(verdict, "baseline_compiler"),
+        "baseline_cycles": find_number(verdict, "baseline_cycles", "baseline.cycles"),
+        "listing_cycles": find_number(verdict, "listing_cycles", "whole_listing_cycles",
+                                      "whole_listing.total_cycles"),
+        "baseline_compiler": _find_text(verdict, "baseline_compiler", "baseline.compiler"),
         "verify_seconds": sum(v for v in timings.values() if _number(v) is not None) or None,
         "verifier_version": verdict.get("verifier_version"),
         "sandbox": verdict.get("sandbox"),

@@ -140,5 +140,18 @@ def test_columns_tolerate_missing_and_new_verdict_fields() -> None:
                             "gates": [{"name": "performance", "passed": True,
                                        "details": {"cycles": 77}}]})
     assert flat["reward"] == 0.0 and flat["cycles"] == 77 and flat["error_kind"] == "wrong_output"
+    # The shape the performance gate reports (gate details), reward with profiles.
+    gated = extract.columns({
+        "passed": True, "error_kind": None,
+        "reward": {"profiles": {"additive": 2.0, "binary_plus_speedup": 0.0},
+                   "components": {"syntax": 1.0, "correctness": 1.0, "speedup": 1.0}},
+        "gates": [{"name": "performance", "passed": True, "details": {
+            "cycles": 1564.0, "speedup": 0.9987,
+            "baseline": {"cycles": 1562.0, "compiler": "clang"},
+            "whole_listing": {"total_cycles": 517}}}]})
+    assert (gated["reward"], gated["speedup"], gated["cycles"], gated["baseline_cycles"],
+            gated["listing_cycles"], gated["baseline_compiler"]) == \
+        (2.0, 0.9987, 1564.0, 1562.0, 517, "clang")
+    assert gated["reward_components"] == {"syntax": 1.0, "correctness": 1.0, "speedup": 1.0}
     weird = extract.jsonable({"x": float("nan"), "y": [float("-inf")], "z": "a\x00b"})
     assert weird == {"x": "nan", "y": ["-inf"], "z": "a\ufffdb"}
