@@ -114,6 +114,49 @@ def cmd_baselines_check(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    """Measure compiler output at -O1..-O3 and record the cross-check band (calibration.json)."""
+    from .gates.performance import calibrate
+
+    variants = kernels.filter_variants(args.template)
+    if args.sample:
+        variants = calibrate.sample(variants)
+    command = "armgym calibrate" + (" --sample" if args.sample else "") + (
+        f" --template {args.template}" if args.template else "") + f" --margin {args.margin}"
+    start = time.perf_counter()
+    report = calibrate.calibrate(variants, args.margin, args.jobs, command, args.sample)
+    report["seconds"] = round(time.perf_counter() - start, 1)
+    if not args.dry_run:
+        calibrate.write(report)
+    _print_json({k: report[k] for k in ("band", "distribution", "population", "extremes")})
+    return 0
+
+
+def cmd_faithfulness(args: argparse.Namespace) -> int:
+    """Brief §8 cost-model faithfulness: vec_add scaling and clang -O0 vs -O3."""
+    from .gates.performance import calibrate
+
+    rows = calibrate.scaling()
+    print("vec_add float32, clang -O3, executed-blocks model vs whole listing (100 iterations):")
+    for row in rows:
+        extra = (f"  x{row['ratio']:.3f} per doubling (whole listing x"
+                 f"{row['whole_listing_ratio']:.3f})" if "ratio" in row else "")
+        print(f"  {row['variant']:24} {row['cycles']:10.1f} cycles   whole listing "
+              f"{row['whole_listing']:6d}{extra}")
+    scaling_ok = all(1.7 <= r["ratio"] <= 2.3 for r in rows[1:])
+    variants = kernels.filter_variants(args.template)
+    if args.sample:
+        variants = variants[:: max(1, len(variants) // args.sample)][: args.sample]
+    result = calibrate.o0_vs_o3(variants, args.jobs)
+    print(f"clang -O0 estimated slower than -O3: {result['o0_slower']}/{result['variants']} "
+          f"variants ({100 * result['share']:.1f}%)" + (" [sample]" if args.sample else ""))
+    if result["exceptions"]:
+        print("  not slower: " + ", ".join(result["exceptions"][:20]))
+    ok = scaling_ok and result["share"] >= 0.95
+    print("faithfulness: " + ("OK" if ok else "NOT MET"))
+    return 0 if ok else 1
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import CASES
 
@@ -180,6 +223,21 @@ def parser() -> argparse.ArgumentParser:
             x.add_argument("--opt", default="-O3", choices=baselines.OPT_LEVELS)
             x.add_argument("--seed", type=int, default=1)
         x.set_defaults(func=func)
+
+    c = sub.add_parser("calibrate", help="calibrate the cross-check band on compiler output")
+    c.add_argument("--sample", action="store_true",
+                   help="one variant per template x dtype instead of all variants")
+    c.add_argument("--template")
+    c.add_argument("--margin", type=float, default=0.15)
+    c.add_argument("--jobs", type=int, default=None)
+    c.add_argument("--dry-run", action="store_true", help="print, do not write calibration.json")
+    c.set_defaults(func=cmd_calibrate)
+
+    f = sub.add_parser("faithfulness", help="cost-model faithfulness report (brief §8)")
+    f.add_argument("--sample", type=int, default=None, help="only this many variants (spread)")
+    f.add_argument("--template")
+    f.add_argument("--jobs", type=int, default=None)
+    f.set_defaults(func=cmd_faithfulness)
 
     d = sub.add_parser("demo", help="score the demo submissions and print their verdicts")
     d.add_argument("--seed", type=int, default=2026)

@@ -35,6 +35,9 @@ class Settings:
     run_timeout_factor: float = 20.0
     memory_limit_mb: int = 1024
     output_limit_bytes: int = 64 * 1024 * 1024
+    # The performance gate's qemu trace of one test (about 90 bytes per executed translation
+    # block); a kernel whose trace outgrows it is `timeout`.
+    trace_limit_mb: int = 192
     jobs: int = max(1, os.cpu_count() or 1)
 
     @classmethod

@@ -71,6 +71,7 @@ _LOOKUP: dict[str, tuple[tuple[str, ...], list[str]]] = {
     "gcc": ((f"{TRIPLE}-gcc",), ["--version"]),
     "qemu": (("qemu-aarch64",), ["--version"]),
     "objdump": (("llvm-objdump-19", "llvm-objdump"), ["--version"]),
+    "mca": (("llvm-mca-19", "llvm-mca"), ["--version"]),
     "readelf": ((f"{TRIPLE}-readelf",), ["--version"]),
     "bwrap": (("bwrap",), ["--version"]),
 }
@@ -86,15 +87,26 @@ def tool(name: str) -> Tool:
         version = _first_line([zig, "clang", "--version"])
         zig_version = _first_line([zig, "version"])
         return Tool("clang", zig, f"{version} (zig {zig_version})")
+    if name == "osaca":
+        return _osaca()
     names, flags = _LOOKUP[name]
     path = _which(*names)
     if path is None:
         raise InfraError(f"{names[0]} is not installed")
     line = _first_line([path, *flags])
-    if name == "objdump":
+    if name in ("objdump", "mca"):
         line = next((m for m in [re.search(r"LLVM version [\d.]+", _all(path))] if m), None)
         line = line.group(0) if line else "unknown"
     return Tool(name, path, line)
+
+
+def _osaca() -> Tool:
+    """OSACA runs in process (the cross-check's second model); its version is the package's."""
+    try:
+        import osaca  # type: ignore[import-untyped]
+    except ImportError as exc:
+        raise InfraError("OSACA (PyPI package osaca) is not installed") from exc
+    return Tool("osaca", str(Path(osaca.__file__).parent), f"osaca {osaca.__version__}")
 
 
 def _all(path: str) -> str:

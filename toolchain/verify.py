@@ -12,14 +12,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import VERIFIER_VERSION, kernels, sandbox, tools
+from . import VERIFIER_VERSION, kernels, reward, sandbox, tools
 from .completion import extract_assembly
 from .errors import ErrorKind, InfraError
-from .gates import correctness, object_checks, syntax
+from .gates import correctness, object_checks, performance, syntax
 from .settings import Settings, get_settings
 from .verdict import GateResult, Verdict
 
-TOOLS = ("as", "ld", "qemu", "objdump", "gcc", "clang", "bwrap")
+TOOLS = ("as", "ld", "qemu", "objdump", "gcc", "clang", "mca", "osaca", "bwrap")
 
 
 def new_seed() -> int:
@@ -46,7 +46,7 @@ def verify(
         gates.append(GateResult.fail("infra", ErrorKind.infra_error, str(exc)))
         mode, versions = "unknown", {}
     failed = next((g for g in gates if not g.passed), None)
-    return Verdict(
+    verdict = Verdict(
         variant_id=variant_id,
         seed=seed,
         passed=failed is None,
@@ -57,6 +57,8 @@ def verify(
         verifier_version=VERIFIER_VERSION,
         sandbox=mode,
     )
+    verdict.extra["reward"] = reward.summary(verdict)
+    return verdict
 
 
 def _timed(gates: list[GateResult], start: float, result: GateResult | None, name: str) -> bool:
@@ -100,6 +102,9 @@ def _run_gates(variant_id: str, assembly: str | bytes, seed: int, completion: bo
         allowed = frozenset(variant.math_functions)
         if not _timed(gates, start, object_checks.check_object(obj, allowed, settings), "object"):
             return
-        gates.append(correctness.run(variant, obj, seed, scratch, settings))
+        result = correctness.run(variant, obj, seed, scratch, settings)
+        gates.append(result)
+        if result.passed:
+            gates.extend(performance.run(variant, obj, text, seed, scratch, settings))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

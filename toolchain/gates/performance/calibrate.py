@@ -1,0 +1,153 @@
+"""Calibrate the cross-check band on honest compiler output, and report the model's faithfulness.
+
+`armgym calibrate` measures clang and gcc at -O1, -O2 and -O3 for every variant (or, with
+--sample, one variant per template x dtype, chosen by hash) on one fixed input, and records the
+distribution of OSACA / llvm-mca and of IPC with the band derived from it in calibration.json,
+together with the command that produced it. The band is the observed range widened by a margin,
+so honest compiler output is never flagged while a kernel that makes the two models diverge
+further than any compiler output does is.
+
+`armgym faithfulness` prints what brief §8 asks of the cost model: vec_add float32 at n=1024,
+2048, 4096 scales about 2x per doubling under the executed-blocks model while the whole-listing
+figure stays flat, and clang -O0 is estimated slower than -O3 for (nearly) every variant.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import statistics
+import sys
+import tempfile
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from ... import baselines, kernels
+from ...kernels.model import Variant
+from ...settings import get_settings
+from . import crosscheck, mca
+from .gate import PROBES, measured, model_versions
+
+OPTS = ("-O1", "-O2", "-O3")
+DEFAULT_MARGIN = 0.15
+QUANTILES = (0.0, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 1.0)
+
+
+def sample(variants: Iterable[Variant]) -> list[Variant]:
+    """One variant per template x dtype: the one whose id hashes lowest (stable, covering)."""
+    best: dict[tuple[str, str], Variant] = {}
+    for v in variants:
+        key = (v.template, v.dtype.value)
+        h = hashlib.sha256(v.id.encode()).hexdigest()
+        if key not in best or h < hashlib.sha256(best[key].id.encode()).hexdigest():
+            best[key] = v
+    return sorted(best.values(), key=lambda v: v.id)
+
+
+def _measure(job: tuple[str, str, str]) -> tuple[str, str, str, dict[str, Any]]:
+    variant_id, compiler, opt = job
+    seed, test = PROBES[0]
+    m = measured(kernels.get(variant_id), compiler, opt, seed, test, get_settings())
+    return variant_id, compiler, opt, m.to_json()
+
+
+def measure_all(jobs: Sequence[tuple[str, str, str]], workers: int | None,
+                desc: str) -> list[tuple[str, str, str, dict[str, Any]]]:
+    """Measure every (variant, compiler, opt) on the calibration input, with a progress bar."""
+    settings = get_settings()
+    for compiler in {c for _, c, _ in jobs}:  # compile every baseline first, in parallel
+        opts = sorted({o for _, c, o in jobs if c == compiler})
+        baselines.build([kernels.get(v) for v in sorted({v for v, _, _ in jobs})], [compiler],
+                        opts, jobs=workers, progress=False, settings=settings)
+    with ProcessPoolExecutor(max_workers=workers or settings.jobs) as pool:
+        return list(tqdm(pool.map(_measure, jobs, chunksize=2), total=len(jobs), desc=desc,
+                         unit="kernel", file=sys.stderr))
+
+
+def distribution(values: Sequence[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    out = {}
+    for q in QUANTILES:
+        out[f"p{round(q * 100)}"] = round(ordered[min(len(ordered) - 1,
+                                                      round(q * (len(ordered) - 1)))], 4)
+    out["mean"] = round(statistics.fmean(ordered), 4)
+    return out
+
+
+def calibrate(variants: Sequence[Variant], margin: float, workers: int | None,
+              command: str, sampled: bool) -> dict[str, Any]:
+    jobs = [(v.id, c, o) for v in variants for c in baselines.COMPILERS for o in OPTS]
+    rows = measure_all(jobs, workers, "calibrate")
+    ratios, ipcs = [], []
+    worst: list[tuple[float, float, str]] = []
+    for vid, comp, opt, m in rows:
+        ratio = m["osaca_cycles"] / m["cycles"]
+        ipc = m["instructions"] / m["cycles"]
+        ratios.append(ratio)
+        ipcs.append(ipc)
+        worst.append((ratio, ipc, f"{vid} {comp} {opt}"))
+    band = {
+        "ratio": [round(min(ratios) / (1 + margin), 4), round(max(ratios) * (1 + margin), 4)],
+        "ipc": [round(min(ipcs) / (1 + margin), 4), round(max(ipcs) * (1 + margin), 4)],
+    }
+    by_ratio = sorted(worst)
+    return {
+        "command": command,
+        "band": band,
+        "margin": margin,
+        "input": {"seed": PROBES[0][0], "test": PROBES[0][1]},
+        "population": {"variants": len(variants), "measurements": len(rows),
+                       "compilers": list(baselines.COMPILERS), "opts": list(OPTS),
+                       "sample": "one variant per template x dtype" if sampled else "all"},
+        "distribution": {"ratio": distribution(ratios), "ipc": distribution(ipcs)},
+        "extremes": {"lowest_ratio": [w[2] for w in by_ratio[:5]],
+                     "highest_ratio": [w[2] for w in by_ratio[-5:]],
+                     "lowest_ipc": [w[2] for w in sorted(worst, key=lambda w: w[1])[:5]],
+                     "highest_ipc": [w[2] for w in sorted(worst, key=lambda w: w[1])[-5:]]},
+        "versions": model_versions(),
+        "model": {"llvm-mca": list(mca.MCA_FLAGS)},
+    }
+
+
+def write(report: dict[str, Any], path: Path = crosscheck.CALIBRATION) -> None:
+    path.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    crosscheck.bands.cache_clear()
+
+
+# --------------------------------------------------------------------------- faithfulness
+
+SCALING_IDS = ("vec_add_n1024_float32", "vec_add_n2048_float32", "vec_add_n4096_float32")
+
+
+def scaling() -> list[dict[str, Any]]:
+    """Executed-blocks cycles and the whole-listing figure of clang -O3 vec_add float32."""
+    settings = get_settings()
+    seed, test = PROBES[0]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="armgym-faith-") as tmp:
+        for vid in SCALING_IDS:
+            v = kernels.get(vid)
+            m = measured(v, "clang", "-O3", seed, test, settings)
+            listing = mca.whole_listing(baselines.get(v, "clang", "-O3", settings).assembly,
+                                        Path(tmp), settings)
+            rows.append({"variant": vid, "cycles": m.cycles,
+                         "whole_listing": listing["total_cycles"]})
+    for prev, row in zip(rows, rows[1:], strict=False):
+        row["ratio"] = round(row["cycles"] / prev["cycles"], 3)
+        row["whole_listing_ratio"] = round(row["whole_listing"] / prev["whole_listing"], 3)
+    return rows
+
+
+def o0_vs_o3(variants: Sequence[Variant], workers: int | None) -> dict[str, Any]:
+    """How many variants clang -O0 is estimated slower than clang -O3 for."""
+    jobs = [(v.id, "clang", o) for v in variants for o in ("-O0", "-O3")]
+    rows = measure_all(jobs, workers, "O0 vs O3")
+    cycles = {(vid, opt): m["cycles"] for vid, _, opt, m in rows}
+    slower = [v.id for v in variants if cycles[(v.id, "-O0")] > cycles[(v.id, "-O3")]]
+    not_slower = sorted(set(v.id for v in variants) - set(slower))
+    return {"variants": len(variants), "o0_slower": len(slower),
+            "share": round(len(slower) / len(variants), 4), "exceptions": not_slower}

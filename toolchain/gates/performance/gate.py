@@ -1,0 +1,297 @@
+"""Gates 4 and 5: cycles on what executes, speedup over the faster compiler, and the cross-check.
+
+Runs after correctness passed, in the same scratch directory: the candidate is already linked
+there as candidate.elf (with ld's map). The timing input is one of the attempt's randomized
+tests, chosen by its seed (so a policy cannot special-case a public input, and the candidate has
+already been shown correct on it). The traced run's own outputs are compared with the C reference
+again, so a kernel that behaves differently when traced gains nothing.
+
+Baselines (clang -O3 and gcc -O3) are measured by the same model on the same input. Their cost is
+data-independent for most kernels: two fixed probe inputs decide that once per (variant,
+compiler, toolchain, model); when the probes differ (branches on data, or library calls whose
+path depends on the argument), the baseline is measured on the attempt's own input, cached per
+(seed, test).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from ... import baselines, sandbox, tools
+from ...errors import ErrorKind, InfraError
+from ...kernels.model import Variant
+from ...settings import Settings
+from ...verdict import GateResult
+from .. import syntax
+from ..correctness import gate as correctness
+from ..correctness import harness
+from ..correctness.compare import judge
+from ..correctness.records import parse
+from . import crosscheck, mca, osaca_model
+from .trace import (
+    QEMU_LOG_FLAGS,
+    RETURN_SYMBOL,
+    TRACE_NAME,
+    Executable,
+    Profile,
+    TraceError,
+    TraceSink,
+    build_profile,
+    candidate_ranges,
+    disassemble,
+    parse_log,
+)
+
+NAME = "performance"
+EXE_NAME = "candidate.elf"
+FIXED_TESTS = 10  # tests 0-9 are the fixed edge cases; the timing input is a random one
+BASELINE_OPT = "-O3"
+# (seed, test) inputs that decide whether a baseline's cost depends on its data: one from each
+# family of random tests (10-14 draw from [-1, 1), 15-19 over many magnitudes).
+PROBES = ((0x5EED_0001, 10), (0x5EED_0002, 17))
+
+
+def timing_test(seed: int, tests: int) -> int:
+    """The randomized test whose input is timed: drawn from the attempt's seed."""
+    if tests <= FIXED_TESTS:
+        return seed % tests
+    return FIXED_TESTS + seed % (tests - FIXED_TESTS)
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """Both models' figures for one traced run of one kernel on one input."""
+
+    cycles: float  # llvm-mca: sum over loop cycles of first pass + (count - 1) x steady state
+    osaca_cycles: float  # OSACA on the same cycles and counts
+    instructions: int  # dynamic instruction count from the emulator
+    blocks: int  # distinct basic blocks executed
+    block_executions: int
+    loop_cycles: int  # distinct loop cycles costed
+    osaca_fallbacks: int  # dynamic instructions OSACA's database lacked
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Failed(Exception):
+    """The traced run itself failed: a verdict about the submission, not the verifier."""
+
+    def __init__(self, kind: ErrorKind, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def model_versions() -> dict[str, str]:
+    return {"mca": tools.tool("mca").version, "osaca": tools.tool("osaca").version}
+
+
+def model_key() -> str:
+    return tools.fingerprint(mca.model_key(), osaca_model.model_key())[:16]
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+def measure(variant: Variant, scratch: Path, object_name: str, seed: int, test: int,
+            settings: Settings, budget_s: float, check_outputs: bool) -> Measurement:
+    """Trace test `test` of the executable linked in `scratch` and cost what it executed."""
+    # Read before the kernel runs again: what is disassembled is what qemu loads (trace doc).
+    exe = Executable.read(scratch / EXE_NAME)
+    ranges = candidate_ranges(scratch / correctness.MAP_NAME, object_name)
+    argv = correctness.qemu_argv(f"./{EXE_NAME}", seed, test + 1, False, first=test,
+                                 log=(QEMU_LOG_FLAGS, TRACE_NAME))
+    limits = sandbox.Limits(cpu_seconds=int(budget_s) + 2)
+    sink = TraceSink(scratch, settings.trace_limit_mb * 1024 * 1024)
+    try:
+        try:
+            res = sandbox.run(argv, scratch, timeout_s=budget_s, limits=limits,
+                              settings=settings)
+        finally:
+            log = sink.close()
+        if res.timed_out:
+            raise Failed(ErrorKind.timeout, f"timing run (test {test}) exceeded "
+                         f"{budget_s:.1f} s")
+        try:
+            executed = parse_log(log, exe.symbol("kernel"), exe.symbol(RETURN_SYMBOL), ranges,
+                                 sink.truncated)
+        except TraceError as exc:
+            kind = ErrorKind.timeout if exc.kind == "timeout" else ErrorKind.abi_violation
+            raise Failed(kind, f"timing run (test {test}): {exc}") from None
+    finally:
+        sink.remove()
+    if check_outputs:
+        _check_outputs(variant, res, seed, test, settings)
+    insns = disassemble(exe, executed.addresses(), scratch, settings)
+    calls = sorted(a for a, i in insns.items() if i.mnemonic == "svc")
+    if calls:
+        raise Failed(ErrorKind.abi_violation, f"timing run (test {test}): the kernel made a "
+                     f"system call (svc at {calls[0]:#x})")
+    return cost(build_profile(executed, insns), scratch, settings)
+
+
+def _check_outputs(variant: Variant, res: sandbox.RunResult, seed: int, test: int,
+                   settings: Settings) -> None:
+    """The traced run must compute what the C computes, like the 20 tests did."""
+    records, clean = parse(variant, res.stdout, False, first=test)
+    if res.returncode != 0 or not clean or len(records) != 1:
+        raise Failed(ErrorKind.crash, f"timing run (test {test}) did not complete "
+                     f"(exit status {res.returncode})")
+    expected, _ = correctness.reference_records(variant, seed, settings)
+    finding = judge(variant, records, [expected[test]])
+    if finding:
+        raise Failed(finding.kind, f"timing run: {finding.message}")
+
+
+def cost(profile: Profile, workdir: Path, settings: Settings) -> Measurement:
+    """Both models on every loop cycle, weighted by how often it ran."""
+    if profile.cycle_instructions() != profile.instructions:
+        raise InfraError("the loop cycles do not account for every executed instruction")
+    cycles = sorted(profile.cycles)
+    bodies = [profile.cycle_insns(c) for c in cycles]
+    counts = [profile.cycles[c] for c in cycles]
+    costs = mca.cycle_costs(bodies, workdir, settings)
+    est = osaca_model.estimates(bodies)
+    total = sum((c.times(n) for n, c in zip(counts, costs, strict=True)), Fraction(0))
+    osaca_total = sum(Fraction(e.first) + (n - 1) * Fraction(e.cycles)
+                      for n, e in zip(counts, est, strict=True))
+    return Measurement(
+        cycles=round(float(max(total, Fraction(1))), 3),
+        osaca_cycles=round(float(osaca_total), 3),
+        instructions=profile.instructions,
+        blocks=len(profile.blocks),
+        block_executions=sum(profile.blocks.values()),
+        loop_cycles=len(cycles),
+        osaca_fallbacks=sum(n * e.unknown for n, e in zip(counts, est, strict=True)),
+    )
+
+
+# --------------------------------------------------------------------------- baselines
+
+
+def baseline_measurement(variant: Variant, compiler: str, seed: int, test: int,
+                         settings: Settings) -> tuple[Measurement, bool]:
+    """(measurement on this input, whether the baseline's cost depends on its data)."""
+    found = [measured(variant, compiler, BASELINE_OPT, s, t, settings) for s, t in PROBES]
+    if all(m == found[0] for m in found[1:]):
+        return found[0], False
+    return measured(variant, compiler, BASELINE_OPT, seed, test, settings), True
+
+
+def measured(variant: Variant, compiler: str, opt: str, seed: int, test: int,
+             settings: Settings) -> Measurement:
+    """A compiler's output for the variant, measured on one input; cached on disk per toolchain,
+    harness and model versions."""
+    base = baselines.get(variant, compiler, opt, settings)
+    key = tools.fingerprint(base.toolchain, *base.flags, base.assembly,
+                            harness.build(variant, settings).object.parent.name, model_key(),
+                            str(seed), str(test))
+    path = (settings.cache_dir / "perf-baselines" / model_key() / variant.id
+            / f"{compiler}{opt}-{key[:24]}.json")
+    stored = _load(path)
+    if stored is None:
+        stored = asdict(_measure_assembly(variant, base.assembly, seed, test, settings))
+        _store(path, stored)
+    return Measurement(**stored)
+
+
+_MEMO: dict[Path, dict[str, Any]] = {}
+
+
+def _load(path: Path) -> dict[str, Any] | None:
+    if path in _MEMO:
+        return _MEMO[path]
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if len(_MEMO) > 4096:
+        _MEMO.clear()
+    _MEMO[path] = data
+    return data
+
+
+def _store(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh, sort_keys=True)
+    os.replace(tmp, path)
+    _MEMO[path] = data
+
+
+def _measure_assembly(variant: Variant, assembly: str, seed: int, test: int,
+                      settings: Settings) -> Measurement:
+    """Assemble, link and trace trusted assembly (compiler output) in a scratch directory."""
+    scratch = Path(tempfile.mkdtemp(prefix="armgym-perf-"))
+    try:
+        result, obj = syntax.assemble(assembly, scratch, settings)
+        if obj is None:
+            raise InfraError(f"baseline of {variant.id} does not assemble: {result.message}")
+        failed = correctness.link(variant, obj, scratch, settings)
+        if failed:
+            raise InfraError(f"baseline of {variant.id} does not link: {failed.message}")
+        return measure(variant, scratch, obj.name, seed, test, settings, 120.0, False)
+    except Failed as exc:
+        raise InfraError(f"baseline of {variant.id} failed its timing run: {exc}") from exc
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- the gates
+
+
+def run(variant: Variant, obj: Path, text: str, seed: int, scratch: Path,
+        settings: Settings) -> list[GateResult]:
+    """The performance gate and, when it measured, the cross-check gate."""
+    start = time.perf_counter()
+    perf, measured = _performance(variant, obj, text, seed, scratch, settings)
+    perf.seconds = time.perf_counter() - start
+    if measured is None:
+        return [perf]
+    start = time.perf_counter()
+    check = crosscheck.check(measured)
+    check.seconds = time.perf_counter() - start
+    perf.details["speedup_withheld"] = not check.passed
+    return [perf, check]
+
+
+def _performance(variant: Variant, obj: Path, text: str, seed: int, scratch: Path,
+                 settings: Settings) -> tuple[GateResult, Measurement | None]:
+    test = timing_test(seed, settings.tests_per_attempt)
+    _, ref_wall = correctness.reference_records(variant, seed, settings)
+    budget = settings.run_timeout_base_s + settings.run_timeout_factor * ref_wall
+    try:
+        cand = measure(variant, scratch, obj.name, seed, test, settings, budget, True)
+    except Failed as exc:
+        return GateResult.fail(NAME, exc.kind, str(exc), timing_test=test), None
+    except mca.UnpricedError as exc:
+        return GateResult.fail(NAME, ErrorKind.cross_check_disagreement,
+                               f"llvm-mca cannot price executed instruction `{exc}`; speedup "
+                               "withheld", timing_test=test), None
+    found = {c: baseline_measurement(variant, c, seed, test, settings)
+             for c in baselines.COMPILERS}
+    best = min(found, key=lambda c: (found[c][0].cycles, c))
+    details: dict[str, Any] = {
+        "timing_test": test,
+        "cycles": cand.cycles,
+        "speedup": round(found[best][0].cycles / cand.cycles, 6),
+        "baseline": {"compiler": best, "opt": BASELINE_OPT, "cycles": found[best][0].cycles,
+                     "data_dependent": found[best][1]},
+        "baselines": {c: {"cycles": m.cycles, "data_dependent": dep}
+                      for c, (m, dep) in sorted(found.items())},
+        "measurement": cand.to_json(),
+        "model": {"llvm-mca": list(mca.MCA_FLAGS), "dispatch_width": mca.DISPATCH_WIDTH,
+                  "cost": "sum over executed loop cycles of C(1) + (count - 1) x steady-state "
+                          "cycles"},
+        "whole_listing": mca.whole_listing(text, scratch, settings),
+    }
+    return GateResult(NAME, True, details=details), cand

@@ -1,0 +1,267 @@
+"""llvm-mca's Neoverse V2 model: steady-state cycles of each executed loop cycle, batched, cached.
+
+One llvm-mca process analyses many code regions (`# LLVM-MCA-BEGIN id` / `# LLVM-MCA-END id`). A
+cycle's steady-state cost is the marginal cost of one more iteration, (C(2k) - C(k)) / k with C(n)
+the simulated Total Cycles of n back-to-back iterations, so pipeline fill and drain are not
+charged to every iteration. A cycle that ran n times costs C(1) + (n - 1) x that marginal cost:
+its first pass pays its full latency, so straight-line code that runs once (a fully unrolled
+kernel, the code around the loops) is not discounted by overlapping it with copies of itself that
+never ran. k shrinks for long cycles to bound the simulation; it depends only on the cycle's
+length, so the figure is a function of the cycle's text alone. Costs are cached per cycle text (in
+process, LRU, and on disk under settings.cache_dir), keyed by llvm-mca's version and flags.
+
+Dispatch width: LLVM 19's V2 model declares IssueWidth 16, which llvm-mca uses as its dispatch
+width. Arm's Neoverse V2 Software Optimization Guide (section 4.1, dispatch constraints) gives 8
+MOPs dispatched per cycle (16 micro-ops), and llvm-mca has no separate MOP limit, so the
+published 8 is set explicitly (upstream LLVM later lowered the model's IssueWidth to 6 for the
+compiler's scheduler, PR 142565, on benchmark evidence rather than a hardware figure).
+
+Calls: llvm-mca assumes a 100-cycle latency for `bl`/`blr` ("call instructions are not correctly
+modeled"), which the returning `ret` would wait on; the callee's executed instructions are in the
+cycle anyway, so a call is costed as what it does: `adr x30, .` (writes the link register) plus
+the branch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import tempfile
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import cache
+from pathlib import Path
+
+from ... import sandbox, tools
+from ...errors import InfraError
+from ...settings import Settings
+from .trace import Insn
+
+DISPATCH_WIDTH = 8
+# The same optional extensions the object gate decodes with, so every accepted instruction parses.
+MCA_FLAGS = ("-mtriple=aarch64-linux-gnu", "-mcpu=neoverse-v2", f"-mattr={tools.OBJDUMP_MATTR}",
+             f"-dispatch={DISPATCH_WIDTH}")
+LISTING_ITERATIONS = 100
+LRU_SIZE = 65536
+MCA_TIMEOUT_S = 300.0
+LISTING_TIMEOUT_S = 20.0
+_ERROR_LINE = re.compile(rb"^[^\s:]+:(\d+):\d+: error", re.M)
+
+
+class UnpricedError(Exception):
+    """An executed instruction llvm-mca cannot parse or has no scheduling data for."""
+
+
+def iterations(length: int) -> int:
+    """k for a cycle of `length` instructions: 100 for loop bodies, fewer for long straight code."""
+    return 100 if length <= 64 else 20 if length <= 512 else 4
+
+
+def mca_lines(insns: Sequence[Insn]) -> list[str]:
+    """The cycle as llvm-mca reads it: calls become link-register write + branch (module doc)."""
+    out = []
+    for i in insns:
+        if i.call:
+            out.append("adr x30, .")
+            out.append("b ." if i.mnemonic == "bl" else "br " + i.text.split(" ", 1)[1])
+        else:
+            out.append(i.text)
+    return out
+
+
+@dataclass(frozen=True)
+class Cost:
+    """C(1), and the marginal cycles `delta` of k more iterations in the steady state."""
+
+    first: int
+    delta: int
+    k: int
+
+    @property
+    def cycles(self) -> Fraction:
+        """One more iteration in the steady state, exactly."""
+        return Fraction(self.delta, self.k)
+
+    def times(self, n: int) -> Fraction:
+        """n back-to-back iterations: the first one whole, the rest at the steady-state rate."""
+        return self.first + (n - 1) * self.cycles if n else Fraction(0)
+
+
+METHOD_VERSION = "2"  # bump when the costing above changes
+
+
+def model_key() -> str:
+    return tools.fingerprint(tools.tool("mca").version, *MCA_FLAGS, METHOD_VERSION)[:16]
+
+
+class CostCache:
+    """Costs per cycle text: an in-process LRU in front of one small file per text on disk."""
+
+    def __init__(self, directory: Path, size: int = LRU_SIZE) -> None:
+        self.directory = directory
+        self.size = size
+        self.lru: OrderedDict[str, Cost] = OrderedDict()
+
+    def get(self, key: str) -> Cost | None:
+        if key in self.lru:
+            self.lru.move_to_end(key)
+            return self.lru[key]
+        path = self.directory / key[:2] / key
+        try:
+            first, delta, k = path.read_text().split()
+        except (OSError, ValueError):
+            return None
+        cost = Cost(int(first), int(delta), int(k))
+        self._remember(key, cost)
+        return cost
+
+    def put(self, key: str, cost: Cost) -> None:
+        self._remember(key, cost)
+        folder = self.directory / key[:2]
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+        with os.fdopen(fd, "w") as fh:
+            fh.write(f"{cost.first} {cost.delta} {cost.k}\n")
+        os.replace(tmp, folder / key)
+
+    def _remember(self, key: str, cost: Cost) -> None:
+        self.lru[key] = cost
+        self.lru.move_to_end(key)
+        while len(self.lru) > self.size:
+            self.lru.popitem(last=False)
+
+
+_CACHES: dict[Path, CostCache] = {}
+
+
+def cache_for(settings: Settings) -> CostCache:
+    directory = settings.cache_dir / "mca" / model_key()
+    if directory not in _CACHES:
+        _CACHES[directory] = CostCache(directory)
+    return _CACHES[directory]
+
+
+def cycle_costs(cycles: Sequence[Sequence[Insn]], workdir: Path,
+                settings: Settings) -> list[Cost]:
+    """The steady-state cost of every cycle; llvm-mca runs once per iteration tier and k."""
+    cache = cache_for(settings)
+    texts = ["\n".join(mca_lines(c)) for c in cycles]
+    keys = [hashlib.sha256(t.encode()).hexdigest() for t in texts]
+    found = {k: cache.get(k) for k in set(keys)}
+    todo: dict[int, dict[str, str]] = {}
+    for key, text, cyc in zip(keys, texts, cycles, strict=True):
+        if found[key] is None:
+            todo.setdefault(iterations(len(cyc)), {})[key] = text
+    single: dict[str, str] = {}
+    for regions in todo.values():
+        single.update(regions)
+    first = _total_cycles(single, 1, workdir, settings) if single else {}
+    for k, regions in sorted(todo.items()):
+        once = _total_cycles(regions, k, workdir, settings)
+        twice = _total_cycles(regions, 2 * k, workdir, settings)
+        for key in regions:
+            found[key] = Cost(first[key], twice[key] - once[key], k)
+            cache.put(key, found[key])
+    return [found[k] for k in keys]  # type: ignore[misc]
+
+
+def _total_cycles(regions: dict[str, str], iters: int, workdir: Path,
+                  settings: Settings) -> dict[str, int]:
+    """Total Cycles per region of one llvm-mca run over all regions."""
+    names = sorted(regions)
+    lines: list[str] = []
+    owner: list[str | None] = []
+    for i, name in enumerate(names):
+        body = regions[name].split("\n")
+        lines += [f"# LLVM-MCA-BEGIN r{i}", *body, f"# LLVM-MCA-END r{i}"]
+        owner += [None, *[name] * len(body), None]
+    summary = run_mca("\n".join(lines) + "\n", iters, workdir, settings, untrusted=False)
+    if isinstance(summary, bytes):
+        bad = [int(n) - 1 for n in _ERROR_LINE.findall(summary)]
+        culprit = next((lines[n] for n in bad if 0 <= n < len(lines) and owner[n]), None)
+        if culprit is None:
+            raise InfraError(f"llvm-mca failed: {summary[-500:].decode(errors='replace')}")
+        raise UnpricedError(culprit)
+    got = {r["Name"]: int(r["SummaryView"]["TotalCycles"]) for r in summary["CodeRegions"]}
+    try:
+        return {name: got[f"r{i}"] for i, name in enumerate(names)}
+    except KeyError as exc:
+        raise InfraError(f"llvm-mca returned no region {exc}") from exc
+
+
+@cache
+def origin_libraries(exe: str) -> tuple[Path, ...]:
+    """Libraries `exe` finds through $ORIGIN (llvm-mca: libLLVM), by their real paths.
+
+    Listed for the sandbox: without /proc the loader cannot expand $ORIGIN, and then finds these
+    in the default library directory only if they are bound there."""
+    try:
+        out = subprocess.run(["ldd", exe], capture_output=True, text=True, timeout=30,
+                             check=False).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return ()
+    found = [line.split("=>")[1].split("(")[0].strip() for line in out.splitlines()
+             if "=>" in line and "/../" in line]
+    return tuple(Path(os.path.realpath(f)) for f in found if f.startswith("/"))
+
+
+def run_mca(text: str, iters: int, workdir: Path, settings: Settings, *,
+            untrusted: bool) -> dict | bytes:
+    """llvm-mca's JSON report of `text`, or its error output when it refuses the input.
+
+    Untrusted text (the submission as written) runs in the sandbox under a short budget, and
+    anything that goes wrong is reported back, never raised: that figure decides nothing. Our own
+    cycle texts run unconfined, and a failure there is the verifier's."""
+    if untrusted:
+        name = "listing.s"
+        (workdir / name).write_text(text)
+    else:
+        fd, path = tempfile.mkstemp(prefix="mca-", suffix=".s", dir=workdir)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        name = Path(path).name
+    os.chmod(workdir / name, 0o644)  # the tool runs as an unprivileged user
+    timeout = LISTING_TIMEOUT_S if untrusted else MCA_TIMEOUT_S
+    try:
+        exe = os.path.realpath(tools.tool("mca").path)
+        argv = [exe, *MCA_FLAGS, f"-iterations={iters}", "-json", name]
+        res = sandbox.run(argv, workdir, timeout_s=timeout, confine=untrusted,
+                          ro_files=origin_libraries(exe) if untrusted else (),
+                          limits=sandbox.Limits(cpu_seconds=int(timeout) + 1),
+                          settings=settings)
+    finally:
+        (workdir / name).unlink(missing_ok=True)
+    if res.timed_out or res.returncode != 0:
+        if untrusted:
+            return b"timed out" if res.timed_out else (res.stderr or b"llvm-mca failed")
+        if res.timed_out:
+            raise InfraError("llvm-mca timed out")
+        return res.stderr or b"llvm-mca failed"
+    try:
+        return json.loads(res.stdout)
+    except ValueError as exc:
+        if untrusted:
+            return b"unreadable report"
+        raise InfraError(f"llvm-mca wrote unreadable JSON: {exc}") from exc
+
+
+def whole_listing(text: str, workdir: Path, settings: Settings) -> dict[str, object]:
+    """The original's figure: Total Cycles of 100 iterations of the submitted text as written.
+
+    Reported for comparison only. It runs on untrusted text, so inside the sandbox; regions
+    marked in the text are analysed as llvm-mca does (the figure is their sum)."""
+    report = run_mca(text, LISTING_ITERATIONS, workdir, settings, untrusted=True)
+    label = (f"llvm-mca whole listing, {LISTING_ITERATIONS} iterations of the submitted text "
+             "(the original verifier's figure; decides nothing)")
+    if isinstance(report, bytes):
+        first = report.decode(errors="replace").strip().splitlines()
+        return {"label": label, "total_cycles": None,
+                "error": re.sub(r"^\S+?:(\d+)", r"line \1", first[0] if first else "")[:200]}
+    regions = report.get("CodeRegions", [])
+    return {"label": label, "regions": len(regions),
+            "total_cycles": sum(int(r["SummaryView"]["TotalCycles"]) for r in regions)}
