@@ -42,10 +42,12 @@ ERROR_KIND_DOCS: dict[ErrorKind, str] = {
     ErrorKind.timeout: "the kernel exceeded its instruction or time budget",
     ErrorKind.wrong_output: "an output differs from the C reference beyond the documented bound",
     ErrorKind.abi_violation: "a callee-saved register (x19-x29, sp, d8-d15) or FPCR "
-    "was not restored",
+    "was not restored; or, in the timing run, a system call, a tampered trace, or the kernel's "
+    "code running after it returned",
     ErrorKind.memory_violation: "a write landed in a guard zone around an output buffer",
     ErrorKind.input_modified: "a const input buffer was changed",
-    ErrorKind.cross_check_disagreement: "the two cost estimates disagree; speedup reward withheld",
+    ErrorKind.cross_check_disagreement: "the two cost estimates disagree (or llvm-mca cannot "
+    "price an executed instruction); speedup reward withheld, correctness kept",
     ErrorKind.infra_error: "the verifier itself failed (tool missing, sandbox "
     "broken); drop, don't score",
 }
