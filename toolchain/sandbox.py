@@ -1,23 +1,46 @@
 """Run one step that touches submitted content (assembler, linker, emulator) under confinement.
 
 GNU as reads any file it is pointed at and qemu-user forwards system calls to the host kernel, so
-every such step runs in bubblewrap: no network, fresh PID/IPC/UTS namespaces, a read-only view of
-only the system library tree and the tool itself, one private scratch directory, an unprivileged
-user, resource limits, and the whole process tree killed on timeout. Output goes to files capped by
-RLIMIT_FSIZE, so a step that prints without end is stopped instead of filling memory.
+every such step runs in bubblewrap, as user `nobody`:
+
+* new user, PID, IPC, UTS, cgroup and network namespaces (no network at all: the new network
+  namespace has only a loopback device that is down), no nested user namespaces, no capabilities,
+  a new session (no terminal to inject into);
+* a read-only file system holding only what the step needs: the tool itself, the shared objects
+  it links against (found once per tool through its ELF interpreter, hard-linked into one
+  directory per library directory in the cache, so a tool costs two or three bind mounts, not
+  one per library), the files the caller lists, and the private scratch directory as `/work`.
+  There is no `/proc`, `/dev`, `/etc`, `/tmp` or home directory, and the root is remounted
+  read-only, so nothing outside `/work` can be written (and `/work` itself not, when the caller
+  says so);
+* resource limits (RLIMIT_CPU, AS, FSIZE, NOFILE, NPROC; no core dumps); output goes to files
+  capped by RLIMIT_FSIZE and is read back only up to the cap;
+* on timeout the whole tree is killed: bwrap's session is killed, then the sandbox's PID 1 (by a
+  pidfd, after checking it is the init of this sandbox's PID namespace), and `run` returns only
+  once that init is gone; the kernel removes every other process of a PID namespace before its
+  init finishes exiting, so nothing the step started outlives `run`.
+
+Where bubblewrap cannot run (no user namespaces on some container platforms) untrusted work is
+refused with InfraError, unless `sandbox="none"` and `allow_unsandboxed` are both set: then the
+documented weaker mode runs the tool directly as `nobody` with the same limits, in its own process
+group (killed as a whole) and with the scratch directory as working directory, and nothing more.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 import resource
+import select
 import shutil
 import signal
+import struct
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -26,9 +49,12 @@ from .errors import InfraError
 from .settings import Settings, get_settings
 
 NOBODY = 65534
-# Library trees every dynamically linked host tool needs; they hold no secrets.
-_SYSTEM_RO = ("/usr/lib", "/usr/lib64")
 SANDBOX_ROOT = Path("/work")
+STDERR_CAP = 65536
+# How long `run` waits for a killed sandbox's PID namespace to empty before giving up.
+TEARDOWN_WAIT_S = 5.0
+# Refusal messages say how to get the weaker mode, so an operator knows the choice exists.
+WEAK_MODE_HINT = "set ARMGYM_SANDBOX=none and ARMGYM_ALLOW_UNSANDBOXED=1 for the weaker mode"
 
 
 @dataclass(frozen=True)
@@ -53,35 +79,224 @@ class RunResult:
         return -self.returncode if self.returncode < 0 else None
 
 
-@lru_cache(maxsize=1)
-def bwrap_path() -> str | None:
+# --------------------------------------------------------------------------- which sandbox
+
+
+def bwrap_path(settings: Settings | None = None) -> str | None:
+    """The bwrap executable: `settings.bwrap_path` when set (it may not exist), else PATH's."""
+    configured = (settings or get_settings()).bwrap_path
+    if configured:
+        return configured if os.access(configured, os.X_OK) else None
     return shutil.which("bwrap")
 
 
-@lru_cache(maxsize=1)
-def bwrap_works() -> bool:
-    """User namespaces can be unavailable (some container platforms); find out once."""
-    exe = bwrap_path()
-    if exe is None:
-        return False
-    probe = subprocess.run(
-        [exe, "--unshare-all", "--ro-bind", "/usr", "/usr", "--symlink", "usr/lib", "/lib",
-         "--symlink", "usr/lib64", "/lib64", "--", "/usr/bin/true"],
-        capture_output=True, preexec_fn=_drop_privileges, check=False,
-    )
-    return probe.returncode == 0
+def bwrap_works(settings: Settings | None = None) -> bool:
+    exe = bwrap_path(settings)
+    return exe is not None and _probe(exe, (settings or get_settings()).cache_dir) is None
+
+
+@lru_cache(maxsize=8)
+def _probe(exe: str, cache_dir: Path) -> str | None:
+    """Run `true` with the exact confinement real steps get; None when it works, else why not.
+
+    User namespaces can be unavailable (some container platforms); find out once per bwrap.
+    """
+    true = shutil.which("true") or "/usr/bin/true"
+    scratch = Path(tempfile.mkdtemp(prefix="armgym-probe-"))
+    os.chmod(scratch, 0o755)
+    try:
+        layout = _layout(true, (), cache_dir)
+        cmd = _bwrap_argv(exe, [true], scratch, (), writable=True, layout=layout)
+        probe = subprocess.run(cmd, capture_output=True, preexec_fn=_drop_privileges,
+                               start_new_session=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired, InfraError) as exc:
+        return str(exc)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    if probe.returncode != 0:
+        return probe.stderr.decode(errors="replace").strip()[:300] or f"exit {probe.returncode}"
+    return None
 
 
 def sandbox_mode(settings: Settings | None = None) -> str:
-    """The confinement that will actually run, or raise when untrusted work must be refused."""
+    """The confinement that will actually run ("bwrap" or "none"), or InfraError to refuse.
+
+    bwrap is used when configured and it works. The weaker mode needs both `sandbox="none"` and
+    `allow_unsandboxed`: a broken bwrap never silently falls back to it.
+    """
     settings = settings or get_settings()
-    if settings.sandbox == "bwrap" and bwrap_works():
-        return "bwrap"
-    if settings.sandbox == "none" or settings.allow_unsandboxed:
+    if settings.sandbox == "none":
         if settings.allow_unsandboxed:
             return "none"
-        raise InfraError("ARMGYM_SANDBOX=none needs ARMGYM_ALLOW_UNSANDBOXED=1 as well")
-    raise InfraError("bubblewrap is unavailable (no user namespaces?); refusing untrusted work")
+        raise InfraError("ARMGYM_SANDBOX=none needs ARMGYM_ALLOW_UNSANDBOXED=1 as well; "
+                         "refusing untrusted work")
+    if settings.sandbox != "bwrap":
+        raise InfraError(f"unknown sandbox {settings.sandbox!r} (bwrap or none)")
+    exe = bwrap_path(settings)
+    if exe is None:
+        raise InfraError(f"bubblewrap is not installed; refusing untrusted work ({WEAK_MODE_HINT})")
+    problem = _probe(exe, settings.cache_dir)
+    if problem is not None:
+        raise InfraError(f"bubblewrap cannot create a sandbox here (no user namespaces?): "
+                         f"{problem}; refusing untrusted work ({WEAK_MODE_HINT})")
+    return "bwrap"
+
+
+# --------------------------------------------------------------------------- file system view
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Read-only binds (source, destination) and symlinks (target, path) a tool needs."""
+
+    binds: tuple[tuple[str, str], ...]
+    symlinks: tuple[tuple[str, str], ...]
+
+
+def _elf_interpreter(exe: str) -> str | None:
+    """PT_INTERP of a 64-bit little-endian ELF executable; None for a static one."""
+    try:
+        with open(exe, "rb") as f:
+            head = f.read(64)
+            if head[:4] != b"\x7fELF" or head[4] != 2 or head[5] != 1:
+                raise InfraError(f"{Path(exe).name} is not a 64-bit ELF executable; "
+                                 "it cannot be confined")
+            phoff, = struct.unpack_from("<Q", head, 32)
+            phentsize, phnum = struct.unpack_from("<HH", head, 54)
+            f.seek(phoff)
+            table = f.read(phentsize * phnum)
+            for i in range(phnum):
+                ptype, _flags, offset, _va, _pa, size = struct.unpack_from(
+                    "<IIQQQQ", table, i * phentsize)
+                if ptype == 3:  # PT_INTERP
+                    f.seek(offset)
+                    return f.read(size).rstrip(b"\0").decode()
+    except OSError as exc:
+        raise InfraError(f"cannot read {Path(exe).name}: {exc.strerror}") from exc
+    return None
+
+
+def shared_objects(exe: str) -> list[str]:
+    """The interpreter and every shared object `exe` loads, as the dynamic loader resolves them.
+
+    The loader lists them without running the program (`ld.so --list`, what ldd does).
+    """
+    interp = _elf_interpreter(exe)
+    if interp is None:
+        return []
+    try:
+        out = subprocess.run([interp, "--list", exe], capture_output=True, text=True,
+                             timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise InfraError(f"cannot list the libraries of {Path(exe).name}: {exc}") from exc
+    found = [interp]
+    for line in out.stdout.splitlines():
+        parts = line.split()
+        if "=>" in parts:
+            target = parts[parts.index("=>") + 1]
+            if not target.startswith("/"):
+                raise InfraError(f"{Path(exe).name} needs {parts[0]}, which is not found")
+            found.append(target)
+    if out.returncode != 0 or len(found) == 1 and "=>" in out.stdout:
+        raise InfraError(f"cannot list the libraries of {Path(exe).name}")
+    return found
+
+
+def _top_level_symlinks() -> tuple[tuple[str, str], ...]:
+    """/lib -> usr/lib and friends, as on the host, so loader paths resolve the same way."""
+    out = []
+    for entry in sorted(os.scandir("/"), key=lambda e: e.name):
+        if entry.is_symlink():
+            out.append((os.readlink(entry.path), entry.path))
+    return tuple(out)
+
+
+@lru_cache(maxsize=64)
+def _layout(tool: str, ro_files: tuple[str, ...], cache_dir: Path) -> Layout:
+    """What `tool` (a resolved path) needs to run, plus `ro_files`, as few mounts as possible.
+
+    The shared objects of a directory are hard-linked (copied across file systems) into one
+    directory in the cache, keyed by their identity, and that directory is bound in place of the
+    host's, so the loader finds exactly those and nothing else. A listed file inside such a
+    directory would need a mount point in a read-only bind, so that directory's libraries are
+    bound one by one instead.
+    """
+    by_dir: dict[str, list[tuple[str, str]]] = {}
+    for path in shared_objects(tool):
+        dest = os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
+        by_dir.setdefault(os.path.dirname(dest), []).append((os.path.realpath(path), dest))
+    binds: list[tuple[str, str]] = []
+    for directory, files in sorted(by_dir.items()):
+        if any(f == directory or f.startswith(directory + "/") for f in ro_files):
+            binds += files
+        else:
+            binds.append((_library_farm(files, cache_dir), directory))
+    seen = {dest for _, dest in binds}
+    for path in (tool, *ro_files):
+        if path not in seen:
+            binds.append((path, path))
+            seen.add(path)
+    return Layout(tuple(binds), _top_level_symlinks())
+
+
+def _library_farm(files: list[tuple[str, str]], cache_dir: Path) -> str:
+    """A read-only directory holding exactly `files` (under their destination names), once."""
+    ident = hashlib.sha256()
+    for src, dest in sorted(files):
+        st = os.stat(src)
+        ident.update(f"{src}\0{dest}\0{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}\0"
+                     .encode())
+    root = cache_dir / "sandbox-libs"
+    farm = root / ident.hexdigest()[:20]
+    if farm.is_dir():
+        return str(farm)
+    root.mkdir(parents=True, exist_ok=True)
+    for parent in [root, *root.parents]:
+        if parent == cache_dir.parent:
+            break
+        os.chmod(parent, 0o755)  # bwrap runs as nobody and must traverse the cache
+    tmp = Path(tempfile.mkdtemp(prefix=".farm-", dir=root))
+    try:
+        for src, dest in files:
+            target = tmp / os.path.basename(dest)
+            try:
+                os.link(src, target)
+            except OSError:
+                shutil.copy2(src, target)
+        os.chmod(tmp, 0o755)
+        try:
+            os.rename(tmp, farm)
+        except OSError:
+            if not farm.is_dir():  # a concurrent worker may have published the same farm
+                raise
+    except OSError as exc:
+        raise InfraError(f"cannot prepare the sandbox's library directory: {exc}") from exc
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return str(farm)
+
+
+def _bwrap_argv(exe: str, argv: Sequence[str], scratch: Path, writable_files: Sequence[str], *,
+                writable: bool, layout: Layout, status_fd: int | None = None) -> list[str]:
+    cmd = [exe, "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent",
+           "--new-session", "--cap-drop", "ALL", "--hostname", "sandbox"]
+    if status_fd is not None:
+        cmd += ["--json-status-fd", str(status_fd)]
+    for src, dest in layout.binds:
+        cmd += ["--ro-bind", src, dest]
+    for target, path in layout.symlinks:
+        cmd += ["--symlink", target, path]
+    # No /proc, /dev or /tmp: nothing a step needs, and /proc or /dev would let a macro-built
+    # .incbin copy host (or random) content into an object.
+    cmd += ["--bind" if writable else "--ro-bind", str(scratch), str(SANDBOX_ROOT)]
+    for name in writable_files:
+        cmd += ["--bind", str(scratch / name), f"{SANDBOX_ROOT}/{name}"]
+    cmd += ["--remount-ro", "/", "--chdir", str(SANDBOX_ROOT),
+            "--clearenv", "--setenv", "PATH", "/usr/bin", "--setenv", "LC_ALL", "C", "--"]
+    return cmd + list(argv)
+
+
+# --------------------------------------------------------------------------- running
 
 
 def _drop_privileges() -> None:
@@ -91,7 +306,7 @@ def _drop_privileges() -> None:
         os.setuid(NOBODY)
 
 
-def _limiter(limits: Limits):  # type: ignore[no-untyped-def]
+def _limiter(limits: Limits) -> Callable[[], None]:
     def apply() -> None:
         mb = 1024 * 1024
         resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 1))
@@ -105,30 +320,6 @@ def _limiter(limits: Limits):  # type: ignore[no-untyped-def]
     return apply
 
 
-def _bwrap_argv(argv: Sequence[str], scratch: Path, ro_files: Sequence[Path]) -> list[str]:
-    exe = bwrap_path()
-    assert exe is not None
-    cmd = [exe, "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
-    for tree in _SYSTEM_RO:
-        if Path(tree).exists():
-            cmd += ["--ro-bind", tree, tree]
-    cmd += ["--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64"]
-    tool = Path(argv[0]).resolve()
-    seen = {str(tool)}
-    cmd += ["--ro-bind", str(tool), str(tool)]
-    for path in ro_files:
-        real = str(Path(path).resolve())
-        if real not in seen and not real.startswith(_SYSTEM_RO):
-            cmd += ["--ro-bind", real, real]
-            seen.add(real)
-    # No /proc and no /dev: nothing a step needs, and both would let a macro-built .incbin copy
-    # host (or random) content into an object.
-    cmd += ["--tmpfs", "/tmp"]
-    cmd += ["--bind", str(scratch), str(SANDBOX_ROOT), "--chdir", str(SANDBOX_ROOT)]
-    cmd += ["--clearenv", "--setenv", "PATH", "/usr/bin", "--setenv", "LC_ALL", "C", "--"]
-    return cmd + [str(tool), *argv[1:]]
-
-
 def run(
     argv: Sequence[str],
     scratch: Path,
@@ -139,16 +330,56 @@ def run(
     limits: Limits = Limits(),
     settings: Settings | None = None,
     confine: bool = True,
+    writable: bool | Sequence[str] = True,
 ) -> RunResult:
-    """Run `argv` with `scratch` as its writable working directory (seen as /work inside).
+    """Run `argv` with `scratch` as its working directory (seen as /work inside).
 
     Paths in argv must be relative to the scratch directory or listed in `ro_files`.
+    `writable`: True lets the step write anywhere in scratch; False makes scratch read-only;
+    a list of file names makes only those files writable (they are created empty if missing).
     `confine=False` is only for the verifier's own trusted programs (the C reference): they
     keep the limits and the timeout but skip the namespace set-up.
     """
+    settings = settings or get_settings()
     mode = sandbox_mode(settings) if confine else "none"
-    cmd = _bwrap_argv(argv, scratch, ro_files) if mode == "bwrap" else list(argv)
     os.chmod(scratch, 0o777)
+    if mode != "bwrap":
+        return _supervise(list(argv), scratch, timeout_s, stdin, limits, None)[0]
+    exe = bwrap_path(settings)
+    assert exe is not None
+    tool = str(Path(argv[0]).resolve())
+    names = [] if isinstance(writable, bool) else [str(n) for n in writable]
+    for name in names:
+        (scratch / name).touch()
+        os.chmod(scratch / name, 0o666)
+    files = tuple(sorted({str(Path(p).resolve()) for p in ro_files}))
+    layout = _layout(tool, files, settings.cache_dir)
+    status_r, status_w = os.pipe()
+    try:
+        os.set_blocking(status_r, False)
+        cmd = _bwrap_argv(exe, [tool, *argv[1:]], scratch, names, writable=writable is True,
+                          layout=layout, status_fd=status_w)
+        result, status = _supervise(cmd, scratch, timeout_s, stdin, limits, (status_r, status_w))
+    finally:
+        for fd in (status_r, status_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+    if "exit-code" not in status and not result.timed_out:
+        # bwrap reports an exit code only for a command it managed to start: anything else is
+        # the sandbox failing (e.g. no process slots left), never the submission's doing. The
+        # command cannot forge this: it never holds the status descriptor.
+        why = result.stderr.decode(errors="replace").strip().splitlines()
+        raise InfraError(f"the sandbox could not start {Path(tool).name}: "
+                         f"{why[0][:300] if why else f'exit {result.returncode}'}")
+    return result
+
+
+def _supervise(cmd: list[str], scratch: Path, timeout_s: float, stdin: bytes | None,
+               limits: Limits, status: tuple[int, int] | None) -> tuple[RunResult, dict[str, int]]:
+    """Start `cmd`, wait up to `timeout_s`, then make sure nothing it started is left.
+
+    `status` is bwrap's --json-status-fd pipe (read end, write end), or None without bwrap.
+    """
     with tempfile.TemporaryDirectory(prefix="armgym-io-") as io_dir:
         out_path, err_path = Path(io_dir, "out"), Path(io_dir, "err")
         start = time.perf_counter()
@@ -158,9 +389,12 @@ def run(
                     cmd, cwd=scratch, stdin=subprocess.PIPE if stdin is not None else
                     subprocess.DEVNULL, stdout=out, stderr=err, preexec_fn=_limiter(limits),
                     start_new_session=True, env={"PATH": "/usr/bin", "LC_ALL": "C"},
+                    pass_fds=status[1:] if status else (),
                 )
             except OSError as exc:
-                raise InfraError(f"cannot start {Path(argv[0]).name}: {exc.strerror}") from exc
+                raise InfraError(f"cannot start {Path(cmd[0]).name}: {exc.strerror}") from exc
+            if status:
+                os.close(status[1])  # so the read end sees EOF once bwrap is gone
             timed_out = False
             try:
                 if stdin is not None:
@@ -170,20 +404,111 @@ def run(
             except subprocess.TimeoutExpired:
                 timed_out = True
             finally:
-                _kill_tree(proc)
+                report = _kill_tree(proc, status[0] if status else None)
         wall = time.perf_counter() - start
-        limit = limits.file_size_mb * 1024 * 1024
-        return RunResult(
+        result = RunResult(
             returncode=proc.returncode,
-            stdout=out_path.read_bytes()[:limit],
-            stderr=err_path.read_bytes()[:65536],
+            stdout=_read_capped(out_path, limits.file_size_mb * 1024 * 1024),
+            stderr=_read_capped(err_path, STDERR_CAP),
             timed_out=timed_out,
             wall_s=wall,
         )
+        return result, report
 
 
-def _kill_tree(proc: subprocess.Popen[bytes]) -> None:
-    """Kill the whole session: bwrap's PID namespace then takes every descendant with it."""
+def _read_capped(path: Path, cap: int) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(cap)
+
+
+def _kill_tree(proc: subprocess.Popen[bytes], status_fd: int | None = None) -> dict[str, int]:
+    """Kill the session, then the sandbox's PID 1, and wait until its namespace is empty.
+
+    bwrap's own processes run in the session started here; the sandboxed command runs in a
+    session of its own inside the PID namespace, whose init dies with bwrap (--die-with-parent)
+    and is also killed here explicitly, in case bwrap was killed before it armed that.
+    Returns bwrap's status reports (empty without bwrap).
+    """
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    _wait_group_gone(proc.pid)
+    if status_fd is None:
+        return {}
+    report = _read_status(status_fd)
+    _end_namespace(report)
+    return report
+
+
+def _wait_group_gone(pgid: int) -> None:
+    """SIGKILL is delivered asynchronously: wait until no member of the group is still running.
+
+    Without it, the weaker mode could return while a killed grandchild is still running. Exited
+    members that init has not reaped yet (zombies) no longer run and are not waited for.
+    """
+    deadline = time.monotonic() + TEARDOWN_WAIT_S
+    while _group_alive(pgid):
+        if time.monotonic() > deadline:
+            raise InfraError("a sandboxed process group did not terminate after SIGKILL")
+        time.sleep(0.001)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()  # state ppid pgrp ...
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
+
+
+def _read_status(fd: int) -> dict[str, int]:
+    """bwrap's JSON status lines (child pid, namespace ids, then the exit code), merged."""
+    data = b""
+    with contextlib.suppress(BlockingIOError, OSError):
+        while chunk := os.read(fd, 4096):
+            data += chunk
+    merged: dict[str, int] = {}
+    for line in data.splitlines():
+        with contextlib.suppress(ValueError):
+            doc = json.loads(line)
+            if isinstance(doc, dict):
+                merged.update(doc)
+    return merged
+
+
+def _end_namespace(info: dict[str, int]) -> None:
+    """SIGKILL the init of the sandbox's PID namespace and wait for it to be gone.
+
+    The pid is only trusted after the pidfd is open and the process is seen to be the init of
+    the very namespace bwrap reported, so a recycled pid is never signalled.
+    """
+    pid, ns = info.get("child-pid"), info.get("pid-namespace")
+    if not pid or not ns:
+        return
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError:
+        return  # already gone and reaped
+    try:
+        try:
+            if os.readlink(f"/proc/{pid}/ns/pid") != f"pid:[{ns}]":
+                return
+        except OSError:
+            return
+        with contextlib.suppress(OSError):
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        ready, _, _ = select.select([pidfd], [], [], TEARDOWN_WAIT_S)
+        if not ready:
+            raise InfraError("a sandbox did not terminate after SIGKILL")
+    finally:
+        os.close(pidfd)

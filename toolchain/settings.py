@@ -24,6 +24,9 @@ class Settings:
     # mode and only runs when allow_unsandboxed is set as well.
     sandbox: str = "bwrap"
     allow_unsandboxed: bool = False
+    # The bwrap executable; empty means `bwrap` on PATH. A path that does not exist makes the
+    # sandbox unavailable, which is how tests reproduce a host without user namespaces.
+    bwrap_path: str = ""
     tests_per_attempt: int = 20
     max_source_bytes: int = 256 * 1024
     max_source_lines: int = 10_000

@@ -103,6 +103,7 @@ def _run(variant: Variant, obj: Path, seed: int, scratch: Path, settings: Settin
     res = sandbox.run(
         qemu_argv("./candidate.elf", seed, tests, False), scratch, timeout_s=budget,
         limits=sandbox.Limits(cpu_seconds=int(budget) + 2), settings=settings,
+        writable=False,  # the records go to stdout; the candidate may not write a file at all
     )
     records, clean = parse(variant, res.stdout, False)
     done = len(records)
