@@ -29,6 +29,7 @@ group (killed as a whole) and with the scratch directory as working directory, a
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -104,15 +105,20 @@ def _probe(exe: str, cache_dir: Path) -> str | None:
     true = shutil.which("true") or "/usr/bin/true"
     scratch = Path(tempfile.mkdtemp(prefix="armgym-probe-"))
     os.chmod(scratch, 0o755)
+    seccomp_r = _seccomp_fd()
     try:
         layout = _layout(true, (), cache_dir)
-        cmd = _bwrap_argv(exe, [true], scratch, (), writable=True, layout=layout)
+        cmd = _bwrap_argv(exe, [true], scratch, (), writable=True, layout=layout,
+                          seccomp_fd=seccomp_r)
         probe = subprocess.run(cmd, capture_output=True, preexec_fn=_drop_privileges,
-                               start_new_session=True, timeout=30, check=False)
+                               start_new_session=True, timeout=30, check=False,
+                               pass_fds=() if seccomp_r is None else (seccomp_r,))
     except (OSError, subprocess.TimeoutExpired, InfraError) as exc:
         return str(exc)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+        if seccomp_r is not None:
+            os.close(seccomp_r)
     if probe.returncode != 0:
         return probe.stderr.decode(errors="replace").strip()[:300] or f"exit {probe.returncode}"
     return None
@@ -277,11 +283,14 @@ def _library_farm(files: list[tuple[str, str]], cache_dir: Path) -> str:
 
 
 def _bwrap_argv(exe: str, argv: Sequence[str], scratch: Path, writable_files: Sequence[str], *,
-                writable: bool, layout: Layout, status_fd: int | None = None) -> list[str]:
+                writable: bool, layout: Layout, status_fd: int | None = None,
+                seccomp_fd: int | None = None) -> list[str]:
     cmd = [exe, "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent",
            "--new-session", "--cap-drop", "ALL", "--hostname", "sandbox"]
     if status_fd is not None:
         cmd += ["--json-status-fd", str(status_fd)]
+    if seccomp_fd is not None:
+        cmd += ["--seccomp", str(seccomp_fd)]
     for src, dest in layout.binds:
         cmd += ["--ro-bind", src, dest]
     for target, path in layout.symlinks:
@@ -294,6 +303,57 @@ def _bwrap_argv(exe: str, argv: Sequence[str], scratch: Path, writable_files: Se
     cmd += ["--remount-ro", "/", "--chdir", str(SANDBOX_ROOT),
             "--clearenv", "--setenv", "PATH", "/usr/bin", "--setenv", "LC_ALL", "C", "--"]
     return cmd + list(argv)
+
+
+# --------------------------------------------------------------------------- seccomp
+
+# A sandboxed step may start threads (qemu and llvm-mca do) but no process: a fork reached
+# through libc code in the candidate's executable fails with EPERM, so fork bombs stop at once
+# and never eat into the process limit that every sandbox on the host shares (RLIMIT_NPROC
+# counts all processes of `nobody`). A foreign system-call ABI (x32, another architecture) kills.
+_SECCOMP_ARCH: dict[str, tuple[int, int, int, tuple[int, ...], int]] = {
+    # machine: (AUDIT_ARCH_*, clone, clone3, fork-like syscalls, syscall-number bit to refuse)
+    "x86_64": (0xC000003E, 56, 435, (57, 58), 0x40000000),
+    "aarch64": (0xC00000B7, 220, 435, (), 0),
+}
+_LD_ABS, _JEQ, _JGE, _JSET, _RET = 0x20, 0x15, 0x35, 0x45, 0x06
+_ALLOW, _KILL, _ERRNO = 0x7FFF0000, 0x80000000, 0x00050000
+_CLONE_THREAD = 0x00010000
+
+
+def seccomp_program(machine: str | None = None) -> bytes | None:
+    """The BPF filter bwrap installs before exec; None on an architecture not listed here."""
+    spec = _SECCOMP_ARCH.get(machine or os.uname().machine)
+    if spec is None:
+        return None
+    arch, clone, clone3, forks, foreign = spec
+    deny, nosys = _ERRNO | errno.EPERM, _ERRNO | errno.ENOSYS
+    prog = [(_LD_ABS, 0, 0, 4), (_JEQ, 1, 0, arch), (_RET, 0, 0, _KILL), (_LD_ABS, 0, 0, 0)]
+    if foreign:
+        prog += [(_JGE, 0, 1, foreign), (_RET, 0, 0, _KILL)]
+    # clone3 passes its flags in memory a filter cannot read: ENOSYS makes libc fall back to clone.
+    prog += [(_JEQ, 0, 1, clone3), (_RET, 0, 0, nosys)]
+    for nr in forks:
+        prog += [(_JEQ, 0, 1, nr), (_RET, 0, 0, deny)]
+    prog += [
+        (_JEQ, 0, 3, clone),           # not clone: allow
+        (_LD_ABS, 0, 0, 16),           # clone flags (low 32 bits of the first argument)
+        (_JSET, 1, 0, _CLONE_THREAD),  # a thread: allow
+        (_RET, 0, 0, deny),            # a new process: EPERM
+        (_RET, 0, 0, _ALLOW),
+    ]
+    return b"".join(struct.pack("<HBBI", *insn) for insn in prog)
+
+
+def _seccomp_fd() -> int | None:
+    """A pipe's read end holding the filter, for bwrap --seccomp (it reads it to EOF)."""
+    program = seccomp_program()
+    if program is None:
+        return None
+    read_end, write_end = os.pipe()
+    os.write(write_end, program)  # a few hundred bytes: far below the pipe buffer
+    os.close(write_end)
+    return read_end
 
 
 # --------------------------------------------------------------------------- running
@@ -344,7 +404,7 @@ def run(
     mode = sandbox_mode(settings) if confine else "none"
     os.chmod(scratch, 0o777)
     if mode != "bwrap":
-        return _supervise(list(argv), scratch, timeout_s, stdin, limits, None)[0]
+        return _supervise(list(argv), scratch, timeout_s, stdin, limits, [], None)[0]
     exe = bwrap_path(settings)
     assert exe is not None
     tool = str(Path(argv[0]).resolve())
@@ -355,15 +415,16 @@ def run(
     files = tuple(sorted({str(Path(p).resolve()) for p in ro_files}))
     layout = _layout(tool, files, settings.cache_dir)
     status_r, status_w = os.pipe()
+    seccomp_r = _seccomp_fd()
+    child_fds = [status_w] + ([seccomp_r] if seccomp_r is not None else [])
     try:
         os.set_blocking(status_r, False)
         cmd = _bwrap_argv(exe, [tool, *argv[1:]], scratch, names, writable=writable is True,
-                          layout=layout, status_fd=status_w)
-        result, status = _supervise(cmd, scratch, timeout_s, stdin, limits, (status_r, status_w))
+                          layout=layout, status_fd=status_w, seccomp_fd=seccomp_r)
+        result, status = _supervise(cmd, scratch, timeout_s, stdin, limits, child_fds, status_r)
     finally:
-        for fd in (status_r, status_w):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        for fd in [status_r, *child_fds]:
+            os.close(fd)
     if "exit-code" not in status and not result.timed_out:
         # bwrap reports an exit code only for a command it managed to start: anything else is
         # the sandbox failing (e.g. no process slots left), never the submission's doing. The
@@ -375,10 +436,12 @@ def run(
 
 
 def _supervise(cmd: list[str], scratch: Path, timeout_s: float, stdin: bytes | None,
-               limits: Limits, status: tuple[int, int] | None) -> tuple[RunResult, dict[str, int]]:
+               limits: Limits, child_fds: list[int],
+               status_r: int | None) -> tuple[RunResult, dict[str, int]]:
     """Start `cmd`, wait up to `timeout_s`, then make sure nothing it started is left.
 
-    `status` is bwrap's --json-status-fd pipe (read end, write end), or None without bwrap.
+    `child_fds` are passed to the child and closed here (emptying the list) once it started, so
+    `status_r`, the read end of bwrap's --json-status-fd pipe, sees EOF when bwrap is gone.
     """
     with tempfile.TemporaryDirectory(prefix="armgym-io-") as io_dir:
         out_path, err_path = Path(io_dir, "out"), Path(io_dir, "err")
@@ -389,12 +452,12 @@ def _supervise(cmd: list[str], scratch: Path, timeout_s: float, stdin: bytes | N
                     cmd, cwd=scratch, stdin=subprocess.PIPE if stdin is not None else
                     subprocess.DEVNULL, stdout=out, stderr=err, preexec_fn=_limiter(limits),
                     start_new_session=True, env={"PATH": "/usr/bin", "LC_ALL": "C"},
-                    pass_fds=status[1:] if status else (),
+                    pass_fds=tuple(child_fds),
                 )
             except OSError as exc:
                 raise InfraError(f"cannot start {Path(cmd[0]).name}: {exc.strerror}") from exc
-            if status:
-                os.close(status[1])  # so the read end sees EOF once bwrap is gone
+            while child_fds:
+                os.close(child_fds.pop())
             timed_out = False
             try:
                 if stdin is not None:
@@ -404,7 +467,7 @@ def _supervise(cmd: list[str], scratch: Path, timeout_s: float, stdin: bytes | N
             except subprocess.TimeoutExpired:
                 timed_out = True
             finally:
-                report = _kill_tree(proc, status[0] if status else None)
+                report = _kill_tree(proc, status_r)
         wall = time.perf_counter() - start
         result = RunResult(
             returncode=proc.returncode,
