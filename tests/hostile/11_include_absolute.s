@@ -1,0 +1,9 @@
+// case: .include of a host file by absolute path
+// category: file-read-directive
+// expect: forbidden_directive
+    .text
+    .globl kernel
+    .type kernel, %function
+kernel:
+    .include "@CANARY@"
+    ret

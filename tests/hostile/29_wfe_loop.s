@@ -1,0 +1,9 @@
+// case: waiting for an event that never comes
+// category: infinite-loop
+// expect: timeout
+    .text
+    .globl kernel
+    .type kernel, %function
+kernel:
+1:  wfe
+    b 1b

@@ -1,0 +1,9 @@
+// case: return past the harness's register capture (x30 + 48)
+// category: harness-jump
+// expect: abi_violation
+    .text
+    .globl kernel
+    .type kernel, %function
+kernel:
+    add x30, x30, #48
+    ret

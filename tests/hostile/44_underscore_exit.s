@@ -1,0 +1,10 @@
+// case: _exit(0): no atexit handlers, no flush
+// category: harness-jump
+// expect: crash
+    .text
+    .globl kernel
+    .type kernel, %function
+kernel:
+    mov x0, #0
+@ADDR x16 _exit@
+    br x16

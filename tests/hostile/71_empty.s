@@ -1,0 +1,3 @@
+// case: nothing at all
+// category: huge-or-malformed
+// expect: input_rejected

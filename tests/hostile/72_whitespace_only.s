@@ -1,0 +1,6 @@
+// case: only blanks
+// category: huge-or-malformed
+// expect: input_rejected
+   
+	
+  

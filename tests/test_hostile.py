@@ -1,0 +1,293 @@
+"""The hostile corpus (brief §6): every attack gets reward 0, its own error kind, and no trace.
+
+Each case is one file under tests/hostile/, `NN_name.s`: a header of `// key: value` lines
+(`case` a title, `category` one of CATEGORIES, `expect` the error kind, optional `variant`
+(default relu_n16_float32), `repeat` (the body is repeated that many times), `note`), then the
+submission itself, byte for byte (NUL bytes and invalid UTF-8 included). Placeholders in the body:
+
+* `@CANARY@`, `@CANARY_DIR@`: absolute paths of a canary file and its world-writable directory,
+  which the test creates (so only the sandbox stands between a submission and them);
+  `@CANARY_REL@`: the canary by a relative path that climbs out of the scratch directory;
+* `@TOKEN@`: a unique name for files an attack tries to create anywhere;
+* `@PORT@`: a TCP port the test listens on at the host's 127.0.0.1;
+* a line `@ADDR xN symbol[+offset]@`: movz/movk loading the absolute address of `symbol` in the
+  linked candidate.elf into xN, as an attacker could compute it: the static link is
+  deterministic, so the test links the case once with zero addresses (same size, same layout),
+  reads the symbol table, and links again to check the addresses did not move. That reaches
+  libc's open/write/exit and the svc inside `__mprotect` (x8 then picks any system call) with
+  no svc in the object at all.
+
+Every case then asserts: not passed and reward 0, the expected error kind, the canary and its
+directory untouched, no new file owned by the sandbox user in /tmp, /var/tmp (top level), the
+cache dir (two levels) or the repository, no file named with the token, no process left behind
+(this test process is a child subreaper, so nothing can escape out of sight), the host listener
+never reached, a host process of the sandbox user still alive (kill(-1) must not reach it),
+nothing of the canary's or /etc/passwd's content in the verdict JSON, and (fixture
+still_serving) the next honest submission verifies.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from host_state import become_subreaper, live_descendants, owned_files
+
+from toolchain import kernels, tools
+from toolchain.errors import ErrorKind
+from toolchain.gates import syntax
+from toolchain.gates.correctness import gate as correctness
+from toolchain.sandbox import NOBODY
+from toolchain.settings import Settings, get_settings
+from toolchain.verdict import Verdict
+from toolchain.verify import verify
+
+CORPUS_DIR = Path(__file__).with_name("hostile")
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_VARIANT = "relu_n16_float32"
+SEED = 11
+CATEGORIES = {
+    "syscall-stub": "svc/hvc/smc/hlt/brk in any spelling, or a stub in data",
+    "file-read-directive": ".incbin/.include, also built by macros, .irp or \\()",
+    "bomb": ".space/.fill/.rept/macro expansion bombs",
+    "infinite-loop": "runaway execution",
+    "host-syscall": "files, processes, signals and sockets through libc code, no svc",
+    "harness-jump": "returning or branching into the harness or libc's exit",
+    "out-of-bounds": "stores outside the output buffers",
+    "clobbered-register": "callee-saved state not restored",
+    "self-modifying": "writing code at run time",
+    "unavailable-instruction": "instructions Neoverse V2 lacks or that are not reproducible",
+    "huge-or-malformed": "size and line caps, NUL, invalid UTF-8, empty, unknown variant",
+}
+# Host content that must never come back in a verdict (besides the canary's secret).
+HOST_SECRETS = ("root:x:0:0",)
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    name: str
+    title: str
+    category: str
+    expect: ErrorKind
+    variant: str
+    body: bytes
+
+
+_HEADER = re.compile(rb"//\s*([a-z-]+):\s?(.*)")
+
+
+def load_case(path: Path) -> Case:
+    raw = path.read_bytes()
+    fields: dict[str, str] = {}
+    pos = 0
+    while (m := _HEADER.match(raw, pos)) and (end := raw.find(b"\n", pos)) >= 0:
+        fields[m.group(1).decode()] = m.group(2).decode().strip()
+        pos = end + 1
+    body = raw[pos:] * int(fields.get("repeat", "1"))
+    return Case(path.stem, fields["case"], fields["category"], ErrorKind(fields["expect"]),
+                fields.get("variant", DEFAULT_VARIANT), body)
+
+
+CASES = [load_case(p) for p in sorted(CORPUS_DIR.glob("*.s"))]
+
+
+def test_corpus_covers_every_category() -> None:
+    assert len(CASES) >= 30
+    assert {c.category for c in CASES} == set(CATEGORIES)
+    assert len({c.name[:2] for c in CASES}) == len(CASES), "case numbers must be unique"
+
+
+# --------------------------------------------------------------------------- the host
+
+
+@dataclasses.dataclass
+class Host:
+    """What an attack could touch, set up once per test process."""
+
+    canary: Path
+    secret: bytes
+    token: str
+    listener: socket.socket
+    sleeper: subprocess.Popen[bytes]
+    settings: Settings
+
+    def placeholders(self) -> dict[bytes, bytes]:
+        return {
+            b"@CANARY@": str(self.canary).encode(),
+            b"@CANARY_DIR@": str(self.canary.parent).encode(),
+            b"@CANARY_REL@": b"../../../../.." + str(self.canary).encode(),
+            b"@TOKEN@": self.token.encode(),
+            b"@PORT@": str(self.listener.getsockname()[1]).encode(),
+        }
+
+    def roots(self) -> list[tuple[Path, int | None]]:
+        return [(Path("/tmp"), 0), (Path("/var/tmp"), 0), (self.settings.cache_dir, 1),
+                (REPO, None)]
+
+    def snapshot(self) -> dict[str, object]:
+        st = self.canary.stat()
+        return {
+            "canary": (self.canary.read_bytes(), st.st_mtime_ns, st.st_mode, st.st_uid),
+            "canary_dir": sorted(os.listdir(self.canary.parent)),
+            "owned": owned_files(self.roots(), skip=[REPO / ".venv", REPO / ".git"]),
+        }
+
+
+def _as_nobody() -> None:
+    if os.geteuid() == 0:
+        os.setgid(NOBODY)
+        os.setuid(NOBODY)
+
+
+@pytest.fixture(scope="module")
+def host() -> Iterator[Host]:
+    become_subreaper()
+    canary_dir = Path(tempfile.mkdtemp(prefix="armgym-canary-"))
+    os.chmod(canary_dir, 0o777)  # world-writable: only the sandbox protects it
+    canary = canary_dir / "canary"
+    secret = f"CANARY-{secrets.token_hex(16)}".encode()
+    canary.write_bytes(secret + b"\n")
+    os.chmod(canary, 0o666)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.setblocking(False)
+    sleeper = subprocess.Popen(["sleep", "3600"], preexec_fn=_as_nobody)
+    # Shorter budgets than production, so the runaway cases cost about a second each.
+    settings = dataclasses.replace(get_settings(), run_timeout_base_s=1.0,
+                                   run_timeout_factor=5.0, assemble_timeout_s=2.0)
+    try:
+        yield Host(canary, secret, f"armgym-pwned-{secrets.token_hex(6)}", listener, sleeper,
+                   settings)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        listener.close()
+        shutil.rmtree(canary_dir, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- expansion
+
+
+_ADDR = re.compile(rb"^@ADDR (x\d+) ([\w.$]+)(?:\+(\d+))?@$", re.M)
+
+
+def movz_sequence(reg: str, value: int) -> str:
+    """Always four instructions, so the layout does not depend on the value."""
+    return "\n".join([f"    movz {reg}, #{value & 0xFFFF:#x}"] + [
+        f"    movk {reg}, #{(value >> s) & 0xFFFF:#x}, lsl #{s}" for s in (16, 32, 48)])
+
+
+def link_symbols(variant_id: str, text: str, settings: Settings) -> dict[str, int]:
+    """Symbol table of `text` linked with the variant's harness, exactly as the gate links it."""
+    scratch = Path(tempfile.mkdtemp(prefix="armgym-probe-"))
+    try:
+        result, obj = syntax.assemble(text, scratch, settings)
+        assert obj is not None, result.message
+        assert correctness.link(kernels.get(variant_id), obj, scratch, settings) is None
+        out = subprocess.run([tools.tool("readelf").path, "-Ws", str(scratch / "candidate.elf")],
+                             capture_output=True, text=True, check=True).stdout
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    symbols: dict[str, int] = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 8 and parts[0].endswith(":") and parts[4] in ("GLOBAL", "WEAK"):
+            symbols.setdefault(parts[7], int(parts[1], 16))
+    return symbols
+
+
+def expand(case: Case, host: Host) -> bytes:
+    body = case.body
+    for key, value in host.placeholders().items():
+        body = body.replace(key, value)
+    if not _ADDR.search(body):
+        return body
+
+    def fill(symbols: dict[str, int]) -> str:
+        return _ADDR.sub(lambda m: movz_sequence(
+            m.group(1).decode(), symbols.get(m.group(2).decode(), 0) + int(m.group(3) or 0)
+        ).encode(), body).decode()
+
+    probe = link_symbols(case.variant, fill({}), host.settings)
+    final = fill(probe)
+    wanted = {m.group(2).decode() for m in _ADDR.finditer(body)}
+    again = link_symbols(case.variant, final, host.settings)
+    assert {s: again[s] for s in wanted} == {s: probe[s] for s in wanted}, "layout moved"
+    return final.encode()
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def assert_no_reward(verdict: Verdict) -> None:
+    """Reward 0 under the binary profile, no correctness and no speedup credit.
+
+    (The original's additive profile still grants its format and syntax points to text that
+    assembles; it never grants correctness or speedup to anything here.)
+    """
+    assert not verdict.passed
+    summary = verdict.to_json()["reward"]
+    assert summary is not None, "a hostile case must be judged, not dropped as infra_error"
+    assert summary["profiles"]["binary_plus_speedup"] == 0.0
+    assert summary["components"]["correctness"] == 0.0
+    assert summary["components"]["speedup"] is None
+
+
+def assert_no_trace(host: Host, before: dict[str, object], verdict: Verdict) -> None:
+    after = host.snapshot()
+    assert after["canary"] == before["canary"], "canary changed"
+    assert after["canary_dir"] == before["canary_dir"], "file created next to the canary"
+    assert after["owned"] - before["owned"] == set(), "file left behind"  # type: ignore[operator]
+    for root, _ in host.roots():
+        assert not list(root.glob(f"*{host.token}*")), f"attack file in {root}"
+    assert host.sleeper.poll() is None, "a host process of the sandbox user was killed"
+    assert live_descendants(ignore=[host.sleeper.pid]) == [], "process left behind"
+    with pytest.raises(BlockingIOError):
+        host.listener.accept()
+    text = json.dumps(verdict.to_json())
+    for secret in (host.secret.decode(), *HOST_SECRETS):
+        assert secret not in text, "host content in the verdict"
+
+
+@pytest.mark.usefixtures("still_serving")
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_hostile_case(case: Case, host: Host) -> None:
+    submission = expand(case, host)
+    before = host.snapshot()
+    verdict = verify(case.variant, submission, SEED, settings=host.settings)
+    assert verdict.error_kind is case.expect, f"{case.title}: {verdict.message}"
+    assert verdict.message
+    assert_no_reward(verdict)
+    assert_no_trace(host, before, verdict)
+
+
+def test_without_the_sandbox_the_attacks_are_real(host: Host) -> None:
+    """The corpus is not a strawman: in the weaker mode, case 31 really rewrites a host file.
+
+    Run on a canary of its own; what stops the attack under bwrap is the sandbox alone.
+    """
+    canary_dir = Path(tempfile.mkdtemp(prefix="armgym-canary-"))
+    try:
+        os.chmod(canary_dir, 0o777)
+        canary = canary_dir / "canary"
+        canary.write_bytes(b"intact\n")
+        os.chmod(canary, 0o666)
+        weak = dataclasses.replace(host, canary=canary, settings=dataclasses.replace(
+            host.settings, sandbox="none", allow_unsandboxed=True))
+        case = next(c for c in CASES if c.name == "31_open_write_canary")
+        verdict = verify(case.variant, expand(case, weak), SEED, settings=weak.settings)
+        assert verdict.sandbox == "none" and verdict.error_kind is case.expect
+        assert canary.read_bytes() == b"pwned\n"
+    finally:
+        shutil.rmtree(canary_dir, ignore_errors=True)
