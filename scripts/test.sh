@@ -5,5 +5,4 @@ cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 ./scripts/services.sh  # PostgreSQL and Redis for the farm's integration tests
 .venv/bin/ruff check .
-# loadgroup: the farm's tests share one set of servers and workers, so they run in one process.
-exec .venv/bin/python -m pytest -n 2 --dist loadgroup -q "$@"
+exec .venv/bin/python -m pytest -n 2 -q "$@"

@@ -2,7 +2,10 @@
 Celery worker processes, and the API as a uvicorn process, in embedded or farm mode.
 
 PostgreSQL and Redis must be running (scripts/test.sh starts them: scripts/services.sh). Every
-test here is in the xdist group "farm", so one pytest process owns these servers.
+test module here is in the xdist group "farm" (`pytestmark = FARM`), so with `--dist loadgroup`
+one pytest process owns these servers; where grouping does not happen (pytest-xdist 3.8 cannot
+group under pytest 9) each process gets its own: databases, Redis database, queue and worker
+names are all specific to the process.
 """
 
 from __future__ import annotations
@@ -33,13 +36,8 @@ ADMIN_KEY = "agk_test_admin_key"
 USER_KEY = "agk_test_alice_key"
 OTHER_KEY = "agk_test_bob_key"
 MODES = ("embedded", "farm")
+FARM = pytest.mark.xdist_group("farm")
 TAG = f"{os.getpid()}"
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if "/farm/" in str(item.fspath):
-            item.add_marker(pytest.mark.xdist_group("farm"))
 
 
 def database_url(name: str) -> str:
@@ -68,7 +66,8 @@ def pg_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
-    url = f"{REDIS}/{1 + os.getpid() % 15}"
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw9")  # gw0 -> 1, gw1 -> 2, no xdist -> 10
+    url = f"{REDIS}/{1 + int(worker.removeprefix('gw')) % 15}"
     client = redis.Redis.from_url(url)
     try:
         client.flushdb()
@@ -104,9 +103,14 @@ class Workers:
     logs: Path
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
+    @staticmethod
+    def node(name: str) -> str:
+        """The Celery node name of worker `name`: unique to this test process."""
+        return f"{name}-{TAG}"
+
     def start(self, name: str) -> None:
         argv = [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker",
-                "-n", f"{name}@%h", "--concurrency", "1", "-E", "--without-mingle",
+                "-n", f"{self.node(name)}@%h", "--concurrency", "1", "-E", "--without-mingle",
                 "--without-gossip", "--loglevel", "info"]
         with open(self.logs / f"{name}.log", "ab") as log:
             self.procs[name] = subprocess.Popen(argv, env=self.env, stdout=log,
@@ -116,7 +120,7 @@ class Workers:
     def wait_ready(self, timeout: float = 60) -> None:
         app = make_celery(FarmSettings.from_env(self.env))
         deadline = time.monotonic() + timeout
-        want = set(self.procs)
+        want = {self.node(name) for name in self.procs}
         while time.monotonic() < deadline:
             replies = app.control.ping(timeout=1.0) or []
             seen = {next(iter(r)).split("@")[0] for r in replies}

@@ -50,16 +50,17 @@ def honest(variant_id: str, compiler: str) -> str:
 
 
 def mixed(n: int, infinite: int = 2) -> list[Case]:
-    """n cases: a quarter honest (clang and gcc), an eighth wrong, the rest hostile (cheap: most
-    are refused before anything runs), plus `infinite` endless loops (each costs a timeout)."""
+    """n cases: an eighth honest (clang and gcc alternately), an eighth wrong, the rest hostile
+    (cheap: most are refused before anything runs), plus `infinite` endless loops (each costs a
+    timeout)."""
     cases: list[Case] = []
     for i in range(n - infinite):
         variant = VARIANTS[i % len(VARIANTS)]
-        if i % 8 < 2:
-            compiler = "clang" if i % 2 else "gcc"
+        if i % 8 == 0:
+            compiler = "clang" if i % 16 else "gcc"
             cases.append(Case(f"{compiler} -O3", variant, honest(variant, compiler), ("pass",)))
         else:
-            label, text, expect = WRONG[i // 8 % len(WRONG)] if i % 8 == 2 else \
+            label, text, expect = WRONG[i // 8 % len(WRONG)] if i % 8 == 1 else \
                 HOSTILE[i % len(HOSTILE)]
             cases.append(Case(label, variant, text, expect))
     cases += [Case(INFINITE[0], VARIANTS[0], INFINITE[1], INFINITE[2])] * infinite

@@ -15,10 +15,12 @@ from api import process
 from store.models import Attempt
 from toolchain import kernels
 
-from .conftest import ADMIN_KEY, OTHER_KEY, Api, start_api, wait_batch
+from .conftest import ADMIN_KEY, FARM, OTHER_KEY, Api, start_api, wait_batch
 from .mix import VARIANTS, asm, honest
 
 HONEST = VARIANTS[0]
+
+pytestmark = FARM
 
 
 def attempts_in(server: Api, run_id: str) -> int:

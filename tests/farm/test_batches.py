@@ -16,8 +16,10 @@ from sqlalchemy import Engine, Row, func, select
 from api import process
 from store.models import Assembly, Attempt, Batch, BatchItem, GateResultRow
 
-from .conftest import Api, Workers, start_api, wait_batch
-from .mix import INFINITE, VARIANTS, Case, honest, mixed
+from .conftest import FARM, Api, Workers, start_api, wait_batch
+from .mix import INFINITE, VARIANTS, WRONG, Case, honest, mixed
+
+pytestmark = FARM
 
 
 def outcome(result: dict) -> str:
@@ -78,12 +80,13 @@ def test_mixed_batch_of_200(api: Api) -> None:
 
 
 def kill_mix(run: str) -> tuple[list[Case], list[dict]]:
-    """30 attempts, every fifth an endless loop (over a second each, so a kill lands
-    mid-verification rather than between two tasks), the rest honest."""
-    cases = [Case("endless", VARIANTS[0], INFINITE[1], INFINITE[2]) if i % 5 == 0 else
-             Case("honest", VARIANTS[i % len(VARIANTS)],
-                  honest(VARIANTS[i % len(VARIANTS)], "clang" if i % 2 else "gcc"), ("pass",))
-             for i in range(30)]
+    """20 attempts: every fourth an endless loop (over a second each, so a kill lands
+    mid-verification rather than between two tasks), the others honest or wrong."""
+    cases = [Case("endless", VARIANTS[0], INFINITE[1], INFINITE[2]) if i % 4 == 0 else
+             Case(WRONG[0][0], VARIANTS[i % len(VARIANTS)], WRONG[0][1], WRONG[0][2]) if i % 2
+             else Case("honest", VARIANTS[i % len(VARIANTS)],
+                       honest(VARIANTS[i % len(VARIANTS)], "gcc"), ("pass",))
+             for i in range(20)]
     items = [{"variant_id": c.variant_id, "assembly": c.assembly, "idempotency_key": f"{run}-{i}"}
              for i, c in enumerate(cases)]
     return cases, items
@@ -138,11 +141,13 @@ def test_worker_killed_mid_batch(farm_server: Api, celery_workers: Workers) -> N
     accepted = farm_server.client().post("/batches", json={"run_id": run, "attempts": items})
     engine = farm_server.engine()
     try:
-        victim_attempt = running_slow(engine, accepted.json(), cases, "w1@")
+        victim_attempt = running_slow(engine, accepted.json(), cases,
+                                      celery_workers.node("w1") + "@")
         celery_workers.kill("w1")
         victim = check_complete_once(farm_server, engine, accepted.json()["batch_id"], cases,
                                      victim_attempt)
-        assert victim.tries >= 2 and victim.worker.startswith("w2@"), victim
+        assert victim.tries >= 2, victim
+        assert victim.worker.startswith(celery_workers.node("w2") + "@"), victim
     finally:
         engine.dispose()
         celery_workers.start("w1")
@@ -186,7 +191,7 @@ def test_embedded_pool_ends_with_the_api(request: pytest.FixtureRequest, tmp_pat
     for stop in (process.stop, lambda p: os.kill(p.pid, signal.SIGKILL)):
         server = start_api("embedded", tmp_path, logs, request)
         server.client().post("/step", json={"variant_id": VARIANTS[0],
-                                            "assembly": honest(VARIANTS[0], "gcc")})
+                                            "assembly": WRONG[0][1]})
         pool = pool_processes(server.proc.pid)
         assert pool
         stop(server.proc)

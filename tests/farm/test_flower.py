@@ -12,7 +12,9 @@ import httpx
 
 from api import process
 
-from .conftest import Workers
+from .conftest import FARM, Workers
+
+pytestmark = FARM
 
 
 def test_flower_api_lists_the_workers(celery_workers: Workers, farm_env: dict[str, str],
@@ -25,8 +27,9 @@ def test_flower_api_lists_the_workers(celery_workers: Workers, farm_env: dict[st
         flower = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         names: set[str] = set()
+        want = {celery_workers.node("w1"), celery_workers.node("w2")}
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not {"w1", "w2"} <= names:
+        while time.monotonic() < deadline and not want <= names:
             try:
                 res = httpx.get(f"http://127.0.0.1:{port}/api/workers", timeout=10)
                 if res.status_code == 200:
@@ -34,7 +37,7 @@ def test_flower_api_lists_the_workers(celery_workers: Workers, farm_env: dict[st
             except httpx.TransportError:
                 pass
             time.sleep(0.5)
-        assert {"w1", "w2"} <= names, f"Flower saw {names}"
+        assert want <= names, f"Flower saw {names}"
     finally:
         flower.terminate()
         flower.wait(20)

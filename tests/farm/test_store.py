@@ -17,12 +17,14 @@ from store.models import Base
 from store.queries import EXAMPLES
 from toolchain.verify import verify
 
-from .conftest import TAG, database_url
+from .conftest import FARM, TAG, database_url
 from .mix import VARIANTS, asm, honest
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 TABLES = {"api_keys", "assemblies", "attempts", "batches", "batch_items", "gate_results"}
 VIEWS = {"run_step_summary", "variant_best", "error_kind_histogram"}
+
+pytestmark = FARM
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])
