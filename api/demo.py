@@ -19,8 +19,14 @@ from toolchain.demo import CASES
 from . import process
 
 
-def _row(label: str, variant: str, got: str, expect: str, ms: str, worker: str) -> str:
-    return f"{label:38} {variant:24} {got:18} {expect:16} {ms:>6} {worker}"
+def _row(label: str, variant: str, got: str, expect: str, speedup: str, reward: str, ms: str,
+         worker: str) -> str:
+    return (f"{label:38} {variant:24} {got:18} {expect:16} {speedup:>7} {reward:>6} {ms:>6} "
+            f"{worker}")
+
+
+def _num(value: float | None, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
 
 
 def score(base_url: str, key: str, seed: int | None) -> int:
@@ -34,14 +40,16 @@ def score(base_url: str, key: str, seed: int | None) -> int:
     accepted.raise_for_status()
     batch_id = accepted.json()["batch_id"]
     result = client.get(f"/batches/{batch_id}", params={"wait": 110}).json()
-    print(_row("submission", "variant", "verdict", "expected", "ms", "worker"))
+    print(_row("submission", "variant", "verdict", "expected", "speedup", "reward", "ms",
+               "worker"))
     mismatches = 0
     for case, res in zip(CASES, result["results"], strict=True):
         got = "pending" if res["status"] != "done" else \
             ("pass" if res["passed"] else str(res["error_kind"]))
         mismatches += got != case.expect
         ms = f"{(res['verify_seconds'] or 0) * 1000:.0f}"
-        print(_row(case.label, case.variant_id, got, case.expect, ms, str(res["worker"])))
+        print(_row(case.label, case.variant_id, got, case.expect, _num(res["speedup"], ".2f"),
+                   _num(res["reward"], ".2f"), ms, str(res["worker"])))
     print(f"{len(CASES) - mismatches}/{len(CASES)} verdicts as expected "
           f"(batch {batch_id}, {base_url}/batches/{batch_id})")
     return mismatches
