@@ -159,7 +159,7 @@ def cost(profile: Profile, workdir: Path, settings: Settings) -> Measurement:
     bodies = [profile.cycle_insns(c) for c in cycles]
     counts = [profile.cycles[c] for c in cycles]
     costs = mca.cycle_costs(bodies, workdir, settings)
-    est = osaca_model.estimates(bodies)
+    est = osaca_model.estimates(bodies, settings)
     total = sum((c.times(n) for n, c in zip(counts, costs, strict=True)), Fraction(0))
     osaca_total = sum(Fraction(e.first) + (n - 1) * Fraction(e.cycles)
                       for n, e in zip(counts, est, strict=True))

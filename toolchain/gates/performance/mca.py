@@ -30,7 +30,6 @@ import os
 import re
 import subprocess
 import tempfile
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -40,6 +39,8 @@ from pathlib import Path
 from ... import sandbox, tools
 from ...errors import InfraError
 from ...settings import Settings
+from . import cache as figure_cache
+from .cache import FigureCache
 from .trace import Insn
 
 DISPATCH_WIDTH = 8
@@ -47,7 +48,6 @@ DISPATCH_WIDTH = 8
 MCA_FLAGS = ("-mtriple=aarch64-linux-gnu", "-mcpu=neoverse-v2", f"-mattr={tools.OBJDUMP_MATTR}",
              f"-dispatch={DISPATCH_WIDTH}")
 LISTING_ITERATIONS = 100
-LRU_SIZE = 65536
 MCA_TIMEOUT_S = 300.0
 LISTING_TIMEOUT_S = 20.0
 _ERROR_LINE = re.compile(rb"^[^\s:]+:(\d+):\d+: error", re.M)
@@ -99,60 +99,25 @@ def model_key() -> str:
     return tools.fingerprint(tools.tool("mca").version, *MCA_FLAGS, METHOD_VERSION)[:16]
 
 
-class CostCache:
-    """Costs per cycle text: an in-process LRU in front of one small file per text on disk."""
-
-    def __init__(self, directory: Path, size: int = LRU_SIZE) -> None:
-        self.directory = directory
-        self.size = size
-        self.lru: OrderedDict[str, Cost] = OrderedDict()
-
-    def get(self, key: str) -> Cost | None:
-        if key in self.lru:
-            self.lru.move_to_end(key)
-            return self.lru[key]
-        path = self.directory / key[:2] / key
-        try:
-            first, delta, k = path.read_text().split()
-        except (OSError, ValueError):
-            return None
-        cost = Cost(int(first), int(delta), int(k))
-        self._remember(key, cost)
-        return cost
-
-    def put(self, key: str, cost: Cost) -> None:
-        self._remember(key, cost)
-        folder = self.directory / key[:2]
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-        with os.fdopen(fd, "w") as fh:
-            fh.write(f"{cost.first} {cost.delta} {cost.k}\n")
-        os.replace(tmp, folder / key)
-
-    def _remember(self, key: str, cost: Cost) -> None:
-        self.lru[key] = cost
-        self.lru.move_to_end(key)
-        while len(self.lru) > self.size:
-            self.lru.popitem(last=False)
+def cache_for(settings: Settings) -> FigureCache:
+    return figure_cache.at(settings.cache_dir / "mca" / model_key())
 
 
-_CACHES: dict[Path, CostCache] = {}
-
-
-def cache_for(settings: Settings) -> CostCache:
-    directory = settings.cache_dir / "mca" / model_key()
-    if directory not in _CACHES:
-        _CACHES[directory] = CostCache(directory)
-    return _CACHES[directory]
+def _decode(value: str | None) -> Cost | None:
+    try:
+        first, delta, k = (value or "").split()
+        return Cost(int(first), int(delta), int(k))
+    except ValueError:
+        return None
 
 
 def cycle_costs(cycles: Sequence[Sequence[Insn]], workdir: Path,
                 settings: Settings) -> list[Cost]:
     """The steady-state cost of every cycle; llvm-mca runs once per iteration tier and k."""
-    cache = cache_for(settings)
+    figures = cache_for(settings)
     texts = ["\n".join(mca_lines(c)) for c in cycles]
     keys = [hashlib.sha256(t.encode()).hexdigest() for t in texts]
-    found = {k: cache.get(k) for k in set(keys)}
+    found = {k: _decode(figures.get(k)) for k in set(keys)}
     todo: dict[int, dict[str, str]] = {}
     for key, text, cyc in zip(keys, texts, cycles, strict=True):
         if found[key] is None:
@@ -165,8 +130,8 @@ def cycle_costs(cycles: Sequence[Sequence[Insn]], workdir: Path,
         once = _total_cycles(regions, k, workdir, settings)
         twice = _total_cycles(regions, 2 * k, workdir, settings)
         for key in regions:
-            found[key] = Cost(first[key], twice[key] - once[key], k)
-            cache.put(key, found[key])
+            cost = found[key] = Cost(first[key], twice[key] - once[key], k)
+            figures.put(key, f"{cost.first} {cost.delta} {cost.k}\n")
     return [found[k] for k in keys]  # type: ignore[misc]
 
 
