@@ -20,10 +20,15 @@ from toolchain.sandbox import NOBODY
 PR_SET_CHILD_SUBREAPER = 36
 
 
-def become_subreaper() -> None:
-    """Adopt orphaned descendants instead of letting init take them out of sight."""
+def set_subreaper(enabled: bool) -> None:
+    """Adopt orphaned descendants instead of letting init take them out of sight.
+
+    While enabled, this process must reap what it adopts (`reap_zombies`): sandboxes leave
+    their exited init to be reaped by whoever adopts it, and unreaped zombies still count
+    against the sandbox user's process limit.
+    """
     libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, int(enabled), 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER) failed")
 
 

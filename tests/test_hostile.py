@@ -41,7 +41,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from host_state import become_subreaper, live_descendants, owned_files
+from host_state import live_descendants, owned_files, reap_zombies, set_subreaper
 
 from toolchain import kernels, tools
 from toolchain.errors import ErrorKind
@@ -151,7 +151,7 @@ def _as_nobody() -> None:
 
 @pytest.fixture(scope="module")
 def host() -> Iterator[Host]:
-    become_subreaper()
+    set_subreaper(True)
     canary_dir = Path(tempfile.mkdtemp(prefix="armgym-canary-"))
     os.chmod(canary_dir, 0o777)  # world-writable: only the sandbox protects it
     canary = canary_dir / "canary"
@@ -170,8 +170,10 @@ def host() -> Iterator[Host]:
         yield Host(canary, secret, f"armgym-pwned-{secrets.token_hex(6)}", listener, sleeper,
                    settings)
     finally:
+        set_subreaper(False)
         sleeper.kill()
         sleeper.wait()
+        reap_zombies()
         listener.close()
         shutil.rmtree(canary_dir, ignore_errors=True)
 

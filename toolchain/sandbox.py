@@ -182,30 +182,30 @@ def _elf_interpreter(exe: str) -> str | None:
     return None
 
 
-def shared_objects(exe: str) -> list[str]:
-    """The interpreter and every shared object `exe` loads, as the dynamic loader resolves them.
+def shared_objects(exe: str) -> tuple[str | None, list[tuple[str, str]]]:
+    """`exe`'s ELF interpreter and every shared object it loads: (name asked for, resolved path).
 
     The loader lists them without running the program (`ld.so --list`, what ldd does).
     """
     interp = _elf_interpreter(exe)
     if interp is None:
-        return []
+        return None, []
     try:
         out = subprocess.run([interp, "--list", exe], capture_output=True, text=True,
                              timeout=30, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise InfraError(f"cannot list the libraries of {Path(exe).name}: {exc}") from exc
-    found = [interp]
+    found = []
     for line in out.stdout.splitlines():
         parts = line.split()
         if "=>" in parts:
             target = parts[parts.index("=>") + 1]
             if not target.startswith("/"):
                 raise InfraError(f"{Path(exe).name} needs {parts[0]}, which is not found")
-            found.append(target)
-    if out.returncode != 0 or len(found) == 1 and "=>" in out.stdout:
+            found.append((parts[0], target))
+    if out.returncode != 0 or not found:
         raise InfraError(f"cannot list the libraries of {Path(exe).name}")
-    return found
+    return interp, found
 
 
 def _top_level_symlinks() -> tuple[tuple[str, str], ...]:
@@ -221,24 +221,36 @@ def _top_level_symlinks() -> tuple[tuple[str, str], ...]:
 def _layout(tool: str, ro_files: tuple[str, ...], cache_dir: Path) -> Layout:
     """What `tool` (a resolved path) needs to run, plus `ro_files`, as few mounts as possible.
 
-    The shared objects of a directory are hard-linked (copied across file systems) into one
-    directory in the cache, keyed by their identity, and that directory is bound in place of the
-    host's, so the loader finds exactly those and nothing else. A listed file inside such a
-    directory would need a mount point in a read-only bind, so that directory's libraries are
-    bound one by one instead.
+    Every shared object goes, under the name the loader asks for, into one directory bound in
+    place of the system library directory (the one libc lives in), so the loader finds exactly
+    those and nothing else, also those a RUNPATH of `$ORIGIN/...` points at (without /proc the
+    loader cannot expand $ORIGIN and falls back to the system directory). The directory is
+    built once in the cache from hard links (copies across file systems), keyed by the
+    libraries' identity. A listed file inside a bound directory would need a mount point in a
+    read-only bind, so that directory's files are then bound one by one instead; a listed file
+    that is one of those libraries is simply already there.
     """
+    interp, libs = shared_objects(tool)
     by_dir: dict[str, list[tuple[str, str]]] = {}
-    for path in shared_objects(tool):
-        dest = os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
-        by_dir.setdefault(os.path.dirname(dest), []).append((os.path.realpath(path), dest))
+    if interp is not None:
+        libc = next((path for name, path in libs if name.startswith("libc.so")), libs[0][1])
+        system_dir = os.path.realpath(os.path.dirname(libc))
+        for name, path in libs:
+            by_dir.setdefault(system_dir, []).append(
+                (os.path.realpath(path), os.path.join(system_dir, name)))
+        interp_dir = os.path.realpath(os.path.dirname(interp))
+        by_dir.setdefault(interp_dir, []).append(
+            (os.path.realpath(interp), os.path.join(interp_dir, os.path.basename(interp))))
+    provided = {dest: src for files in by_dir.values() for src, dest in files}
+    extra = [f for f in ro_files if provided.get(f) != os.path.realpath(f)]
     binds: list[tuple[str, str]] = []
     for directory, files in sorted(by_dir.items()):
-        if any(f == directory or f.startswith(directory + "/") for f in ro_files):
+        if any(f.startswith(directory + "/") for f in extra):
             binds += files
         else:
             binds.append((_library_farm(files, cache_dir), directory))
-    seen = {dest for _, dest in binds}
-    for path in (tool, *ro_files):
+    seen = set(provided)
+    for path in (tool, *extra):
         if path not in seen:
             binds.append((path, path))
             seen.add(path)
