@@ -22,7 +22,7 @@ from store.settings import FarmSettings
 from toolchain import VERIFIER_VERSION
 
 from .farm import Farm
-from .routes import batches, gym, history, keys
+from .routes import batches, gym, history, kernels, keys, openrlhf
 
 
 class BodyTooLarge(Exception):
@@ -123,6 +123,6 @@ def create_app(settings: FarmSettings | None = None) -> FastAPI:
     def prometheus(request: Request) -> Response:
         return request.app.state.farm.metrics.render()  # type: ignore[no-any-return]
 
-    for module in (gym, batches, history, keys):
+    for module in (gym, batches, history, keys, kernels, openrlhf):
         app.include_router(module.router)
     return app
