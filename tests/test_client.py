@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -50,12 +51,14 @@ def test_installs_in_a_fresh_venv_and_scores_without_the_server_stack(
         tmp_path: Path, embedded_server: Api) -> None:  # noqa: F811
     """pip installs the package and httpx (from the index) into an empty venv; there it imports
     every module, finds none of the farm's own dependencies, and scores a step for real."""
-    venv = tmp_path / "venv"
+    venv, source = tmp_path / "venv", tmp_path / "source"
+    shutil.copytree(CLIENT, source, ignore=shutil.ignore_patterns("build", "*.egg-info",
+                                                                  "__pycache__"))
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
-    install = subprocess.run(
+    install = subprocess.run(  # from a copy: building leaves build/ next to the sources
         [sys.executable, "-m", "pip", "--python", str(python), "install", "-q",
-         "--disable-pip-version-check", str(CLIENT)], capture_output=True, text=True)
+         "--disable-pip-version-check", str(source)], capture_output=True, text=True)
     assert install.returncode == 0, install.stderr[-2000:]
     script = textwrap.dedent(f"""
         import importlib.util, json, sys
