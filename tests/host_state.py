@@ -81,10 +81,9 @@ def reap_zombies() -> None:
                 os.waitpid(proc.pid, os.WNOHANG)
 
 
-def live_descendants(ignore: Iterable[int] = ()) -> list[Proc]:
+def live_descendants() -> list[Proc]:
     reap_zombies()
-    skip = set(ignore)
-    return [p for p in descendants() if p.state != "Z" and p.pid not in skip]
+    return [p for p in descendants() if p.state != "Z"]
 
 
 def with_marker(marker: str) -> list[Proc]:
