@@ -34,14 +34,22 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from host_state import live_descendants, owned_files, reap_zombies, set_subreaper
+from host_state import (
+    live_descendants,
+    owned_files,
+    reap_zombies,
+    sandbox_uid,
+    set_subreaper,
+)
 
 from toolchain import kernels, tools
 from toolchain.errors import ErrorKind
@@ -276,22 +284,41 @@ def test_hostile_case(case: Case, host: Host) -> None:
     assert_no_trace(host, before, verdict)
 
 
-def test_without_the_sandbox_the_attacks_are_real(host: Host) -> None:
-    """The corpus is not a strawman: in the weaker mode, case 31 really rewrites a host file.
+def case_named(name: str) -> Case:
+    return next(c for c in CASES if c.name == name)
 
-    Run on a canary of its own; what stops the attack under bwrap is the sandbox alone.
-    """
+
+@pytest.fixture
+def weak_host(host: Host) -> Iterator[Host]:
+    """The weaker mode, with a canary of its own (the attacks below succeed there)."""
     canary_dir = Path(tempfile.mkdtemp(prefix="armgym-canary-"))
-    try:
-        os.chmod(canary_dir, 0o777)
-        canary = canary_dir / "canary"
-        canary.write_bytes(b"intact\n")
-        os.chmod(canary, 0o666)
-        weak = dataclasses.replace(host, canary=canary, settings=dataclasses.replace(
-            host.settings, sandbox="none", allow_unsandboxed=True))
-        case = next(c for c in CASES if c.name == "31_open_write_canary")
-        verdict = verify(case.variant, expand(case, weak), SEED, settings=weak.settings)
-        assert verdict.sandbox == "none" and verdict.error_kind is case.expect
-        assert canary.read_bytes() == b"pwned\n"
-    finally:
-        shutil.rmtree(canary_dir, ignore_errors=True)
+    os.chmod(canary_dir, 0o777)
+    canary = canary_dir / "canary"
+    canary.write_bytes(b"intact\n")
+    os.chmod(canary, 0o666)
+    yield dataclasses.replace(host, canary=canary, settings=dataclasses.replace(
+        host.settings, sandbox="none", allow_unsandboxed=True))
+    shutil.rmtree(canary_dir, ignore_errors=True)
+
+
+def test_without_the_sandbox_a_host_file_is_rewritten(weak_host: Host) -> None:
+    """The corpus is not a strawman: what stops case 31 under bwrap is the sandbox alone."""
+    case = case_named("31_open_write_canary")
+    verdict = verify(case.variant, expand(case, weak_host), SEED, settings=weak_host.settings)
+    assert verdict.sandbox == "none" and verdict.error_kind is case.expect
+    assert weak_host.canary.read_bytes() == b"pwned\n"
+
+
+def test_without_the_sandbox_a_process_escapes_and_is_seen(weak_host: Host) -> None:
+    """The weaker mode's documented hole, and proof that the process check would catch it."""
+    case = case_named("74_fork_setsid_escape")
+    before = {p.pid for p in live_descendants()}
+    verdict = verify(case.variant, expand(case, weak_host), SEED, settings=weak_host.settings)
+    escaped = [p for p in live_descendants() if p.pid not in before]
+    for proc in escaped:
+        os.kill(proc.pid, signal.SIGKILL)
+    reap_after = time.monotonic() + 5
+    while [p for p in live_descendants() if p.pid not in before] and time.monotonic() < reap_after:
+        time.sleep(0.01)
+    assert verdict.sandbox == "none" and verdict.error_kind is case.expect
+    assert [p.uid for p in escaped] == [sandbox_uid()]
