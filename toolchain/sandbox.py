@@ -3,27 +3,31 @@
 GNU as reads any file it is pointed at and qemu-user forwards system calls to the host kernel, so
 every such step runs in bubblewrap, as user `nobody`:
 
-* new user, PID, IPC, UTS, cgroup and network namespaces (no network at all: the new network
-  namespace has only a loopback device that is down), no nested user namespaces, no capabilities,
-  a new session (no terminal to inject into);
+* new user, PID, IPC, UTS, cgroup and network namespaces (no network: the new network namespace
+  has nothing but its own loopback), no nested user namespaces, no capabilities, a new session
+  (no terminal to inject into);
+* a seccomp filter: threads yes, new processes no (see `seccomp_program`);
 * a read-only file system holding only what the step needs: the tool itself, the shared objects
-  it links against (found once per tool through its ELF interpreter, hard-linked into one
-  directory per library directory in the cache, so a tool costs two or three bind mounts, not
-  one per library), the files the caller lists, and the private scratch directory as `/work`.
-  There is no `/proc`, `/dev`, `/etc`, `/tmp` or home directory, and the root is remounted
-  read-only, so nothing outside `/work` can be written (and `/work` itself not, when the caller
-  says so);
+  it loads (found once per tool through its ELF interpreter and hard-linked into a directory in
+  the cache that is bound over the system library directory, so a tool costs three bind
+  mounts, not one per library), the files the caller lists, and the private scratch directory
+  as `/work`. There is no `/proc`, `/dev`, `/etc`, `/tmp` or home directory, and the root is
+  remounted read-only, so nothing outside `/work` can be written (and `/work` itself not, when
+  the caller says so);
 * resource limits (RLIMIT_CPU, AS, FSIZE, NOFILE, NPROC; no core dumps); output goes to files
   capped by RLIMIT_FSIZE and is read back only up to the cap;
 * on timeout the whole tree is killed: bwrap's session is killed, then the sandbox's PID 1 (by a
   pidfd, after checking it is the init of this sandbox's PID namespace), and `run` returns only
   once that init is gone; the kernel removes every other process of a PID namespace before its
-  init finishes exiting, so nothing the step started outlives `run`.
+  init finishes exiting, so nothing the step started outlives `run`;
+* bwrap's status descriptor (which the step never holds) says whether the command ran at all:
+  if not, the sandbox failed, which is InfraError, never the submission's fault.
 
 Where bubblewrap cannot run (no user namespaces on some container platforms) untrusted work is
 refused with InfraError, unless `sandbox="none"` and `allow_unsandboxed` are both set: then the
 documented weaker mode runs the tool directly as `nobody` with the same limits, in its own process
-group (killed as a whole) and with the scratch directory as working directory, and nothing more.
+group (killed as a whole and waited for) and with the scratch directory as working directory, and
+nothing more: it sees the host's files and network, and a process that leaves its group survives.
 """
 
 from __future__ import annotations
