@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy
 from matplotlib.figure import Figure
 
 from .data import RunHistory
@@ -39,10 +40,14 @@ def learning_curve(history: RunHistory, path: Path) -> Path:
               ("best_speedup", "best speedup (x)", PASS_COLOUR))
     for ax, (column, label, colour) in zip(axes, series, strict=True):
         ax.plot(steps, [_nan(s[column]) for s in history.steps], marker="o", markersize=3,
-                color=colour)
+                color=colour, label="per step")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     axes[0].set_ylim(0, 1)
+    # The best kernel found up to each step: what the run has earned so far (fmax skips NaN).
+    so_far = numpy.fmax.accumulate([_nan(s["best_speedup"]) for s in history.steps])
+    axes[2].step(steps, so_far, where="post", color=PASS_COLOUR, alpha=0.5, linestyle=":",
+                 label="best so far")
     axes[2].axhline(1.0, color="grey", linestyle="--", linewidth=1, label="compiler parity")
     axes[2].legend(loc="lower right", fontsize="small")
     axes[2].set_xlabel("step")
