@@ -27,7 +27,7 @@ from typing import Any
 
 import httpx
 import pytest
-from farm.conftest import USER_KEY, Api, embedded_server, logs  # noqa: F401
+from farm.conftest import USER_KEY, Api, embedded_server, logs, start_api  # noqa: F401
 from farm.mix import honest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -234,3 +234,45 @@ def test_verl_compute_score_naive_and_batch_managers(embedded_server: Api) -> No
     scores = batch_fn(data_sources=["armgym"] * 3, solution_strs=responses,  # BatchRewardManager
                       ground_truths=[RELU] * 3, extra_infos=[{"index": i} for i in range(3)])
     assert [s["score"] for s in scores] == EXPECTED
+
+
+# --- infra errors through every adapter ---------------------------------------------------------
+
+def test_infra_errors_are_never_scored_by_any_adapter(request: pytest.FixtureRequest,
+                                                      tmp_path: Path, logs: Path) -> None:  # noqa: F811
+    """A farm without its sandbox stores every attempt as infra_error: TRL gets None (or raises
+    when asked), verl raises rather than invent a score, OpenRLHF gets a 503 naming the cause."""
+    from api import process
+
+    broken = start_api("embedded", tmp_path, logs, request, ARMGYM_MAX_RETRIES="0",
+                       ARMGYM_BWRAP_PATH="/nonexistent/bwrap")
+    try:
+        with Client(broken.url, USER_KEY) as client:
+            rows, prompts, completions = grpo_batch(conversational=False)
+            state = TrainerState(global_step=1)
+            got = trl_calculate_rewards([reward_function(client, run_id="infra")], rows,
+                                        prompts, completions, [[1]] * len(rows), state)
+            assert all(math.isnan(r) for r in got["armgym_reward"])
+            strict = reward_function(client, run_id="infra", on_infra="raise")
+            with pytest.raises(InfraErrorResult, match="6 of 6 attempts not scored"):
+                trl_calculate_rewards([strict], rows, prompts, completions, [[1]] * 6, state)
+        kwargs = {"base_url": broken.url, "api_key": USER_KEY, "run_id": "infra"}
+        batch_fn = verl_custom_reward_fn(ROOT / "examples" / "verl_reward.py",
+                                         "compute_score_batch", kwargs)
+        with pytest.raises(InfraErrorResult, match="verl needs a number"):
+            batch_fn(data_sources=["armgym"], solution_strs=answers(RELU)[:1],
+                     ground_truths=[RELU], extra_infos=[None])
+        for policy in ("error", "group_mean"):  # no scored sample to average: still a 503
+            answer = request_api_wrapper(
+                f"{broken.url}/openrlhf/get_reward?api_key={USER_KEY}&on_infra={policy}",
+                {"query": answers(RELU)[:1], "prompts": [""], "labels": [RELU]})
+            assert answer.status_code == 503 and "infra_error" in answer.json()["detail"]
+    finally:
+        process.stop(broken.proc)
+
+
+def test_openrlhf_group_mean_fills_only_from_the_same_group() -> None:
+    from api.routes.openrlhf import _group_mean
+
+    groups = [("relu", "p1"), ("relu", "p1"), ("relu", "p2"), ("dot", "p1")]
+    assert _group_mean([3.0, None, None, 1.0], groups) == [3.0, 3.0, None, 1.0]
