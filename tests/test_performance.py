@@ -286,6 +286,7 @@ def test_a_measurement_outside_the_band_disagrees() -> None:
     assert crosscheck.check(m, bands).passed
     assert not crosscheck.check(replace(m, osaca_cycles=250.0), bands).passed
     assert not crosscheck.check(replace(m, instructions=5), bands).passed
+    assert not crosscheck.check(replace(m, osaca_declined=1), bands).passed
 
 
 # vec_add done right, then a call into libc's write() (found by address, as a policy would have
@@ -330,3 +331,41 @@ def test_a_system_call_made_by_the_kernel_is_refused(tmp_path: Path) -> None:
     assert v.gates[-2].name == "correctness" and v.gates[-2].passed
     assert v.error_kind == ErrorKind.abi_violation, v.message
     assert "system call" in v.message
+
+
+def test_a_kernel_too_varied_for_osaca_to_price_gets_no_speedup() -> None:
+    """Over 1024 distinct instruction shapes in one cycle: OSACA declines (parsing them would
+    take minutes), so the cross-check cannot vouch for the figure and the speedup is withheld."""
+    regs = [f"x{i}" for i in range(9, 16)]
+    shapes = [f"    {op} {a}, {b}, {c}" for op in ("eor", "orr", "and", "add", "sub")
+              for a in regs for b in regs for c in regs][:1100]
+    text = asm("\n".join(shapes) + "\n" + SCALAR_VEC_ADD)
+    v = verify(VEC, text, SEED)
+    assert v.error_kind == ErrorKind.cross_check_disagreement, v.message
+    assert "declined" in v.message
+    assert next(g for g in v.gates if g.name == "performance").details["measurement"][
+        "osaca_declined"] == 1
+
+
+# The same serial reduction, its accumulator kept in s0 or passed through a stack slot every
+# iteration: llvm-mca on its own assumes loads never depend on stores, which would make the
+# round trip cut the chain for free.
+SPILL_DOT = """
+    sub sp, sp, #16
+    movi d0, #0
+    mov x8, #1024
+1:  ldr s1, [x0], #4
+    ldr s2, [x1], #4
+    fmul s1, s1, s2
+    fadd s0, s0, s1
+{spill}    subs x8, x8, #1
+    b.ne 1b
+    add sp, sp, #16
+    ret"""
+
+
+def test_passing_a_dependency_chain_through_memory_does_not_hide_it() -> None:
+    kept = cycles("dot_n1024_float32", asm(SPILL_DOT.format(spill="")))
+    spilled = cycles("dot_n1024_float32", asm(SPILL_DOT.format(
+        spill="    str s0, [sp, #12]\n    ldr s0, [sp, #12]\n")))
+    assert spilled > kept

@@ -53,7 +53,10 @@ def check(m: Measurement, limits: Bands | None = None) -> GateResult:
                "ratio_band": list(limits.ratio), "instructions": m.instructions, "ipc": ipc,
                "ipc_band": list(limits.ipc), "osaca_fallbacks": m.osaca_fallbacks}
     problems = []
-    if not limits.ratio[0] <= ratio <= limits.ratio[1]:
+    if m.osaca_declined:
+        problems.append(f"OSACA declined {m.osaca_declined} loop cycle(s) with more distinct "
+                        "instructions than it can price")
+    elif not limits.ratio[0] <= ratio <= limits.ratio[1]:
         problems.append(f"OSACA estimates {m.osaca_cycles:g} cycles where llvm-mca estimates "
                         f"{m.cycles:g} (ratio {ratio:.3g}, calibrated band "
                         f"{limits.ratio[0]:.3g}-{limits.ratio[1]:.3g})")

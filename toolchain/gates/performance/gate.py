@@ -77,6 +77,7 @@ class Measurement:
     block_executions: int
     loop_cycles: int  # distinct loop cycles costed
     osaca_fallbacks: int  # dynamic instructions OSACA's database lacked
+    osaca_declined: int = 0  # loop cycles OSACA declined to price (too many distinct shapes)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -162,7 +163,7 @@ def cost(profile: Profile, workdir: Path, settings: Settings) -> Measurement:
     est = osaca_model.estimates(bodies, settings)
     total = sum((c.times(n) for n, c in zip(counts, costs, strict=True)), Fraction(0))
     osaca_total = sum(Fraction(e.first) + (n - 1) * Fraction(e.cycles)
-                      for n, e in zip(counts, est, strict=True))
+                      for n, e in zip(counts, est, strict=True) if not e.declined)
     return Measurement(
         cycles=round(float(max(total, Fraction(1))), 3),
         osaca_cycles=round(float(osaca_total), 3),
@@ -171,6 +172,7 @@ def cost(profile: Profile, workdir: Path, settings: Settings) -> Measurement:
         block_executions=sum(profile.blocks.values()),
         loop_cycles=len(cycles),
         osaca_fallbacks=sum(n * e.unknown for n, e in zip(counts, est, strict=True)),
+        osaca_declined=sum(e.declined for e in est),
     )
 
 

@@ -16,6 +16,11 @@ MOPs dispatched per cycle (16 micro-ops), and llvm-mca has no separate MOP limit
 published 8 is set explicitly (upstream LLVM later lowered the model's IssueWidth to 6 for the
 compiler's scheduler, PR 142565, on benchmark evidence rather than a hardware figure).
 
+Memory: llvm-mca 19 takes loads and stores as never aliasing, so a value passed through a stack
+slot would cut a dependency chain for free; memory.py finds the fixed slots and each load from one
+gets the last store's value through a shadow register (two dependent operations, about the
+store-to-load forwarding latency), so -O0's round trips and a spilled accumulator are charged.
+
 Calls: llvm-mca assumes a 100-cycle latency for `bl`/`blr` ("call instructions are not correctly
 modeled"), which the returning `ret` would wait on; the callee's executed instructions are in the
 cycle anyway, so a call is costed as what it does: `adr x30, .` (writes the link register) plus
@@ -40,6 +45,7 @@ from ... import sandbox, tools
 from ...errors import InfraError
 from ...settings import Settings
 from . import cache as figure_cache
+from . import memory
 from .cache import FigureCache
 from .trace import Insn
 
@@ -63,14 +69,49 @@ def iterations(length: int) -> int:
 
 
 def mca_lines(insns: Sequence[Insn]) -> list[str]:
-    """The cycle as llvm-mca reads it: calls become link-register write + branch (module doc)."""
+    """The cycle as llvm-mca reads it: calls become link-register write + branch, and a load from
+    a fixed slot depends on the last store to it through a shadow register (memory.py)."""
+    texts = [i.text for i in insns]
+    deps = memory.slot_dependencies(texts)
+    shadows = _shadows(texts, deps)
     out = []
-    for i in insns:
-        if i.call:
+    for insn, dep in zip(insns, deps, strict=True):
+        if insn.call:
             out.append("adr x30, .")
-            out.append("b ." if i.mnemonic == "bl" else "br " + i.text.split(" ", 1)[1])
+            out.append("b ." if insn.mnemonic == "bl" else "br " + insn.text.split(" ", 1)[1])
         else:
-            out.append(i.text)
+            out.append(insn.text)
+        for slot, reg, prefix in dep.pairs if dep else ():
+            shadow = shadows.get(slot)
+            if shadow is None or (shadow[0] == "x") != (prefix in "wx"):
+                continue
+            if shadow[0] == "x":
+                out.append(f"add {shadow}, x{reg[1]}, #1" if dep.store
+                           else f"add x{reg[1]}, x{reg[1]}, {shadow}")
+            else:
+                out.append(f"fadd {shadow}, d{reg[1]}, d{reg[1]}" if dep.store
+                           else f"fadd d{reg[1]}, d{reg[1]}, {shadow}")
+    return out
+
+
+def _shadows(texts: list[str], deps: list[memory.Access | None]) -> dict[memory.Slot, str]:
+    """A register the cycle never uses for every slot it stores to and loads from."""
+    used = memory.used_registers(texts)
+    free = {"x": [f"x{n}" for n in range(9, 29) if ("r", str(n)) not in used],
+            "d": [f"d{n}" for n in range(32) if ("v", str(n)) not in used]}
+    kinds: dict[memory.Slot, set[str]] = {}
+    stored: set[memory.Slot] = set()
+    loaded: set[memory.Slot] = set()
+    for dep in deps:
+        for slot, _, prefix in dep.pairs if dep else ():
+            kinds.setdefault(slot, set()).add("x" if prefix in "wx" else "d")
+            (stored if dep.store else loaded).add(slot)
+    out = {}
+    for slot in sorted(stored & loaded):
+        if len(kinds[slot]) == 1:
+            kind = next(iter(kinds[slot]))
+            if free[kind]:
+                out[slot] = free[kind].pop(0)
     return out
 
 
@@ -92,7 +133,7 @@ class Cost:
         return self.first + (n - 1) * self.cycles if n else Fraction(0)
 
 
-METHOD_VERSION = "2"  # bump when the costing above changes
+METHOD_VERSION = "3"  # bump when the costing above changes
 
 
 def model_key() -> str:

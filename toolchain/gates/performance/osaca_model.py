@@ -11,12 +11,16 @@ for determinism or speed:
 * Dependencies are read-after-write edges between register operands as OSACA's semantics
   assign them (sources, destinations, write-back of indexed addressing), weighted by OSACA's
   latencies, built in one pass (each read depends on the last earlier write of that register)
-  rather than by OSACA's quadratic search; flags and memory are not dependencies (OSACA's default,
-  and llvm-mca's). The loop-carried dependency is the longest path from an instruction to its own
-  copy in the next iteration over two back-to-back copies, the critical path the longest path in
-  one, both exact by dynamic programming, instead of OSACA's path enumeration with a wall-clock
-  timeout (which would make the figure depend on machine load). Cycles longer than LCD_LIMIT
+  rather than by OSACA's quadratic search; flags are not dependencies (OSACA's default), memory
+  only through fixed slots, as for llvm-mca (memory.py). The loop-carried dependency is the
+  longest path from an instruction to its own copy in the next iteration over two back-to-back
+  copies, the critical path the longest path in one, both exact by dynamic programming, instead
+  of OSACA's path enumeration with a wall-clock timeout (which would make the figure depend on
+  machine load). Cycles longer than LCD_LIMIT
   instructions are costed by throughput alone.
+* Lines are parsed with integer immediates canonicalised (OSACA prices operand kinds, not
+  values), each distinct shape once per process (OSACA's parser takes milliseconds a line); a
+  cycle with more than DISTINCT_LIMIT distinct shapes is declined rather than parsed for minutes.
 * OSACA's V2 database holds a few hundred instruction forms. An instruction it lacks would cost
   0 cycles, so it falls back to a form of the same mnemonic in the database (best matching
   register classes), else to one generic micro-op on the integer or FP/SIMD pipes; loads and
@@ -27,6 +31,7 @@ for determinism or speed:
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 import warnings
 from collections.abc import Sequence
@@ -39,12 +44,17 @@ from ... import tools
 from ...errors import InfraError
 from ...settings import Settings
 from . import cache as figure_cache
+from . import memory
 from .trace import Insn
 
 ARCH = "V2"
 LCD_LIMIT = 256
 PARSE_CACHE_SIZE = 4096  # parsed forms are a few kB each
-METHOD_VERSION = "3"  # bump when the estimate below changes
+METHOD_VERSION = "5"  # bump when the estimate below changes
+# A cycle with more distinct instruction shapes than this is not priced (the cross-check then
+# disagrees): compiler output stays far below it, a hostile unrolled kernel could not.
+DISTINCT_LIMIT = 1024
+_INT_IMMEDIATE = re.compile(r"#-?(?:0x[0-9a-f]+|\d+)(?![\d.xe])")
 _GPR_PORTS = [[1, "234567"]]  # one micro-op on any integer pipe
 _FP_PORTS = [[1, ["8", "9", "10", "11"]]]  # one micro-op on any FP/SIMD pipe
 _LOCK = threading.Lock()
@@ -55,6 +65,7 @@ class Estimate:
     cycles: float  # one iteration, steady state
     first: float  # the first pass
     unknown: int  # instructions that needed a fallback
+    declined: bool = False  # too many distinct instructions to parse within the budget
 
 
 @cache
@@ -89,7 +100,13 @@ def _repair_ports(model: Any) -> None:
 
 def model_key() -> str:
     return tools.fingerprint(tools.tool("osaca").version, ARCH, METHOD_VERSION,
-                             str(LCD_LIMIT))[:16]
+                             str(LCD_LIMIT), str(DISTINCT_LIMIT))[:16]
+
+
+def canonical(line: str) -> str:
+    """The line with every integer immediate replaced by #1: OSACA's data depends on operand
+    kinds, not immediate values, so unrolled code with many offsets parses once per shape."""
+    return _INT_IMMEDIATE.sub("#1", line)
 
 
 def estimates(cycles: Sequence[Sequence[Insn]], settings: Settings) -> list[Estimate]:
@@ -100,14 +117,15 @@ def estimates(cycles: Sequence[Sequence[Insn]], settings: Settings) -> list[Esti
         lines = [i.text for i in insns]
         key = hashlib.sha256("\n".join(lines).encode()).hexdigest()
         try:
-            cycles_, first, unknown = (figures.get(key) or "").split()
-            out.append(Estimate(float(cycles_), float(first), int(unknown)))
+            cycles_, first, unknown, declined = (figures.get(key) or "").split()
+            out.append(Estimate(float(cycles_), float(first), int(unknown), declined == "1"))
             continue
         except ValueError:
             pass
         with _LOCK:
             found = estimate(lines)
-        figures.put(key, f"{found.cycles!r} {found.first!r} {found.unknown}\n")
+        figures.put(key, f"{found.cycles!r} {found.first!r} {found.unknown} "
+                         f"{int(found.declined)}\n")
         out.append(found)
     return out
 
@@ -122,8 +140,11 @@ def estimate(lines: Sequence[str]) -> Estimate:
 
 def _estimate(lines: Sequence[str]) -> Estimate:
     parser, model, semantics_cls, _, flags = _osaca()
+    shapes = [canonical(line) for line in lines]
+    if len(set(shapes)) > DISTINCT_LIMIT:  # parsing costs milliseconds a line: bound the work
+        return Estimate(0.0, 0.0, len(lines), declined=True)
     kernel, unparsed = [], set()
-    for number, line in enumerate(lines, 1):
+    for number, line in enumerate(shapes, 1):
         form = _parse(parser, line, number)
         if form is None:  # OSACA's parser does not know the syntax: a generic micro-op
             unparsed.add(number)
@@ -144,7 +165,7 @@ def _estimate(lines: Sequence[str]) -> Estimate:
             unknown += 1
             _fallback(form, model, flags, generic)
     throughput = max(sem.get_throughput_sum(kernel) or [0.0])
-    lcd, critical = dependencies(kernel) if len(kernel) <= LCD_LIMIT else (0.0, 0.0)
+    lcd, critical = dependencies(kernel, lines) if len(kernel) <= LCD_LIMIT else (0.0, 0.0)
     return Estimate(round(max(throughput, lcd), 4), round(max(throughput, critical), 4), unknown)
 
 
@@ -189,11 +210,13 @@ def _fallback(form: Any, model: Any, flags: Any, generic: bool) -> None:
     form.flags = [f for f in form.flags if f not in (flags.TP_UNKWN, flags.LT_UNKWN)]
 
 
-def dependencies(kernel: list[Any]) -> tuple[float, float]:
+def dependencies(kernel: list[Any], lines: Sequence[str]) -> tuple[float, float]:
     """(longest path from an instruction to its own copy one iteration later, longest path within
-    one iteration including its last instruction's latency), over register dependencies."""
+    one iteration including its last instruction's latency), over register and slot
+    dependencies."""
     n = len(kernel)
-    edges = _edges(kernel + kernel)
+    slots = memory.slot_dependencies(list(lines))
+    edges = _edges(kernel + kernel, slots + slots)
     latency = [float(f.latency or 0.0) for f in kernel] * 2
     reach = [0.0] * n  # longest path ending where instruction i starts, within one iteration
     for i in range(n):
@@ -214,24 +237,32 @@ def dependencies(kernel: list[Any]) -> tuple[float, float]:
     return lcd, critical
 
 
-def _edges(forms: list[Any]) -> list[list[tuple[int, float]]]:
+def _edges(forms: list[Any],
+           slots: list[memory.Access | None]) -> list[list[tuple[int, float]]]:
     """Read-after-write edges (writer, reader, the writer's latency; a pre/post-indexed base
     register's write-back takes OSACA's p_index_latency), from OSACA's source/destination
     operands; each read depends on the last earlier writer of that register (w/x, and
-    b/h/s/d/q/v/z, alias)."""
+    b/h/s/d/q/v/z, alias). A load from a fixed slot depends on the last store to it with no
+    extra latency: the load's own latency stands for the forwarding (memory.py)."""
     _, model, _, _, _ = _osaca()
     index_latency = float(model.get("p_index_latency", 1))
-    last: dict[tuple[str, str], tuple[int, float]] = {}
+    last: dict[Any, tuple[int, float]] = {}
     edges: list[list[tuple[int, float]]] = [[] for _ in forms]
-    for j, form in enumerate(forms):
+    for j, (form, slot) in enumerate(zip(forms, slots, strict=True)):
         ops = form.semantic_operands or {}
-        reads = [k for op in ops.get("source", []) + ops.get("src_dst", []) for k in _regs(op)]
+        reads: list[Any] = [k for op in ops.get("source", []) + ops.get("src_dst", [])
+                            for k in _regs(op)]
         reads += [k for op in ops.get("destination", []) if _is_memory(op) for k in _regs(op)]
+        if slot is not None and not slot.store:
+            reads += [("slot", s) for s, _, _ in slot.pairs]
         for key in dict.fromkeys(reads):
             if key in last:
                 writer, w = last[key]
                 edges[writer].append((j, w))
         own = float(form.latency or 0.0)
+        if slot is not None and slot.store:
+            for s, _, _ in slot.pairs:
+                last[("slot", s)] = (j, 0.0)
         for op in ops.get("destination", []):
             if not _is_memory(op):
                 for key in _regs(op):
