@@ -227,7 +227,7 @@ def test_work_done_after_returning_through_a_redirected_link_register_is_refused
 
 
 def calibrated_sample() -> list[tuple[str, str, str]]:
-    """A spread of (variant, compiler, opt) that `armgym calibrate --sample` measured."""
+    """A spread of (variant, compiler, opt) that `armgym calibrate` measured."""
     picked = calibrate.sample(kernels.suite())[::26]
     return [(v.id, c, o) for v in picked for c in ("clang", "gcc") for o in calibrate.OPTS]
 
