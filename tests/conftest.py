@@ -9,6 +9,18 @@ from toolchain.verdict import Verdict
 from toolchain.verify import verify
 
 HONEST = "relu_n64_float32"
+# The body of a plain NEON vec_add over 1024 floats, shared by the gate tests.
+VEC_ADD_1024_LOOP = """\
+    mov     x3, #0
+1:  ldr     q0, [x1, x3]
+    ldr     q1, [x2, x3]
+    fadd    v0.4s, v0.4s, v1.4s
+    str     q0, [x0, x3]
+    add     x3, x3, #16
+    cmp     x3, #4096
+    b.ne    1b
+    ret
+"""
 
 
 def asm(body: str) -> str:

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import VEC_ADD_1024_LOOP
 
 from toolchain import kernels
 from toolchain.errors import ErrorKind
@@ -21,18 +22,7 @@ from toolchain.tools import CLANG_FLAGS, COMMON_CFLAGS, GCC_FLAGS, tool
 
 REPO = Path(__file__).resolve().parents[1]
 HEAD = "\t.text\n\t.globl kernel\n\t.type kernel, %function\nkernel:\n"
-GOOD = HEAD + """\
-    mov     x3, #0
-1:  ldr     q0, [x1, x3]
-    ldr     q1, [x2, x3]
-    fadd    v0.4s, v0.4s, v1.4s
-    str     q0, [x0, x3]
-    add     x3, x3, #16
-    cmp     x3, #4096
-    b.ne    1b
-    ret
-    .size   kernel, .-kernel
-"""
+GOOD = HEAD + VEC_ADD_1024_LOOP + "    .size   kernel, .-kernel\n"
 MATH = frozenset({"expf"})
 
 

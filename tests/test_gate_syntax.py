@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import VEC_ADD_1024_LOOP
 
 from toolchain import kernels
 from toolchain.errors import ErrorKind
@@ -31,15 +32,7 @@ VEC_ADD_NEON = """\
     .type   kernel, %function
     .p2align 4
 kernel:
-    mov     x3, #0
-1:  ldr     q0, [x1, x3]
-    ldr     q1, [x2, x3]
-    fadd    v0.4s, v0.4s, v1.4s
-    str     q0, [x0, x3]
-    add     x3, x3, #16
-    cmp     x3, #4096
-    b.ne    1b
-    ret
+""" + VEC_ADD_1024_LOOP + """\
     .size   kernel, .-kernel
 """
 

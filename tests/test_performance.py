@@ -14,7 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import asm, baseline
+from conftest import VEC_ADD_1024_LOOP, asm, baseline
 
 from toolchain import kernels, reward, tools
 from toolchain.errors import ErrorKind
@@ -154,15 +154,7 @@ BURN = """
     movk x9, #{hi}, lsl #16
 2:  subs x9, x9, #1
     b.ne 2b
-    mov x3, #0
-1:  ldr q0, [x1, x3]
-    ldr q1, [x2, x3]
-    fadd v0.4s, v0.4s, v1.4s
-    str q0, [x0, x3]
-    add x3, x3, #16
-    cmp x3, #4096
-    b.ne 1b
-    ret"""
+""" + VEC_ADD_1024_LOOP
 
 
 def test_a_trace_longer_than_its_budget_is_timeout() -> None:
