@@ -10,7 +10,7 @@ from toolchain.verify import verify
 
 HONEST = "relu_n64_float32"
 # The body of a plain NEON vec_add over 1024 floats, shared by the gate tests.
-VEC_ADD_1024_LOOP = """\
+VEC_ADD_1024_BODY = """\
     mov     x3, #0
 1:  ldr     q0, [x1, x3]
     ldr     q1, [x2, x3]
@@ -19,8 +19,8 @@ VEC_ADD_1024_LOOP = """\
     add     x3, x3, #16
     cmp     x3, #4096
     b.ne    1b
-    ret
 """
+VEC_ADD_1024_LOOP = VEC_ADD_1024_BODY + "    ret\n"
 
 
 def asm(body: str) -> str:

@@ -14,7 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import VEC_ADD_1024_LOOP, asm, baseline
+from conftest import VEC_ADD_1024_BODY, VEC_ADD_1024_LOOP, asm, baseline
 
 from toolchain import kernels, reward, tools
 from toolchain.errors import ErrorKind
@@ -252,15 +252,7 @@ DISAGREE = """
     sha256h q16, q17, v18.4s
     subs x9, x9, #1
     b.ne 2b
-    mov x3, #0
-1:  ldr q0, [x1, x3]
-    ldr q1, [x2, x3]
-    fadd v0.4s, v0.4s, v1.4s
-    str q0, [x0, x3]
-    add x3, x3, #16
-    cmp x3, #4096
-    b.ne 1b
-    ret"""
+""" + VEC_ADD_1024_LOOP
 
 
 def test_a_constructed_disagreement_is_flagged_and_withholds_only_the_speedup() -> None:
@@ -285,14 +277,7 @@ def test_a_measurement_outside_the_band_disagrees() -> None:
 # to): the system call is refused, whatever it does.
 SYSCALL = """
     stp x29, x30, [sp, #-16]!
-    mov x3, #0
-1:  ldr q0, [x1, x3]
-    ldr q1, [x2, x3]
-    fadd v0.4s, v0.4s, v1.4s
-    str q0, [x0, x3]
-    add x3, x3, #16
-    cmp x3, #4096
-    b.ne 1b
+""" + VEC_ADD_1024_BODY + """\
     movz x16, #{a0}
     movk x16, #{a1}, lsl #16
     movk x16, #{a2}, lsl #32
