@@ -302,7 +302,7 @@ def test_a_system_call_made_by_the_kernel_is_refused(tmp_path: Path) -> None:
                     str(tmp_path / "k.o"), str(tmp_path / "k.s")], check=True)
     built = harness.build(kernels.get(VEC))
     subprocess.run(tools.link_argv([str(built.object), str(tmp_path / "k.o")],
-                                   str(tmp_path / "k.elf")), check=True)
+                                   str(tmp_path / "k.elf"), runtime=False), check=True)
     write = Executable.read(tmp_path / "k.elf").symbol("write")
     v = verify(VEC, text(write), SEED)
     assert v.gates[-2].name == "correctness" and v.gates[-2].passed

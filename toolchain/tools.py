@@ -144,9 +144,13 @@ def link_inputs() -> tuple[list[str], list[str]]:
     return before, after
 
 
-def link_argv(objects: list[str], output: str, map_file: str | None = None) -> list[str]:
-    """The static link; `map_file` also writes ld's map (where each input section landed)."""
-    before, after = link_inputs()
+def link_argv(objects: list[str], output: str, map_file: str | None = None, *,
+              runtime: bool = True) -> list[str]:
+    """The static link; `map_file` also writes ld's map (where each input section landed).
+
+    runtime=False links objects that already hold the C runtime and libraries (a harness made by
+    `prelink_argv`): ld then resolves nothing from archives, which is most of its time."""
+    before, after = link_inputs() if runtime else ([], [])
     extra = ["-Map", map_file] if map_file else []
     # separate-code keeps .rodata/.eh_frame out of the executable segment: the object checks
     # only vet executable sections, so data must never become executable.
@@ -154,10 +158,12 @@ def link_argv(objects: list[str], output: str, map_file: str | None = None) -> l
             "-z", "noexecstack", *extra, "-o", output, *before, *objects, *after]
 
 
-def link_ro_files() -> list[Path]:
-    """Files the sandboxed linker must see besides its inputs."""
+def prelink_argv(objects: list[str], output: str, keep: list[str]) -> list[str]:
+    """One relocatable object of `objects`, the C runtime and every library member they (and the
+    symbols in `keep`) need: linked with a candidate by `link_argv(..., runtime=False)`."""
     before, after = link_inputs()
-    return [Path(p) for p in before + after if p.startswith("/")]
+    return [tool("ld").path, "-r", "-EL", "-maarch64linux", "-o", output, *before, *objects,
+            *[f"-u{name}" for name in keep], *after]
 
 
 def fingerprint(*parts: str | bytes) -> str:

@@ -8,6 +8,7 @@ import signal
 import tempfile
 import time
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 
 from ... import sandbox, tools
@@ -17,21 +18,40 @@ from ...settings import Settings, get_settings
 from ...verdict import GateResult
 from . import harness
 from .compare import judge
-from .records import Record, parse
+from .records import Record, parse, split_inputs
 
 NAME = "correctness"
 # ld's map of candidate.elf: the performance gate reads where the candidate's sections landed.
 MAP_NAME = "candidate.map"
 _GUEST_SIGNAL = re.compile(rb"uncaught target signal (\d+)")
-_REFERENCE_CACHE: OrderedDict[tuple[str, int, int], tuple[list[Record], float]] = OrderedDict()
+FIXED_TESTS = 10  # tests 0-9 are the fixed edge cases; the timing input is a random one
+
+
+@dataclass(frozen=True)
+class Reference:
+    records: list[Record]  # what the C computes on each of the attempt's tests
+    wall_s: float  # how long the C took: the candidate's time budget scales with it
+    inputs: dict[int, bytes]  # pointer arguments of the tests the performance gate traces
+
+
+_REFERENCE_CACHE: OrderedDict[tuple[str, int, int], Reference] = OrderedDict()
+
+
+def timing_test(seed: int, tests: int) -> int:
+    """The randomized test whose input is timed: drawn from the attempt's seed."""
+    if tests <= FIXED_TESTS:
+        return seed % tests
+    return FIXED_TESTS + seed % (tests - FIXED_TESTS)
 
 
 def qemu_argv(exe: str, seed: int, tests: int, abs_runs: bool, *, first: int = 0,
-              log: tuple[str, str] | None = None) -> list[str]:
-    """Tests first..tests-1; `log` = (qemu -d flags, log file) for the performance gate's trace."""
+              log: tuple[str, str] | None = None, mode: str = "") -> list[str]:
+    """Tests first..tests-1; `log` = (qemu -d flags, log file) for the performance gate's trace;
+    `mode` is the harness's: D<k> also writes test k's inputs, S reads inputs from stdin."""
     logging = ["-d", log[0], "-D", log[1]] if log else []
+    extra = [str(first), mode] if mode else [str(first)] if first else []
     return [tools.tool("qemu").path, "-cpu", tools.QEMU_CPU, *logging, exe, f"{seed:016x}",
-            str(tests), str(int(abs_runs)), *([str(first)] if first else [])]
+            str(tests), str(int(abs_runs)), *extra]
 
 
 def needs_abs_run(variant: Variant) -> bool:
@@ -41,38 +61,52 @@ def needs_abs_run(variant: Variant) -> bool:
         variant.tolerance.strict
 
 
-def reference_records(variant: Variant, seed: int, settings: Settings) -> tuple[list[Record],
-                                                                                 float]:
-    """Expected records from the C reference, in its own process; memoised per (variant, seed)."""
-    key = (variant.id, seed, settings.tests_per_attempt)
-    if key in _REFERENCE_CACHE:
+def reference(variant: Variant, seed: int, settings: Settings, inputs_of: int | None = None
+              ) -> Reference:
+    """The C reference on the attempt's tests, in its own process, with the inputs of test
+    `inputs_of` (default: the timing test); memoised per (variant, seed)."""
+    tests = settings.tests_per_attempt
+    wanted = timing_test(seed, tests) if inputs_of is None else inputs_of
+    key = (variant.id, seed, tests)
+    known = _REFERENCE_CACHE.get(key)
+    if known is not None:
         _REFERENCE_CACHE.move_to_end(key)
-        return _REFERENCE_CACHE[key]
+        if wanted in known.inputs:
+            return known
     built = harness.build(variant, settings)
     with_abs = needs_abs_run(variant)
     scratch = Path(tempfile.mkdtemp(prefix="armgym-ref-"))
     try:
         res = sandbox.run(
-            qemu_argv(str(built.reference), seed, settings.tests_per_attempt, with_abs), scratch,
+            qemu_argv(str(built.reference), seed, tests, with_abs, mode=f"D{wanted}"), scratch,
             timeout_s=120, ro_files=[built.reference], confine=False, settings=settings,
         )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    records, clean = parse(variant, res.stdout, with_abs)
-    if res.returncode != 0 or not clean or len(records) != settings.tests_per_attempt:
+    inputs, stream = split_inputs(variant, res.stdout, wanted)
+    records, clean = parse(variant, stream, with_abs)
+    if res.returncode != 0 or inputs is None or not clean or len(records) != tests:
         raise InfraError(f"C reference of {variant.id} failed (status {res.returncode}): "
                          f"{res.stderr.decode(errors='replace')[-500:]}")
-    _REFERENCE_CACHE[key] = (records, res.wall_s)
+    found = Reference(records, res.wall_s, {**(known.inputs if known else {}), wanted: inputs})
+    _REFERENCE_CACHE[key] = found
     while len(_REFERENCE_CACHE) > 256:
         _REFERENCE_CACHE.popitem(last=False)
-    return records, res.wall_s
+    return found
+
+
+def reference_records(variant: Variant, seed: int, settings: Settings) -> tuple[list[Record],
+                                                                                 float]:
+    """Expected records from the C reference and its wall time."""
+    ref = reference(variant, seed, settings)
+    return ref.records, ref.wall_s
 
 
 def link(variant: Variant, obj: Path, scratch: Path, settings: Settings) -> GateResult | None:
     built = harness.build(variant, settings)
     res = sandbox.run(
-        tools.link_argv([str(built.object), obj.name], "candidate.elf", MAP_NAME), scratch,
-        timeout_s=settings.link_timeout_s, ro_files=[built.object, *tools.link_ro_files()],
+        tools.link_argv([str(built.object), obj.name], "candidate.elf", MAP_NAME, runtime=False),
+        scratch, timeout_s=settings.link_timeout_s, ro_files=[built.object],
         settings=settings,
     )
     if res.returncode != 0 or not (scratch / "candidate.elf").exists():

@@ -232,31 +232,57 @@ static void put(const void *p, size_t n) {
     if (fwrite(p, 1, n, stdout) != n) exit(3);
 }
 
-static void call(uint64_t seed, int test, int abs_run) {
-    static struct callblock cb;
+/* 1: the pointer arguments' bytes (guard zones included) of each test are read from stdin, as
+ * written by `dump` (the performance gate's traced run: generating them again would put the
+ * generator's work into the emulator's trace, where it outweighs the kernel's) */
+static int prepared;
+
+static size_t span(const struct arg *a) { return (size_t)a->length * dt_size[a->dt] + 2 * GUARD; }
+
+static void setup(struct callblock *cb, uint64_t seed, int test, int abs_run) {
     rng_t r = {mix(seed ^ 0xabcdef12345ULL ^ (uint64_t)test)};
-    memset(&cb, 0, sizeof cb);
-    for (int i = 0; i < 11; i++) cb.canary_x[i] = next(&r);
-    for (int i = 0; i < 8; i++) cb.canary_d[i] = next(&r);
-    for (int i = 0; i < 8; i++) cb.stack_guard[i] = next(&r);
+    for (int i = 0; i < 11; i++) cb->canary_x[i] = next(&r);
+    for (int i = 0; i < 8; i++) cb->canary_d[i] = next(&r);
+    for (int i = 0; i < 8; i++) cb->stack_guard[i] = next(&r);
     int nx = 0, nv = 0;
     for (int k = 0; k < NARGS; k++) {
         const struct arg *a = &ARGS[k];
         uint8_t *p = a->pointer ? arena + offsets[k] : scalars[k];
-        if (a->pointer) {
-            rng_t g = {mix(seed ^ 0x5151ULL ^ ((uint64_t)test << 16) ^ (uint64_t)k)};
-            for (int b = 0; b < GUARD; b++) p[-GUARD + b] = (uint8_t)next(&g);
-            for (int b = 0; b < GUARD; b++) p[(size_t)a->length * dt_size[a->dt] + b] = (uint8_t)next(&g);
+        if (a->pointer && prepared) {
+            if (fread(p - GUARD, 1, span(a), stdin) != span(a)) exit(5);
+        } else {
+            if (a->pointer) {
+                rng_t g = {mix(seed ^ 0x5151ULL ^ ((uint64_t)test << 16) ^ (uint64_t)k)};
+                for (int b = 0; b < GUARD; b++) p[-GUARD + b] = (uint8_t)next(&g);
+                for (int b = 0; b < GUARD; b++) p[(size_t)a->length * dt_size[a->dt] + b] = (uint8_t)next(&g);
+            }
+            fill(a, k, seed, test, REDUCTION, p);
         }
-        fill(a, k, seed, test, REDUCTION, p);
         if (abs_run) make_abs(a, p);
-        if (a->pointer) cb.x[nx++] = (uint64_t)(uintptr_t)p;
-        else if (is_float(a->dt)) memcpy(cb.v[nv++], p, (size_t)dt_size[a->dt]);
-        else if (a->dt == U32) { uint32_t u; memcpy(&u, p, 4); cb.x[nx++] = u; }
-        else if (a->dt == I64) memcpy(&cb.x[nx++], p, 8);
-        else { int64_t s = a->dt == I8 ? *(int8_t *)p : *(int32_t *)p; cb.x[nx++] = (uint64_t)s; }
+        if (a->pointer) cb->x[nx++] = (uint64_t)(uintptr_t)p;
+        else if (is_float(a->dt)) memcpy(cb->v[nv++], p, (size_t)dt_size[a->dt]);
+        else if (a->dt == U32) { uint32_t u; memcpy(&u, p, 4); cb->x[nx++] = u; }
+        else if (a->dt == I64) memcpy(&cb->x[nx++], p, 8);
+        else { int64_t s = a->dt == I8 ? *(int8_t *)p : *(int32_t *)p; cb->x[nx++] = (uint64_t)s; }
     }
-    cb.fn = (uint64_t)(uintptr_t)&kernel;
+    cb->fn = (uint64_t)(uintptr_t)&kernel;
+}
+
+/* The pointer arguments of test `test` as the kernel would receive them: the traced run's input. */
+static void dump(uint64_t seed, int test) {
+    static struct callblock cb;
+    memset(&cb, 0, sizeof cb);
+    setup(&cb, seed, test, 0);
+    uint32_t head[2] = {0x54504e49u, (uint32_t)test};
+    put(head, sizeof head);
+    for (int k = 0; k < NARGS; k++)
+        if (ARGS[k].pointer) put(arena + offsets[k] - GUARD, span(&ARGS[k]));
+}
+
+static void call(uint64_t seed, int test, int abs_run) {
+    static struct callblock cb;
+    memset(&cb, 0, sizeof cb);
+    setup(&cb, seed, test, abs_run);
     armgym_call(&cb);
     uint32_t head[2] = {abs_run ? 0x53424154u : 0x54534554u, (uint32_t)test};
     put(head, sizeof head);
@@ -280,7 +306,9 @@ static void call(uint64_t seed, int test, int abs_run) {
     put(cb.stack_after, sizeof cb.stack_after);
 }
 
-/* ./exe <seedhex> <ntests> <absruns> [<first>]: tests first..ntests-1 (first defaults to 0). */
+/* ./exe <seedhex> <ntests> <absruns> [<first> [<mode>]]: tests first..ntests-1 (first defaults
+ * to 0); mode D<k> first writes test k's pointer arguments (an INPT record), mode S reads every
+ * test's pointer arguments from stdin. */
 int main(int argc, char **argv) {
     if (argc < 4) return 2;
     uint64_t seed = strtoull(argv[1], 0, 16);
@@ -297,6 +325,10 @@ int main(int argc, char **argv) {
     arena = aligned_alloc(64, total + GUARD);
     if (!arena) return 4;
     setvbuf(stdout, 0, _IOFBF, 1 << 16);
+    const char *mode = argc > 5 ? argv[5] : "";
+    if (mode[0] == 'D') dump(seed, atoi(mode + 1));
+    else if (mode[0] == 'S') prepared = 1;
+    else if (mode[0]) return 2;
     for (int t = first; t < tests; t++) {
         call(seed, t, 0);
         if (abs_runs) call(seed, t, 1);

@@ -12,6 +12,7 @@ from .harness import GUARD
 
 TEST_MAGIC = 0x54534554
 ABS_MAGIC = 0x53424154
+INPUT_MAGIC = 0x54504E49  # "INPT": a test's pointer arguments before the call (harness mode D)
 _REG_BYTES = 88 + 64 + 88 + 64 + 32 + 64 + 64
 
 NP_DTYPE = {
@@ -102,3 +103,11 @@ def parse(variant: Variant, stream: bytes, with_abs: bool,
     except Truncated:
         return records, False
     return records, True
+
+
+def split_inputs(variant: Variant, stream: bytes, test: int) -> tuple[bytes | None, bytes]:
+    """(the INPT record's bytes for `test`, the records after it); None when it is missing."""
+    size = sum(a.length * a.dtype.size + 2 * GUARD for a in variant.signature.args if a.pointer)
+    if len(stream) < 8 + size or struct.unpack("<II", stream[:8]) != (INPUT_MAGIC, test):
+        return None, stream
+    return stream[8 : 8 + size], stream[8 + size :]

@@ -52,18 +52,11 @@ from .trace import (
 
 NAME = "performance"
 EXE_NAME = "candidate.elf"
-FIXED_TESTS = 10  # tests 0-9 are the fixed edge cases; the timing input is a random one
 BASELINE_OPT = "-O3"
 # (seed, test) inputs that decide whether a baseline's cost depends on its data: one from each
 # family of random tests (10-14 draw from [-1, 1), 15-19 over many magnitudes).
 PROBES = ((0x5EED_0001, 10), (0x5EED_0002, 17))
-
-
-def timing_test(seed: int, tests: int) -> int:
-    """The randomized test whose input is timed: drawn from the attempt's seed."""
-    if tests <= FIXED_TESTS:
-        return seed % tests
-    return FIXED_TESTS + seed % (tests - FIXED_TESTS)
+timing_test = correctness.timing_test
 
 
 @dataclass(frozen=True)
@@ -108,13 +101,16 @@ def measure(variant: Variant, scratch: Path, object_name: str, seed: int, test: 
     # Read before the kernel runs again: what is disassembled is what qemu loads (trace doc).
     exe = Executable.read(scratch / EXE_NAME)
     ranges = candidate_ranges(scratch / correctness.MAP_NAME, object_name)
+    # The inputs come from the C reference's run (harness mode S): generating them here would
+    # put the generator's work into the trace, many times the kernel's own.
+    inputs = correctness.reference(variant, seed, settings, inputs_of=test).inputs[test]
     argv = correctness.qemu_argv(f"./{EXE_NAME}", seed, test + 1, False, first=test,
-                                 log=(QEMU_LOG_FLAGS, TRACE_NAME))
+                                 log=(QEMU_LOG_FLAGS, TRACE_NAME), mode="S")
     limits = sandbox.Limits(cpu_seconds=int(budget_s) + 2)
     sink = TraceSink(scratch, settings.trace_limit_mb * 1024 * 1024)
     try:
         try:
-            res = sandbox.run(argv, scratch, timeout_s=budget_s, limits=limits,
+            res = sandbox.run(argv, scratch, timeout_s=budget_s, limits=limits, stdin=inputs,
                               settings=settings)
         finally:
             log = sink.close()

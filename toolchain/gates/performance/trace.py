@@ -108,14 +108,16 @@ class TraceSink:
         self._out = open(self.capture, "wb")  # noqa: SIM115 - closed in close()
         self.limit, self.size, self.truncated = limit, 0, False
         self._fd = os.open(self.fifo, os.O_RDWR | os.O_NONBLOCK)  # a writer of our own: no EOF
-        self._stop = threading.Event()
+        # close() wakes the pump through this pipe at once, instead of a polling interval that
+        # would add its length to every traced run
+        self._wake_r, self._wake_w = os.pipe()
         self._thread = threading.Thread(target=self._pump, daemon=True)
         self._thread.start()
 
     def _pump(self) -> None:
         while self._fd >= 0:
-            ready, _, _ = select.select([self._fd], [], [], 0.05)
-            if not self._drain() or (not ready and self._stop.is_set()):
+            ready, _, _ = select.select([self._fd, self._wake_r], [], [])
+            if not self._drain() or self._wake_r in ready:
                 return
 
     def _drain(self) -> bool:
@@ -136,8 +138,10 @@ class TraceSink:
 
     def close(self) -> Path:
         """Stop after the emulator has exited; the captured log (the caller removes it)."""
-        self._stop.set()
+        os.write(self._wake_w, b"x")
         self._thread.join()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
