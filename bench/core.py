@@ -1,0 +1,142 @@
+"""Part 3, the core library alone: `toolchain.verify.verify` over the mix in 1 and 2 worker
+processes, plus the process-pool plumbing the other parts reuse (warm-up, recording).
+
+Worker processes are spawned fresh (no in-memory cache inherited from this process), started
+and warmed by one throwaway verification each before the clock starts, so the figure is the
+steady state of a long-running worker, not its start-up.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import os
+import statistics
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from tqdm import tqdm
+
+from toolchain.settings import Settings, get_settings
+from toolchain.verify import verify
+
+from .mix import Submission
+
+T = TypeVar("T")
+R = TypeVar("R")
+# Seeds of throwaway verifications: never one of the mix's (those are >= 1 and < 2**62).
+WARM_SEED = 2**62 + 7
+
+
+def bench_settings(verdict_cache: bool = False) -> Settings:
+    """This process's settings with the verdict cache on or off (a no-op while the core has no
+    such setting: ARMGYM_VERDICT_CACHE=0 is also set in the environment for the services)."""
+    settings = get_settings()
+    if any(f.name == "verdict_cache" for f in dataclasses.fields(settings)):
+        settings = dataclasses.replace(settings, verdict_cache=verdict_cache)  # type: ignore[call-arg]
+    return settings
+
+
+def outcome(verdict: Any) -> str:
+    """'pass' or the error kind, from a Verdict or its JSON."""
+    data = verdict if isinstance(verdict, dict) else verdict.to_json()
+    return "pass" if data["passed"] else str(data["error_kind"])
+
+
+@dataclass
+class Verified:
+    """One verification as a worker saw it."""
+
+    index: int
+    outcome: str
+    wall_s: float
+    gates: dict[str, float] = field(default_factory=dict)
+
+
+def verify_one(index: int, item: Submission, verdict_cache: bool = False) -> Verified:
+    start = time.perf_counter()
+    verdict = verify(item.variant_id, item.assembly, item.seed,
+                     settings=bench_settings(verdict_cache))
+    wall = time.perf_counter() - start
+    return Verified(index, outcome(verdict), wall, dict(verdict.timings))
+
+
+def _warm(item: Submission | None) -> None:
+    """Pool initializer: pay this process's one-time costs (imports, sandbox probe, tool
+    versions, per-tool layouts) on a throwaway seed, so no timed item pays them."""
+    if item is not None:
+        verify(item.variant_id, item.assembly, WARM_SEED, settings=bench_settings())
+
+
+def _pid() -> int:
+    time.sleep(0.3)  # long enough that every pool process gets one
+    return os.getpid()
+
+
+def warm_item(mix: Sequence[Submission]) -> Submission | None:
+    """An item that runs every gate (compiler output), to warm a process with."""
+    return next((s for s in mix if s.category == "compiler"), None)
+
+
+class Pool:
+    """`workers` fresh processes, started and warmed on entry."""
+
+    def __init__(self, workers: int, warm: Submission | None) -> None:
+        self.workers = workers
+        ctx = multiprocessing.get_context("spawn")
+        self.executor = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_warm,
+                                            initargs=(warm,))
+
+    def __enter__(self) -> Pool:
+        pids = {f.result() for f in [self.executor.submit(_pid) for _ in range(self.workers)]}
+        if len(pids) != self.workers:
+            raise RuntimeError(f"only {len(pids)} of {self.workers} pool processes started")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.executor.shutdown(wait=True, cancel_futures=True)
+
+    def map(self, fn: Callable[..., R], args: Iterable[tuple[Any, ...]], desc: str,
+            total: int) -> list[R]:
+        """fn(*a) for every a, one task each, in completion order, with a progress bar."""
+        futures = [self.executor.submit(fn, *a) for a in args]
+        out = []
+        with tqdm(total=total, desc=desc, unit="verif", leave=False) as bar:
+            for fut in as_completed(futures):
+                out.append(fut.result())
+                bar.update()
+        return out
+
+
+def run_pass(mix: Sequence[Submission], workers: int, desc: str,
+             verdict_cache: bool = False) -> dict[str, Any]:
+    """Verify the whole mix in a pool of `workers` processes; throughput from the first task
+    submitted to the last result."""
+    with Pool(workers, warm_item(mix)) as pool:
+        start = time.perf_counter()
+        done = pool.map(verify_one, ((i, s, verdict_cache) for i, s in enumerate(mix)),
+                        desc, len(mix))
+        wall = time.perf_counter() - start
+    done.sort(key=lambda v: v.index)
+    return {"workers": workers, "n": len(mix), "wall_s": wall, "per_s": len(mix) / wall,
+            "outcomes": [v.outcome for v in done], "walls": [v.wall_s for v in done],
+            "gates": [v.gates for v in done]}
+
+
+def run(mix: Sequence[Submission]) -> dict[str, Any]:
+    """1 worker, then 2 workers, over the same mix."""
+    one = run_pass(mix, 1, "core, 1 worker")
+    two = run_pass(mix, 2, "core, 2 workers")
+    mismatches = sum(a != b for a, b in zip(one["outcomes"], two["outcomes"], strict=True))
+    return {"one": one, "two": two, "ratio_2w_1w": two["per_s"] / one["per_s"],
+            "outcome_mismatches_1w_2w": mismatches,
+            "outcome_counts": dict(Counter(one["outcomes"]))}
+
+
+def subset_mean(result: dict[str, Any], count: int) -> float:
+    """Mean wall time per verification over the first `count` items of a pass."""
+    return statistics.fmean(result["walls"][:count])

@@ -1,0 +1,112 @@
+"""Part 4, the whole farm: HTTP -> Redis -> Celery -> gates -> PostgreSQL over the mix.
+
+The farm is started the way `deploy.measure` starts it (the container entry points: migrate, a
+Celery worker with 2 pool processes, the API), on a database and a queue of its own, with the
+verdict cache off, so every attempt is a fresh verification. Throughput is the mix's size over
+the wall time from the first POST /batches to the last result; worker and API resident memory
+are sampled meanwhile (deploy.measure's Sampler).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+from tqdm import tqdm
+
+from api import process
+from deploy.entrypoints import command
+from deploy.measure import POSTGRES, REDIS, Sampler, rss_mib, summary
+from store import admin
+from store.keys import new_plaintext
+
+from .mix import Submission
+
+CHUNK = 128  # attempts per POST /batches
+
+
+def _start(role: str, env: dict[str, str], logs: Path, *extra: str) -> subprocess.Popen[bytes]:
+    with open(logs / f"{role}.log", "wb") as log:
+        return subprocess.Popen([sys.executable, "-m", "deploy.entrypoints", role, *extra],
+                                env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def run(mix: Sequence[Submission], concurrency: int = 2) -> dict[str, Any]:
+    tag = f"bench-{os.getpid()}"
+    db_url = POSTGRES.format(pid=tag.replace("-", "_"))
+    key, port = new_plaintext(), process.free_port()
+    logs = Path(tempfile.mkdtemp(prefix="armgym-bench-farm-"))
+    env = {**os.environ, "ARMGYM_DATABASE_URL": db_url, "ARMGYM_BROKER_URL": REDIS,
+           "ARMGYM_QUEUE_NAME": f"armgym-{tag}", "ARMGYM_API_KEYS": key,
+           "ARMGYM_WORKER_CONCURRENCY": str(concurrency), "ARMGYM_VERDICT_CACHE": "0"}
+    admin.drop(db_url)
+    admin.create(db_url)
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        subprocess.run(command("migrate"), env=env, check=True, capture_output=True)
+        worker = _start("worker", env, logs)
+        procs.append(worker)
+        api = _start("api", env, logs, "--host", "127.0.0.1", "--port", str(port))
+        procs.append(api)
+        for what, extra in (("api", ["--port", str(port)]), ("worker", [])):
+            subprocess.run([sys.executable, "-m", "deploy.entrypoints", "check", what,
+                            "--wait", "90", *extra], env=env, check=True)
+        sampler = Sampler(worker.pid)
+        api_rss: list[float] = []
+        sampler.start()
+        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=180,
+                              headers={"Authorization": f"Bearer {key}"})
+        started = time.perf_counter()
+        batches = []
+        for at in range(0, len(mix), CHUNK):
+            chunk = [s.attempt(f"{tag}-{at + i}") for i, s in enumerate(mix[at:at + CHUNK])]
+            reply = client.post("/batches", json={"run_id": tag, "attempts": chunk})
+            reply.raise_for_status()
+            batches.append(reply.json()["batch_id"])
+        results: list[dict[str, Any]] = []
+        with tqdm(total=len(mix), desc="farm", unit="verif", leave=False) as bar:
+            for batch_id in batches:
+                while True:
+                    body = client.get(f"/batches/{batch_id}", params={"wait": 30}).json()
+                    api_rss.append(rss_mib(api.pid))
+                    bar.n = len(results) + body["done"]
+                    bar.refresh()
+                    if body["complete"]:
+                        break
+                results += body["results"]
+        wall = time.perf_counter() - started
+        sampler.stop.set()
+        sampler.join()
+        outcomes = ["pass" if r["passed"] else str(r["error_kind"]) for r in results]
+        return {
+            "n": len(mix), "concurrency": concurrency, "wall_s": wall,
+            "per_s": len(mix) / wall, "outcomes": outcomes,
+            "outcome_counts": dict(Counter(outcomes)),
+            "worker_main_rss_mib": summary(sampler.main),
+            "pool_process_rss_mib": [summary(v) for v in sampler.pool.values() if len(v) > 5],
+            "largest_tool_process_rss_mib": round(sampler.tools_max, 1),
+            "api_rss_mib": summary(api_rss),
+            "logs": str(logs),
+        }
+    finally:
+        _stop(procs)
+        admin.drop(db_url)

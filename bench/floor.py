@@ -1,0 +1,329 @@
+"""Part 1, the bare toolchain floor: the tool invocations the verifier makes for each submission,
+replayed back to back with no framework around them.
+
+Recording: fresh worker processes (warm disk caches, empty in-memory ones, as a farm worker
+has) verify the mix with `toolchain.sandbox.run` and the `subprocess` of every other toolchain
+module patched. Before each launch the recorder snapshots the regular files of the launch's
+scratch directory (into a content-addressed blob store on disk) with argv, stdin and keyword
+arguments; the launch itself is timed, so the share of a verification spent in tool processes
+falls out too. FIFOs (the performance gate's qemu trace) are recreated as plain files.
+
+Replay: the snapshot is restored outside the timed region, then only the launch is timed:
+(a) sandboxed, through `sandbox.run` with the recorded arguments; (b) bare, the tool's argv
+through `subprocess.run`, no bwrap. With 1 lane, and with 2 lanes (2 threads in this process
+each replaying half of the submissions; the waits release the GIL): the lane's throughput is
+its submissions over the sum of its timed launches, and 2 lanes finish when the slower does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from toolchain import sandbox
+from toolchain.verify import verify
+
+from . import core
+from .mix import Submission
+
+TMP = tempfile.gettempdir()
+
+
+@dataclass
+class Launch:
+    """One tool launch as the verifier made it."""
+
+    via: str  # "sandbox.run" or "<module>.subprocess.run"
+    argv: list[str]
+    scratch: str  # the directory it ran in ("" if none): rewritten on replay
+    files: dict[str, tuple[str, int]]  # name -> (blob sha256, mode), regular files in scratch
+    fifos: list[str]
+    stdin: bytes | None
+    kwargs: dict[str, Any]  # sandbox.run's (without settings) or subprocess.run's
+    wall_s: float  # during recording
+
+
+@dataclass
+class Recording:
+    """Every launch of one verification, and what it cost around them."""
+
+    index: int
+    outcome: str
+    wall_s: float  # the verification, minus the recorder's own snapshot time
+    tool_s: float  # the launches alone
+    launches: list[Launch] = field(default_factory=list)
+
+
+class Recorder:
+    """Patches the launch points of the toolchain while active (one per process)."""
+
+    def __init__(self, blobs: Path) -> None:
+        self.blobs = blobs
+        self.launches: list[Launch] = []
+        self.overhead = 0.0
+        self.unrecorded: Counter[str] = Counter()
+        self._saved: list[tuple[object, str, object]] = []
+
+    # ---------------------------------------------------------------- snapshots
+
+    def _snapshot(self, scratch: str) -> tuple[dict[str, tuple[str, int]], list[str]]:
+        files: dict[str, tuple[str, int]] = {}
+        fifos: list[str] = []
+        if not scratch:
+            return files, fifos
+        with os.scandir(scratch) as entries:
+            for entry in entries:
+                if entry.is_file(follow_symlinks=False):
+                    data = Path(entry.path).read_bytes()
+                    sha = hashlib.sha256(data).hexdigest()
+                    blob = self.blobs / sha
+                    if not blob.exists():
+                        blob.write_bytes(data)
+                    files[entry.name] = (sha, entry.stat().st_mode & 0o7777)
+                elif not entry.is_dir(follow_symlinks=False):
+                    fifos.append(entry.name)
+        return files, fifos
+
+    def _record(self, via: str, argv: Sequence[str], scratch: str, stdin: bytes | None,
+                kwargs: dict[str, Any]) -> Launch:
+        start = time.perf_counter()
+        files, fifos = self._snapshot(scratch)
+        launch = Launch(via, [str(a) for a in argv], scratch, files, fifos, stdin, kwargs, 0.0)
+        self.launches.append(launch)
+        self.overhead += time.perf_counter() - start
+        return launch
+
+    # ---------------------------------------------------------------- patched entry points
+
+    def sandbox_run(self, argv: Sequence[str], scratch: Path, **kwargs: Any) -> Any:
+        kept = {k: v for k, v in kwargs.items() if k not in ("settings", "stdin")}
+        launch = self._record("sandbox.run", argv, str(scratch), kwargs.get("stdin"), kept)
+        start = time.perf_counter()
+        try:
+            return self._real_run(argv, scratch, **kwargs)
+        finally:
+            launch.wall_s = time.perf_counter() - start
+
+    def _subprocess_proxy(self, module: str) -> object:
+        recorder = self
+
+        class Proxy:
+            """`subprocess` as `module` sees it: run() recorded, Popen() counted."""
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(subprocess, name)
+
+            @staticmethod
+            def run(argv: Sequence[str], **kwargs: Any) -> Any:
+                scratch = str(kwargs.get("cwd") or _argv_dir(argv))
+                kept = {k: v for k, v in kwargs.items() if k != "input"}
+                launch = recorder._record(f"{module}.subprocess.run", argv, scratch,
+                                          kwargs.get("input"), kept)
+                start = time.perf_counter()
+                try:
+                    return subprocess.run(argv, **kwargs)
+                finally:
+                    launch.wall_s = time.perf_counter() - start
+
+            @staticmethod
+            def Popen(*args: Any, **kwargs: Any) -> Any:  # noqa: N802 - subprocess's name
+                recorder.unrecorded[f"{module}.subprocess.Popen"] += 1
+                return subprocess.Popen(*args, **kwargs)
+
+        return Proxy()
+
+    def __enter__(self) -> Recorder:
+        self._real_run = sandbox.run
+        self._patch(sandbox, "run", self.sandbox_run)
+        for name, module in list(sys.modules.items()):
+            if (name.startswith("toolchain.") and name != "toolchain.sandbox"
+                    and getattr(module, "subprocess", None) is subprocess):
+                self._patch(module, "subprocess", self._subprocess_proxy(name))
+        return self
+
+    def _patch(self, owner: object, attr: str, value: object) -> None:
+        self._saved.append((owner, attr, getattr(owner, attr)))
+        setattr(owner, attr, value)
+
+    def __exit__(self, *exc: object) -> None:
+        for owner, attr, value in reversed(self._saved):
+            setattr(owner, attr, value)
+        self._saved.clear()
+
+
+def _argv_dir(argv: Sequence[str]) -> str:
+    """The temporary directory an argv works in (a file of it is an argument), else ''."""
+    for arg in argv[1:]:
+        path = Path(str(arg))
+        if path.is_absolute() and str(path).startswith(TMP + "/") and path.parent.is_dir() \
+                and str(path.parent) != TMP:
+            return str(path.parent)
+    return ""
+
+
+def record_items(items: Sequence[tuple[int, Submission]], blobs: str) -> list[Recording]:
+    """Pool task: verify `items` in this (fresh, warmed) process with the recorder on."""
+    out = []
+    with Recorder(Path(blobs)) as rec:
+        for index, item in items:
+            rec.launches, rec.overhead = [], 0.0
+            start = time.perf_counter()
+            verdict = verify(item.variant_id, item.assembly, item.seed,
+                             settings=core.bench_settings())
+            wall = time.perf_counter() - start - rec.overhead
+            out.append(Recording(index, core.outcome(verdict), wall,
+                                 sum(x.wall_s for x in rec.launches), rec.launches))
+    if rec.unrecorded:
+        raise RuntimeError(f"tool launches the recorder cannot replay: {dict(rec.unrecorded)}")
+    return out
+
+
+def lanes(n: int, count: int) -> list[list[int]]:
+    """Indices 0..n-1 dealt round-robin to `count` lanes (each gets a like share of kinds)."""
+    return [list(range(lane, n, count)) for lane in range(count)]
+
+
+def record(mix: Sequence[Submission], blobs: Path, workers: int = 2) -> list[Recording]:
+    """The recording pass in `workers` fresh, warmed processes (one item per task: each has
+    its own seed, so nothing one verification caches in memory serves another)."""
+    with core.Pool(workers, core.warm_item(mix)) as pool:
+        done = pool.map(record_items, (([(i, s)], str(blobs)) for i, s in enumerate(mix)),
+                        "floor: recording", len(mix))
+    return sorted((r for chunk in done for r in chunk), key=lambda r: r.index)
+
+
+# --------------------------------------------------------------------------- replay
+
+
+class Replayer:
+    """Replays recordings into private scratch directories; times only the launches."""
+
+    def __init__(self, blobs: Path, sandboxed: bool) -> None:
+        self.blobs, self.sandboxed = blobs, sandboxed
+        self.settings = core.bench_settings()
+
+    def restore(self, launch: Launch, dirs: dict[str, Path],
+                written: dict[Path, dict[str, str]]) -> tuple[list[str], Path | None]:
+        """Untimed: the scratch as the launch saw it; the argv with paths rewritten."""
+        if not launch.scratch:
+            return launch.argv, None
+        if launch.scratch not in dirs:
+            dirs[launch.scratch] = Path(tempfile.mkdtemp(prefix="armgym-floor-"))
+        where = dirs[launch.scratch]
+        have = written.setdefault(where, {})
+        for name, (sha, mode) in launch.files.items():
+            if have.get(name) != sha:
+                target = where / name
+                target.unlink(missing_ok=True)
+                shutil.copyfile(self.blobs / sha, target)
+                os.chmod(target, mode)
+                have[name] = sha
+        for name in launch.fifos:  # the trace FIFO: qemu writes a plain file instead
+            target = where / name
+            target.unlink(missing_ok=True)
+            target.touch()
+            os.chmod(target, 0o666)
+            have.pop(name, None)
+        argv = [a.replace(launch.scratch, str(where)) for a in launch.argv]
+        return argv, where
+
+    def launch(self, launch: Launch, argv: list[str], where: Path | None) -> float:
+        """Timed: the launch alone."""
+        kwargs = launch.kwargs
+        start = time.perf_counter()
+        if self.sandboxed and launch.via == "sandbox.run":
+            assert where is not None
+            sandbox.run(argv, where, stdin=launch.stdin, settings=self.settings, **kwargs)
+        elif self.sandboxed:  # the verifier's own unconfined subprocess.run, as it made it
+            kw = {k: v for k, v in kwargs.items() if k != "cwd"}
+            subprocess.run(argv, cwd=where if "cwd" in kwargs else None, input=launch.stdin,
+                           **kw)
+        else:
+            timeout = float(kwargs.get("timeout_s") or kwargs.get("timeout") or 60)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                subprocess.run(argv, cwd=where, input=launch.stdin, capture_output=True,
+                               timeout=timeout, check=False)
+        return time.perf_counter() - start
+
+    def replay(self, rec: Recording) -> float:
+        """Every launch of one verification in order; the sum of their timed walls."""
+        dirs: dict[str, Path] = {}
+        written: dict[Path, dict[str, str]] = {}
+        total = 0.0
+        try:
+            for launch in rec.launches:
+                argv, where = self.restore(launch, dirs, written)
+                total += self.launch(launch, argv, where)
+        finally:
+            for path in dirs.values():
+                shutil.rmtree(path, ignore_errors=True)
+        return total
+
+
+def replay_lanes(recs: Sequence[Recording], blobs: Path, sandboxed: bool, count: int,
+                 desc: str) -> dict[str, Any]:
+    """Replay in `count` threads; per-submission floor times and the throughput."""
+    replayer = Replayer(blobs, sandboxed)
+    times: dict[int, float] = {}
+    sums = [0.0] * count
+    bar = tqdm(total=len(recs), desc=desc, unit="verif", leave=False)
+    lock = threading.Lock()
+
+    def lane(number: int, indices: list[int]) -> None:
+        for i in indices:
+            spent = replayer.replay(recs[i])
+            with lock:
+                times[recs[i].index] = spent
+                sums[number] += spent
+                bar.update()
+
+    start = time.perf_counter()
+    threads = [threading.Thread(target=lane, args=(k, idx))
+               for k, idx in enumerate(lanes(len(recs), count))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - start
+    bar.close()
+    return {"lanes": count, "sandboxed": sandboxed, "n": len(recs),
+            "timed_s": max(sums), "wall_s": wall, "per_s": len(recs) / max(sums),
+            "times": [times[r.index] for r in recs]}
+
+
+def replay_one(rec: Recording, blobs: Path, repeats: int = 3) -> float:
+    """Median sandboxed floor of one submission (for the /step comparison)."""
+    replayer = Replayer(blobs, sandboxed=True)
+    return sorted(replayer.replay(rec) for _ in range(repeats))[repeats // 2]
+
+
+def run(mix: Sequence[Submission], blobs: Path) -> tuple[dict[str, Any], list[Recording]]:
+    """Record the mix, then replay it sandboxed and bare with 1 and 2 lanes."""
+    recs = record(mix, blobs)
+    result: dict[str, Any] = {
+        "launches": sum(len(r.launches) for r in recs),
+        "launches_by": dict(Counter(x.via for r in recs for x in r.launches)),
+        "launches_by_tool": dict(Counter(Path(x.argv[0]).name for r in recs
+                                         for x in r.launches)),
+        "outcomes": [r.outcome for r in recs],
+        "recorded_wall_s": sum(r.wall_s for r in recs),
+        "recorded_tool_s": sum(r.tool_s for r in recs),
+    }
+    for name, sandboxed, count in (("sandboxed_1", True, 1), ("sandboxed_2", True, 2),
+                                   ("bare_1", False, 1), ("bare_2", False, 2)):
+        result[name] = replay_lanes(recs, blobs, sandboxed, count, f"floor: {name}")
+    return result, recs

@@ -1,0 +1,320 @@
+"""A reproducible mix of distinct, realistic submissions for the benchmark suite (issue 8).
+
+What a training run sends: mostly compiler output (clang and gcc at -O1/-O2/-O3/-Os over a spread
+of small and medium variants of every template), some hand-optimised NEON kernels, wrong kernels
+(compiler output with one plausible mistake) and a few hostile ones from the corpus under
+tests/hostile/ plus endless loops. Every item has its own seed, so no two are the same attempt,
+and the whole mix depends only on `mix_seed` (and the toolchain's compilers).
+
+    .venv/bin/python -m bench.mix [--n 512] [--mix-seed 8]     print the mix's composition
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import re
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from toolchain import baselines, kernels
+from toolchain.demo import DOT_1024_F32_NEON
+from toolchain.settings import get_settings
+
+TESTS_DIR = Path(__file__).resolve().parents[1] / "tests"
+if str(TESTS_DIR) not in sys.path:  # test_hostile imports its helper as a top-level module
+    sys.path.insert(0, str(TESTS_DIR))
+
+from conftest import VEC_ADD_1024_BODY, asm  # noqa: E402
+from test_hostile import CORPUS_DIR, load_case  # noqa: E402
+
+COMPILERS = baselines.COMPILERS
+OPTS = ("-O1", "-O2", "-O3", "-Os")
+# Share of each category in the mix; hostile takes what is left.
+SHARES = {"compiler": 0.60, "hand": 0.10, "wrong": 0.20}
+MAX_WORK = 1024  # product of a variant's shape parameters: small and medium sizes only
+ENDLESS = asm("    b .")
+# Caller-saved scratch registers a hand-written loop may count with (x0-x2 hold arguments).
+COUNTERS = ("x3", "x4", "x5", "x6", "x7", "x9", "x10", "x11", "x12", "x13", "x14", "x15")
+
+
+@dataclass(frozen=True)
+class Submission:
+    variant_id: str
+    assembly: str
+    seed: int
+    label: str
+    category: str  # compiler | hand | wrong | hostile
+
+    def attempt(self, key: str | None = None) -> dict[str, object]:
+        """The item as the API's /step and /batches take it."""
+        body: dict[str, object] = {"variant_id": self.variant_id, "assembly": self.assembly,
+                                   "seed": self.seed}
+        return {**body, "idempotency_key": key} if key else body
+
+
+# --------------------------------------------------------------------------- variants
+
+
+def spread(count: int, rng: random.Random) -> list[kernels.Variant]:
+    """`count` small or medium variants, round-robin over the templates, random within each."""
+    by_template: dict[str, list[kernels.Variant]] = {}
+    for v in kernels.suite():
+        if math.prod(v.params.values()) <= MAX_WORK:
+            by_template.setdefault(v.template, []).append(v)
+    for group in by_template.values():
+        rng.shuffle(group)
+    order = sorted(by_template)
+    picked: list[kernels.Variant] = []
+    while len(picked) < count and any(by_template.values()):
+        for template in order:
+            if by_template[template] and len(picked) < count:
+                picked.append(by_template[template].pop())
+    return picked
+
+
+def compiler_outputs(variants: list[kernels.Variant]) -> list[tuple[str, str, str]]:
+    """(variant id, label, assembly) for every compiler and level, identical texts once."""
+    baselines.build(variants, COMPILERS, OPTS, progress=True)
+    settings = get_settings()
+    out, seen = [], set()
+    for v in variants:
+        for compiler in COMPILERS:
+            for opt in OPTS:
+                text = baselines.get(v, compiler, opt, settings).assembly
+                if (v.id, text) not in seen:
+                    seen.add((v.id, text))
+                    out.append((v.id, f"{compiler} {opt}", text))
+    return out
+
+
+# --------------------------------------------------------------------------- hand-written
+
+
+def _vec_add_q(n: int, counter: str) -> str:
+    """The tests' one-vector-per-iteration NEON vec_add loop, for n floats."""
+    body = VEC_ADD_1024_BODY.replace("#4096", f"#{4 * n}").replace("x3", counter)
+    return asm(body + "    ret")
+
+
+def _vec_add_ldp(n: int, counter: str) -> str:
+    """Two vectors per iteration through ldp/stp (n a multiple of 8)."""
+    return asm(f"""\
+    mov     {counter}, #{n}
+1:  ldp     q0, q1, [x1], #32
+    ldp     q2, q3, [x2], #32
+    fadd    v0.4s, v0.4s, v2.4s
+    fadd    v1.4s, v1.4s, v3.4s
+    stp     q0, q1, [x0], #32
+    subs    {counter}, {counter}, #8
+    b.ne    1b
+    ret""")
+
+
+def _dot_16(n: int, counter: str) -> str:
+    """The demo's sixteen-partial-sum NEON dot product, for n floats (a multiple of 16)."""
+    return DOT_1024_F32_NEON.replace("#1024", f"#{n}").replace("x2", counter)
+
+
+def _dot_4(n: int, counter: str) -> str:
+    """Four partial sums in one vector (n a multiple of 4)."""
+    return asm(f"""\
+    movi    v0.4s, #0
+    mov     {counter}, #{n}
+1:  ldr     q1, [x0], #16
+    ldr     q2, [x1], #16
+    fmla    v0.4s, v1.4s, v2.4s
+    subs    {counter}, {counter}, #4
+    b.ne    1b
+    faddp   v0.4s, v0.4s, v0.4s
+    faddp   s0, v0.2s
+    ret""")
+
+
+def _sum_8(n: int, counter: str) -> str:
+    """Eight partial sums in two vectors (n a multiple of 8)."""
+    return asm(f"""\
+    movi    v0.4s, #0
+    movi    v1.4s, #0
+    mov     {counter}, #{n}
+1:  ldp     q2, q3, [x0], #32
+    fadd    v0.4s, v0.4s, v2.4s
+    fadd    v1.4s, v1.4s, v3.4s
+    subs    {counter}, {counter}, #8
+    b.ne    1b
+    fadd    v0.4s, v0.4s, v1.4s
+    faddp   v0.4s, v0.4s, v0.4s
+    faddp   s0, v0.2s
+    ret""")
+
+
+# (template, style, smallest multiple of n it handles, generator)
+HAND: tuple[tuple[str, str, int, Callable[[int, str], str]], ...] = (
+    ("vec_add", "NEON q loop", 4, _vec_add_q),
+    ("vec_add", "NEON ldp/stp loop", 8, _vec_add_ldp),
+    ("dot", "NEON 16 partial sums", 16, _dot_16),
+    ("dot", "NEON 4 partial sums", 4, _dot_4),
+    ("sum_reduce", "NEON 8 partial sums", 8, _sum_8),
+)
+
+
+def hand_written(rng: random.Random) -> list[tuple[str, str, str]]:
+    """(variant id, label, assembly): every style at every float32 size up to MAX_WORK, each
+    with a loop counter register drawn at random (models differ in such choices)."""
+    out = []
+    for template, style, multiple, make in HAND:
+        for v in kernels.filter_variants(template, "float32"):
+            n = v.params["n"]
+            if n % multiple == 0 and n <= MAX_WORK:
+                for counter in rng.sample(COUNTERS, 3):
+                    out.append((v.id, f"hand: {style}", make(n, counter)))
+    return out
+
+
+# --------------------------------------------------------------------------- wrong
+
+
+def _fadd_to_fsub(text: str) -> str:
+    return text.replace("fadd", "fsub", 1)
+
+
+def _double_bound(text: str) -> str:
+    """A loop bound (first `cmp`/`mov`/`subs` immediate >= 8) doubled: the loop runs past its
+    buffers but still ends, since a step that divides n also divides 2n."""
+    m = re.search(r"^\s*(?:cmp|mov|subs)\s+[wx]\d+,\s*(?:[wx]\d+,\s*)?#(\d+)\s*$", text, re.M)
+    if not m or int(m.group(1)) < 8:
+        return text
+    return text[:m.start(1)] + str(2 * int(m.group(1))) + text[m.end(1):]
+
+
+def _drop_before_ret(text: str) -> str:
+    """The last instruction before the first `ret` removed."""
+    lines = text.splitlines()
+    rets = [i for i, ln in enumerate(lines) if ln.strip() == "ret"]
+    if not rets:
+        return text
+    before = [i for i in range(rets[0]) if re.match(r"\s+[a-z]", lines[i])
+              and not lines[i].strip().startswith(".")]
+    return text if not before else "\n".join(lines[:before[-1]] + lines[before[-1] + 1:]) + "\n"
+
+
+def _ret_at_once(text: str) -> str:
+    return re.sub(r"^kernel:\s*$", "kernel:\n    ret", text, count=1, flags=re.M)
+
+
+MUTATIONS: tuple[tuple[str, Callable[[str], str]], ...] = (
+    ("fadd -> fsub", _fadd_to_fsub),
+    ("loop bound doubled", _double_bound),
+    ("last instruction before ret dropped", _drop_before_ret),
+    ("returns at once", _ret_at_once),
+)
+
+
+def wrong(pool: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+    """Every mutation of every compiler output that changes it."""
+    out = []
+    for variant_id, label, text in pool:
+        for what, mutate in MUTATIONS:
+            changed = mutate(text)
+            if changed != text:
+                out.append((variant_id, f"wrong: {label}, {what}", changed))
+    return out
+
+
+# --------------------------------------------------------------------------- hostile
+
+
+def hostile(variants: list[kernels.Variant]) -> list[tuple[str, str, str]]:
+    """Corpus cases the API accepts (UTF-8, no NUL, known variant, under the size limit) and
+    that need no host set-up (no placeholders); runaway ones are left to `ENDLESS`, since each
+    costs a timeout. Every case on its own variant, then again on the spread's variants."""
+    limit = get_settings().max_source_bytes
+    cases = []
+    for path in sorted(CORPUS_DIR.glob("*.s")):
+        case = load_case(path)
+        try:
+            text = case.body.decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        if ("@" in text or "\x00" in text or len(case.body) > limit
+                or case.category == "infinite-loop" or case.expect.value == "timeout"):
+            continue
+        try:
+            kernels.get(case.variant)
+        except KeyError:
+            continue
+        cases.append((case.variant, f"hostile: {case.title}", text))
+    out = list(cases)
+    for v in variants:
+        out += [(v.id, label, text) for _, label, text in cases]
+    return out
+
+
+# --------------------------------------------------------------------------- the mix
+
+
+def _take(rng: random.Random, pool: list[tuple[str, str, str]], count: int,
+          seen: set[tuple[str, str]]) -> list[tuple[str, str, str]]:
+    """`count` items of `pool` at random, none already `seen` (same variant and text)."""
+    picked = []
+    for item in rng.sample(pool, len(pool)):
+        if len(picked) == count:
+            break
+        if (item[0], item[2]) not in seen:
+            seen.add((item[0], item[2]))
+            picked.append(item)
+    if len(picked) < count:
+        raise SystemExit(f"the mix needs {count} items of a kind, only {len(picked)} exist; "
+                         "raise --variants")
+    return picked
+
+
+def build(n: int = 512, mix_seed: int = 8, variants: int = 48,
+          endless: int = 2) -> list[Submission]:
+    """The mix: n distinct submissions in a shuffled, reproducible order."""
+    rng = random.Random(mix_seed)
+    spread_variants = spread(variants, rng)
+    compiled = compiler_outputs(spread_variants)
+    counts = {kind: round(n * share) for kind, share in SHARES.items()}
+    counts["hostile"] = n - sum(counts.values()) - endless
+    seen: set[tuple[str, str]] = set()
+    items: list[tuple[str, tuple[str, str, str]]] = []
+    pools = {"compiler": compiled, "hand": hand_written(rng), "wrong": wrong(compiled),
+             "hostile": hostile(spread_variants)}
+    for kind, pool in pools.items():
+        items += [(kind, it) for it in _take(rng, pool, counts[kind], seen)]
+    loops = _endless_targets(spread_variants, endless)
+    items += [("hostile", (v, "hostile: b . (endless loop)", ENDLESS)) for v in loops]
+    rng.shuffle(items)
+    seeds = rng.sample(range(1, 2**62), len(items))
+    return [Submission(variant, text, seed, label, kind)
+            for (kind, (variant, label, text)), seed in zip(items, seeds, strict=True)]
+
+
+def _endless_targets(variants: Iterable[kernels.Variant], count: int) -> list[str]:
+    return [v.id for v in list(variants)[:count]]
+
+
+def composition(mix: list[Submission]) -> dict[str, int]:
+    return dict(Counter(s.category for s in mix))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=512)
+    parser.add_argument("--mix-seed", type=int, default=8)
+    parser.add_argument("--variants", type=int, default=48)
+    args = parser.parse_args()
+    mix = build(args.n, args.mix_seed, args.variants)
+    print(composition(mix), f"{len({s.variant_id for s in mix})} variants")
+    for label, count in Counter(s.label for s in mix).most_common():
+        print(f"{count:5}  {label}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
