@@ -28,6 +28,9 @@ class Metrics:
         self.deduplicated = Counter("armgym_attempts_deduplicated",
                                     "Submitted attempts answered by an existing one "
                                     "(same idempotency key)", registry=r)
+        self.cached = Counter("armgym_attempts_cached",
+                              "Submitted attempts answered from the verdict cache (a done "
+                              "attempt with the same content key)", registry=r)
         self.rejected = Counter("armgym_backpressure_rejections",
                                 "Submissions refused with 429 because the queue was full",
                                 registry=r)

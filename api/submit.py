@@ -10,11 +10,23 @@ from dataclasses import replace
 from fastapi import HTTPException
 
 from store import attempts
-from toolchain import kernels
+from toolchain import kernels, verdict_cache
+from toolchain.verify import derive_seed
 
 from .farm import Farm
 
 MAX_REPORTED = 20  # problems listed per error response
+CACHE_WORKER = "verdict-cache"  # the `worker` of an attempt answered from an identical one
+
+
+def _addressed(item: attempts.NewAttempt, farm: Farm) -> attempts.NewAttempt:
+    """The item with its template, its seed (derived from its content when the client sent
+    none: identical attempts get identical tests) and its verdict cache key."""
+    seed = item.seed if item.seed is not None else derive_seed(
+        item.variant_id, item.assembly, item.completion, farm.settings.seed_secret)
+    key = verdict_cache.key(item.variant_id, item.assembly, seed, item.completion, farm.settings)
+    return replace(item, template=kernels.get(item.variant_id).template, seed=seed,
+                   content_key=key)
 
 
 def _problem(item: attempts.NewAttempt, max_bytes: int) -> tuple[int, str] | None:
@@ -77,12 +89,18 @@ def submit(farm: Farm, key_id: int, items: Sequence[attempts.NewAttempt], *,
            batch_key: str | None = None) -> attempts.Submitted:
     validate(items, farm)
     backpressure(farm, len(items))
-    new = [replace(it, template=kernels.get(it.variant_id).template) for it in items]
+    new = [_addressed(it, farm) for it in items]
     with farm.sessions() as session:
         done = attempts.submit(session, key_id, new, run_id=run_id, step=step, model=model,
                                batch_key=batch_key)
-    if done.created:
-        farm.dispatcher.enqueue(done.created)
+    queued = done.created
+    if queued and farm.settings.verdict_cache:
+        with farm.sessions() as session:
+            cached = set(attempts.answer_from_cache(session, queued, CACHE_WORKER))
+        farm.metrics.cached.inc(len(cached))
+        queued = [a for a in queued if a not in cached]
+    if queued:
+        farm.dispatcher.enqueue(queued)
     farm.metrics.submitted.inc(len(done.created))
     farm.metrics.deduplicated.inc(len(done.attempt_ids) - len(done.created))
     return done

@@ -45,6 +45,7 @@ class NewAttempt:
     completion: bool = False
     step: int | None = None
     meta: dict[str, Any] | None = None
+    content_key: str | None = None  # the verdict cache's key, when the caller computed it
 
 
 @dataclass
@@ -135,6 +136,7 @@ def submit(session: Session, key_id: int, items: Sequence[NewAttempt], *,
                 "template": it.template, "assembly_sha256": sha256(it.assembly),
                 "completion": it.completion,
                 "seed": secrets.randbits(63) if it.seed is None else it.seed,
+                "content_key": it.content_key,
                 "status": QUEUED, "tries": 0, "created_at": now,
             })
         created: list[str] = []
@@ -158,6 +160,31 @@ def submit(session: Session, key_id: int, items: Sequence[NewAttempt], *,
                              for i, a in enumerate(attempt_ids)]):
             session.execute(insert(BatchItem), list(part))
     return Submitted(batch_id, attempt_ids, created)
+
+
+def answer_from_cache(session: Session, attempt_ids: Sequence[str], worker: str) -> list[str]:
+    """Finish every attempt among `attempt_ids` whose content key a done attempt shares, with
+    that attempt's verdict (marked cached); the ids answered. infra_error is never reused."""
+    with session.begin():
+        keys: dict[str, str] = {}
+        for ids in _chunks(list(attempt_ids)):
+            keys.update(session.execute(select(Attempt.id, Attempt.content_key)
+                                        .where(Attempt.id.in_(ids),
+                                               Attempt.content_key.is_not(None))).all())
+        if not keys:
+            return []
+        known: dict[str, dict[str, Any]] = {}
+        for part in _chunks(sorted(set(keys.values()))):
+            rows = session.execute(
+                select(Attempt.content_key, Attempt.verdict)
+                .where(Attempt.content_key.in_(part), Attempt.status == DONE,
+                       Attempt.error_kind.is_distinct_from("infra_error")))
+            known.update({k: v for k, v in rows if v})
+    answered = []
+    for attempt_id, k in keys.items():
+        if k in known and finish(session, attempt_id, {**known[k], "cached": True}, worker):
+            answered.append(attempt_id)
+    return answered
 
 
 def outstanding(session: Session) -> int:

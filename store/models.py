@@ -121,6 +121,7 @@ class Attempt(Base):
         Index("ix_attempts_error_kind", "error_kind"),
         Index("ix_attempts_outstanding", "status",
               postgresql_where=text("status <> 'done'"), sqlite_where=text("status <> 'done'")),
+        Index("ix_attempts_content_key", "content_key"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -135,6 +136,9 @@ class Attempt(Base):
     assembly_sha256: Mapped[str] = mapped_column(ForeignKey("assemblies.sha256"))
     completion: Mapped[bool] = mapped_column(Boolean, default=False)
     seed: Mapped[int] = mapped_column(BigInteger)
+    # toolchain.verdict_cache.key of (variant, text, seed, ...): a done attempt with the same key
+    # answers a new one without verifying it again.
+    content_key: Mapped[str | None] = mapped_column(String(64))
 
     status: Mapped[str] = mapped_column(String(16), default=QUEUED)
     tries: Mapped[int] = mapped_column(Integer, default=0)

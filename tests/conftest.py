@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+# Tests judge the gates, so they verify for real: the verdict cache would otherwise answer a
+# test from an earlier one with the same input. The cache's own tests switch it on explicitly.
+os.environ.setdefault("ARMGYM_VERDICT_CACHE", "0")
 
 from toolchain import baselines, kernels
 from toolchain.verdict import Verdict

@@ -42,6 +42,12 @@ class Settings:
     # block); a kernel whose trace outgrows it is `timeout`.
     trace_limit_mb: int = 192
     jobs: int = max(1, os.cpu_count() or 1)
+    # Content-addressed verdicts (verdict_cache.py): an identical attempt is answered at once.
+    verdict_cache: bool = True
+    # Mixed into the seed of an attempt that brings none (verify.derive_seed): identical
+    # attempts get identical tests (so a verdict is reproducible and cacheable) that nobody can
+    # predict without it. Set it per deployment.
+    seed_secret: str = ""
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:

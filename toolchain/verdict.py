@@ -48,6 +48,7 @@ class Verdict:
     verifier_version: str
     sandbox: str
     extra: dict[str, Any] = field(default_factory=dict)
+    cached: bool = False  # served from the verdict cache (like timings: not part of canonical)
 
     @property
     def timings(self) -> dict[str, float]:
@@ -68,7 +69,27 @@ class Verdict:
         }
         if with_timings:
             out["timings"] = self.timings
+            if self.cached:
+                out["cached"] = True
         return out
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> Verdict:
+        """The inverse of to_json (timings go back into the gates)."""
+        timings = doc.get("timings") or {}
+        gates = [GateResult(g["name"], g["passed"],
+                            ErrorKind(g["error_kind"]) if g.get("error_kind") else None,
+                            g.get("message", ""), g.get("details") or {},
+                            float(timings.get(g["name"], 0.0))) for g in doc["gates"]]
+        known = {"variant_id", "seed", "passed", "error_kind", "message", "gates", "versions",
+                 "verifier_version", "sandbox", "timings", "cached"}
+        return cls(
+            variant_id=doc["variant_id"], seed=doc["seed"], passed=doc["passed"],
+            error_kind=ErrorKind(doc["error_kind"]) if doc.get("error_kind") else None,
+            message=doc["message"], gates=gates, versions=doc.get("versions") or {},
+            verifier_version=doc["verifier_version"], sandbox=doc["sandbox"],
+            extra={k: v for k, v in doc.items() if k not in known},
+        )
 
     def canonical(self) -> str:
         """The deterministic part, as the bytes that identical inputs must reproduce."""
