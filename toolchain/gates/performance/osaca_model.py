@@ -35,7 +35,7 @@ import re
 import threading
 import warnings
 from collections.abc import Sequence
-from copy import deepcopy
+from copy import copy, deepcopy
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from typing import Any
@@ -83,6 +83,14 @@ def _osaca() -> tuple[Any, Any, Any, Any, Any]:
     model = MachineModel(arch=ARCH)
     _repair_ports(model)
     return ParserAArch64(), model, ArchSemantics, KernelDG, INSTR_FLAGS
+
+
+@cache
+def _semantics() -> Any:
+    """OSACA's semantics object, built once: it keeps no state between kernels, and building it
+    loads the ISA model from disk (7 ms, more than the rest of a typical estimate)."""
+    parser, model, semantics_cls, _, _ = _osaca()
+    return semantics_cls(parser, model)
 
 
 def _repair_ports(model: Any) -> None:
@@ -139,34 +147,42 @@ def estimate(lines: Sequence[str]) -> Estimate:
 
 
 def _estimate(lines: Sequence[str]) -> Estimate:
-    parser, model, semantics_cls, _, flags = _osaca()
     shapes = [canonical(line) for line in lines]
     if len(set(shapes)) > DISTINCT_LIMIT:  # parsing costs milliseconds a line: bound the work
         return Estimate(0.0, 0.0, len(lines), declined=True)
-    kernel, unparsed = [], set()
-    for number, line in enumerate(shapes, 1):
-        form = _parse(parser, line, number)
-        if form is None:  # OSACA's parser does not know the syntax: a generic micro-op
-            unparsed.add(number)
-            form = _parse(parser, "nop", number)
+    kernel, unknown = [], 0
+    for number, shape in enumerate(shapes, 1):
+        form, guessed = _processed(shape)
+        form = copy(form)  # shared operands and figures, its own line number
+        form.line_number = number
         kernel.append(form)
-    sem = semantics_cls(parser, model)
-    sem.normalize_instruction_forms(kernel)
-    for form in kernel:
-        sem.assign_src_dst(form)
-        try:
-            sem.assign_tp_lt(form)
-        except (KeyError, ValueError, TypeError, IndexError, AttributeError):
-            unparsed.add(form.line_number)  # a database entry OSACA cannot use
-    unknown = 0
-    for form in kernel:
-        generic = form.line_number in unparsed
-        if generic or flags.TP_UNKWN in form.flags or flags.LT_UNKWN in form.flags:
-            unknown += 1
-            _fallback(form, model, flags, generic)
-    throughput = max(sem.get_throughput_sum(kernel) or [0.0])
+        unknown += guessed
+    throughput = max(_semantics().get_throughput_sum(kernel) or [0.0])
     lcd, critical = dependencies(kernel, lines) if len(kernel) <= LCD_LIMIT else (0.0, 0.0)
     return Estimate(round(max(throughput, lcd), 4), round(max(throughput, critical), 4), unknown)
+
+
+@lru_cache(maxsize=PARSE_CACHE_SIZE)
+def _processed(shape: str) -> tuple[Any, bool]:
+    """One line parsed and given OSACA's figures (or a relative's, `_fallback`), and whether they
+    are guessed. Every step is per instruction, so the result is cached per line and a kernel
+    only copies it: parsing and assigning cost milliseconds, a copy microseconds."""
+    parser, model, _, _, flags = _osaca()
+    sem = _semantics()
+    form = _parse(parser, shape, 1)
+    generic = form is None  # OSACA's parser does not know the syntax: a generic micro-op
+    if form is None:
+        form = _parse(parser, "nop", 1)
+    sem.normalize_instruction_forms([form])
+    sem.assign_src_dst(form)
+    try:
+        sem.assign_tp_lt(form)
+    except (KeyError, ValueError, TypeError, IndexError, AttributeError):
+        generic = True  # a database entry OSACA cannot use
+    guessed = generic or flags.TP_UNKWN in form.flags or flags.LT_UNKWN in form.flags
+    if guessed:
+        _fallback(form, model, flags, generic)
+    return form, guessed
 
 
 def _parse(parser: Any, line: str, number: int) -> Any:
