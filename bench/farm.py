@@ -10,6 +10,7 @@ are sampled meanwhile (deploy.measure's Sampler).
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -96,6 +97,7 @@ def run(mix: Sequence[Submission], concurrency: int = 2) -> dict[str, Any]:
         wall = time.perf_counter() - started
         sampler.stop.set()
         sampler.join()
+        shutil.rmtree(logs, ignore_errors=True)  # kept when anything above failed
         outcomes = ["pass" if r["passed"] else str(r["error_kind"]) for r in results]
         return {
             "n": len(mix), "concurrency": concurrency, "wall_s": wall,
@@ -105,7 +107,6 @@ def run(mix: Sequence[Submission], concurrency: int = 2) -> dict[str, Any]:
             "pool_process_rss_mib": [summary(v) for v in sampler.pool.values() if len(v) > 5],
             "largest_tool_process_rss_mib": round(sampler.tools_max, 1),
             "api_rss_mib": summary(api_rss),
-            "logs": str(logs),
         }
     finally:
         _stop(procs)

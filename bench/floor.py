@@ -11,8 +11,8 @@ falls out too. FIFOs (the performance gate's qemu trace) are recreated as plain 
 Replay: the snapshot is restored outside the timed region, then only the launch is timed:
 (a) sandboxed, through `sandbox.run` with the recorded arguments; (b) bare, the tool's argv
 through `subprocess.run`, no bwrap. With 1 lane, and with 2 lanes (2 threads in this process
-each replaying half of the submissions; the waits release the GIL): the lane's throughput is
-its submissions over the sum of its timed launches, and 2 lanes finish when the slower does.
+each taking the next submission when free; the waits release the GIL): throughput is the
+submissions over the timed launches of the busiest lane.
 """
 
 from __future__ import annotations
@@ -192,11 +192,6 @@ def record_items(items: Sequence[tuple[int, Submission]], blobs: str) -> list[Re
     return out
 
 
-def lanes(n: int, count: int) -> list[list[int]]:
-    """Indices 0..n-1 dealt round-robin to `count` lanes (each gets a like share of kinds)."""
-    return [list(range(lane, n, count)) for lane in range(count)]
-
-
 def record(mix: Sequence[Submission], blobs: Path, workers: int = 2) -> list[Recording]:
     """The recording pass in `workers` fresh, warmed processes (one item per task: each has
     its own seed, so nothing one verification caches in memory serves another)."""
@@ -276,15 +271,21 @@ class Replayer:
 
 def replay_lanes(recs: Sequence[Recording], blobs: Path, sandboxed: bool, count: int,
                  desc: str) -> dict[str, Any]:
-    """Replay in `count` threads; per-submission floor times and the throughput."""
+    """Replay in `count` threads, each taking the next submission when it is free (as a pool
+    would); per-submission floor times and the throughput."""
     replayer = Replayer(blobs, sandboxed)
     times: dict[int, float] = {}
     sums = [0.0] * count
+    todo = iter(range(len(recs)))
     bar = tqdm(total=len(recs), desc=desc, unit="verif", leave=False)
     lock = threading.Lock()
 
-    def lane(number: int, indices: list[int]) -> None:
-        for i in indices:
+    def lane(number: int) -> None:
+        while True:
+            with lock:
+                i = next(todo, None)
+            if i is None:
+                return
             spent = replayer.replay(recs[i])
             with lock:
                 times[recs[i].index] = spent
@@ -292,8 +293,7 @@ def replay_lanes(recs: Sequence[Recording], blobs: Path, sandboxed: bool, count:
                 bar.update()
 
     start = time.perf_counter()
-    threads = [threading.Thread(target=lane, args=(k, idx))
-               for k, idx in enumerate(lanes(len(recs), count))]
+    threads = [threading.Thread(target=lane, args=(k,)) for k in range(count)]
     for t in threads:
         t.start()
     for t in threads:

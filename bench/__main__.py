@@ -1,0 +1,146 @@
+"""The benchmark suite of issue 8, run by hand (not part of pytest or CI): every figure of the
+brief's §8 as ratios measured side by side in one run on this machine.
+
+    .venv/bin/python -m bench [--n 512] [--original-n 64] [--out bench/results]
+                              [--only floor,core,farm,original,step,duplicates,profile]
+
+Parts: floor (the verifier's tool launches replayed bare and sandboxed, 1 and 2 lanes), core
+(verify() in 1 and 2 worker processes), farm (HTTP -> Redis -> Celery -> PostgreSQL), original
+(one process per gate, one emulator run per test, on the first --original-n items), step
+(embedded /step against its floor), duplicates (verdict cache: resubmitted vs fresh), profile
+(py-spy and the per-gate breakdown). Every verification is fresh (ARMGYM_VERDICT_CACHE=0)
+except in `duplicates`. A warm-up pass over the mix first fills the disk caches (harnesses,
+baseline cycles, cost-model cycles), so every timed part sees the same warm disk caches and
+fresh processes; the recording for the floor is the second pass. The farm needs PostgreSQL and
+Redis (./scripts/services.sh). Writes results.json and results.png under --out.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["ARMGYM_VERDICT_CACHE"] = "0"  # before any settings are read, here or in children
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from collections import Counter  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+from . import api_latency, core, farm, floor, mix, original_design, profile, report  # noqa: E402
+
+PARTS = ("floor", "core", "farm", "original", "step", "duplicates", "profile")
+STEP_ITEMS = 20
+DUPLICATE_ITEMS = 10
+PROFILE_ITEMS = 96
+
+
+def say(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
+def compare(a: list[str], b: list[str]) -> dict[str, Any]:
+    """Whether two outcome lists (same items) agree, and where not."""
+    diff = [i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y]
+    return {"equal": not diff and len(a) == len(b), "differ_at": diff[:20]}
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    parts = set(args.only.split(",")) if args.only else set(PARTS)
+    unknown = parts - set(PARTS)
+    if unknown:
+        raise SystemExit(f"unknown parts {sorted(unknown)}; choose from {PARTS}")
+    started = time.perf_counter()
+    say(f"building the mix (n={args.n}, mix seed {args.mix_seed})")
+    items = mix.build(args.n, args.mix_seed, args.variants)
+    results: dict[str, Any] = {"n": len(items), "cpus": os.cpu_count(),
+                               "composition": mix.composition(items), "parts": sorted(parts),
+                               "command": vars(args)}
+    say(f"mix: {results['composition']}, {len({s.variant_id for s in items})} variants")
+    blobs = Path(tempfile.mkdtemp(prefix="armgym-bench-blobs-"))
+    recs: dict[tuple[str, int], floor.Recording] = {}
+    try:
+        if parts - {"duplicates"}:
+            say("warm-up pass (fills the disk caches; not timed)")
+            warm = core.run_pass(items, 2, "warm-up")
+            results["warmup_outcomes"] = dict(Counter(warm["outcomes"]))
+        if "floor" in parts:
+            say("floor: recording the verifier's tool launches, then replaying them")
+            results["floor"], recorded = floor.run(items, blobs)
+            recs = {(items[r.index].variant_id, items[r.index].seed): r for r in recorded}
+            say(f"floor: sandboxed {results['floor']['sandboxed_2']['per_s']:.2f} verif/s "
+                f"with 2 lanes")
+        if parts & {"core", "original", "profile"}:
+            say("core library: 1 worker, then 2 workers")
+            results["core"] = core.run(items)
+            say(f"core: {results['core']['one']['per_s']:.2f} / "
+                f"{results['core']['two']['per_s']:.2f} verif/s")
+            if "floor" in results:
+                results["floor_matches_core"] = compare(results["floor"]["outcomes"],
+                                                        results["core"]["one"]["outcomes"])
+        if "farm" in parts:
+            say("whole farm: migrate, Celery worker (2 processes), API; submitting the mix")
+            results["farm"] = api_farm = farm.run(items)
+            say(f"farm: {api_farm['per_s']:.2f} verif/s")
+            if "core" in results:
+                results["farm_matches_core"] = compare(api_farm["outcomes"],
+                                                       results["core"]["one"]["outcomes"])["equal"]
+        if "original" in parts:
+            subset = items[:args.original_n]
+            say(f"original design on the first {len(subset)} items")
+            orig = original_design.run(subset)
+            orig["core_subset_mean_s"] = core.subset_mean(results["core"]["one"], len(subset))
+            orig["matches_core"] = compare(orig["outcomes"],
+                                           results["core"]["one"]["outcomes"][:len(subset)])
+            results["original"] = orig
+        if "step" in parts:
+            chosen = api_latency.honest(items, STEP_ITEMS)
+            if not recs:
+                say("step: recording the floor of its items")
+                recorded = floor.record(chosen, blobs)
+                recs = {(chosen[r.index].variant_id, chosen[r.index].seed): r for r in recorded}
+            say(f"/step latency against the floor, {len(chosen)} submissions")
+            results["step"] = api_latency.step_latency(chosen, recs, blobs)
+        if "duplicates" in parts:
+            say("duplicates: resubmitted identical attempts vs fresh ones")
+            results["duplicates"] = api_latency.duplicates(
+                api_latency.honest(items, DUPLICATE_ITEMS))
+        if "profile" in parts:
+            results["breakdown"] = profile.gate_breakdown(results["core"]["one"]["gates"],
+                                                          results["core"]["one"]["walls"])
+            say(f"profile: py-spy over {PROFILE_ITEMS} verifications in one process")
+            results["profile"] = profile.profile(items[:PROFILE_ITEMS])
+    finally:
+        shutil.rmtree(blobs, ignore_errors=True)
+    results["elapsed_s"] = time.perf_counter() - started
+    results["ratios"] = report.ratios(results)
+    results["targets_met"] = report.verdicts(results["ratios"])
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=512, help="submissions in the mix")
+    parser.add_argument("--original-n", type=int, default=64,
+                        help="items (the mix's first) run through the original's design")
+    parser.add_argument("--mix-seed", type=int, default=8)
+    parser.add_argument("--variants", type=int, default=48,
+                        help="variants the compiler outputs and wrong kernels are drawn from")
+    parser.add_argument("--only", default="", help=f"comma-separated parts of {PARTS}")
+    parser.add_argument("--out", type=Path, default=Path("bench/results"))
+    args = parser.parse_args()
+    results = run(args)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(results, indent=1, default=str))
+    report.plot(results, args.out / "results.png")
+    print()
+    print(report.table(results))
+    print(f"\nwrote {args.out / 'results.json'} and {args.out / 'results.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,176 @@
+"""The suite's final table (absolute figures, ratios, §8 targets met or not) and its plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+# §8 of the brief: (key in the ratios, comparison, threshold, what it means)
+TARGETS: dict[str, tuple[str, float, str]] = {
+    "farm_over_floor": (">=", 0.80, "farm >= 80% of the 2-lane sandboxed floor"),
+    "farm_over_original": (">=", 5.0, "farm >= 5x the original's design"),
+    "core_2w_over_1w": (">=", 1.8, "2 workers >= 1.8x one"),
+    "step_over_floor": ("<=", 1.3, "/step <= 1.3x its floor (median)"),
+    "duplicate_speedup_step": (">=", 50.0, "duplicate /step >= 50x faster than fresh (median)"),
+    "duplicate_speedup_core": (">=", 50.0, "duplicate verify() >= 50x faster than fresh"),
+}
+
+
+def ratios(results: dict[str, Any]) -> dict[str, float]:
+    """Every ratio the parts that ran allow."""
+    out: dict[str, float] = {}
+    floor, core, farm = results.get("floor"), results.get("core"), results.get("farm")
+    orig = results.get("original")
+    if farm and floor:
+        out["farm_over_floor"] = farm["per_s"] / floor["sandboxed_2"]["per_s"]
+        out["farm_over_bare_floor"] = farm["per_s"] / floor["bare_2"]["per_s"]
+    if core:
+        out["core_2w_over_1w"] = core["ratio_2w_1w"]
+    if core and floor:
+        out["core_2w_over_floor"] = core["two"]["per_s"] / floor["sandboxed_2"]["per_s"]
+    if orig:
+        if farm:
+            out["farm_over_original"] = farm["per_s"] / orig["per_s"]
+        if "core_subset_mean_s" in orig:
+            out["original_over_core_1w_subset"] = orig["mean_s"] / orig["core_subset_mean_s"]
+    if "step" in results:
+        out["step_over_floor"] = results["step"]["median_ratio"]
+    if "duplicates" in results:
+        out["duplicate_speedup_core"] = results["duplicates"]["core"]["median_ratio"]
+        out["duplicate_speedup_step"] = results["duplicates"]["step"]["median_ratio"]
+    return out
+
+
+def verdicts(found: dict[str, float]) -> dict[str, bool]:
+    return {k: (found[k] >= t if op == ">=" else found[k] <= t)
+            for k, (op, t, _) in TARGETS.items() if k in found}
+
+
+def _mark(found: dict[str, float], key: str) -> str:
+    if key not in found or key not in TARGETS:
+        return ""
+    op, threshold, _ = TARGETS[key]
+    ok = verdicts(found)[key]
+    return f"[{'met' if ok else 'NOT met'}: {op} {threshold:g}]"
+
+
+def table(results: dict[str, Any]) -> str:
+    """The final table as text."""
+    r = ratios(results)
+    lines = [f"ARM-Gym benchmark suite: n={results['n']} ({results['composition']}), "
+             f"{results['cpus']} CPUs, {results['elapsed_s'] / 60:.1f} min"]
+
+    def row(label: str, figure: str, ratio: str = "") -> None:
+        lines.append(f"  {label:34} {figure:34} {ratio}")
+
+    if floor := results.get("floor"):
+        for key, label in (("sandboxed_1", "floor, sandboxed, 1 lane"),
+                           ("sandboxed_2", "floor, sandboxed, 2 lanes"),
+                           ("bare_1", "floor, bare (no bwrap), 1 lane"),
+                           ("bare_2", "floor, bare (no bwrap), 2 lanes")):
+            f = floor[key]
+            row(label, f"{f['per_s']:7.2f} verif/s  ({1000 / f['per_s']:.0f} ms each)")
+        row("  tool launches per verification", f"{floor['launches'] / results['n']:.2f}",
+            str(floor["launches_by_tool"]))
+    if core := results.get("core"):
+        row("core, 1 worker / 2 workers",
+            f"{core['one']['per_s']:7.2f} / {core['two']['per_s']:.2f} verif/s",
+            f"2w/1w = {r['core_2w_over_1w']:.2f}x {_mark(r, 'core_2w_over_1w')}")
+        if "core_2w_over_floor" in r:
+            row("  core 2 workers / floor (2 lanes)", f"{r['core_2w_over_floor'] * 100:.0f}%")
+    if farm := results.get("farm"):
+        eff = (f"farm/floor = {r['farm_over_floor'] * 100:.0f}% {_mark(r, 'farm_over_floor')}"
+               f", vs bare floor {r['farm_over_bare_floor'] * 100:.0f}%"
+               if "farm_over_floor" in r else "")
+        row("farm (HTTP/Redis/Celery/PostgreSQL)", f"{farm['per_s']:7.2f} verif/s", eff)
+        row("  outcomes", str(farm["outcome_counts"]),
+            f"same as core: {results.get('farm_matches_core', 'n/a')}")
+        row("  RSS MiB: worker main / pools / API",
+            f"{farm['worker_main_rss_mib'].get('max')} / "
+            f"{[p.get('max') for p in farm['pool_process_rss_mib']]} / "
+            f"{farm['api_rss_mib'].get('max')}")
+    if orig := results.get("original"):
+        text = (f"farm/original = {r['farm_over_original']:.1f}x "
+                f"{_mark(r, 'farm_over_original')}" if "farm_over_original" in r else "")
+        row(f"original design (first {orig['n']})",
+            f"{orig['per_s']:7.2f} verif/s  ({orig['mean_s'] * 1000:.0f} ms each)", text)
+        if "original_over_core_1w_subset" in r:
+            row("  same subset, mean time per verif",
+                f"original {orig['mean_s'] * 1000:.0f} ms, core 1w "
+                f"{orig['core_subset_mean_s'] * 1000:.0f} ms",
+                f"original/core = {r['original_over_core_1w_subset']:.1f}x")
+        row("  outcomes equal the core's", str(orig.get("matches_core", "n/a")))
+    if step := results.get("step"):
+        row(f"/step p50 vs floor ({step['n']} items)",
+            f"{step['median_step_s'] * 1000:.0f} ms vs {step['median_floor_s'] * 1000:.0f} ms",
+            f"median ratio = {r['step_over_floor']:.2f}x {_mark(r, 'step_over_floor')}")
+    if dup := results.get("duplicates"):
+        row("duplicate vs fresh: verify()",
+            f"x{r['duplicate_speedup_core']:.1f} (median of {len(dup['core']['rows'])})",
+            _mark(r, "duplicate_speedup_core"))
+        row("duplicate vs fresh: /step",
+            f"x{r['duplicate_speedup_step']:.1f} (median of {len(dup['step']['rows'])})",
+            _mark(r, "duplicate_speedup_step"))
+    if br := results.get("breakdown"):
+        lines.append("  per gate (core, 1 worker):      reached  mean ms  median ms  share")
+        for name, g in br["gates"].items():
+            lines.append(f"    {name:28} {g['count']:9} {g['mean_s'] * 1000:8.1f} "
+                         f"{g['median_s'] * 1000:10.1f} {g['share'] * 100:5.1f}%")
+        lines.append(f"    {'(outside the gates)':28} {'':9} {'':8} {'':10} "
+                     f"{br['outside_gates_share'] * 100:5.1f}%")
+    if floor:
+        share = floor["recorded_tool_s"] / floor["recorded_wall_s"]
+        row("time in tool launches / in Python", f"{share * 100:.0f}% / {(1 - share) * 100:.0f}%",
+            "(recording pass, launch wall incl. sandbox set-up)")
+    if (prof := results.get("profile")) and "self" in prof:
+        lines.append(f"  py-spy over {prof['count']} verifications ({prof['samples']} samples, "
+                     "idle included), top self time:")
+        for name, share in list(prof["self"].items())[:10]:
+            lines.append(f"    {share * 100:5.1f}%  {name}")
+    elif prof:
+        lines.append(f"  profile: {prof['skipped']}")
+    return "\n".join(lines)
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    """Throughputs, /step latencies against their floors, and the per-gate means."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(18, 5.5))
+    bars: list[tuple[str, float]] = []
+    if floor := results.get("floor"):
+        bars += [(f"floor {k.replace('_', ' ')} lane(s)", floor[k]["per_s"])
+                 for k in ("sandboxed_1", "sandboxed_2", "bare_1", "bare_2")]
+    if core := results.get("core"):
+        bars += [("core 1 worker", core["one"]["per_s"]), ("core 2 workers", core["two"]["per_s"])]
+    if farm := results.get("farm"):
+        bars.append(("farm", farm["per_s"]))
+    if orig := results.get("original"):
+        bars.append((f"original design (first {orig['n']})", orig["per_s"]))
+    ax = axes[0]
+    ax.barh([b[0] for b in bars][::-1], [b[1] for b in bars][::-1], color="tab:blue")
+    ax.set_xlabel("verifications / s")
+    ax.set_title(f"throughput (n={results['n']}, {results['cpus']} CPUs)")
+    ax = axes[1]
+    if step := results.get("step"):
+        rows = step["rows"]
+        xs = range(len(rows))
+        ax.bar([x - 0.2 for x in xs], [r["floor_s"] * 1000 for r in rows], 0.4, label="floor")
+        ax.bar([x + 0.2 for x in xs], [r["step_s"] * 1000 for r in rows], 0.4, label="/step")
+        ax.set_xticks(list(xs), [r["variant_id"] for r in rows], rotation=90, fontsize=7)
+        ax.set_ylabel("ms")
+        ax.legend()
+        ax.set_title(f"/step vs its floor (median ratio {step['median_ratio']:.2f}x)")
+    ax = axes[2]
+    if br := results.get("breakdown"):
+        names = list(br["gates"])
+        ax.bar(names, [br["gates"][n]["mean_s"] * 1000 for n in names], color="tab:green")
+        ax.set_ylabel("mean ms (over verifications reaching the gate)")
+        ax.tick_params(axis="x", rotation=45)
+        ax.set_title("per-gate time, core 1 worker")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
