@@ -123,8 +123,8 @@ def table(results: dict[str, Any]) -> str:
         row("time in tool launches / in Python", f"{share * 100:.0f}% / {(1 - share) * 100:.0f}%",
             "(recording pass, launch wall incl. sandbox set-up)")
     if (prof := results.get("profile")) and "self" in prof:
-        lines.append(f"  py-spy over {prof['count']} verifications ({prof['samples']} samples, "
-                     "idle included), top self time:")
+        lines.append(f"  py-spy over {prof['count']} verifications ({prof['samples']} on-CPU "
+                     "samples at 100 Hz), top self time:")
         for name, share in list(prof["self"].items())[:10]:
             lines.append(f"    {share * 100:5.1f}%  {name}")
     elif prof:
