@@ -116,6 +116,7 @@ def _run_gates(variant_id: str, assembly: str | bytes, seed: int, completion: bo
         result, obj = syntax.assemble(text, scratch, settings)
         if not _timed(gates, start, result, "syntax") or obj is None:
             return
+        correctness.prefetch(variant, seed, settings)  # runs while the object is checked
         start = time.perf_counter()
         allowed = frozenset(variant.math_functions)
         if not _timed(gates, start, object_checks.check_object(obj, allowed, settings), "object"):

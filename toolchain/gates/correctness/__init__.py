@@ -1,5 +1,5 @@
 """Gate 3: correctness by tests under qemu-aarch64 against the variant's C reference."""
 
-from .gate import NAME, run
+from .gate import NAME, prefetch, run
 
-__all__ = ["NAME", "run"]
+__all__ = ["NAME", "prefetch", "run"]

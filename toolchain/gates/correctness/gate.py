@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import signal
 import tempfile
+import threading
 import time
 from collections import OrderedDict
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
-from ... import sandbox, tools
+from ... import background, sandbox, tools
 from ...errors import ErrorKind, InfraError
 from ...kernels.model import Variant
 from ...settings import Settings, get_settings
@@ -35,6 +38,8 @@ class Reference:
 
 
 _REFERENCE_CACHE: OrderedDict[tuple[str, int, int], Reference] = OrderedDict()
+_PENDING: dict[tuple[str, int, int], Future[Reference]] = {}
+_LOCK = threading.Lock()
 
 
 def timing_test(seed: int, tests: int) -> int:
@@ -61,18 +66,48 @@ def needs_abs_run(variant: Variant) -> bool:
         variant.tolerance.strict
 
 
+def prefetch(variant: Variant, seed: int, settings: Settings) -> None:
+    """Start the C reference in the background, so it overlaps the candidate's assembler, object
+    checks and link; `reference` then waits for it instead of running it again."""
+    key = (variant.id, seed, settings.tests_per_attempt)
+    with _LOCK:
+        if key in _REFERENCE_CACHE or key in _PENDING:
+            return
+        _PENDING[key] = background.submit(_prefetched, variant, seed, settings, key)
+
+
+def _prefetched(variant: Variant, seed: int, settings: Settings,
+                key: tuple[str, int, int]) -> Reference:
+    try:
+        return _reference(variant, seed, settings, None)
+    finally:
+        with _LOCK:
+            _PENDING.pop(key, None)
+
+
 def reference(variant: Variant, seed: int, settings: Settings, inputs_of: int | None = None
               ) -> Reference:
     """The C reference on the attempt's tests, in its own process, with the inputs of test
     `inputs_of` (default: the timing test); memoised per (variant, seed)."""
+    with _LOCK:
+        pending = _PENDING.get((variant.id, seed, settings.tests_per_attempt))
+    if pending is not None:
+        with contextlib.suppress(Exception):  # a failure is raised again by running it here
+            pending.result()
+    return _reference(variant, seed, settings, inputs_of)
+
+
+def _reference(variant: Variant, seed: int, settings: Settings, inputs_of: int | None
+               ) -> Reference:
     tests = settings.tests_per_attempt
     wanted = timing_test(seed, tests) if inputs_of is None else inputs_of
     key = (variant.id, seed, tests)
-    known = _REFERENCE_CACHE.get(key)
-    if known is not None:
-        _REFERENCE_CACHE.move_to_end(key)
-        if wanted in known.inputs:
-            return known
+    with _LOCK:
+        known = _REFERENCE_CACHE.get(key)
+        if known is not None:
+            _REFERENCE_CACHE.move_to_end(key)
+            if wanted in known.inputs:
+                return known
     built = harness.build(variant, settings)
     with_abs = needs_abs_run(variant)
     scratch = Path(tempfile.mkdtemp(prefix="armgym-ref-"))
@@ -89,9 +124,10 @@ def reference(variant: Variant, seed: int, settings: Settings, inputs_of: int | 
         raise InfraError(f"C reference of {variant.id} failed (status {res.returncode}): "
                          f"{res.stderr.decode(errors='replace')[-500:]}")
     found = Reference(records, res.wall_s, {**(known.inputs if known else {}), wanted: inputs})
-    _REFERENCE_CACHE[key] = found
-    while len(_REFERENCE_CACHE) > 256:
-        _REFERENCE_CACHE.popitem(last=False)
+    with _LOCK:
+        _REFERENCE_CACHE[key] = found
+        while len(_REFERENCE_CACHE) > 256:
+            _REFERENCE_CACHE.popitem(last=False)
     return found
 
 

@@ -18,7 +18,6 @@ import hashlib
 import json
 import statistics
 import sys
-import tempfile
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -128,14 +127,13 @@ def scaling() -> list[dict[str, Any]]:
     settings = get_settings()
     seed, test = PROBES[0]
     rows = []
-    with tempfile.TemporaryDirectory(prefix="armgym-faith-") as tmp:
-        for vid in SCALING_IDS:
-            v = kernels.get(vid)
-            m = measured(v, "clang", "-O3", seed, test, settings)
-            listing = mca.whole_listing(baselines.get(v, "clang", "-O3", settings).assembly,
-                                        Path(tmp), settings)
-            rows.append({"variant": vid, "cycles": m.cycles,
-                         "whole_listing": listing["total_cycles"]})
+    for vid in SCALING_IDS:
+        v = kernels.get(vid)
+        m = measured(v, "clang", "-O3", seed, test, settings)
+        listing = mca.whole_listing(baselines.get(v, "clang", "-O3", settings).assembly,
+                                    settings)
+        rows.append({"variant": vid, "cycles": m.cycles,
+                     "whole_listing": listing["total_cycles"]})
     for prev, row in zip(rows, rows[1:], strict=False):
         row["ratio"] = round(row["cycles"] / prev["cycles"], 3)
         row["whole_listing_ratio"] = round(row["whole_listing"] / prev["whole_listing"], 3)

@@ -20,12 +20,13 @@ import os
 import shutil
 import tempfile
 import time
+from concurrent import futures
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from ... import baselines, sandbox, tools
+from ... import background, baselines, sandbox, tools
 from ...errors import ErrorKind, InfraError
 from ...kernels.model import Variant
 from ...settings import Settings
@@ -265,6 +266,17 @@ def run(variant: Variant, obj: Path, text: str, seed: int, scratch: Path,
 def _performance(variant: Variant, obj: Path, text: str, seed: int, scratch: Path,
                  settings: Settings) -> tuple[GateResult, Measurement | None]:
     test = timing_test(seed, settings.tests_per_attempt)
+    listing = background.submit(mca.whole_listing, text, settings)  # while the kernel is traced
+    try:
+        return _measured_against_baselines(variant, obj, seed, test, scratch, settings, listing)
+    finally:
+        futures.wait([listing])  # never left running, whatever the outcome
+
+
+def _measured_against_baselines(variant: Variant, obj: Path, seed: int, test: int,
+                                scratch: Path, settings: Settings,
+                                listing: futures.Future[dict[str, object]]
+                                ) -> tuple[GateResult, Measurement | None]:
     _, ref_wall = correctness.reference_records(variant, seed, settings)
     budget = settings.run_timeout_base_s + settings.run_timeout_factor * ref_wall
     try:
@@ -290,6 +302,6 @@ def _performance(variant: Variant, obj: Path, text: str, seed: int, scratch: Pat
         "model": {"llvm-mca": list(mca.MCA_FLAGS), "dispatch_width": mca.DISPATCH_WIDTH,
                   "cost": "sum over executed loop cycles of C(1) + (count - 1) x steady-state "
                           "cycles"},
-        "whole_listing": mca.whole_listing(text, scratch, settings),
+        "whole_listing": listing.result(),
     }
     return GateResult(NAME, True, details=details), cand

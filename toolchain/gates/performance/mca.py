@@ -33,15 +33,17 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Sequence
+from concurrent import futures
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import cache
 from pathlib import Path
 
-from ... import sandbox, tools
+from ... import background, sandbox, tools
 from ...errors import InfraError
 from ...settings import Settings
 from . import cache as figure_cache
@@ -166,10 +168,17 @@ def cycle_costs(cycles: Sequence[Sequence[Insn]], workdir: Path,
     single: dict[str, str] = {}
     for regions in todo.values():
         single.update(regions)
-    first = _total_cycles(single, 1, workdir, settings) if single else {}
+    # C(1) of every cycle, C(k) and C(2k) per tier: independent llvm-mca runs, side by side
+    runs = {(0, 1): background.submit(_total_cycles, single, 1, workdir, settings)} \
+        if single else {}
+    for k, regions in todo.items():
+        for n in (k, 2 * k):
+            runs[(k, n)] = background.submit(_total_cycles, regions, n, workdir, settings)
+    futures.wait(runs.values())  # all done before anything is raised: none outlives its files
+    totals = {tier: run.result() for tier, run in runs.items()}
+    first = totals.get((0, 1), {})
     for k, regions in sorted(todo.items()):
-        once = _total_cycles(regions, k, workdir, settings)
-        twice = _total_cycles(regions, 2 * k, workdir, settings)
+        once, twice = totals[(k, k)], totals[(k, 2 * k)]
         for key in regions:
             cost = found[key] = Cost(first[key], twice[key] - once[key], k)
             figures.put(key, f"{cost.first} {cost.delta} {cost.k}\n")
@@ -256,12 +265,18 @@ def run_mca(text: str, iters: int, workdir: Path, settings: Settings, *,
         raise InfraError(f"llvm-mca wrote unreadable JSON: {exc}") from exc
 
 
-def whole_listing(text: str, workdir: Path, settings: Settings) -> dict[str, object]:
+def whole_listing(text: str, settings: Settings) -> dict[str, object]:
     """The original's figure: Total Cycles of 100 iterations of the submitted text as written.
 
-    Reported for comparison only. It runs on untrusted text, so inside the sandbox; regions
-    marked in the text are analysed as llvm-mca does (the figure is their sum)."""
-    report = run_mca(text, LISTING_ITERATIONS, workdir, settings, untrusted=True)
+    Reported for comparison only. It runs on untrusted text, so inside the sandbox, in a
+    directory of its own (it runs while the candidate is traced, which may write its scratch
+    directory); regions marked in the text are analysed as llvm-mca does (the figure is their
+    sum)."""
+    workdir = Path(tempfile.mkdtemp(prefix="armgym-listing-"))
+    try:
+        report = run_mca(text, LISTING_ITERATIONS, workdir, settings, untrusted=True)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
     label = (f"llvm-mca whole listing, {LISTING_ITERATIONS} iterations of the submitted text "
              "(the original verifier's figure; decides nothing)")
     if isinstance(report, bytes):
