@@ -5,7 +5,8 @@
 #   image.sh system api|worker   Debian packages for the role, tini, the unprivileged user
 #   image.sh python              /opt/venv with exactly deploy/requirements.lock
 #   image.sh app                 the project itself (editable, no deps), pip check, bytecode,
-#                                and every -O3 baseline built into $ARMGYM_CACHE_SEED
+#                                the spawn helper and every -O3 baseline, built into
+#                                $ARMGYM_CACHE_SEED
 #
 # Set DEBIAN_SNAPSHOT (e.g. 20251101T000000Z) to install from snapshot.debian.org at that
 # moment, for a bit-for-bit repeatable toolchain; the installed versions are recorded in
@@ -55,6 +56,7 @@ app() {
   /opt/venv/bin/pip install --no-cache-dir -q --no-deps -e .
   /opt/venv/bin/pip check
   /opt/venv/bin/python -m compileall -q api deploy migrations store toolchain workers
+  ARMGYM_CACHE_DIR="$ARMGYM_CACHE_SEED" /opt/venv/bin/armgym prepare
   ARMGYM_CACHE_DIR="$ARMGYM_CACHE_SEED" TQDM_MININTERVAL=30 /opt/venv/bin/armgym baselines build
   chmod -R a+rX "$ARMGYM_CACHE_SEED"
 }

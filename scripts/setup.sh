@@ -29,3 +29,5 @@ if [ ! -f "$stamp" ]; then
   .venv/bin/pip install -q -e ".[dev]" -e clients/python
   rm -f .venv/.installed-*; touch "$stamp"
 fi
+# The static helper that starts every sandboxed step (built once with the pinned zig).
+.venv/bin/armgym prepare >/dev/null

@@ -105,6 +105,25 @@ def test_resource_limits_apply(scratch: Path) -> None:
     assert got == ["7", str(300 * 1024), str(3 * 1024), "200", "20", "0"]
 
 
+@pytest.mark.parametrize("confine", [True, False])
+def test_limits_come_from_the_spawn_helper_not_a_python_fork(scratch: Path,
+                                                              confine: bool) -> None:
+    """Every step starts through the static helper (subprocess can then use vfork), which sets
+    the limits and drops to nobody before the step runs, confined or not."""
+    assert sandbox.spawn_helper(get_settings().cache_dir), "the helper must build here"
+    limits = sandbox.Limits(cpu_seconds=9, open_files=30)
+    res = sh("ulimit -t; ulimit -n; echo $EUID", scratch, limits=limits, confine=confine)
+    assert lines(res) == ["9", "30", str(sandbox.NOBODY)]
+
+
+def test_a_helper_that_cannot_set_up_is_infra_error(scratch: Path) -> None:
+    impossible = sandbox.Limits(open_files=2 ** 40)  # above the kernel's ceiling
+    with pytest.raises(InfraError, match="RLIMIT_NOFILE"):
+        sandbox.run(["/bin/true"], scratch, timeout_s=20, limits=impossible, confine=False)
+    with pytest.raises(InfraError):
+        sandbox.run(["/bin/true"], scratch, timeout_s=20, limits=impossible)
+
+
 def test_output_is_capped(scratch: Path) -> None:
     res = sh("while :; do echo 0123456789abcdef0123456789abcdef; done", scratch,
              limits=sandbox.Limits(file_size_mb=1))

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from . import baselines, kernels
+from . import baselines, kernels, sandbox
+from .settings import get_settings
 from .verdict import Verdict
 from .verify import verify
 
@@ -181,6 +182,12 @@ def _variant(variant_id: str) -> kernels.Variant:
         raise SystemExit(str(exc.args[0])) from None
 
 
+def cmd_prepare(args: argparse.Namespace) -> int:
+    helper = sandbox.spawn_helper(get_settings().cache_dir)
+    print(f"spawn helper: {helper or 'unavailable (limits fall back to a Python preexec_fn)'}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="armgym", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -203,7 +210,8 @@ def parser() -> argparse.ArgumentParser:
     v = sub.add_parser("verify", help="verify an assembly file ('-' for stdin) against a variant")
     v.add_argument("variant")
     v.add_argument("file")
-    v.add_argument("--seed", type=int, help="per-attempt seed (random if omitted)")
+    v.add_argument("--seed", type=int,
+                   help="per-attempt seed (derived from the content if omitted)")
     v.add_argument("--completion", action="store_true",
                    help="the file is a raw completion with <assembly> tags")
     v.add_argument("--json", action="store_true")
@@ -238,6 +246,10 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("--template")
     f.add_argument("--jobs", type=int, default=None)
     f.set_defaults(func=cmd_faithfulness)
+
+    r = sub.add_parser("prepare", help="build what verification needs ahead of first use "
+                                       "(the static spawn helper)")
+    r.set_defaults(func=cmd_prepare)
 
     d = sub.add_parser("demo", help="score the demo submissions and print their verdicts")
     d.add_argument("--seed", type=int, default=2026)

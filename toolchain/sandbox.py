@@ -37,6 +37,7 @@ import errno
 import hashlib
 import json
 import os
+import platform
 import resource
 import select
 import shutil
@@ -382,6 +383,49 @@ def _drop_privileges() -> None:
         os.setuid(NOBODY)
 
 
+SPAWN_HELPER_C = Path(__file__).with_name("spawn_helper.c")
+SPAWN_FAILED = 125  # the helper's exit status when it could not set up the step (not the step's)
+
+
+@lru_cache(maxsize=4)
+def spawn_helper(cache_dir: Path) -> str | None:
+    """The static armgym-spawn program (spawn_helper.c), built once per source and machine with
+    the pinned zig; None where it cannot be built (then limits are set by a Python preexec_fn,
+    which is slower but equivalent)."""
+    from .tools import fingerprint, zig_path  # tools imports this module's settings only
+
+    zig = zig_path()
+    if zig is None:
+        return None
+    arch = platform.machine()
+    source = SPAWN_HELPER_C.read_bytes()
+    out = cache_dir / "spawn" / fingerprint(source, arch)[:16] / "armgym-spawn"
+    if out.exists():
+        return str(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".armgym-spawn-{os.getpid()}")
+    try:
+        subprocess.run([zig, "cc", "-target", f"{arch}-linux-musl", "-static", "-O2",
+                        "-o", str(tmp), str(SPAWN_HELPER_C)], capture_output=True, check=True,
+                       timeout=300)
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, out)
+    except (OSError, subprocess.SubprocessError):
+        tmp.unlink(missing_ok=True)
+        return None
+    return str(out)
+
+
+def _spawn_argv(cmd: list[str], limits: Limits, cache_dir: Path) -> list[str] | None:
+    helper = spawn_helper(cache_dir)
+    if helper is None:
+        return None
+    exe = cmd[0] if os.path.isabs(cmd[0]) else shutil.which(cmd[0]) or cmd[0]
+    return [helper, str(limits.cpu_seconds), str(limits.address_space_mb),
+            str(limits.file_size_mb), str(limits.open_files), str(limits.processes), "--",
+            exe, *cmd[1:]]
+
+
 def _limiter(limits: Limits) -> Callable[[], None]:
     def apply() -> None:
         mb = 1024 * 1024
@@ -420,7 +464,8 @@ def run(
     mode = sandbox_mode(settings) if confine else "none"
     os.chmod(scratch, 0o777)
     if mode != "bwrap":
-        return _supervise(list(argv), scratch, timeout_s, stdin, limits, [], None)[0]
+        return _supervise(list(argv), scratch, timeout_s, stdin, limits, [], None,
+                          settings.cache_dir)[0]
     exe = bwrap_path(settings)
     assert exe is not None
     tool = str(Path(argv[0]).resolve())
@@ -437,7 +482,8 @@ def run(
         os.set_blocking(status_r, False)
         cmd = _bwrap_argv(exe, [tool, *argv[1:]], scratch, names, writable=writable is True,
                           layout=layout, status_fd=status_w, seccomp_fd=seccomp_r)
-        result, status = _supervise(cmd, scratch, timeout_s, stdin, limits, child_fds, status_r)
+        result, status = _supervise(cmd, scratch, timeout_s, stdin, limits, child_fds, status_r,
+                                    settings.cache_dir)
     finally:
         for fd in [status_r, *child_fds]:
             os.close(fd)
@@ -452,8 +498,8 @@ def run(
 
 
 def _supervise(cmd: list[str], scratch: Path, timeout_s: float, stdin: bytes | None,
-               limits: Limits, child_fds: list[int],
-               status_r: int | None) -> tuple[RunResult, dict[str, int]]:
+               limits: Limits, child_fds: list[int], status_r: int | None,
+               cache_dir: Path) -> tuple[RunResult, dict[str, int]]:
     """Start `cmd`, wait up to `timeout_s`, then make sure nothing it started is left.
 
     `child_fds` are passed to the child and closed here (emptying the list) once it started, so
@@ -463,10 +509,12 @@ def _supervise(cmd: list[str], scratch: Path, timeout_s: float, stdin: bytes | N
         out_path, err_path = Path(io_dir, "out"), Path(io_dir, "err")
         start = time.perf_counter()
         with open(out_path, "wb") as out, open(err_path, "wb") as err:
+            spawn = _spawn_argv(cmd, limits, cache_dir)
             try:
                 proc = subprocess.Popen(
-                    cmd, cwd=scratch, stdin=subprocess.PIPE if stdin is not None else
-                    subprocess.DEVNULL, stdout=out, stderr=err, preexec_fn=_limiter(limits),
+                    spawn or cmd, cwd=scratch, stdin=subprocess.PIPE if stdin is not None else
+                    subprocess.DEVNULL, stdout=out, stderr=err,
+                    preexec_fn=None if spawn else _limiter(limits),
                     start_new_session=True, env={"PATH": "/usr/bin", "LC_ALL": "C"},
                     pass_fds=tuple(child_fds),
                 )
@@ -492,6 +540,9 @@ def _supervise(cmd: list[str], scratch: Path, timeout_s: float, stdin: bytes | N
             timed_out=timed_out,
             wall_s=wall,
         )
+        if spawn and proc.returncode == SPAWN_FAILED and result.stderr.startswith(b"armgym-spawn:"):
+            raise InfraError(f"cannot start {Path(cmd[0]).name}: "
+                             f"{result.stderr.decode(errors='replace').strip()[:300]}")
         return result, report
 
 

@@ -126,4 +126,5 @@ def _run_gates(variant_id: str, assembly: str | bytes, seed: int, completion: bo
         if result.passed:
             gates.extend(performance.run(variant, obj, text, seed, scratch, settings))
     finally:
+        correctness.settle(variant, seed, settings)
         shutil.rmtree(scratch, ignore_errors=True)

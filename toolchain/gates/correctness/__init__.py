@@ -1,5 +1,5 @@
 """Gate 3: correctness by tests under qemu-aarch64 against the variant's C reference."""
 
-from .gate import NAME, prefetch, run
+from .gate import NAME, prefetch, run, settle
 
-__all__ = ["NAME", "prefetch", "run"]
+__all__ = ["NAME", "prefetch", "run", "settle"]

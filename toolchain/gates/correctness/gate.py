@@ -10,6 +10,7 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
+from concurrent import futures
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +75,15 @@ def prefetch(variant: Variant, seed: int, settings: Settings) -> None:
         if key in _REFERENCE_CACHE or key in _PENDING:
             return
         _PENDING[key] = background.submit(_prefetched, variant, seed, settings, key)
+
+
+def settle(variant: Variant, seed: int, settings: Settings) -> None:
+    """Wait for a prefetched reference run, so a verification that stopped before needing it
+    leaves no process running behind it."""
+    with _LOCK:
+        pending = _PENDING.get((variant.id, seed, settings.tests_per_attempt))
+    if pending is not None:
+        futures.wait([pending])
 
 
 def _prefetched(variant: Variant, seed: int, settings: Settings,
