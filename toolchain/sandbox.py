@@ -50,6 +50,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import IO
 
 from .errors import InfraError
 from .settings import Settings, get_settings
@@ -505,38 +506,37 @@ def _supervise(cmd: list[str], scratch: Path, timeout_s: float, stdin: bytes | N
     `child_fds` are passed to the child and closed here (emptying the list) once it started, so
     `status_r`, the read end of bwrap's --json-status-fd pipe, sees EOF when bwrap is gone.
     """
-    with tempfile.TemporaryDirectory(prefix="armgym-io-") as io_dir:
-        out_path, err_path = Path(io_dir, "out"), Path(io_dir, "err")
+    # unnamed files (O_TMPFILE): nothing to name, list or remove afterwards
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.perf_counter()
-        with open(out_path, "wb") as out, open(err_path, "wb") as err:
-            spawn = _spawn_argv(cmd, limits, cache_dir)
-            try:
-                proc = subprocess.Popen(
-                    spawn or cmd, cwd=scratch, stdin=subprocess.PIPE if stdin is not None else
-                    subprocess.DEVNULL, stdout=out, stderr=err,
-                    preexec_fn=None if spawn else _limiter(limits),
-                    start_new_session=True, env={"PATH": "/usr/bin", "LC_ALL": "C"},
-                    pass_fds=tuple(child_fds),
-                )
-            except OSError as exc:
-                raise InfraError(f"cannot start {Path(cmd[0]).name}: {exc.strerror}") from exc
-            while child_fds:
-                os.close(child_fds.pop())
-            timed_out = False
-            try:
-                if stdin is not None:
-                    proc.communicate(stdin, timeout=timeout_s)
-                else:
-                    timed_out = _wait_exit(proc, timeout_s)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-            finally:
-                report = _kill_tree(proc, status_r)
+        spawn = _spawn_argv(cmd, limits, cache_dir)
+        try:
+            proc = subprocess.Popen(
+                spawn or cmd, cwd=scratch, stdin=subprocess.PIPE if stdin is not None else
+                subprocess.DEVNULL, stdout=out, stderr=err,
+                preexec_fn=None if spawn else _limiter(limits),
+                start_new_session=True, env={"PATH": "/usr/bin", "LC_ALL": "C"},
+                pass_fds=tuple(child_fds),
+            )
+        except OSError as exc:
+            raise InfraError(f"cannot start {Path(cmd[0]).name}: {exc.strerror}") from exc
+        while child_fds:
+            os.close(child_fds.pop())
+        timed_out = False
+        try:
+            if stdin is not None:
+                proc.communicate(stdin, timeout=timeout_s)
+            else:
+                timed_out = _wait_exit(proc, timeout_s)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+        finally:
+            report = _kill_tree(proc, status_r)
         wall = time.perf_counter() - start
         result = RunResult(
             returncode=proc.returncode,
-            stdout=_read_capped(out_path, limits.file_size_mb * 1024 * 1024),
-            stderr=_read_capped(err_path, STDERR_CAP),
+            stdout=_read_capped(out, limits.file_size_mb * 1024 * 1024),
+            stderr=_read_capped(err, STDERR_CAP),
             timed_out=timed_out,
             wall_s=wall,
         )
@@ -567,9 +567,9 @@ def _wait_exit(proc: subprocess.Popen[bytes], timeout_s: float) -> bool:
         os.close(pidfd)
 
 
-def _read_capped(path: Path, cap: int) -> bytes:
-    with open(path, "rb") as f:
-        return f.read(cap)
+def _read_capped(f: IO[bytes], cap: int) -> bytes:
+    f.seek(0)
+    return f.read(cap)
 
 
 def _kill_tree(proc: subprocess.Popen[bytes], status_fd: int | None = None) -> dict[str, int]:
