@@ -55,6 +55,7 @@ class Launch:
     stdin: bytes | None
     kwargs: dict[str, Any]  # sandbox.run's (without settings) or subprocess.run's
     wall_s: float  # during recording
+    started: float = 0.0  # perf_counter at launch (the verifier may overlap launches)
 
 
 @dataclass
@@ -64,7 +65,7 @@ class Recording:
     index: int
     outcome: str
     wall_s: float  # the verification, minus the recorder's own snapshot time
-    tool_s: float  # the launches alone
+    tool_s: float  # time with at least one launch running (overlapping launches count once)
     launches: list[Launch] = field(default_factory=list)
 
 
@@ -112,7 +113,7 @@ class Recorder:
     def sandbox_run(self, argv: Sequence[str], scratch: Path, **kwargs: Any) -> Any:
         kept = {k: v for k, v in kwargs.items() if k not in ("settings", "stdin")}
         launch = self._record("sandbox.run", argv, str(scratch), kwargs.get("stdin"), kept)
-        start = time.perf_counter()
+        start = launch.started = time.perf_counter()
         try:
             return self._real_run(argv, scratch, **kwargs)
         finally:
@@ -133,7 +134,7 @@ class Recorder:
                 kept = {k: v for k, v in kwargs.items() if k != "input"}
                 launch = recorder._record(f"{module}.subprocess.run", argv, scratch,
                                           kwargs.get("input"), kept)
-                start = time.perf_counter()
+                start = launch.started = time.perf_counter()
                 try:
                     return subprocess.run(argv, **kwargs)
                 finally:
@@ -165,6 +166,16 @@ class Recorder:
         self._saved.clear()
 
 
+def busy(launches: Sequence[Launch]) -> float:
+    """Seconds during which at least one of `launches` ran (the union of their intervals)."""
+    total, reach = 0.0, float("-inf")
+    for start, end in sorted((x.started, x.started + x.wall_s) for x in launches):
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+    return total
+
+
 def _argv_dir(argv: Sequence[str]) -> str:
     """The temporary directory an argv works in (a file of it is an argument), else ''."""
     for arg in argv[1:]:
@@ -185,8 +196,8 @@ def record_items(items: Sequence[tuple[int, Submission]], blobs: str) -> list[Re
             verdict = verify(item.variant_id, item.assembly, item.seed,
                              settings=core.bench_settings())
             wall = time.perf_counter() - start - rec.overhead
-            out.append(Recording(index, core.outcome(verdict), wall,
-                                 sum(x.wall_s for x in rec.launches), rec.launches))
+            out.append(Recording(index, core.outcome(verdict), wall, busy(rec.launches),
+                                 rec.launches))
     if rec.unrecorded:
         raise RuntimeError(f"tool launches the recorder cannot replay: {dict(rec.unrecorded)}")
     return out
