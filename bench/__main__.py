@@ -24,6 +24,7 @@ os.environ["ARMGYM_VERDICT_CACHE"] = "0"  # before any settings are read, here o
 import argparse  # noqa: E402
 import json  # noqa: E402
 import shutil  # noqa: E402
+import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from collections import Counter  # noqa: E402
@@ -32,6 +33,8 @@ from typing import Any  # noqa: E402
 
 from . import api_latency, core, farm, floor, mix, original_design, profile, report  # noqa: E402
 
+REPO = Path(__file__).resolve().parents[1]
+CORE_DIRS = ("toolchain", "workers", "api", "store")
 PARTS = ("floor", "core", "farm", "original", "step", "duplicates", "profile")
 STEP_ITEMS = 20
 DUPLICATE_ITEMS = 10
@@ -40,6 +43,18 @@ PROFILE_ITEMS = 96
 
 def say(text: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
+def code_state() -> str:
+    """HEAD and whether the core's sources differ from it: the parts import the code when they
+    start, so a change in the middle of a run makes its ratios compare different code."""
+    def git(*argv: str) -> str:
+        proc = subprocess.run(["git", *argv], cwd=REPO, capture_output=True, text=True,
+                              check=False)
+        return proc.stdout.strip()
+
+    dirty = git("status", "--porcelain", "--", *CORE_DIRS)
+    return git("rev-parse", "--short", "HEAD") + (" + uncommitted changes" if dirty else "")
 
 
 def compare(a: list[str], b: list[str]) -> dict[str, Any]:
@@ -54,6 +69,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if unknown:
         raise SystemExit(f"unknown parts {sorted(unknown)}; choose from {PARTS}")
     started = time.perf_counter()
+    code = code_state()
     say(f"building the mix (n={args.n}, mix seed {args.mix_seed})")
     items = mix.build(args.n, args.mix_seed, args.variants)
     results: dict[str, Any] = {"n": len(items), "cpus": os.cpu_count(),
@@ -116,6 +132,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         shutil.rmtree(blobs, ignore_errors=True)
     results["elapsed_s"] = time.perf_counter() - started
+    results["code"] = {"start": code, "end": code_state()}
     results["ratios"] = report.ratios(results)
     results["targets_met"] = report.verdicts(results["ratios"])
     return results

@@ -59,6 +59,11 @@ def table(results: dict[str, Any]) -> str:
     r = ratios(results)
     lines = [f"ARM-Gym benchmark suite: n={results['n']} ({results['composition']}), "
              f"{results['cpus']} CPUs, {results['elapsed_s'] / 60:.1f} min"]
+    if code := results.get("code"):
+        same = code["start"] == code["end"] and "uncommitted" not in code["start"]
+        lines.append(f"  code: {code['start']}" + ("" if same else
+                     f" -> {code['end']}: the core changed or was dirty during the run; "
+                     "ratios may compare different code"))
 
     def row(label: str, figure: str, ratio: str = "") -> None:
         lines.append(f"  {label:34} {figure:34} {ratio}")
