@@ -248,6 +248,21 @@ class Trace:
         return {a for tb in set(self.sequence) for a in self.extents[tb]}
 
 
+def _translated_before(log: mmap.mmap, key: tuple[bytes, bytes, bytes],
+                       end: int) -> tuple[int, ...] | None:
+    """The instruction addresses of TB `key` as translated before offset `end`: its IN block
+    stands right before its first execution (qemu translates a block just before running it);
+    None when the log holds no such pair."""
+    first = log.find(b"[%s/%s/%s/" % key, 0, end)
+    if first < 0:
+        return None
+    header = log.rfind(b"IN:", 0, first)
+    m = _TB_BEFORE.match(log, header) if header >= 0 else None
+    if m is None or m.end() < first or (m.group(2), m.group(3), m.group(4)) != key:
+        return None
+    return tuple(int(a, 16) for a in _TB_ADDR.findall(m.group(1)))
+
+
 def parse_log(path: Path, kernel: int, kernel_return: int,
               candidate: Sequence[tuple[int, int]], truncated: bool) -> Trace:
     """The kernel's TBs from the qemu log; TraceError when it never returned or ran later."""
@@ -261,17 +276,20 @@ def parse_log(path: Path, kernel: int, kernel_return: int,
         if entry < 0:
             raise TraceError("no_return", "the kernel was never entered")
         begin = log.rfind(b"\n", 0, entry) + 1
-        for m in _TB_BEFORE.finditer(log, 0, log.find(b"\n", entry) + 1):
-            key = (m.group(2), m.group(3), m.group(4))
-            if key not in ids:
-                ids[key] = len(extents)
-                extents.append(tuple(int(a, 16) for a in _TB_ADDR.findall(m.group(1))))
+        entered = log.find(b"\n", entry) + 1  # the end of the kernel's first execution line
         for m in _TRACE_OR_TB.finditer(log, begin):
             if m.group(1) is not None:
                 pending = tuple(int(a, 16) for a in _TB_ADDR.findall(m.group(1)))
                 continue
             key = (m.group(2), m.group(3), m.group(4))
             tb = ids.get(key)
+            if tb is None and pending is None:
+                # translated before the kernel ran: looked up only for the blocks that run from
+                # its entry on (most of the log is the harness starting up, never needed)
+                found = _translated_before(log, key, entered)
+                if found is not None:
+                    tb = ids[key] = len(extents)
+                    extents.append(found)
             if tb is None or pending is not None:
                 if pending is None or pending[0] != int(m.group(3), 16):
                     raise TraceError("tampered", "the trace shows a block that was never "
