@@ -307,6 +307,8 @@ def parse_log(path: Path, kernel: int, kernel_return: int,
             if state == 1:
                 if pc == kernel_return:
                     state = 2
+                    if not _candidate_pages_after(log, m.end(), candidate):
+                        break  # nothing after this can be the kernel's code (docstring below)
                     continue
                 sequence.append(tb)
             elif state == 2 and _overlaps(extents[tb], candidate):
@@ -317,6 +319,20 @@ def parse_log(path: Path, kernel: int, kernel_return: int,
     if state != 2:
         raise TraceError("no_return", "the kernel never returned to its caller")
     return Trace(extents, sequence, sum(len(extents[tb]) for tb in sequence))
+
+
+def _candidate_pages_after(log: mmap.mmap, start: int,
+                           candidate: Sequence[tuple[int, int]]) -> bool:
+    """Whether any line after `start` names a pc on a page the candidate's code is on (or the
+    page before it: a block starting up to 512 instructions earlier can run into it).
+
+    After the kernel returned only this matters: candidate code running again (a redirected
+    return address). Such a run is logged like any other, so a log whose remaining pcs all lie
+    elsewhere cannot hold it, and the rest of the log (the harness writing its records, most
+    of what is left) need not be parsed. Lines the kernel might have forged can only add pcs.
+    """
+    pages = {p for lo, hi in candidate for p in range((lo - 2048) >> 12, ((hi - 1) >> 12) + 1)}
+    return any(log.find(b"/%013x" % page, start) >= 0 for page in pages)
 
 
 def _overlaps(addresses: tuple[int, ...], ranges: Sequence[tuple[int, int]]) -> bool:
