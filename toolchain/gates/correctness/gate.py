@@ -38,6 +38,9 @@ class Reference:
     inputs: dict[int, bytes]  # pointer arguments of the tests the performance gate traces
 
 
+# Seeds differ per attempt, so a reference is rarely reused beyond its own verification (and the
+# performance gate's baseline probes): a few entries, as one can hold megabytes of buffers.
+REFERENCE_ENTRIES = 32
 _REFERENCE_CACHE: OrderedDict[tuple[str, int, int], Reference] = OrderedDict()
 _PENDING: dict[tuple[str, int, int], Future[Reference]] = {}
 _LOCK = threading.Lock()
@@ -136,7 +139,7 @@ def _reference(variant: Variant, seed: int, settings: Settings, inputs_of: int |
     found = Reference(records, res.wall_s, {**(known.inputs if known else {}), wanted: inputs})
     with _LOCK:
         _REFERENCE_CACHE[key] = found
-        while len(_REFERENCE_CACHE) > 256:
+        while len(_REFERENCE_CACHE) > REFERENCE_ENTRIES:
             _REFERENCE_CACHE.popitem(last=False)
     return found
 
