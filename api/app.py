@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -22,6 +21,7 @@ from store.settings import FarmSettings
 from toolchain import VERIFIER_VERSION
 
 from .farm import Farm
+from .metrics import MetricsMiddleware
 from .routes import batches, gym, history, kernels, keys, openrlhf
 
 
@@ -113,9 +113,7 @@ def create_app(settings: FarmSettings | None = None) -> FastAPI:
     )
     app.add_exception_handler(RequestValidationError, _validation_error)
 
-    @app.middleware("http")
-    async def metrics(request: Request, call_next: Any) -> Response:
-        return await request.app.state.farm.metrics.middleware(request, call_next)
+    app.add_middleware(MetricsMiddleware)
 
     app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
 

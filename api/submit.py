@@ -91,14 +91,12 @@ def submit(farm: Farm, key_id: int, items: Sequence[attempts.NewAttempt], *,
     backpressure(farm, len(items))
     new = [_addressed(it, farm) for it in items]
     with farm.sessions() as session:
+        cached = attempts.cached_verdicts(session, (it.content_key or "" for it in new)) \
+            if farm.settings.verdict_cache else {}
         done = attempts.submit(session, key_id, new, run_id=run_id, step=step, model=model,
-                               batch_key=batch_key)
-    queued = done.created
-    if queued and farm.settings.verdict_cache:
-        with farm.sessions() as session:
-            cached = set(attempts.answer_from_cache(session, queued, CACHE_WORKER))
-        farm.metrics.cached.inc(len(cached))
-        queued = [a for a in queued if a not in cached]
+                               batch_key=batch_key, worker=CACHE_WORKER, cached=cached)
+    farm.metrics.cached.inc(len(done.answered))
+    queued = [a for a in done.created if a not in done.answered]
     if queued:
         farm.dispatcher.enqueue(queued)
     farm.metrics.submitted.inc(len(done.created))

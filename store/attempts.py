@@ -52,9 +52,11 @@ class NewAttempt:
 class Submitted:
     batch_id: str
     attempt_ids: list[str]
-    # Attempts this request created; only these are queued (the others exist already).
+    # Attempts this request created; only these are queued (the others exist already)...
     created: list[str] = field(default_factory=list)
     batch_reused: bool = False
+    # ...except those created done, with the verdict of an identical attempt (id -> verdict).
+    answered: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -109,10 +111,14 @@ def _batch_attempts(session: Session, batch_id: str) -> list[str]:
 
 def submit(session: Session, key_id: int, items: Sequence[NewAttempt], *,
            run_id: str | None = None, step: int | None = None, model: str | None = None,
-           batch_key: str | None = None) -> Submitted:
+           batch_key: str | None = None, worker: str = "",
+           cached: Mapping[str, Mapping[str, Any]] | None = None) -> Submitted:
     """Record a batch of attempts. An attempt whose idempotency key this API key has used before
     is not created again: the batch refers to the existing one. A batch whose own key was used
-    before is returned as it is, and nothing is written."""
+    before is returned as it is, and nothing is written. An attempt whose content key is in
+    `cached` is created done, with that verdict (marked cached) and its gate rows, in the same
+    transaction, and `worker` as the one that answered it."""
+    cached = cached or {}
     with session.begin():
         if batch_key:
             old = session.scalar(select(Batch.id).where(Batch.api_key_id == key_id,
@@ -138,6 +144,7 @@ def submit(session: Session, key_id: int, items: Sequence[NewAttempt], *,
                 "seed": secrets.randbits(63) if it.seed is None else it.seed,
                 "content_key": it.content_key,
                 "status": QUEUED, "tries": 0, "created_at": now,
+                **_answer(cached.get(it.content_key or ""), worker, now),
             })
         created: list[str] = []
         for part in _chunks(rows):
@@ -148,6 +155,11 @@ def submit(session: Session, key_id: int, items: Sequence[NewAttempt], *,
         lost = {r["idempotency_key"] for r in rows if r["id"] not in set(created)}
         if lost:  # a concurrent request created these keys between our lookup and insert
             ids.update(_existing_by_key(session, key_id, sorted(k for k in lost if k)))
+        made = set(created)
+        answered = {r["id"]: r["verdict"] for r in rows if r["verdict"] and r["id"] in made}
+        gates = [{"attempt_id": a, **g} for a, v in answered.items() for g in extract.gate_rows(v)]
+        for part in _chunks(gates):
+            session.execute(insert(GateResultRow), list(part))
         by_row = iter(r["id"] for r in rows)
         attempt_ids = [ids[it.idempotency_key] if it.idempotency_key else next(by_row)
                        for it in items]
@@ -159,32 +171,33 @@ def submit(session: Session, key_id: int, items: Sequence[NewAttempt], *,
         for part in _chunks([{"batch_id": batch_id, "position": i, "attempt_id": a}
                              for i, a in enumerate(attempt_ids)]):
             session.execute(insert(BatchItem), list(part))
-    return Submitted(batch_id, attempt_ids, created)
+    return Submitted(batch_id, attempt_ids, created, answered=answered)
 
 
-def answer_from_cache(session: Session, attempt_ids: Sequence[str], worker: str) -> list[str]:
-    """Finish every attempt among `attempt_ids` whose content key a done attempt shares, with
-    that attempt's verdict (marked cached); the ids answered. infra_error is never reused."""
+def _answer(verdict: Mapping[str, Any] | None, worker: str, now: Any) -> dict[str, Any]:
+    """The columns of a new attempt row: done with `verdict` (a copy, marked cached), or the
+    verdict columns left empty (every row of one insert has the same columns)."""
+    if verdict is None:
+        return {"verdict": None, "worker": None, "started_at": None, "finished_at": None,
+                **dict.fromkeys(extract.columns({}))}
+    doc = extract.jsonable({**verdict, "cached": True})
+    return {"verdict": doc, "status": DONE, "worker": worker, "started_at": now,
+            "finished_at": now, **extract.columns(doc)}
+
+
+def cached_verdicts(session: Session, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """The verdict of a done attempt for each of `keys` that has one (never infra_error): the
+    content-addressed verdict cache, shared by every API and worker through the database."""
+    found: dict[str, dict[str, Any]] = {}
     with session.begin():
-        keys: dict[str, str] = {}
-        for ids in _chunks(list(attempt_ids)):
-            keys.update(session.execute(select(Attempt.id, Attempt.content_key)
-                                        .where(Attempt.id.in_(ids),
-                                               Attempt.content_key.is_not(None))).all())
-        if not keys:
-            return []
-        known: dict[str, dict[str, Any]] = {}
-        for part in _chunks(sorted(set(keys.values()))):
-            rows = session.execute(
-                select(Attempt.content_key, Attempt.verdict)
-                .where(Attempt.content_key.in_(part), Attempt.status == DONE,
-                       Attempt.error_kind.is_distinct_from("infra_error")))
-            known.update({k: v for k, v in rows if v})
-    answered = []
-    for attempt_id, k in keys.items():
-        if k in known and finish(session, attempt_id, {**known[k], "cached": True}, worker):
-            answered.append(attempt_id)
-    return answered
+        for k in sorted(set(keys)):  # one row per key, however many attempts share it
+            verdict = session.scalar(
+                select(Attempt.verdict)
+                .where(Attempt.content_key == k, Attempt.status == DONE,
+                       Attempt.error_kind.is_distinct_from("infra_error")).limit(1))
+            if verdict:
+                found[k] = verdict
+    return found
 
 
 def outstanding(session: Session) -> int:

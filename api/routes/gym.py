@@ -202,6 +202,8 @@ async def step(body: StepIn, farm: FarmDep, key: SubmitKey) -> Any:
     done = await run_in_threadpool(submit, farm, key.id, [item], run_id=body.run_id,
                                    step=body.step, model=body.model)
     attempt_id = done.attempt_ids[0]
+    if attempt_id in done.answered:  # an identical attempt's verdict: nothing to wait for
+        return {**done.answered[attempt_id], "attempt_id": attempt_id}
 
     def fetch() -> dict[str, Any] | None:
         with farm.sessions() as session:
