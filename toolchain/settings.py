@@ -42,6 +42,9 @@ class Settings:
     # block); a kernel whose trace outgrows it is `timeout`.
     trace_limit_mb: int = 192
     jobs: int = max(1, os.cpu_count() or 1)
+    # Overlap a verification's independent tool runs (background.py): lower latency per attempt;
+    # throughput comes from running a worker process per core either way.
+    overlap: bool = True
     # Content-addressed verdicts (verdict_cache.py): an identical attempt is answered at once.
     verdict_cache: bool = True
     # Mixed into the seed of an attempt that brings none (verify.derive_seed): identical

@@ -74,10 +74,12 @@ def prefetch(variant: Variant, seed: int, settings: Settings) -> None:
     """Start the C reference in the background, so it overlaps the candidate's assembler, object
     checks and link; `reference` then waits for it instead of running it again."""
     key = (variant.id, seed, settings.tests_per_attempt)
+    if not settings.overlap:
+        return  # run when needed, in the caller's thread
     with _LOCK:
         if key in _REFERENCE_CACHE or key in _PENDING:
             return
-        _PENDING[key] = background.submit(_prefetched, variant, seed, settings, key)
+        _PENDING[key] = background.submit(settings, _prefetched, variant, seed, settings, key)
 
 
 def settle(variant: Variant, seed: int, settings: Settings) -> None:

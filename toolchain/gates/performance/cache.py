@@ -56,8 +56,9 @@ class FigureCache:
 _CACHES: dict[Path, FigureCache] = {}
 
 
-def at(directory: Path) -> FigureCache:
-    """The process's cache for one directory (one per model and version)."""
+def at(directory: Path, size: int = LRU_SIZE) -> FigureCache:
+    """The process's cache for one directory (one per model and version); `size` entries are
+    kept in memory (0 where the caller keeps its own)."""
     if directory not in _CACHES:
-        _CACHES[directory] = FigureCache(directory)
+        _CACHES[directory] = FigureCache(directory, size)
     return _CACHES[directory]

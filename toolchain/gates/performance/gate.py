@@ -266,7 +266,8 @@ def run(variant: Variant, obj: Path, text: str, seed: int, scratch: Path,
 def _performance(variant: Variant, obj: Path, text: str, seed: int, scratch: Path,
                  settings: Settings) -> tuple[GateResult, Measurement | None]:
     test = timing_test(seed, settings.tests_per_attempt)
-    listing = background.submit(mca.whole_listing, text, settings)  # while the kernel is traced
+    # the whole-listing figure is computed while the kernel is traced
+    listing = background.submit(settings, mca.whole_listing, text, settings)
     try:
         return _measured_against_baselines(variant, obj, seed, test, scratch, settings, listing)
     finally:

@@ -169,11 +169,10 @@ def cycle_costs(cycles: Sequence[Sequence[Insn]], workdir: Path,
     for regions in todo.values():
         single.update(regions)
     # C(1) of every cycle, C(k) and C(2k) per tier: independent llvm-mca runs, side by side
-    runs = {(0, 1): background.submit(_total_cycles, single, 1, workdir, settings)} \
-        if single else {}
-    for k, regions in todo.items():
-        for n in (k, 2 * k):
-            runs[(k, n)] = background.submit(_total_cycles, regions, n, workdir, settings)
+    tiers = ([(0, 1, single)] if single else []) + [
+        (k, n, regions) for k, regions in todo.items() for n in (k, 2 * k)]
+    runs = {(k, n): background.submit(settings, _total_cycles, regions, n, workdir, settings)
+            for k, n, regions in tiers}
     futures.wait(runs.values())  # all done before anything is raised: none outlives its files
     totals = {tier: run.result() for tier, run in runs.items()}
     first = totals.get((0, 1), {})

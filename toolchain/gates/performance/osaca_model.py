@@ -30,7 +30,9 @@ for determinism or speed:
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import pickle
 import re
 import threading
 import warnings
@@ -38,6 +40,7 @@ from collections.abc import Sequence
 from copy import copy, deepcopy
 from dataclasses import dataclass
 from functools import cache, lru_cache
+from pathlib import Path
 from typing import Any
 
 from ... import tools
@@ -131,28 +134,29 @@ def estimates(cycles: Sequence[Sequence[Insn]], settings: Settings) -> list[Esti
         except ValueError:
             pass
         with _LOCK:
-            found = estimate(lines)
+            found = estimate(lines, settings.cache_dir / "osaca" / model_key() / "forms")
         figures.put(key, f"{found.cycles!r} {found.first!r} {found.unknown} "
                          f"{int(found.declined)}\n")
         out.append(found)
     return out
 
 
-def estimate(lines: Sequence[str]) -> Estimate:
-    """max(throughput, loop-carried dependency) of the lines as one loop body."""
+def estimate(lines: Sequence[str], forms: Path | None = None) -> Estimate:
+    """max(throughput, loop-carried dependency) of the lines as one loop body; `forms` is where
+    processed lines are kept on disk (for every process on the machine), None for memory only."""
     with warnings.catch_warnings():
         # OSACA 0.7.1 calls pyparsing APIs that pyparsing 3.2 deprecates, once per line.
         warnings.simplefilter("ignore", DeprecationWarning)
-        return _estimate(lines)
+        return _estimate(lines, forms)
 
 
-def _estimate(lines: Sequence[str]) -> Estimate:
+def _estimate(lines: Sequence[str], forms: Path | None) -> Estimate:
     shapes = [canonical(line) for line in lines]
     if len(set(shapes)) > DISTINCT_LIMIT:  # parsing costs milliseconds a line: bound the work
         return Estimate(0.0, 0.0, len(lines), declined=True)
     kernel, unknown = [], 0
     for number, shape in enumerate(shapes, 1):
-        form, guessed = _processed(shape)
+        form, guessed = _processed(shape, forms)
         form = copy(form)  # shared operands and figures, its own line number
         form.line_number = number
         kernel.append(form)
@@ -163,10 +167,27 @@ def _estimate(lines: Sequence[str]) -> Estimate:
 
 
 @lru_cache(maxsize=PARSE_CACHE_SIZE)
-def _processed(shape: str) -> tuple[Any, bool]:
+def _processed(shape: str, forms: Path | None) -> tuple[Any, bool]:
     """One line parsed and given OSACA's figures (or a relative's, `_fallback`), and whether they
     are guessed. Every step is per instruction, so the result is cached per line and a kernel
-    only copies it: parsing and assigning cost milliseconds, a copy microseconds."""
+    only copies it: parsing and assigning cost milliseconds, a copy microseconds. On disk too
+    (pickled, in the verifier's own cache directory), so a new worker process starts warm."""
+    store = figure_cache.at(forms, size=0) if forms else None
+    key = hashlib.sha256(shape.encode()).hexdigest()
+    stored = store.get(key) if store else None
+    if stored:
+        try:
+            form, guessed = pickle.loads(base64.b64decode(stored))
+            return form, bool(guessed)
+        except Exception:  # noqa: BLE001 - a damaged entry is recomputed and rewritten
+            pass
+    found = _process(shape)
+    if store:
+        store.put(key, base64.b64encode(pickle.dumps(found)).decode())
+    return found
+
+
+def _process(shape: str) -> tuple[Any, bool]:
     parser, model, _, _, flags = _osaca()
     sem = _semantics()
     form = _parse(parser, shape, 1)
