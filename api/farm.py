@@ -5,7 +5,9 @@ earlier process left unfinished (their in-memory queue died with it)."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import threading
+import time
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -30,6 +32,10 @@ class Farm:
     dispatcher: Dispatcher
     hub: CompletionHub
     metrics: Metrics
+    # The last count of outstanding attempts: (monotonic time, count), raised by what this
+    # process queued since (completions only lower the true count, so it errs on the safe side).
+    _counted: tuple[float, int] | None = field(default=None, init=False)
+    _count_lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     @classmethod
     def start(cls, settings: FarmSettings) -> Farm:
@@ -55,9 +61,23 @@ class Farm:
                 farm.dispatcher.enqueue(left)
         return farm
 
-    def outstanding(self) -> int:
+    def outstanding(self, max_age_s: float = 0.0) -> int:
+        """Attempts queued or running; a count up to `max_age_s` old will do (backpressure need
+        not cost a query per submission)."""
+        with self._count_lock:
+            if self._counted and time.monotonic() - self._counted[0] <= max_age_s:
+                return self._counted[1]
         with self.sessions() as session:
-            return attempts.outstanding(session)
+            count = attempts.outstanding(session)
+        with self._count_lock:
+            self._counted = (time.monotonic(), count)
+        return count
+
+    def queued(self, n: int) -> None:
+        """`n` more attempts were queued by this process."""
+        with self._count_lock:
+            if self._counted:
+                self._counted = (self._counted[0], self._counted[1] + n)
 
     def database_status(self) -> dict[str, Any]:
         ok, detail = db.reachable(self.engine)

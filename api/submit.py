@@ -16,6 +16,7 @@ from toolchain.verify import derive_seed
 from .farm import Farm
 
 MAX_REPORTED = 20  # problems listed per error response
+OUTSTANDING_MAX_AGE_S = 0.5  # how stale the queue depth behind backpressure may be
 CACHE_WORKER = "verdict-cache"  # the `worker` of an attempt answered from an identical one
 
 
@@ -75,7 +76,7 @@ def validate(items: Sequence[attempts.NewAttempt], farm: Farm) -> None:
 def backpressure(farm: Farm, incoming: int) -> None:
     """429 when the attempts already waiting plus these would exceed the queue limit. An empty
     queue takes any batch the size limit allows, so a large batch is never refused forever."""
-    waiting = farm.outstanding()
+    waiting = farm.outstanding(max_age_s=OUTSTANDING_MAX_AGE_S)
     if waiting and waiting + incoming > farm.settings.queue_limit:
         farm.metrics.rejected.inc()
         raise HTTPException(
@@ -98,6 +99,7 @@ def submit(farm: Farm, key_id: int, items: Sequence[attempts.NewAttempt], *,
     farm.metrics.cached.inc(len(done.answered))
     queued = [a for a in done.created if a not in done.answered]
     if queued:
+        farm.queued(len(queued))
         farm.dispatcher.enqueue(queued)
     farm.metrics.submitted.inc(len(done.created))
     farm.metrics.deduplicated.inc(len(done.attempt_ids) - len(done.created))

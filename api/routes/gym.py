@@ -203,7 +203,7 @@ async def step(body: StepIn, farm: FarmDep, key: SubmitKey) -> Any:
                                    step=body.step, model=body.model)
     attempt_id = done.attempt_ids[0]
     if attempt_id in done.answered:  # an identical attempt's verdict: nothing to wait for
-        return {**done.answered[attempt_id], "attempt_id": attempt_id}
+        return verdict_response(done.answered[attempt_id], attempt_id)
 
     def fetch() -> dict[str, Any] | None:
         with farm.sessions() as session:
@@ -215,4 +215,10 @@ async def step(body: StepIn, farm: FarmDep, key: SubmitKey) -> Any:
         return JSONResponse(status_code=202, content={
             "attempt_id": attempt_id, "status": "pending",
             "detail": f"not done yet; GET /attempts/{attempt_id}?wait=60"})
-    return {**result["verdict"], "attempt_id": attempt_id}
+    return verdict_response(result["verdict"], attempt_id)
+
+
+def verdict_response(verdict: dict[str, Any], attempt_id: str) -> JSONResponse:
+    """The stored verdict as it is (already JSON): serialised directly, not re-validated
+    against VerdictOut (which documents it), which cost more than the rest of a cached /step."""
+    return JSONResponse({**verdict, "attempt_id": attempt_id})
