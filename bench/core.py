@@ -32,13 +32,10 @@ R = TypeVar("R")
 WARM_SEED = 2**62 + 7
 
 
-def bench_settings(verdict_cache: bool = False) -> Settings:
-    """This process's settings with the verdict cache on or off (a no-op while the core has no
-    such setting: ARMGYM_VERDICT_CACHE=0 is also set in the environment for the services)."""
-    settings = get_settings()
-    if any(f.name == "verdict_cache" for f in dataclasses.fields(settings)):
-        settings = dataclasses.replace(settings, verdict_cache=verdict_cache)  # type: ignore[call-arg]
-    return settings
+def bench_settings(verdict_cache: bool = False, overlap: bool = True) -> Settings:
+    """This process's settings with the verdict cache on or off (ARMGYM_VERDICT_CACHE=0 is also
+    set in the environment for the services) and a verification's tool runs overlapped or not."""
+    return dataclasses.replace(get_settings(), verdict_cache=verdict_cache, overlap=overlap)
 
 
 def outcome(verdict: Any) -> str:
@@ -57,10 +54,11 @@ class Verified:
     gates: dict[str, float] = field(default_factory=dict)
 
 
-def verify_one(index: int, item: Submission, verdict_cache: bool = False) -> Verified:
+def verify_one(index: int, item: Submission, verdict_cache: bool = False,
+               overlap: bool = True) -> Verified:
     start = time.perf_counter()
     verdict = verify(item.variant_id, item.assembly, item.seed,
-                     settings=bench_settings(verdict_cache))
+                     settings=bench_settings(verdict_cache, overlap))
     wall = time.perf_counter() - start
     return Verified(index, outcome(verdict), wall, dict(verdict.timings))
 
@@ -113,12 +111,12 @@ class Pool:
 
 
 def run_pass(mix: Sequence[Submission], workers: int, desc: str,
-             verdict_cache: bool = False) -> dict[str, Any]:
+             verdict_cache: bool = False, overlap: bool = True) -> dict[str, Any]:
     """Verify the whole mix in a pool of `workers` processes; throughput from the first task
     submitted to the last result."""
     with Pool(workers, warm_item(mix)) as pool:
         start = time.perf_counter()
-        done = pool.map(verify_one, ((i, s, verdict_cache) for i, s in enumerate(mix)),
+        done = pool.map(verify_one, ((i, s, verdict_cache, overlap) for i, s in enumerate(mix)),
                         desc, len(mix))
         wall = time.perf_counter() - start
     done.sort(key=lambda v: v.index)
@@ -128,11 +126,18 @@ def run_pass(mix: Sequence[Submission], workers: int, desc: str,
 
 
 def run(mix: Sequence[Submission]) -> dict[str, Any]:
-    """1 worker, then 2 workers, over the same mix."""
+    """1 worker, then 2 workers, over the same mix; then both again with each verification's
+    tool runs one after another (ARMGYM_OVERLAP=0). With overlap a single worker already keeps
+    more than one core busy at times, so process scaling shows in the second pair."""
     one = run_pass(mix, 1, "core, 1 worker")
     two = run_pass(mix, 2, "core, 2 workers")
-    mismatches = sum(a != b for a, b in zip(one["outcomes"], two["outcomes"], strict=True))
+    one_seq = run_pass(mix, 1, "core, 1 worker, no overlap", overlap=False)
+    two_seq = run_pass(mix, 2, "core, 2 workers, no overlap", overlap=False)
+    passes = (one, two, one_seq, two_seq)
+    mismatches = sum(len(set(o)) > 1 for o in zip(*(p["outcomes"] for p in passes), strict=True))
     return {"one": one, "two": two, "ratio_2w_1w": two["per_s"] / one["per_s"],
+            "one_sequential": one_seq, "two_sequential": two_seq,
+            "ratio_2w_1w_sequential": two_seq["per_s"] / one_seq["per_s"],
             "outcome_mismatches_1w_2w": mismatches,
             "outcome_counts": dict(Counter(one["outcomes"]))}
 

@@ -272,7 +272,7 @@ class Replayer:
                     with contextlib.suppress(BrokenPipeError):
                         proc.stdin.write(launch.stdin)
                     proc.stdin.close()
-                if sandbox._wait_exit(proc, timeout):
+                if sandbox.wait_exit(proc, timeout):
                     proc.kill()
                 proc.wait()
         return time.perf_counter() - start

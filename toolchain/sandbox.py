@@ -531,7 +531,7 @@ def _supervise(cmd: list[str], scratch: Path, timeout_s: float, stdin: bytes | N
             os.close(child_fds.pop())
         timed_out = False
         try:
-            timed_out = _wait_exit(proc, timeout_s)
+            timed_out = wait_exit(proc, timeout_s)
         finally:
             report = _kill_tree(proc, status_r)
         wall = time.perf_counter() - start
@@ -548,7 +548,7 @@ def _supervise(cmd: list[str], scratch: Path, timeout_s: float, stdin: bytes | N
         return result, report
 
 
-def _wait_exit(proc: subprocess.Popen[bytes], timeout_s: float) -> bool:
+def wait_exit(proc: subprocess.Popen[bytes], timeout_s: float) -> bool:
     """Wait for the child to exit; True when `timeout_s` passed first.
 
     A pidfd wakes up the moment the child exits; Popen.wait(timeout) polls with sleeps that

@@ -7,11 +7,10 @@ becomes `infra_error`, so a missing tool or a broken sandbox is never scored as 
 from __future__ import annotations
 
 import shutil
-import tempfile
 import time
-from pathlib import Path
 
 from . import VERIFIER_VERSION, kernels, reward, sandbox, tools, verdict_cache
+from . import scratch as scratch_dirs
 from .completion import extract_assembly
 from .errors import ErrorKind, InfraError
 from .gates import correctness, object_checks, performance, syntax
@@ -111,7 +110,7 @@ def _run_gates(variant_id: str, assembly: str | bytes, seed: int, completion: bo
     start = time.perf_counter()
     if not _timed(gates, start, syntax.check_directives(text), "directives"):
         return
-    scratch = Path(tempfile.mkdtemp(prefix="armgym-"))
+    scratch = scratch_dirs.make("verify")
     try:
         result, obj = syntax.assemble(text, scratch, settings)
         if not _timed(gates, start, result, "syntax") or obj is None:

@@ -17,6 +17,7 @@ import os
 from functools import cache
 
 from celery import Celery, Task
+from celery.signals import worker_process_init
 from sqlalchemy.orm import Session, sessionmaker
 
 from store.db import make_engine, sessions
@@ -59,6 +60,14 @@ def make_celery(settings: FarmSettings) -> Celery:
 
 settings = get_farm_settings()
 app = make_celery(settings)
+
+
+@worker_process_init.connect
+def _sweep_scratch(**_: object) -> None:
+    """A pool process that replaces a killed one removes what the dead left in /tmp."""
+    removed = pipeline.sweep_scratch()
+    if removed:
+        log.info("removed %d scratch directories of processes that are gone", removed)
 
 
 @cache

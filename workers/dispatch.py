@@ -47,6 +47,7 @@ def _child_init(settings: FarmSettings) -> None:
     global _child
     engine = make_engine(settings.sqlalchemy_url, pool_size=1)
     _child = (settings, sessions(engine), pipeline.worker_name("embedded"))
+    pipeline.sweep_scratch()
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
 
 

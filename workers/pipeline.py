@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from store import attempts
 from store.models import Attempt
 from store.settings import FarmSettings
-from toolchain import VERIFIER_VERSION
+from toolchain import VERIFIER_VERSION, scratch
 from toolchain.errors import ErrorKind
 from toolchain.verdict import GateResult, Verdict
 from toolchain.verify import verify
@@ -34,6 +34,11 @@ class Retryable(RuntimeError):
 
 def worker_name(prefix: str = "embedded") -> str:
     return f"{prefix}@{socket.gethostname()}:{os.getpid()}"
+
+
+def sweep_scratch() -> int:
+    """Scratch directories of verifications whose process was killed (scratch.py)."""
+    return scratch.sweep()
 
 
 def backoff(retries: int, base_s: float) -> float:

@@ -6,7 +6,6 @@ import contextlib
 import re
 import shutil
 import signal
-import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -16,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ... import background, sandbox, tools
+from ... import scratch as scratch_dirs
 from ...errors import ErrorKind, InfraError
 from ...kernels.model import Variant
 from ...settings import Settings, get_settings
@@ -125,7 +125,7 @@ def _reference(variant: Variant, seed: int, settings: Settings, inputs_of: int |
                 return known
     built = harness.build(variant, settings)
     with_abs = needs_abs_run(variant)
-    scratch = Path(tempfile.mkdtemp(prefix="armgym-ref-"))
+    scratch = scratch_dirs.make("ref")
     try:
         res = sandbox.run(
             qemu_argv(str(built.reference), seed, tests, with_abs, mode=f"D{wanted}"), scratch,

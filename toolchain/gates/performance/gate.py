@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ... import background, baselines, sandbox, tools
+from ... import scratch as scratch_dirs
 from ...errors import ErrorKind, InfraError
 from ...kernels.model import Variant
 from ...settings import Settings
@@ -230,7 +231,7 @@ def _store(path: Path, data: dict[str, Any]) -> None:
 def _measure_assembly(variant: Variant, assembly: str, seed: int, test: int,
                       settings: Settings) -> Measurement:
     """Assemble, link and trace trusted assembly (compiler output) in a scratch directory."""
-    scratch = Path(tempfile.mkdtemp(prefix="armgym-perf-"))
+    scratch = scratch_dirs.make("perf")
     try:
         result, obj = syntax.assemble(assembly, scratch, settings)
         if obj is None:

@@ -44,6 +44,7 @@ from functools import cache
 from pathlib import Path
 
 from ... import background, sandbox, tools
+from ... import scratch as scratch_dirs
 from ...errors import InfraError
 from ...settings import Settings
 from . import cache as figure_cache
@@ -271,7 +272,7 @@ def whole_listing(text: str, settings: Settings) -> dict[str, object]:
     directory of its own (it runs while the candidate is traced, which may write its scratch
     directory); regions marked in the text are analysed as llvm-mca does (the figure is their
     sum)."""
-    workdir = Path(tempfile.mkdtemp(prefix="armgym-listing-"))
+    workdir = scratch_dirs.make("listing")
     try:
         report = run_mca(text, LISTING_ITERATIONS, workdir, settings, untrusted=True)
     finally:

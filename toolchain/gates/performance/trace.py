@@ -42,7 +42,6 @@ import re
 import select
 import shutil
 import struct
-import tempfile
 import threading
 from array import array
 from collections import Counter
@@ -51,6 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ... import sandbox, tools
+from ... import scratch as scratch_dirs
 from ...errors import InfraError
 from ...settings import Settings
 
@@ -103,7 +103,7 @@ class TraceSink:
         os.mkfifo(self.fifo, 0o600)
         # root runs the sandbox as nobody: "others" may write the FIFO, never read it
         os.chmod(self.fifo, 0o602 if os.geteuid() == 0 else 0o600)
-        self._dir = tempfile.mkdtemp(prefix="armgym-trace-")
+        self._dir = str(scratch_dirs.make("trace"))
         self.capture = Path(self._dir, "trace.log")
         self._out = open(self.capture, "wb")  # noqa: SIM115 - closed in close()
         self.limit, self.size, self.truncated = limit, 0, False
