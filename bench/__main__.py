@@ -38,6 +38,7 @@ CORE_DIRS = ("toolchain", "workers", "api", "store")
 PARTS = ("floor", "core", "farm", "original", "step", "duplicates", "profile")
 STEP_ITEMS = 20
 DUPLICATE_ITEMS = 10
+DUPLICATE_BATCH = 64  # attempts in the resubmitted batch
 PROFILE_ITEMS = 96
 
 
@@ -124,6 +125,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             say("duplicates: resubmitted identical attempts vs fresh ones")
             results["duplicates"] = api_latency.duplicates(
                 api_latency.honest(items, DUPLICATE_ITEMS))
+            results["duplicates"]["batch"] = api_latency.batch_duplicates(
+                api_latency.honest(items, DUPLICATE_BATCH))
         if "profile" in parts:
             results["breakdown"] = profile.gate_breakdown(results["core"]["one"]["gates"],
                                                           results["core"]["one"]["walls"])

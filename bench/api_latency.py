@@ -31,11 +31,12 @@ from .mix import Submission
 
 
 @contextmanager
-def embedded_api(verdict_cache: bool) -> Iterator[httpx.Client]:
+def embedded_api(verdict_cache: bool, workers: int = 1) -> Iterator[httpx.Client]:
     """An embedded API on a data directory of its own, and a client with a key for it."""
     data = Path(tempfile.mkdtemp(prefix="armgym-bench-api-"))
     key, port = new_plaintext(), process.free_port()
-    env = process.embedded_env(data, ARMGYM_API_KEYS=f"bench:{key}", ARMGYM_EMBEDDED_WORKERS="1",
+    env = process.embedded_env(data, ARMGYM_API_KEYS=f"bench:{key}",
+                               ARMGYM_EMBEDDED_WORKERS=str(workers),
                                ARMGYM_VERDICT_CACHE="1" if verdict_cache else "0")
     server = process.start(env, port, log=data / "api.log")
     try:
@@ -111,3 +112,30 @@ def duplicates(items: Sequence[Submission]) -> dict[str, Any]:
         "step": {"rows": api_rows,
                  "median_ratio": statistics.median(r["ratio"] for r in api_rows)},
     }
+
+
+def run_batch(client: httpx.Client, attempts: list[dict[str, object]]) -> float:
+    """Seconds from POST /batches to every result being in."""
+    start = time.perf_counter()
+    reply = client.post("/batches", json={"run_id": "bench-duplicates", "attempts": attempts})
+    if reply.status_code not in (200, 202):
+        raise RuntimeError(f"/batches answered {reply.status_code}: {reply.text[:300]}")
+    batch_id = reply.json()["batch_id"]
+    while not client.get(f"/batches/{batch_id}", params={"wait": 60}).json()["complete"]:
+        pass
+    return time.perf_counter() - start
+
+
+def batch_duplicates(items: Sequence[Submission]) -> dict[str, Any]:
+    """A trainer's view: a batch of distinct attempts, then the identical batch again (no
+    idempotency keys, so new attempts are stored), through the embedded API with a pool process
+    per core. Per attempt, from POST to the last result."""
+    seed = secrets.randbits(62)
+    attempts = [{**s.attempt(), "seed": seed + i} for i, s in enumerate(items)]
+    with embedded_api(verdict_cache=True, workers=2) as client:
+        run_batch(client, [{**a, "seed": core.WARM_SEED} for a in attempts[:2]])  # warm pool
+        fresh = run_batch(client, attempts)
+        again = run_batch(client, attempts)
+    n = len(attempts)
+    return {"n": n, "fresh_per_attempt_s": fresh / n, "duplicate_per_attempt_s": again / n,
+            "ratio": fresh / again}
