@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -24,31 +23,21 @@ import httpx
 from tqdm import tqdm
 
 from api import process
-from deploy.entrypoints import command
-from deploy.measure import POSTGRES, REDIS, Sampler, rss_mib, summary
+from deploy.measure import (
+    POSTGRES,
+    REDIS,
+    Sampler,
+    rss_mib,
+    start_farm,
+    stop_all,
+    summary,
+)
 from store import admin
 from store.keys import new_plaintext
 
 from .mix import Submission
 
 CHUNK = 128  # attempts per POST /batches
-
-
-def _start(role: str, env: dict[str, str], logs: Path, *extra: str) -> subprocess.Popen[bytes]:
-    with open(logs / f"{role}.log", "wb") as log:
-        return subprocess.Popen([sys.executable, "-m", "deploy.entrypoints", role, *extra],
-                                env=env, stdout=log, stderr=subprocess.STDOUT)
-
-
-def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
-    for proc in procs:
-        proc.terminate()
-    for proc in procs:
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def run(mix: Sequence[Submission], concurrency: int = 2) -> dict[str, Any]:
@@ -63,14 +52,7 @@ def run(mix: Sequence[Submission], concurrency: int = 2) -> dict[str, Any]:
     admin.create(db_url)
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        subprocess.run(command("migrate"), env=env, check=True, capture_output=True)
-        worker = _start("worker", env, logs)
-        procs.append(worker)
-        api = _start("api", env, logs, "--host", "127.0.0.1", "--port", str(port))
-        procs.append(api)
-        for what, extra in (("api", ["--port", str(port)]), ("worker", [])):
-            subprocess.run([sys.executable, "-m", "deploy.entrypoints", "check", what,
-                            "--wait", "90", *extra], env=env, check=True)
+        worker, api = start_farm(env, logs, port, procs)
         sampler = Sampler(worker.pid)
         api_rss: list[float] = []
         sampler.start()
@@ -109,5 +91,5 @@ def run(mix: Sequence[Submission], concurrency: int = 2) -> dict[str, Any]:
             "api_rss_mib": summary(api_rss),
         }
     finally:
-        _stop(procs)
+        stop_all(procs)
         admin.drop(db_url)

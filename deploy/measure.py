@@ -100,6 +100,42 @@ def attempts(n: int, variants: int) -> list[dict[str, object]]:
     return out
 
 
+def start_role(role: str, env: dict[str, str], logs: Path, *extra: str
+               ) -> subprocess.Popen[bytes]:
+    """One farm process as its container would run it (`deploy.entrypoints <role>`), its
+    output in logs/<role>.log."""
+    with open(logs / f"{role}.log", "wb") as log:
+        return subprocess.Popen([sys.executable, "-m", "deploy.entrypoints", role, *extra],
+                                env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def start_farm(env: dict[str, str], logs: Path, port: int, procs: list[subprocess.Popen[bytes]]
+               ) -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes]]:
+    """Migrate, start a Celery worker and the API (appended to `procs`, for `stop_all`), and
+    return (worker, api) once both answer their readiness checks."""
+    subprocess.run(command("migrate"), env=env, check=True, capture_output=True)
+    worker = start_role("worker", env, logs)
+    procs.append(worker)
+    api = start_role("api", env, logs, "--host", "127.0.0.1", "--port", str(port))
+    procs.append(api)
+    for what, extra in (("api", ["--port", str(port)]), ("worker", [])):
+        subprocess.run([sys.executable, "-m", "deploy.entrypoints", "check", what,
+                        "--wait", "90", *extra], env=env, check=True)
+    return worker, api
+
+
+def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM to all, then SIGKILL to any still running after 30 s."""
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def summary(values: list[float]) -> dict[str, float]:
     return {"first": round(values[0], 1), "last": round(values[-1], 1),
             "max": round(max(values), 1)} if values else {}
@@ -122,20 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     admin.create(db_url)
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        subprocess.run(command("migrate"), env=env, check=True)
-
-        def start(role: str, *extra: str) -> subprocess.Popen[bytes]:
-            with open(logs / f"{role}.log", "wb") as log:
-                procs.append(subprocess.Popen([sys.executable, "-m", "deploy.entrypoints", role,
-                                               *extra], env=env, stdout=log,
-                                              stderr=subprocess.STDOUT))
-            return procs[-1]
-
-        worker = start("worker")
-        api = start("api", "--host", "127.0.0.1", "--port", str(port))
-        for what, extra in (("api", ["--port", str(port)]), ("worker", [])):
-            subprocess.run([sys.executable, "-m", "deploy.entrypoints", "check", what,
-                            "--wait", "90", *extra], env=env, check=True)
+        worker, api = start_farm(env, logs, port, procs)
         sampler = Sampler(worker.pid)
         sampler.start()
         client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=180,
@@ -167,13 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         }, indent=2))
         return 0
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_all(procs)
         admin.drop(db_url)
 
 
