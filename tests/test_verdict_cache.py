@@ -6,6 +6,7 @@ import dataclasses
 import secrets
 from pathlib import Path
 
+import pytest
 from conftest import HONEST, asm, baseline
 
 from toolchain import verdict_cache
@@ -87,3 +88,16 @@ def test_seed_from_content_is_stable_keyed_and_used_by_default() -> None:
     text = asm("    ret")
     assert verify(HONEST, text).seed == derive_seed(HONEST, text, False,
                                                     get_settings().seed_secret)
+
+
+def test_disk_layer_is_pruned_to_its_bound(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                           ) -> None:
+    monkeypatch.setattr(verdict_cache, "DISK_ENTRIES", 256 * 3)
+    monkeypatch.setattr(verdict_cache, "PRUNE_EVERY", 1)
+    cache = verdict_cache.VerdictCache(tmp_path)
+    verdict = verify(HONEST, asm("    ret"), 7)
+    keys = [f"00{i:062x}" for i in range(10)]  # all in one directory
+    for k in keys:
+        cache.put(k, verdict)
+    kept = sorted(p.stem for p in (tmp_path / "00").glob("*.json"))
+    assert kept == keys[-3:]  # the newest stay

@@ -10,6 +10,7 @@ every worker process on the machine (written atomically, so a reader never sees 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -22,6 +23,11 @@ from .settings import Settings
 from .verdict import Verdict
 
 MEMORY_ENTRIES = 4096
+# On disk: files are spread over 256 directories by the key's first two hex digits, and a
+# directory holding more than its share is pruned (oldest first) now and then, so a long run
+# keeps about DISK_ENTRIES verdicts (a few kB each), not one file per attempt it ever saw.
+DISK_ENTRIES = 100_000
+PRUNE_EVERY = 64  # puts between two checks of the directory written to
 # Settings that change what a gate decides (limits, budgets, test count); paths and pool sizes
 # do not.
 DECIDING = ("tests_per_attempt", "max_source_bytes", "max_source_lines", "max_object_bytes",
@@ -46,6 +52,7 @@ class VerdictCache:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self._memory: OrderedDict[str, dict] = OrderedDict()
+        self._puts = 0
 
     def _path(self, k: str) -> Path:
         return self.directory / k[:2] / f"{k}.json"
@@ -76,6 +83,9 @@ class VerdictCache:
             with os.fdopen(fd, "w") as fh:
                 json.dump(doc, fh, sort_keys=True)
             os.replace(tmp, path)
+            self._puts += 1
+            if self._puts % PRUNE_EVERY == 0:
+                _prune(path.parent, max(1, DISK_ENTRIES // 256))
         except OSError:
             pass  # a full or read-only disk costs speed, never a verdict
 
@@ -83,6 +93,17 @@ class VerdictCache:
         self._memory[k] = doc
         while len(self._memory) > MEMORY_ENTRIES:
             self._memory.popitem(last=False)
+
+
+def _prune(folder: Path, keep: int) -> None:
+    """Remove the oldest verdict files of `folder` beyond `keep`."""
+    files = [e for e in os.scandir(folder) if e.name.endswith(".json")]
+    if len(files) <= keep:
+        return
+    files.sort(key=lambda e: e.stat().st_mtime)
+    for entry in files[: len(files) - keep]:
+        with contextlib.suppress(OSError):
+            os.unlink(entry.path)
 
 
 _CACHES: dict[Path, VerdictCache] = {}
