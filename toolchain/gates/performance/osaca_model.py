@@ -37,7 +37,7 @@ import re
 import threading
 import warnings
 from collections.abc import Sequence
-from copy import copy, deepcopy
+from copy import copy
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from pathlib import Path
@@ -190,10 +190,10 @@ def _processed(shape: str, forms: Path | None) -> tuple[Any, bool]:
 def _process(shape: str) -> tuple[Any, bool]:
     parser, model, _, _, flags = _osaca()
     sem = _semantics()
-    form = _parse(parser, shape, 1)
+    form = _parse(parser, shape)
     generic = form is None  # OSACA's parser does not know the syntax: a generic micro-op
     if form is None:
-        form = _parse(parser, "nop", 1)
+        form = _parse(parser, "nop")
     sem.normalize_instruction_forms([form])
     sem.assign_src_dst(form)
     try:
@@ -206,18 +206,9 @@ def _process(shape: str) -> tuple[Any, bool]:
     return form, guessed
 
 
-def _parse(parser: Any, line: str, number: int) -> Any:
-    """A fresh copy of OSACA's parse of one line (parsing costs ~15 ms, copying ~0.3 ms)."""
-    parsed = _parsed(parser, line)
-    if parsed is None:
-        return None
-    form = deepcopy(parsed)
-    form.line_number = number
-    return form
-
-
-@lru_cache(maxsize=PARSE_CACHE_SIZE)
-def _parsed(parser: Any, line: str) -> Any:
+def _parse(parser: Any, line: str) -> Any:
+    """OSACA's parse of one line, None when it does not know the syntax (parsing costs
+    milliseconds: `_processed` caches the result per line)."""
     try:
         forms = [f for f in parser.parse_file(line) if f.mnemonic]
     except Exception:  # noqa: BLE001 - OSACA's parser raises anything on unknown syntax
