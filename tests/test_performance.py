@@ -266,7 +266,9 @@ def test_a_constructed_disagreement_is_flagged_and_withholds_only_the_speedup() 
 
 def test_a_measurement_outside_the_band_disagrees() -> None:
     bands = crosscheck.Bands((0.5, 2.0), (0.1, 9.0))
-    m = gate.Measurement(100.0, 80.0, 300, 3, 10, 2, 0)
+    m = gate.Measurement(cycles=100.0, pipeline_cycles=100.0, branch_cycles=0, branches={},
+                         osaca_cycles=80.0, instructions=300, blocks=3, block_executions=10,
+                         loop_cycles=2, osaca_fallbacks=0)
     assert crosscheck.check(m, bands).passed
     assert not crosscheck.check(replace(m, osaca_cycles=250.0), bands).passed
     assert not crosscheck.check(replace(m, instructions=5), bands).passed

@@ -41,6 +41,9 @@ class Settings:
     # The performance gate's qemu trace of one test (about 90 bytes per executed translation
     # block); a kernel whose trace outgrows it is `timeout`.
     trace_limit_mb: int = 192
+    # Mispredicted branches cost the V2's penalty on top of llvm-mca's cycles (performance/
+    # branches.py); off only to compare with the pipeline-only figure.
+    branch_prediction: bool = True
     jobs: int = max(1, os.cpu_count() or 1)
     # Overlap a verification's independent tool runs (background.py): lower latency per attempt;
     # throughput comes from running a worker process per core either way.

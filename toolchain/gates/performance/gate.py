@@ -37,7 +37,7 @@ from ..correctness import gate as correctness
 from ..correctness import harness
 from ..correctness.compare import judge
 from ..correctness.records import parse
-from . import crosscheck, mca, osaca_model
+from . import branches, crosscheck, mca, osaca_model
 from .trace import (
     QEMU_LOG_FLAGS,
     RETURN_SYMBOL,
@@ -49,6 +49,7 @@ from .trace import (
     build_profile,
     candidate_ranges,
     disassemble,
+    executed_blocks,
     parse_log,
 )
 
@@ -65,7 +66,10 @@ timing_test = correctness.timing_test
 class Measurement:
     """Both models' figures for one traced run of one kernel on one input."""
 
-    cycles: float  # llvm-mca: sum over loop cycles of first pass + (count - 1) x steady state
+    cycles: float  # what the reward reads: pipeline_cycles + branch_cycles (when enabled)
+    pipeline_cycles: float  # llvm-mca: sum over loop cycles of first pass + (count - 1) x steady
+    branch_cycles: float  # mispredictions x the penalty (branches.py); 0 when disabled
+    branches: dict[str, Any]  # the predictor's counts (BranchStats.to_json)
     osaca_cycles: float  # OSACA on the same cycles and counts
     instructions: int  # dynamic instruction count from the emulator
     blocks: int  # distinct basic blocks executed
@@ -90,8 +94,11 @@ def model_versions() -> dict[str, str]:
     return {"mca": tools.tool("mca").version, "osaca": tools.tool("osaca").version}
 
 
-def model_key() -> str:
-    return tools.fingerprint(mca.model_key(), osaca_model.model_key())[:16]
+def model_key(settings: Settings | None = None) -> str:
+    predictor = "on" if (settings or Settings()).branch_prediction else "off"
+    return tools.fingerprint(mca.model_key(), osaca_model.model_key(), branches.MODEL,
+                             branches.MODEL_VERSION, str(branches.PENALTY_CYCLES),
+                             predictor)[:16]
 
 
 # --------------------------------------------------------------------------- measuring
@@ -134,7 +141,8 @@ def measure(variant: Variant, scratch: Path, object_name: str, seed: int, test: 
     if calls:
         raise Failed(ErrorKind.abi_violation, f"timing run (test {test}): the kernel made a "
                      f"system call (svc at {calls[0]:#x})")
-    return cost(build_profile(executed, insns), scratch, settings)
+    stats = branches.predict(executed_blocks(executed, insns), insns)
+    return cost(build_profile(executed, insns), stats, scratch, settings)
 
 
 def _check_outputs(variant: Variant, res: sandbox.RunResult, seed: int, test: int,
@@ -150,8 +158,10 @@ def _check_outputs(variant: Variant, res: sandbox.RunResult, seed: int, test: in
         raise Failed(finding.kind, f"timing run: {finding.message}")
 
 
-def cost(profile: Profile, workdir: Path, settings: Settings) -> Measurement:
-    """Both models on every loop cycle, weighted by how often it ran."""
+def cost(profile: Profile, stats: branches.BranchStats, workdir: Path,
+         settings: Settings) -> Measurement:
+    """Both models on every loop cycle, weighted by how often it ran, plus the mispredictions
+    (which neither pipeline model sees)."""
     if profile.cycle_instructions() != profile.instructions:
         raise InfraError("the loop cycles do not account for every executed instruction")
     cycles = sorted(profile.cycles)
@@ -162,8 +172,13 @@ def cost(profile: Profile, workdir: Path, settings: Settings) -> Measurement:
     total = sum((c.times(n) for n, c in zip(counts, costs, strict=True)), Fraction(0))
     osaca_total = sum(Fraction(e.first) + (n - 1) * Fraction(e.cycles)
                       for n, e in zip(counts, est, strict=True) if not e.declined)
+    pipeline = round(float(max(total, Fraction(1))), 3)
+    penalty = stats.cycles if settings.branch_prediction else 0
     return Measurement(
-        cycles=round(float(max(total, Fraction(1))), 3),
+        cycles=round(pipeline + penalty, 3),
+        pipeline_cycles=pipeline,
+        branch_cycles=penalty,
+        branches=stats.to_json(),
         osaca_cycles=round(float(osaca_total), 3),
         instructions=profile.instructions,
         blocks=len(profile.blocks),
@@ -192,9 +207,9 @@ def measured(variant: Variant, compiler: str, opt: str, seed: int, test: int,
     harness and model versions."""
     base = baselines.get(variant, compiler, opt, settings)
     key = tools.fingerprint(base.toolchain, *base.flags, base.assembly,
-                            harness.build(variant, settings).object.parent.name, model_key(),
-                            str(seed), str(test))
-    path = (settings.cache_dir / "perf-baselines" / model_key() / variant.id
+                            harness.build(variant, settings).object.parent.name,
+                            model_key(settings), str(seed), str(test))
+    path = (settings.cache_dir / "perf-baselines" / model_key(settings) / variant.id
             / f"{compiler}{opt}-{key[:24]}.json")
     stored = _load(path)
     if stored is None:
@@ -301,9 +316,16 @@ def _measured_against_baselines(variant: Variant, obj: Path, seed: int, test: in
         "baselines": {c: {"cycles": m.cycles, "data_dependent": dep}
                       for c, (m, dep) in sorted(found.items())},
         "measurement": cand.to_json(),
+        "branch_prediction": {
+            "enabled": settings.branch_prediction, "pipeline_cycles": cand.pipeline_cycles,
+            "branch_cycles": cand.branch_cycles, **cand.branches,
+            "baselines": {c: {"pipeline_cycles": m.pipeline_cycles,
+                              "branch_cycles": m.branch_cycles}
+                          for c, (m, _) in sorted(found.items())}},
         "model": {"llvm-mca": list(mca.MCA_FLAGS), "dispatch_width": mca.DISPATCH_WIDTH,
                   "cost": "sum over executed loop cycles of C(1) + (count - 1) x steady-state "
-                          "cycles"},
+                          "cycles, plus mispredictions x penalty",
+                  "versions": model_versions()},
         "whole_listing": listing.result(),
     }
     return GateResult(NAME, True, details=details), cand

@@ -45,7 +45,7 @@ import struct
 import threading
 from array import array
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -453,27 +453,34 @@ class Profile:
         return sum(n * sum((b[1] - b[0]) // 4 + 1 for b in c) for c, n in self.cycles.items())
 
 
-def build_profile(trace: Trace, insns: dict[int, Insn]) -> Profile:
-    """Blocks from the TB sequence, then the cycle decomposition described in the module doc."""
-    profile = Profile(instructions=trace.instructions, insns=insns)
+def executed_blocks(trace: Trace, insns: dict[int, Insn]) -> Iterator[Block]:
+    """The blocks of the TB sequence in executed order: TBs joined while they run on
+    sequentially, cut after a branch and at a transfer without one."""
     ends = {tb: insns[trace.extents[tb][-1]].branch for tb in set(trace.sequence)}
-    stack: list[Block] = []
-    where: dict[Block, int] = {}
     start = -1
     prev_last = -1
     for tb in trace.sequence:
         ext = trace.extents[tb]
         if start >= 0 and ext[0] != prev_last + 4:  # a transfer without a branch: cut anyway
-            _close(profile, (start, prev_last), stack, where)
+            yield start, prev_last
             start = -1
         if start < 0:
             start = ext[0]
         prev_last = ext[-1]
         if ends[tb]:
-            _close(profile, (start, prev_last), stack, where)
+            yield start, prev_last
             start = -1
     if start >= 0:
-        _close(profile, (start, prev_last), stack, where)
+        yield start, prev_last
+
+
+def build_profile(trace: Trace, insns: dict[int, Insn]) -> Profile:
+    """Blocks from the TB sequence, then the cycle decomposition described in the module doc."""
+    profile = Profile(instructions=trace.instructions, insns=insns)
+    stack: list[Block] = []
+    where: dict[Block, int] = {}
+    for block in executed_blocks(trace, insns):
+        _close(profile, block, stack, where)
     if stack:
         profile.cycles[tuple(stack)] += 1
     return profile
