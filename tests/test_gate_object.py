@@ -184,9 +184,28 @@ def test_size_limits(scratch: Path) -> None:
     ("\tmrs x3, cntvct_el0", "system counter"),
     ("\tmrs x3, pmccntr_el0", "cycle counter"),
     ("\tmrs x3, rndr", "random-number"),
+    ("\tdmb ish", "dmb"),
+    ("\tdmb oshld", "dmb"),
+    ("\tdsb sy", "dsb"),
+    ("\tssbb", "dsb"),
+    ("\tisb", "isb"),
+    ("\tsb", "speculation barrier"),
+    ("\tdc zva, x0", "cache maintenance"),
+    ("\tdc civac, x0", "cache maintenance"),
+    ("\tdc cvau, x1", "cache maintenance"),
+    ("\tic ivau, x0", "cache maintenance"),
+    ("\tic iallu", "cache maintenance"),
+    ("\twfe", "wfe"),
+    ("\twfi", "wfe/wfi"),
 ])
 def test_forbidden_instructions(scratch: Path, body: str, needle: str) -> None:
     rejected(scratch, HEAD + body + "\n\tret\n", needle)
+
+
+def test_prefetches_and_hints_are_allowed(scratch: Path) -> None:
+    result = judge(scratch, HEAD + "\tprfm pldl1keep, [x1, #256]\n\tprfm pstl2strm, [x0]\n"
+                   "\tnop\n\tyield\n\tret\n")
+    assert result.passed, result.message
 
 
 def test_forbidden_word_reported_with_offset(scratch: Path) -> None:

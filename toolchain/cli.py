@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from . import baselines, kernels, sandbox
+from . import baselines, kernels, sandbox, tools
 from .settings import get_settings
 from .verdict import Verdict
 from .verify import verify
@@ -115,6 +115,10 @@ def cmd_baselines_check(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def calibrate_opts() -> tuple[str, ...]:
+    return ("-O0", "-O1", "-O2", "-O3")
+
+
 def cmd_calibrate(args: argparse.Namespace) -> int:
     """Measure compiler output at -O1..-O3 and record the cross-check band (calibration.json)."""
     from .gates.performance import calibrate
@@ -123,13 +127,16 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if args.sample:
         variants = calibrate.sample(variants)
     command = "armgym calibrate" + (" --sample" if args.sample else "") + (
-        f" --template {args.template}" if args.template else "") + f" --margin {args.margin}"
+        f" --template {args.template}" if args.template else "") + f" --margin {args.margin}" + (
+        f" --opt {' --opt '.join(args.opt)}" if args.opt else "")
     start = time.perf_counter()
-    report = calibrate.calibrate(variants, args.margin, args.jobs, command, args.sample)
+    report = calibrate.calibrate(variants, args.margin, args.jobs, command, args.sample,
+                                 args.opt or calibrate.OPTS)
     report["seconds"] = round(time.perf_counter() - start, 1)
     if not args.dry_run:
         calibrate.write(report)
-    _print_json({k: report[k] for k in ("band", "distribution", "population", "extremes")})
+    _print_json({k: report[k] for k in ("band", "widths", "classes", "distribution",
+                                        "population", "extremes")})
     return 0
 
 
@@ -156,6 +163,22 @@ def cmd_faithfulness(args: argparse.Namespace) -> int:
     ok = scaling_ok and result["share"] >= 0.95
     print("faithfulness: " + ("OK" if ok else "NOT MET"))
     return 0 if ok else 1
+
+
+def cmd_fidelity(args: argparse.Namespace) -> int:
+    """The cost model against published Neoverse V2 figures (performance/fidelity.py)."""
+    from .gates.performance import fidelity
+
+    rows = fidelity.table(tools.tool("mca").path)
+    others = {Path(p).name: fidelity.table(p) for p in args.mca or ()}
+    if args.json:
+        _print_json({"model": tools.tool("mca").version, "rows": rows, "others": others})
+    else:
+        print(fidelity.markdown(rows, others))
+    outside = [r["name"] for r in rows if not r["inside"]]
+    print(f"{len(rows) - len(outside)}/{len(rows)} rows inside their band"
+          + (": outside " + ", ".join(map(str, outside)) if outside else ""), file=sys.stderr)
+    return 1 if outside else 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -237,6 +260,8 @@ def parser() -> argparse.ArgumentParser:
                    help="one variant per template x dtype instead of all variants")
     c.add_argument("--template")
     c.add_argument("--margin", type=float, default=0.15)
+    c.add_argument("--opt", action="append", choices=calibrate_opts(),
+                   help="optimisation levels to measure (repeatable; default -O1 -O2 -O3)")
     c.add_argument("--jobs", type=int, default=None)
     c.add_argument("--dry-run", action="store_true", help="print, do not write calibration.json")
     c.set_defaults(func=cmd_calibrate)
@@ -246,6 +271,11 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("--template")
     f.add_argument("--jobs", type=int, default=None)
     f.set_defaults(func=cmd_faithfulness)
+
+    fi = sub.add_parser("fidelity", help="the cost model against published Neoverse V2 figures")
+    fi.add_argument("--mca", action="append", help="another llvm-mca to compare (repeatable)")
+    fi.add_argument("--json", action="store_true")
+    fi.set_defaults(func=cmd_fidelity)
 
     r = sub.add_parser("prepare", help="build what verification needs ahead of first use "
                                        "(the static spawn helper)")

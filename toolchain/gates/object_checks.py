@@ -23,7 +23,15 @@ rule is checked on the object GNU as wrote. Policy:
   (svc, hvc, smc, brk, hlt, dcps1-3), no exception return (eret, eretaa, eretab, drps), no
   smstart/smstop (SME's mode switch decodes as a generic msr, so the objdump check would miss
   it), no read of a clock, cycle counter or random-number register (cntvct/cntpct[ss], pmccntr,
-  rndr, rndrrs: verdicts must be reproducible). Other system-register accesses are left alone:
+  rndr, rndrrs: verdicts must be reproducible), no barrier (dmb, dsb, isb, sb, ssbb, pssbb), no
+  cache maintenance or address translation (dc, ic, at: every `sys` with CRn = 7, `dc zva`
+  included) and no wait for an event or interrupt (wfe, wfi, wfet, wfit). A single-threaded
+  kernel on its own buffers has no use for any of them, and neither cost model prices them
+  (llvm-mca charges a barrier one cycle and no resource; `dc zva` zeroes a 64-byte block for the
+  price of one store), so a policy could only use them to hide work or to stall the hardware;
+  refusing them is simpler and safer than pricing them. Prefetches (`prfm`) stay allowed: they
+  are hints that occupy a load pipe, and llvm-mca prices them as loads (fidelity table). Other
+  system-register accesses are left alone:
   privileged ones trap in the emulator and end as `crash`; FPCR/FPSR/NZCV access is legitimate.
   UDF is left alone too (it crashes). Then llvm-objdump decodes every word as a Neoverse V2
   instruction; a word it cannot decode (`<unknown>`: SME, any extension V2 lacks) is refused.
@@ -429,6 +437,15 @@ FORBIDDEN_ENCODINGS: tuple[tuple[int, int, str], ...] = (
     (0xFFFFFF00, 0xD53BE000, "mrs of a system counter (cntpct/cntvct[ss]): not reproducible"),
     (0xFFFFFFE0, 0xD53B9D00, "mrs of the cycle counter (pmccntr_el0): not reproducible"),
     (0xFFFFFFC0, 0xD53B2400, "mrs of a random-number register (rndr/rndrrs): not reproducible"),
+    # barriers: CRm selects the domain (dsb #0 and #4 are ssbb and pssbb)
+    (0xFFFFF0FF, 0xD50330BF, "dmb (memory barrier): no use in a kernel, unpriced"),
+    (0xFFFFF0FF, 0xD503309F, "dsb/ssbb/pssbb (barrier): no use in a kernel, unpriced"),
+    (0xFFFFF0FF, 0xD50330DF, "isb (instruction barrier): no use in a kernel, unpriced"),
+    (0xFFFFFFFF, 0xD50330FF, "sb (speculation barrier): no use in a kernel, unpriced"),
+    # sys with CRn = 7: dc (zva, civac, ...), ic, at
+    (0xFFF8F000, 0xD5087000, "cache maintenance or address translation (dc/ic/at): unpriced"),
+    (0xFFFFFFDF, 0xD503205F, "wfe/wfi (wait for event or interrupt)"),
+    (0xFFFFFFC0, 0xD5031000, "wfet/wfit (wait with timeout)"),
 )
 # op2 of cntpct_el0, cntvct_el0, cntpctss_el0, cntvctss_el0; cntfrq_el0 (0) is a constant.
 _COUNTER_OP2 = frozenset({1, 2, 5, 6})

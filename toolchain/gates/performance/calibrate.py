@@ -77,30 +77,42 @@ def distribution(values: Sequence[float]) -> dict[str, float]:
     return out
 
 
+def _band(values: Sequence[float], margin: float) -> list[float]:
+    """The observed range widened by `margin` on each side (as factors)."""
+    return [round(min(values) / (1 + margin), 4), round(max(values) * (1 + margin), 4)]
+
+
 def calibrate(variants: Sequence[Variant], margin: float, workers: int | None,
-              command: str, sampled: bool) -> dict[str, Any]:
-    jobs = [(v.id, c, o) for v in variants for c in baselines.COMPILERS for o in OPTS]
+              command: str, sampled: bool, opts: Sequence[str] = OPTS) -> dict[str, Any]:
+    jobs = [(v.id, c, o) for v in variants for c in baselines.COMPILERS for o in opts]
     rows = measure_all(jobs, workers, "calibrate")
     ratios, ipcs = [], []
     worst: list[tuple[float, float, str]] = []
+    per_class: dict[str, tuple[list[float], list[float]]] = {}
     for vid, comp, opt, m in rows:
-        ratio = m["osaca_cycles"] / m["cycles"]
-        ipc = m["instructions"] / m["cycles"]
+        ratio = m["osaca_cycles"] / m["pipeline_cycles"]
+        ipc = m["instructions"] / m["pipeline_cycles"]
         ratios.append(ratio)
         ipcs.append(ipc)
         worst.append((ratio, ipc, f"{vid} {comp} {opt}"))
-    band = {
-        "ratio": [round(min(ratios) / (1 + margin), 4), round(max(ratios) * (1 + margin), 4)],
-        "ipc": [round(min(ipcs) / (1 + margin), 4), round(max(ipcs) * (1 + margin), 4)],
-    }
+        cls = per_class.setdefault(m["block_class"], ([], []))
+        cls[0].append(ratio)
+        cls[1].append(ipc)
+    band: dict[str, Any] = {"ratio": _band(ratios, margin), "ipc": _band(ipcs, margin)}
+    band["classes"] = {c: {"ratio": _band(r, margin), "ipc": _band(i, margin)}
+                       for c, (r, i) in sorted(per_class.items())}
+    widths = {c: {k: round(b[k][1] / b[k][0], 3) for k in ("ratio", "ipc")}
+              for c, b in band["classes"].items()}
     by_ratio = sorted(worst)
     return {
         "command": command,
         "band": band,
+        "widths": widths,
+        "classes": {c: len(r) for c, (r, _) in sorted(per_class.items())},
         "margin": margin,
         "input": {"seed": PROBES[0][0], "test": PROBES[0][1]},
         "population": {"variants": len(variants), "measurements": len(rows),
-                       "compilers": list(baselines.COMPILERS), "opts": list(OPTS),
+                       "compilers": list(baselines.COMPILERS), "opts": list(opts),
                        "sample": "one variant per template x dtype" if sampled else "all"},
         "distribution": {"ratio": distribution(ratios), "ipc": distribution(ipcs)},
         "extremes": {"lowest_ratio": [w[2] for w in by_ratio[:5]],

@@ -11,7 +11,9 @@ the correctness result stands. A missing calibration is an infrastructure failur
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,22 +23,58 @@ from ...verdict import GateResult
 
 if TYPE_CHECKING:
     from .gate import Measurement
+    from .trace import Insn
 
 NAME = "cross_check"
 CALIBRATION = Path(__file__).with_name("calibration.json")
+
+
+# Block classes, by what the executed instructions are (dynamic counts): the two models differ
+# systematically by class (OSACA knows few SVE and structure-load forms, sees library code
+# differently), so each class gets its own band, far narrower than one band for all.
+CLASSES = ("calls", "sve", "simd", "scalar")
+CLASS_SHARE = 0.05  # of the dynamic instructions, for a kernel to be "sve" or "simd"
+_SVE = re.compile(r"\b(z\d+\.[bhsdq]|p\d+(/[mz]|\.[bhsd]))\b|\bz\d+\b")
+_SIMD = re.compile(r"\bv\d+\.\d*[bhsd]\b|\bq\d+\b")
+_CALLS = frozenset({"bl", "blr"})
+
+
+def block_class(executed: Iterable[tuple[Insn, int]]) -> str:
+    """The class of a kernel's executed work, from (instruction, times executed) pairs."""
+    total = sve = simd = 0
+    for insn, n in executed:
+        if insn.mnemonic in _CALLS:
+            return "calls"
+        total += n
+        if _SVE.search(insn.text):
+            sve += n
+        elif _SIMD.search(insn.text):
+            simd += n
+    if sve > CLASS_SHARE * total:
+        return "sve"
+    return "simd" if simd > CLASS_SHARE * total else "scalar"
 
 
 @dataclass(frozen=True)
 class Bands:
     ratio: tuple[float, float]
     ipc: tuple[float, float]
+    by_class: dict[str, tuple[tuple[float, float], tuple[float, float]]] = field(
+        default_factory=dict)
+
+    def of(self, cls: str) -> tuple[tuple[float, float], tuple[float, float]]:
+        """(ratio band, IPC band) for a block class; the global bands for an unknown one."""
+        return self.by_class.get(cls, (self.ratio, self.ipc))
 
 
 @cache
 def bands(path: Path = CALIBRATION) -> Bands:
     try:
         data = json.loads(path.read_text())
-        return Bands(tuple(data["band"]["ratio"]), tuple(data["band"]["ipc"]))  # type: ignore[arg-type]
+        classes = {c: (tuple(b["ratio"]), tuple(b["ipc"]))
+                   for c, b in data["band"].get("classes", {}).items()}
+        return Bands(tuple(data["band"]["ratio"]), tuple(data["band"]["ipc"]),  # type: ignore[arg-type]
+                     classes)  # type: ignore[arg-type]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise InfraError(f"cross-check calibration unreadable ({path.name}): {exc}") from exc
 
@@ -52,22 +90,24 @@ def figures(m: Measurement) -> tuple[float, float]:
 
 def check(m: Measurement, limits: Bands | None = None) -> GateResult:
     limits = limits or bands()
+    ratio_band, ipc_band = limits.of(m.block_class)
     ratio, ipc = figures(m)
     details = {"osaca_cycles": m.osaca_cycles, "mca_cycles": m.pipeline_cycles, "ratio": ratio,
-               "ratio_band": list(limits.ratio), "instructions": m.instructions, "ipc": ipc,
-               "ipc_band": list(limits.ipc), "osaca_fallbacks": m.osaca_fallbacks}
+               "block_class": m.block_class, "ratio_band": list(ratio_band),
+               "instructions": m.instructions, "ipc": ipc, "ipc_band": list(ipc_band),
+               "osaca_fallbacks": m.osaca_fallbacks}
     problems = []
     if m.osaca_declined:
         problems.append(f"OSACA declined {m.osaca_declined} loop cycle(s) with more distinct "
                         "instructions than it can price")
-    elif not limits.ratio[0] <= ratio <= limits.ratio[1]:
+    elif not ratio_band[0] <= ratio <= ratio_band[1]:
         problems.append(f"OSACA estimates {m.osaca_cycles:g} cycles where llvm-mca estimates "
-                        f"{m.pipeline_cycles:g} (ratio {ratio:.3g}, calibrated band "
-                        f"{limits.ratio[0]:.3g}-{limits.ratio[1]:.3g})")
-    if not limits.ipc[0] <= ipc <= limits.ipc[1]:
+                        f"{m.pipeline_cycles:g} (ratio {ratio:.3g}, calibrated band for "
+                        f"{m.block_class} code {ratio_band[0]:.3g}-{ratio_band[1]:.3g})")
+    if not ipc_band[0] <= ipc <= ipc_band[1]:
         problems.append(f"{m.instructions} executed instructions in {m.pipeline_cycles:g} "
                         "llvm-mca cycles "
-                        f"(IPC {ipc:.3g}, calibrated band {limits.ipc[0]:.3g}-{limits.ipc[1]:.3g})")
+                        f"(IPC {ipc:.3g}, calibrated band {ipc_band[0]:.3g}-{ipc_band[1]:.3g})")
     if problems:
         return GateResult.fail(NAME, ErrorKind.cross_check_disagreement,
                                "; ".join(problems) + "; speedup reward withheld", **details)

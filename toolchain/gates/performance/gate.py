@@ -77,6 +77,7 @@ class Measurement:
     loop_cycles: int  # distinct loop cycles costed
     osaca_fallbacks: int  # dynamic instructions OSACA's database lacked
     osaca_declined: int = 0  # loop cycles OSACA declined to price (too many distinct shapes)
+    block_class: str = "scalar"  # crosscheck.block_class of the executed work
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -186,6 +187,8 @@ def cost(profile: Profile, stats: branches.BranchStats, workdir: Path,
         loop_cycles=len(cycles),
         osaca_fallbacks=sum(n * e.unknown for n, e in zip(counts, est, strict=True)),
         osaca_declined=sum(e.declined for e in est),
+        block_class=crosscheck.block_class(
+            (i, n) for b, n in profile.blocks.items() for i in profile.block_insns(b)),
     )
 
 
