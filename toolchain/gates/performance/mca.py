@@ -78,8 +78,9 @@ def iterations(length: int) -> int:
     return 100 if length <= 64 else 20 if length <= 512 else 4
 
 
+_IMM = r"#(-?(?:0x[0-9a-f]+|\d+))"
 _LDP_Q_WRITEBACK = re.compile(
-    r"^ldp (q\d+), (q\d+), \[(x\d+|sp)(?:, #(-?\d+)\]!|\], #(-?\d+))$")
+    rf"^ldp (q\d+), (q\d+), \[(x\d+|sp)(?:, {_IMM}\]!|\], {_IMM})$")
 
 
 def writeback_pair(text: str) -> list[str] | None:
@@ -88,10 +89,9 @@ def writeback_pair(text: str) -> list[str] | None:
     if m is None:
         return None
     first, second, base, pre, post = m.groups()
+    offset = int(pre if pre is not None else post, 0)
     load = f"ldp {first}, {second}, [{base}]"
-    update = f"add {base}, {base}, #{pre or post}"
-    if int(pre or post) < 0:
-        update = f"sub {base}, {base}, #{-int(pre or post)}"
+    update = f"{'add' if offset >= 0 else 'sub'} {base}, {base}, #{abs(offset)}"
     return [update, load] if pre is not None else [load, update]
 
 
@@ -160,7 +160,7 @@ class Cost:
         return self.first + (n - 1) * self.cycles if n else Fraction(0)
 
 
-METHOD_VERSION = "4"  # bump when the costing above changes
+METHOD_VERSION = "5"  # bump when the costing above changes
 
 
 def model_key() -> str:
