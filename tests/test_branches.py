@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from conftest import asm
 
-from toolchain.gates.performance import branches
+from toolchain.gates.performance import branches, calibrate
 from toolchain.gates.performance.trace import Insn
 from toolchain.settings import get_settings
 from toolchain.verify import verify
@@ -98,31 +98,9 @@ def test_the_predictor_is_deterministic() -> None:
 
 # --------------------------------------------------------------------------- real tools
 
-RELU = "relu_n1024_float32"
-BRANCHY = """
-    mov x2, #0
-1:  ldr s0, [x1, x2, lsl #2]
-    fcmp s0, #0.0
-    b.gt 2f
-    movi d0, #0
-2:  str s0, [x0, x2, lsl #2]
-    add x2, x2, #1
-    cmp x2, #1024
-    b.ne 1b
-    ret
-"""
-FCSEL = """
-    mov x2, #0
-    movi d1, #0
-1:  ldr s0, [x1, x2, lsl #2]
-    fcmp s0, #0.0
-    fcsel s0, s0, s1, gt
-    str s0, [x0, x2, lsl #2]
-    add x2, x2, #1
-    cmp x2, #1024
-    b.ne 1b
-    ret
-"""
+RELU = calibrate.RELU_ID
+BRANCHY = calibrate.RELU_BRANCHY
+FCSEL = calibrate.RELU_FCSEL
 # The same choice made by an indirect branch: the address of one of two paths, picked by csel.
 INDIRECT = """
     mov x2, #0
@@ -150,6 +128,8 @@ def prediction(text: str, seed: int = 11) -> dict:
 
 
 def test_a_branchy_relu_on_random_data_costs_at_least_twice_its_fcsel_form() -> None:
+    found = calibrate.branchy_vs_branchless()
+    assert found["ratio"] >= 2 and found["pipeline_ratio"] < 1.25
     branchy, fcsel = prediction(BRANCHY), prediction(FCSEL)
     assert branchy["cycles"] >= 2 * fcsel["cycles"], (branchy, fcsel)
     # the pipeline alone rates them alike: the difference is the mispredictions

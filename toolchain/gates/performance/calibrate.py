@@ -161,3 +161,55 @@ def o0_vs_o3(variants: Sequence[Variant], workers: int | None) -> dict[str, Any]
     not_slower = sorted(set(v.id for v in variants) - set(slower))
     return {"variants": len(variants), "o0_slower": len(slower),
             "share": round(len(slower) / len(variants), 4), "exceptions": not_slower}
+
+
+# Scalar relu over 1,024 floats on random data, with a data-dependent branch and without.
+RELU_ID = "relu_n1024_float32"
+RELU_BRANCHY = """
+    mov x2, #0
+1:  ldr s0, [x1, x2, lsl #2]
+    fcmp s0, #0.0
+    b.gt 2f
+    movi d0, #0
+2:  str s0, [x0, x2, lsl #2]
+    add x2, x2, #1
+    cmp x2, #1024
+    b.ne 1b
+    ret
+"""
+RELU_FCSEL = """
+    mov x2, #0
+    movi d1, #0
+1:  ldr s0, [x1, x2, lsl #2]
+    fcmp s0, #0.0
+    fcsel s0, s0, s1, gt
+    str s0, [x0, x2, lsl #2]
+    add x2, x2, #1
+    cmp x2, #1024
+    b.ne 1b
+    ret
+"""
+
+
+def kernel_text(body: str) -> str:
+    return f"    .text\n    .globl kernel\n    .type kernel, %function\nkernel:\n{body}\n"
+
+
+def branchy_vs_branchless(seed: int = 11) -> dict[str, Any]:
+    """The branchy relu against its fcsel form on the attempt's random input: the ratio, and
+    the factor the predictor accounts for (branchy total / branchy pipeline cycles)."""
+    from ...verify import verify
+
+    out: dict[str, Any] = {}
+    for name, body in (("branchy", RELU_BRANCHY), ("fcsel", RELU_FCSEL)):
+        v = verify(RELU_ID, kernel_text(body), seed)
+        if not v.passed:
+            raise RuntimeError(f"{name} relu failed: {v.error_kind}: {v.message}")
+        d = next(g for g in v.gates if g.name == "performance").details
+        out[name] = {"cycles": d["cycles"], **{k: d["branch_prediction"][k] for k in (
+            "pipeline_cycles", "branch_cycles", "conditional", "conditional_mispredicted")}}
+    b, f = out["branchy"], out["fcsel"]
+    out["ratio"] = round(b["cycles"] / f["cycles"], 3)
+    out["pipeline_ratio"] = round(b["pipeline_cycles"] / f["pipeline_cycles"], 3)
+    out["predictor_factor"] = round(b["cycles"] / b["pipeline_cycles"], 3)
+    return out
