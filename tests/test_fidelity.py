@@ -56,3 +56,16 @@ def test_the_readme_carries_the_table() -> None:
     text = README.read_text()
     for row in fidelity.ROWS:
         assert f"| `{row.name}` |" in text, row.name
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("ldp q1, q2, [x8], #0x40", ["ldp q1, q2, [x8]", "add x8, x8, #64"]),  # objdump's form
+    ("ldp q1, q2, [x8], #64", ["ldp q1, q2, [x8]", "add x8, x8, #64"]),
+    ("ldp q1, q2, [x8, #-0x20]!", ["sub x8, x8, #32", "ldp q1, q2, [x8]"]),
+    ("ldp q0, q1, [sp], #-32", ["ldp q0, q1, [sp]", "sub sp, sp, #32"]),
+    ("ldp q1, q2, [x8, #-32]", None),  # no writeback: priced as it is
+    ("ldp d1, d2, [x8], #16", None),
+    ("stp q1, q2, [x8], #32", None),
+])
+def test_writeback_pairs_are_rewritten_in_every_spelling(text: str, expected: list | None) -> None:
+    assert mca.writeback_pair(text) == expected
