@@ -9,6 +9,7 @@ an in-process worker pool, the same routes and the same pipeline.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -23,6 +24,8 @@ from toolchain import VERIFIER_VERSION
 from .farm import Farm
 from .metrics import MetricsMiddleware
 from .routes import batches, gym, history, kernels, keys, openrlhf
+
+log = logging.getLogger(__name__)
 
 
 class BodyTooLarge(Exception):
@@ -123,4 +126,16 @@ def create_app(settings: FarmSettings | None = None) -> FastAPI:
 
     for module in (gym, batches, history, keys, kernels, openrlhf):
         app.include_router(module.router)
+    _mount_openenv(app, settings)
     return app
+
+
+def _mount_openenv(app: FastAPI, settings: FarmSettings) -> None:
+    """The OpenEnv environment under /openenv, when openenv-core is installed (scripts/setup.sh
+    installs it; without it the farm's own routes are unchanged)."""
+    try:
+        from . import openenv_env
+    except ImportError as exc:
+        log.warning("OpenEnv environment not served (%s): install openenv-core", exc)
+        return
+    openenv_env.mount(app, settings.openenv_max_sessions)

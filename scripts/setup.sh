@@ -26,7 +26,14 @@ fi
 stamp=.venv/.installed-$(cat pyproject.toml clients/python/pyproject.toml | sha256sum | cut -c1-16)
 if [ ! -f "$stamp" ]; then
   .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e ".[dev]" -e clients/python
+  # The CPU torch wheel first (a file on disk here): a plain `torch` asked for by anything
+  # installed before it would fetch a CUDA build. Then the packages whose own dependency lists
+  # are GPU-only or far wider than what is used, without them (pyproject.toml, tool.armgym).
+  .venv/bin/pip install -q torch==2.13.0
+  mapfile -t no_deps < <("$PY" -c 'import tomllib; print("\n".join(tomllib.load(open(
+      "pyproject.toml", "rb"))["tool"]["armgym"]["no-deps"]))')
+  .venv/bin/pip install -q --no-deps "${no_deps[@]}"
+  .venv/bin/pip install -q -e ".[dev,frameworks]" -e clients/python
   rm -f .venv/.installed-*; touch "$stamp"
 fi
 # The static helper that starts every sandboxed step (built once with the pinned zig).

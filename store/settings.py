@@ -49,6 +49,8 @@ class FarmSettings(Settings):
     retry_backoff_s: float = 1.0
     visibility_timeout_s: int = 600
     queue_name: str = "armgym"
+    # Concurrent OpenEnv WebSocket sessions (/openenv/ws) one API process holds.
+    openenv_max_sessions: int = 256
 
     @property
     def embedded(self) -> bool:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 import secrets
 import sys
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi import APIRouter, Body, HTTPException, Query, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
@@ -15,10 +15,13 @@ from starlette.concurrency import run_in_threadpool
 from store import attempts, reads
 from toolchain import VERIFIER_VERSION, baselines, kernels, sandbox, tools
 from toolchain.errors import InfraError
+from toolchain.gates.performance import gate as performance
+from toolchain.settings import Settings
 from toolchain.verify import TOOLS
 
 from ..auth import SubmitKey
 from ..farm import Farm, FarmDep
+from ..observation import DEFAULT_PROFILE, check_profile, observation
 from ..submit import submit
 
 router = APIRouter(tags=["environment"])
@@ -109,8 +112,23 @@ class BaselineOut(BaseModel):
     toolchain: str
     flags: list[str]
     assembly: str
-    cycles: float | None = Field(description="baseline cycles under the cost model, "
-                                             "when the verifier reports them")
+    cycles: float | None = Field(description="cycles under the cost model on the input an "
+                                             "attempt with this seed is timed on (null when "
+                                             "this API host cannot measure)")
+
+
+class ResetIn(BaseModel):
+    """What /reset takes as a JSON body (the query parameters are still read: the body wins)."""
+
+    model_config = ConfigDict(extra="forbid")
+    seed: int | None = Field(default=None, ge=0, lt=2**63,
+                             description="picks the variant deterministically; also the seed "
+                                         "baseline cycles are measured with")
+    variant_id: str | None = Field(default=None, max_length=200)
+    template: str | None = Field(default=None, max_length=200)
+    dtype: str | None = Field(default=None, max_length=20)
+    difficulty: int | None = Field(default=None, ge=1, le=3)
+    split: Literal["train", "eval"] | None = None
 
 
 class ResetOut(TaskOut):
@@ -119,41 +137,75 @@ class ResetOut(TaskOut):
     prototype: str
     baseline: BaselineOut | None
     baselines: list[BaselineOut]
+    baseline_cycles: float | None = Field(description="the reference a candidate must beat: "
+                                                      "the faster baseline's cycles")
+    baseline_compiler: str | None
+    reward: None = None
+    done: bool = False
 
 
-def _baseline(variant: kernels.Variant, compiler: str) -> BaselineOut | None:
+def _baseline(variant: kernels.Variant, compiler: str,
+              cycles: dict[str, float]) -> BaselineOut | None:
     try:
         base = baselines.get(variant, compiler)
     except InfraError:
         return None  # this API host has no such compiler; the task is still valid
     return BaselineOut(compiler=base.compiler, opt=base.opt, toolchain=base.toolchain,
                        flags=list(base.flags), assembly=base.assembly,
-                       cycles=getattr(base, "cycles", None))
+                       cycles=cycles.get(compiler))
+
+
+def _cycles(variant: kernels.Variant, seed: int, settings: Settings) -> dict[str, float]:
+    try:
+        return performance.baseline_cycles(variant, seed, settings)
+    except (InfraError, OSError):
+        return {}  # no emulator or cost model on this API host: the task is still valid
+
+
+def pick_variant(query: ResetIn) -> tuple[kernels.Variant, int]:
+    """The variant a reset asks for, and its seed (random when none is given)."""
+    seed = secrets.randbits(63) if query.seed is None else query.seed
+    if query.variant_id is not None:
+        try:
+            return kernels.get(query.variant_id), seed
+        except KeyError:
+            raise HTTPException(404, f"unknown variant_id {query.variant_id[:100]!r}") from None
+    pool = _variants(query.template, query.dtype, query.difficulty, query.split)
+    if not pool:
+        raise HTTPException(404, "no variant matches these filters")
+    pick = int.from_bytes(hashlib.sha256(str(seed).encode()).digest()[:8], "big")
+    return pool[pick % len(pool)], seed
+
+
+def task(query: ResetIn, settings: Settings) -> dict[str, Any]:
+    """A task as the original's /reset gave it: variant, C source, signature, every compiler
+    baseline with its cycles, and the reference cycles a candidate must beat."""
+    variant, seed = pick_variant(query)
+    cycles = _cycles(variant, seed, settings)
+    found = [b for b in (_baseline(variant, c, cycles) for c in baselines.COMPILERS) if b]
+    best = min(cycles, key=lambda c: (cycles[c], c)) if cycles else None
+    return {**variant.to_json(with_source=True), "seed": seed,
+            "prototype": variant.signature.c_prototype(),
+            "baseline": found[0] if found else None, "baselines": found,
+            "baseline_cycles": cycles.get(best) if best else None, "baseline_compiler": best,
+            "reward": None, "done": False}
 
 
 @router.post("/reset", response_model=ResetOut)
-def reset(seed: int | None = Query(default=None, ge=0, lt=2**63,
-                                   description="picks the variant deterministically"),
-          variant_id: str | None = None, template: str | None = None, dtype: str | None = None,
-          difficulty: int | None = Query(default=None, ge=1, le=3),
-          split: Literal["train", "eval"] | None = None) -> dict[str, Any]:
-    """A task: variant id, C source, signature and the compiler baselines (assembly, cycles)."""
-    seed = secrets.randbits(63) if seed is None else seed
-    if variant_id is not None:
-        try:
-            variant = kernels.get(variant_id)
-        except KeyError:
-            raise HTTPException(404, f"unknown variant_id {variant_id[:100]!r}") from None
-    else:
-        pool = _variants(template, dtype, difficulty, split)
-        if not pool:
-            raise HTTPException(404, "no variant matches these filters")
-        pick = int.from_bytes(hashlib.sha256(str(seed).encode()).digest()[:8], "big")
-        variant = pool[pick % len(pool)]
-    found = [b for b in (_baseline(variant, c) for c in baselines.COMPILERS) if b]
-    return {**variant.to_json(with_source=True), "seed": seed,
-            "prototype": variant.signature.c_prototype(),
-            "baseline": found[0] if found else None, "baselines": found}
+async def reset(farm: FarmDep, body: Annotated[ResetIn | None, Body()] = None,
+                seed: int | None = Query(default=None, ge=0, lt=2**63,
+                                         description="picks the variant deterministically"),
+                variant_id: str | None = None, template: str | None = None,
+                dtype: str | None = None,
+                difficulty: int | None = Query(default=None, ge=1, le=3),
+                split: Literal["train", "eval"] | None = None) -> dict[str, Any]:
+    """A task: variant id, C source, signature, the compiler baselines (assembly, cycles) and
+    the baseline cycles to beat. Parameters come as a JSON body or as query parameters."""
+    query = ResetIn(seed=seed, variant_id=variant_id, template=template, dtype=dtype,
+                    difficulty=difficulty, split=split)
+    if body is not None:
+        query = query.model_copy(update=body.model_dump(exclude_unset=True))
+    return await run_in_threadpool(task, query, farm.settings)
 
 
 class StepIn(BaseModel):
@@ -168,16 +220,32 @@ class StepIn(BaseModel):
     model: str | None = Field(default=None, max_length=200)
 
 
+class ErrorOut(BaseModel):
+    kind: str
+    message: str
+
+
 class VerdictOut(BaseModel):
-    """The verifier's verdict as `Verdict.to_json()` gives it (fields the verifier adds, such as
-    cycles, speedup and reward, are passed through), plus the stored attempt's id."""
+    """The original environment's observation (reward under the chosen profile, speedup, cycles,
+    baseline cycles, done, error) beside the verifier's verdict as `Verdict.to_json()` gives it,
+    whose reward object (components and every profile) is `reward_detail` here; plus the
+    stored attempt's id."""
 
     model_config = ConfigDict(extra="allow")
     attempt_id: str
     variant_id: str
     seed: int
+    reward: float | None = Field(description="under `profile`; null for infra_error")
+    profile: str
     passed: bool
+    speedup: float | None
+    cycles: float | None
+    baseline_cycles: float | None
+    baseline_compiler: str | None
     error_kind: str | None
+    error: ErrorOut | None
+    done: bool
+    reward_detail: dict[str, Any] | None
     message: str
     gates: list[dict[str, Any]]
     versions: dict[str, str]
@@ -193,17 +261,34 @@ class PendingOut(BaseModel):
 
 
 @router.post("/step", response_model=VerdictOut, responses={202: {"model": PendingOut}})
-async def step(body: StepIn, farm: FarmDep, key: SubmitKey) -> Any:
-    """Verify one submission and answer with its verdict (synchronously, up to
-    ARMGYM_MAX_WAIT_S; after that 202 with the attempt id to fetch it later)."""
+async def step(body: StepIn, farm: FarmDep, key: SubmitKey,
+               profile: str = Query(default=DEFAULT_PROFILE,
+                                    description="the reward profile of the top-level reward"),
+               ) -> Any:
+    """Verify one submission and answer with the original's observation and the verdict
+    (synchronously, up to ARMGYM_MAX_WAIT_S; after that 202 with the attempt id to fetch it
+    later)."""
+    check_profile(profile)
+    found = await verify_one(farm, key.id, body)
+    if isinstance(found, str):
+        return JSONResponse(status_code=202, content={
+            "attempt_id": found, "status": "pending",
+            "detail": f"not done yet; GET /attempts/{found}?wait=60"})
+    verdict, attempt_id = found
+    return verdict_response(verdict, attempt_id, profile)
+
+
+async def verify_one(farm: Farm, key_id: int, body: StepIn) -> tuple[dict[str, Any], str] | str:
+    """Submit one attempt and wait for it up to ARMGYM_MAX_WAIT_S: (verdict, attempt id), or the
+    attempt id alone when it is still running."""
     item = attempts.NewAttempt(variant_id=body.variant_id, assembly=body.assembly,
                                idempotency_key=body.idempotency_key, seed=body.seed,
                                completion=body.completion)
-    done = await run_in_threadpool(submit, farm, key.id, [item], run_id=body.run_id,
+    done = await run_in_threadpool(submit, farm, key_id, [item], run_id=body.run_id,
                                    step=body.step, model=body.model)
     attempt_id = done.attempt_ids[0]
     if attempt_id in done.answered:  # an identical attempt's verdict: nothing to wait for
-        return verdict_response(done.answered[attempt_id], attempt_id)
+        return done.answered[attempt_id], attempt_id
 
     def fetch() -> dict[str, Any] | None:
         with farm.sessions() as session:
@@ -211,14 +296,13 @@ async def step(body: StepIn, farm: FarmDep, key: SubmitKey) -> Any:
         return found if found and found["status"] == "done" else None
 
     result = await farm.hub.wait(fetch, farm.settings.max_wait_s, attempt_id=attempt_id)
-    if not result:
-        return JSONResponse(status_code=202, content={
-            "attempt_id": attempt_id, "status": "pending",
-            "detail": f"not done yet; GET /attempts/{attempt_id}?wait=60"})
-    return verdict_response(result["verdict"], attempt_id)
+    return (result["verdict"], attempt_id) if result else attempt_id
 
 
-def verdict_response(verdict: dict[str, Any], attempt_id: str) -> JSONResponse:
-    """The stored verdict as it is (already JSON): serialised directly, not re-validated
-    against VerdictOut (which documents it), which cost more than the rest of a cached /step."""
-    return JSONResponse({**verdict, "attempt_id": attempt_id})
+def verdict_response(verdict: dict[str, Any], attempt_id: str,
+                     profile: str = DEFAULT_PROFILE) -> JSONResponse:
+    """The stored verdict (already JSON) with the observation beside it: serialised directly,
+    not re-validated against VerdictOut (which documents it), which cost more than the rest of
+    a cached /step."""
+    return JSONResponse({**verdict, "reward_detail": verdict.get("reward"),
+                         **observation(verdict, profile), "attempt_id": attempt_id})

@@ -138,7 +138,8 @@ def step(sub: Submission, *, run_id: str | None, step: int | None, model: str | 
             result = yield from attempt(attempt_id, profile=profile, wait_s=min(left, POLL_S))
             if result.done or left <= 0:
                 return result
-    verdict = reply.body
+    body = reply.body  # the original's observation beside the verdict (its reward object is
+    verdict = {**body, "reward": body.get("reward_detail", body.get("reward"))}  # reward_detail)
     return Result.from_attempt({"attempt_id": verdict["attempt_id"],
                                 "variant_id": verdict["variant_id"], "status": "done",
                                 "passed": verdict.get("passed"),

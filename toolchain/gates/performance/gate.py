@@ -204,6 +204,14 @@ def baseline_measurement(variant: Variant, compiler: str, seed: int, test: int,
     return measured(variant, compiler, BASELINE_OPT, seed, test, settings), True
 
 
+def baseline_cycles(variant: Variant, seed: int, settings: Settings) -> dict[str, float]:
+    """Cycles of every compiler baseline on the input an attempt with this seed is timed on:
+    the figures its verdict's speedup will be computed against (cached like the gate's)."""
+    test = timing_test(seed, settings.tests_per_attempt)
+    return {c: float(baseline_measurement(variant, c, seed, test, settings)[0].cycles)
+            for c in baselines.COMPILERS}
+
+
 def measured(variant: Variant, compiler: str, opt: str, seed: int, test: int,
              settings: Settings) -> Measurement:
     """A compiler's output for the variant, measured on one input; cached on disk per toolchain,
