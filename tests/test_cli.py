@@ -17,8 +17,15 @@ def armgym(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[
 def test_tasks_filter_and_json() -> None:
     out = armgym("tasks", "--template", "gemv", "--dtype", "float64", "--json")
     rows = json.loads(out.stdout)
-    assert len(rows) == 16 and all(r["template"] == "gemv" for r in rows)
+    assert len(rows) == 21 and all(r["template"] == "gemv" for r in rows)  # 16 + 5 odd shapes
     assert {"variant_id", "difficulty", "split", "signature"} <= set(rows[0])
+
+
+def test_baselines_build_takes_only_the_odd_shapes() -> None:
+    out = armgym("baselines", "build", "--template", "popcount", "--shapes", "odd",
+                 "--compiler", "clang")
+    assert out.returncode == 0, out.stderr
+    assert " 5 total in " in out.stdout  # popcount_n{17,100,1000,1023,4095}_uint32
 
 
 def test_show_gives_source_signature_and_baseline() -> None:

@@ -7,6 +7,7 @@ because a suite that was never compiled cannot be trusted as a baseline.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -18,7 +19,16 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from toolchain.kernels import DType, Tolerance, Variant, filter_variants, get, suite, templates
+from toolchain.kernels import (
+    DType,
+    Tolerance,
+    Variant,
+    filter_variants,
+    get,
+    odd_shaped,
+    suite,
+    templates,
+)
 from toolchain.kernels.split import split_of
 from toolchain.kernels.templates import build_all
 
@@ -34,8 +44,10 @@ ID_RE = re.compile(
     rf"^(?P<template>[a-z][a-z0-9_]*?)_(?:m(?P<m>\d+)_)?n(?P<n>\d+)(?:_k(?P<k>\d+))?"
     rf"_(?P<dtype>{DTYPES})$"
 )
-SIZES = {16, 32, 64, 128, 256, 512, 1024, 2048, 4096}
-SIDES = {4, 8, 16, 32}
+POW2_SIZES = {16, 32, 64, 128, 256, 512, 1024, 2048, 4096}
+POW2_SIDES = {4, 8, 16, 32}
+SIZES = POW2_SIZES | {17, 100, 1000, 1023, 4095}
+SIDES = POW2_SIDES | {5, 7, 9, 12, 13, 17, 31}
 LIBM = {"exp", "tanh", "sqrt", "round", "fabs", "log", "pow", "fma", "floor", "ceil", "rint"}
 
 CLANG = [
@@ -60,7 +72,7 @@ def test_templates_cover_the_mission() -> None:
 def test_suite_size_and_balance() -> None:
     """At least 800 variants, and no template dominates training."""
     variants = suite()
-    assert 800 <= len(variants) <= 1100
+    assert 800 <= len(variants) <= 1700
     per_template = Counter(v.template for v in variants)
     assert set(per_template) == set(templates())
     assert max(per_template.values()) <= 150
@@ -88,9 +100,63 @@ def test_ids_unique_and_grammatical() -> None:
         assert parsed == v.params, v.id
         if v.template in MATRIX_TEMPLATES:
             assert "m" in v.params and set(v.params.values()) <= SIDES, v.id
+            assert all(4 <= side <= 32 for side in v.params.values()), v.id
             assert ("k" in v.params) == (v.template == "matmul"), v.id
         else:
             assert set(v.params) == {"n"} and v.params["n"] in SIZES, v.id
+            assert 16 <= v.params["n"] <= 4096, v.id
+
+
+def _power_of_two_shaped(v: Variant) -> bool:
+    sides = POW2_SIDES if v.template in MATRIX_TEMPLATES else POW2_SIZES
+    return set(v.params.values()) <= sides
+
+
+#: The suite as it was before odd sizes were added: 1081 variants, 105 of them eval. Trainers,
+#: stored attempts and baseline caches refer to these ids, so none may move, change or vanish.
+EXISTING_COUNT, EXISTING_EVAL = 1081, 105
+#: sha256 over `json.dumps(v.to_json(), sort_keys=True)` of those variants, one per line, by id.
+EXISTING_DIGEST = "01330f83401690d0ee8c05211d0cb942565f8534c09934796e99eeed3e503544"
+EXISTING_SAMPLE = [
+    ("transpose_m32_n16_float64", "train"), ("matmul_m8_n16_k4_float64", "train"),
+    ("prefix_sum_n2048_int32", "train"), ("elementwise_fma_n256_float32", "train"),
+    ("relu_n256_float32", "eval"), ("abs_diff_n2048_float32", "train"),
+    ("relu_n128_int8", "train"), ("transpose_m4_n16_int32", "train"),
+    ("matmul_m8_n4_k16_float32", "train"), ("sum_reduce_n4096_int64", "train"),
+    ("matmul_m16_n4_k32_float64", "train"), ("abs_diff_n1024_int32", "train"),
+    ("elementwise_fma_n4096_float16", "train"), ("softmax_numer_n32_float32", "train"),
+    ("quantize_n512_float32", "train"), ("gemv_m16_n4_int32", "train"),
+    ("popcount_n16_uint32", "train"), ("leaky_relu_n128_float32", "train"),
+    ("clip_n1024_int32", "train"), ("layernorm_n1024_float32", "train"),
+    ("clip_n32_int8", "eval"), ("vec_add_n256_int8", "train"),
+    ("min_reduce_n64_int64", "train"), ("saxpy_n1024_float16", "train"),
+]  # fmt: skip
+
+
+def test_existing_variants_and_their_split_are_unchanged() -> None:
+    """Adding odd sizes appended variants; every earlier one keeps its id, split and content."""
+    existing = [v for v in suite() if _power_of_two_shaped(v)]
+    assert len(existing) == EXISTING_COUNT
+    assert sum(v.split == "eval" for v in existing) == EXISTING_EVAL
+    blob = "\n".join(json.dumps(v.to_json(), sort_keys=True) for v in existing)
+    assert hashlib.sha256(blob.encode()).hexdigest() == EXISTING_DIGEST
+    for variant_id, split in EXISTING_SAMPLE:
+        assert get(variant_id).split == split_of(variant_id) == split, variant_id
+
+
+def test_odd_sizes_cover_every_template_and_dtype() -> None:
+    """Tails are the commonest bug of hand-vectorised code: every (template, dtype) has them."""
+    variants = suite()
+    odd = [v for v in variants if not _power_of_two_shaped(v)]
+    assert odd == [v for v in variants if odd_shaped(v)]
+    assert len(variants) == EXISTING_COUNT + len(odd) == 1596
+    pairs = {(v.template, v.dtype) for v in variants}
+    assert {(v.template, v.dtype) for v in odd} == pairs
+    for v in odd:
+        if v.template in MATRIX_TEMPLATES:
+            assert any(side % 2 for side in v.params.values()), v.id
+        else:
+            assert v.params["n"] in {17, 100, 1000, 1023, 4095}, v.id
 
 
 @pytest.mark.parametrize(
@@ -301,13 +367,13 @@ def _compile(source: str, compiler: list[str]) -> str:
 
 
 def test_sources_compile_warning_free_with_both_compilers() -> None:
-    """One variant per (template, dtype), with the baseline compilers and -Werror."""
+    """One power-of-two and one odd variant per (template, dtype), both compilers, -Werror."""
     assert shutil.which(GCC[0]), f"{GCC[0]} not found: the compile check cannot run"
     probe = subprocess.run([*CLANG[:4], "--version"], capture_output=True, text=True, check=False)
     assert probe.returncode == 0, f"python3 -m ziglang clang unavailable: {probe.stderr}"
-    picked: dict[tuple[str, DType], Variant] = {}
+    picked: dict[tuple[str, DType, bool], Variant] = {}
     for v in suite():
-        picked.setdefault((v.template, v.dtype), v)
+        picked.setdefault((v.template, v.dtype, _power_of_two_shaped(v)), v)
     jobs = [(v, cc) for v in picked.values() for cc in (CLANG, GCC)]
     with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
         errors = list(pool.map(lambda job: _compile(job[0].c_source, job[1]), jobs))

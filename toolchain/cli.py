@@ -71,8 +71,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0 if verdict.passed else 1
 
 
-def cmd_baselines_build(args: argparse.Namespace) -> int:
+def _baseline_variants(args: argparse.Namespace) -> list[kernels.Variant]:
+    """The variants `baselines build/check` work on: --template, then --shapes."""
     variants = kernels.filter_variants(args.template)
+    if args.shapes == "all":
+        return variants
+    return [v for v in variants if kernels.odd_shaped(v) == (args.shapes == "odd")]
+
+
+def cmd_baselines_build(args: argparse.Namespace) -> int:
+    variants = _baseline_variants(args)
     start = time.perf_counter()
     stats = baselines.build(variants, args.compiler, args.opt, jobs=args.jobs)
     print(f"{stats['built']} built, {stats['cached']} cached, {stats['total']} total in "
@@ -90,7 +98,7 @@ def _check_one(job: tuple[str, str, str, int]) -> tuple[str, str, bool, str, dic
 
 def cmd_baselines_check(args: argparse.Namespace) -> int:
     """Every baseline through every gate: the suite's own proof that honest code passes."""
-    variants = kernels.filter_variants(args.template)
+    variants = _baseline_variants(args)
     baselines.build(variants, args.compiler, [args.opt], jobs=args.jobs)
     jobs = [(v.id, c, args.opt, args.seed) for c in args.compiler for v in variants]
     start = time.perf_counter()
@@ -252,6 +260,8 @@ def parser() -> argparse.ArgumentParser:
     for name, func in (("build", cmd_baselines_build), ("check", cmd_baselines_check)):
         x = bsub.add_parser(name)
         x.add_argument("--template")
+        x.add_argument("--shapes", choices=["all", "pow2", "odd"], default="all",
+                       help="only power-of-two shapes, or only odd ones (a side not a power of 2)")
         x.add_argument("--compiler", nargs="+", default=list(baselines.COMPILERS),
                        choices=baselines.COMPILERS)
         x.add_argument("--jobs", type=int, default=None)

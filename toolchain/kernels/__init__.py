@@ -20,6 +20,7 @@ __all__ = [
     "Variant",
     "filter_variants",
     "get",
+    "odd_shaped",
     "split_of",
     "suite",
     "templates",
@@ -47,6 +48,11 @@ def get(variant_id: str) -> Variant:
         return _by_id()[variant_id]
     except KeyError:
         raise KeyError(f"unknown kernel variant id {variant_id!r}") from None
+
+
+def odd_shaped(variant: Variant) -> bool:
+    """True when some side of the variant is not a power of two (so its loops have tails)."""
+    return any(side & (side - 1) for side in variant.params.values())
 
 
 def templates() -> tuple[str, ...]:

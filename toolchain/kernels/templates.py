@@ -22,10 +22,18 @@ from toolchain.kernels.split import split_of
 F16, F32, F64 = DType.float16, DType.float32, DType.float64
 I8, I32, I64, U32 = DType.int8, DType.int32, DType.int64, DType.uint32
 
-#: Lengths of 1-D kernels.
+#: Lengths of 1-D kernels: powers of two, then sizes whose tails every vector width and unroll
+#: factor sees (17 = 16 + 1, 100 = 4 mod 16 and 32, 1000 = 8 mod 16, 1023 and 4095 = -1 mod 16).
 SIZES: tuple[int, ...] = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
-#: Sides of matrices.
+ODD_SIZES: tuple[int, ...] = (17, 100, 1000, 1023, 4095)
+#: Sides of matrices (every power-of-two pair), then odd (m, n) shapes: prime sides, one side
+#: 31 = 32 - 1, one even but not a power of two.
 SIDES: tuple[int, ...] = (4, 8, 16, 32)
+ODD_SHAPES: tuple[tuple[int, int], ...] = ((5, 7), (7, 31), (13, 17), (31, 5), (9, 12))
+#: (m, n, k) odd shapes of matmul, each within MATMUL_MAX_MACS.
+ODD_MATMUL_SHAPES: tuple[tuple[int, int, int], ...] = (
+    (5, 7, 9), (7, 13, 5), (13, 5, 31), (31, 7, 9), (9, 31, 7),
+)  # fmt: skip
 #: matmul keeps shapes with at most this many multiply-adds, so no template dominates the suite.
 MATMUL_MAX_MACS = 2048
 
@@ -526,20 +534,23 @@ def cosine_similarity(dt: DType, p: Shape) -> Kernel:
 # ------------------------------------------------------------------------------- registry
 
 
+# Odd shapes are appended after the power-of-two ones: ids and the split depend only on the id,
+# so the variants that existed before them are unchanged (tests/test_kernels.py pins them).
+
+
 def _vec() -> tuple[Shape, ...]:
-    return tuple({"n": n} for n in SIZES)
+    return tuple({"n": n} for n in (*SIZES, *ODD_SIZES))
 
 
 def _mat() -> tuple[Shape, ...]:
-    return tuple({"m": m, "n": n} for m, n in itertools.product(SIDES, SIDES))
+    pairs = (*itertools.product(SIDES, SIDES), *ODD_SHAPES)
+    return tuple({"m": m, "n": n} for m, n in pairs)
 
 
 def _matmul() -> tuple[Shape, ...]:
-    return tuple(
-        {"m": m, "n": n, "k": k}
-        for m, n, k in itertools.product(SIDES, SIDES, SIDES)
-        if m * n * k <= MATMUL_MAX_MACS
-    )
+    cube = itertools.product(SIDES, SIDES, SIDES)
+    triples = (*(t for t in cube if t[0] * t[1] * t[2] <= MATMUL_MAX_MACS), *ODD_MATMUL_SHAPES)
+    return tuple({"m": m, "n": n, "k": k} for m, n, k in triples)
 
 
 # difficulty: 1 = one independent operation per element (fine even as a scalar loop),
