@@ -50,9 +50,10 @@ class Farm:
                 keys.ensure(session, name, plaintext, scopes)
         farm = cls(settings, engine, sessions, make_dispatcher(settings, sessions),
                    CompletionHub(settings.poll_interval_s), Metrics())
-        farm.metrics.outstanding.set_function(farm.outstanding)
+        farm.metrics.outstanding.set_function(
+            farm.metrics.guarded("database", farm.outstanding))
         farm.metrics.broker_depth.set_function(
-            lambda: float(farm.dispatcher.status().get("queue_depth") or 0))
+            farm.metrics.guarded("broker", farm.broker_depth))
         if farm.dispatcher.mode == "embedded":
             with sessions() as session:
                 left = attempts.unfinished(session)
@@ -72,6 +73,13 @@ class Farm:
         with self._count_lock:
             self._counted = (time.monotonic(), count)
         return count
+
+    def broker_depth(self) -> float:
+        """Messages waiting in the broker; raises when it cannot be asked (metrics say so)."""
+        status = self.dispatcher.status()
+        if status.get("reachable") is False:
+            raise ConnectionError(status.get("error") or "broker unreachable")
+        return float(status.get("queue_depth") or 0)
 
     def queued(self, n: int) -> None:
         """`n` more attempts were queued by this process."""

@@ -31,6 +31,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 API_PORT = 8000
 FLOWER_PORT = 5555
+WORKER_METRICS_PORT = 9808  # ARMGYM_WORKER_METRICS_PORT in compose and k8s/base/config.env
+# Flower forgets a worker (and its flower_worker_* series) this long after it went offline, so a
+# scale-down does not leave "worker offline" alerts behind.
+FLOWER_PURGE_OFFLINE_S = 300
 WORKER_NODE = "worker@%h"  # Celery expands %h to the host (pod / container) name
 EX_CONFIG = 78  # sysexits.h: a configuration error, which restarting will not fix
 
@@ -113,7 +117,7 @@ def _worker(extra: Sequence[str]) -> list[str]:
 
 def _flower(extra: Sequence[str]) -> list[str]:
     return ["-m", "celery", "-A", "workers.celery_app", "flower", "--address=0.0.0.0",
-            f"--port={FLOWER_PORT}", *extra]
+            f"--port={FLOWER_PORT}", f"--purge_offline_workers={FLOWER_PURGE_OFFLINE_S}", *extra]
 
 
 def _migrate(extra: Sequence[str]) -> list[str]:

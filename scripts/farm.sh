@@ -29,12 +29,15 @@ cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; w
 trap cleanup EXIT INT TERM
 
 for i in $(seq 1 "$WORKERS"); do
+  # each worker's Prometheus endpoint: 127.0.0.1:9808, 9809, ...
+  ARMGYM_WORKER_METRICS_PORT=$((9807 + i)) ARMGYM_WORKER_METRICS_ADDRESS=127.0.0.1 \
   .venv/bin/celery -A workers.celery_app worker -n "worker$i@%h" --concurrency "$CONCURRENCY" \
     -E --without-mingle --without-gossip --loglevel "${LOGLEVEL:-info}" &
   pids+=($!)
 done
 FLOWER_UNAUTHENTICATED_API=${FLOWER_UNAUTHENTICATED_API:-true} \
-  .venv/bin/celery -A workers.celery_app flower --address=127.0.0.1 --port="$FLOWER_PORT" &
+  .venv/bin/celery -A workers.celery_app flower --address=127.0.0.1 --port="$FLOWER_PORT" \
+  --purge_offline_workers=300 &
 pids+=($!)
 .venv/bin/uvicorn --factory api.app:create_app --host "${API_HOST:-127.0.0.1}" --port "$API_PORT" &
 pids+=($!)

@@ -7,8 +7,10 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(binutils-aarch64-linux-gnu gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
               llvm-19 bubblewrap python3-venv python3-pip
               postgresql redis-server)  # the last two for the farm (scripts/farm.sh, tests)
+# For the tests only: Prometheus and promtool (alert rules, a real scrape of the farm).
+TEST_PACKAGES=(prometheus)
 missing=()
-for pkg in "${APT_PACKAGES[@]}"; do
+for pkg in "${APT_PACKAGES[@]}" "${TEST_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then

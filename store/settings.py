@@ -51,6 +51,9 @@ class FarmSettings(Settings):
     queue_name: str = "armgym"
     # Concurrent OpenEnv WebSocket sessions (/openenv/ws) one API process holds.
     openenv_max_sessions: int = 256
+    # A Celery worker's Prometheus endpoint (workers/metrics.py); 0 = none.
+    worker_metrics_port: int = 0
+    worker_metrics_address: str = "0.0.0.0"
 
     @property
     def embedded(self) -> bool:

@@ -364,10 +364,12 @@ def test_compose_services_run_as_processes(database: str, tmp_path: Path) -> Non
     key = "agk_deploy_test_key"
     services = compose(ARMGYM_API_KEYS=f"deploy:{key}")["services"]
     local = {"ARMGYM_DATABASE_URL": database, "ARMGYM_BROKER_URL": f"{REDIS}/0",
-             "ARMGYM_QUEUE_NAME": f"armgym-deploy-test-{os.getpid()}"}
+             "ARMGYM_QUEUE_NAME": f"armgym-deploy-test-{os.getpid()}",
+             "ARMGYM_WORKER_METRICS_PORT": str(process.free_port())}
     env = {name: _service_env(services[name], **{k: v for k, v in local.items()
                                                   if k in services[name]["environment"]})
            for name in FARM_SERVICES}
+    env["worker"]["ARMGYM_WORKER_METRICS_ADDRESS"] = "127.0.0.1"
     migrate = subprocess.run(_local(services["migrate"]["command"]), env=env["migrate"],
                              capture_output=True, text=True, timeout=120, cwd=REPO, check=False)
     assert migrate.returncode == 0, migrate.stderr
@@ -395,6 +397,11 @@ def test_compose_services_run_as_processes(database: str, tmp_path: Path) -> Non
         stored = client.get(f"/attempts/{verdict['attempt_id']}").json()
         node = f"worker@{socket.gethostname()}"
         assert stored["worker"].startswith(node), stored["worker"]
+        worker_metrics = httpx.get(
+            f"http://127.0.0.1:{local['ARMGYM_WORKER_METRICS_PORT']}/metrics", timeout=30).text
+        assert 'armgym_verdicts_total{error_kind="none",passed="true"} 1.0' in worker_metrics
+        assert any(line.startswith("armgym_build_info{") and 'component="worker"' in line
+                   for line in worker_metrics.splitlines())
 
         user, _, password = env["flower"]["FLOWER_BASIC_AUTH"].partition(":")
         flower = f"http://127.0.0.1:{ports['flower']}/api/workers"
@@ -635,7 +642,10 @@ def test_workers_reach_only_postgres_and_redis(overlay: str) -> None:
                for p in policies), "no default deny covers the workers"
     allowed: dict[str, set[tuple[str, int]]] = {}
     for policy in policies:
-        assert not policy["spec"].get("ingress"), f"{policy['metadata']['name']} lets traffic in"
+        for rule in policy["spec"].get("ingress", []):  # only Prometheus, only the metrics port
+            assert rule["from"] == [{"namespaceSelector": {"matchLabels": {
+                "kubernetes.io/metadata.name": "monitoring"}}}], policy["metadata"]["name"]
+            assert rule["ports"] == [{"protocol": "TCP", "port": 9808}], policy
         for rule in policy["spec"].get("egress", []):
             assert rule.get("to") and rule.get("ports"), f"open egress in {policy}"
             ports = {(p["protocol"], p["port"]) for p in rule["ports"]}

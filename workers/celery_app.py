@@ -17,13 +17,18 @@ import os
 from functools import cache
 
 from celery import Celery, Task
-from celery.signals import worker_process_init
+from celery.signals import (
+    celeryd_init,
+    worker_process_init,
+    worker_process_shutdown,
+    worker_shutdown,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
 from store.db import make_engine, sessions
 from store.settings import FarmSettings, get_farm_settings
 
-from . import pipeline
+from . import metrics, pipeline
 
 TASK_NAME = "armgym.verify_attempt"
 DONE_CHANNEL = "armgym:attempts-done"
@@ -60,6 +65,24 @@ def make_celery(settings: FarmSettings) -> Celery:
 
 settings = get_farm_settings()
 app = make_celery(settings)
+
+
+@celeryd_init.connect
+def _metrics_endpoint(**_: object) -> None:
+    """The worker's main process, before the pool forks: multiprocess samples and /metrics."""
+    if settings.worker_metrics_port:
+        metrics.prepare_multiprocess()
+        metrics.serve(settings.worker_metrics_port, settings.worker_metrics_address)
+
+
+@worker_shutdown.connect
+def _metrics_cleanup(**_: object) -> None:
+    metrics.cleanup_samples()
+
+
+@worker_process_shutdown.connect
+def _metrics_process_exited(**_: object) -> None:
+    metrics.process_exited(os.getpid())
 
 
 @worker_process_init.connect
@@ -100,15 +123,18 @@ def verify_attempt(self: Task, attempt_id: str) -> str:
     final = self.request.retries >= settings.max_retries
     try:
         stored = pipeline.process(session_factory, attempt_id, worker=worker, settings=settings,
-                                  final=final)
+                                  final=final, observe=metrics.record_verdict)
     except Exception as exc:
         if not final:
+            metrics.record_retry(type(exc).__name__)
             raise self.retry(exc=exc, countdown=pipeline.backoff(
                 self.request.retries, settings.retry_backoff_s)) from exc
         log.error("attempt %s failed %d times: %r", attempt_id, self.request.retries + 1, exc)
         stored = pipeline.give_up(session_factory, attempt_id, worker,
                                   f"verification failed after {self.request.retries + 1} tries: "
                                   f"{type(exc).__name__}: {exc}")
+        if stored:
+            metrics.record_given_up()
     if stored:
         _notify(publisher, attempt_id)
     return "stored" if stored else "already done"

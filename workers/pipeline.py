@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from collections.abc import Callable
 
 from sqlalchemy.orm import Session
@@ -23,6 +24,8 @@ from toolchain.verdict import GateResult, Verdict
 from toolchain.verify import verify
 
 Sessions = Callable[[], Session]
+# Told of each verdict this process stored, with the verification's wall time (metrics).
+Observer = Callable[[Verdict, float], None]
 # Deliveries beyond the planned retries that are tolerated before an attempt is given up: a
 # worker that dies on the same submission again and again must not keep the queue busy forever.
 EXTRA_DELIVERIES = 2
@@ -53,7 +56,7 @@ def infra_verdict(variant_id: str, seed: int, message: str) -> Verdict:
 
 
 def process(sessions: Sessions, attempt_id: str, *, worker: str, settings: FarmSettings,
-            final: bool) -> bool:
+            final: bool, observe: Observer | None = None) -> bool:
     """Verify one attempt and store its verdict; True when this call stored it.
 
     Raises Retryable (or whatever the database raised) when the caller should try again.
@@ -66,12 +69,17 @@ def process(sessions: Sessions, attempt_id: str, *, worker: str, settings: FarmS
         return give_up(sessions, attempt_id, worker,
                        f"delivered {job.tries} times without completing; the worker running it "
                        "was lost each time")
+    start = time.perf_counter()
     verdict = verify(job.variant_id, job.assembly, job.seed, completion=job.completion,
                      settings=settings)
+    seconds = time.perf_counter() - start
     if verdict.error_kind is ErrorKind.infra_error and not final:
         raise Retryable(verdict.message)
     with sessions() as session:
-        return attempts.finish(session, attempt_id, verdict.to_json(), worker)
+        stored = attempts.finish(session, attempt_id, verdict.to_json(), worker)
+    if stored and observe is not None:
+        observe(verdict, seconds)
+    return stored
 
 
 def give_up(sessions: Sessions, attempt_id: str, worker: str, reason: str) -> bool:

@@ -102,6 +102,8 @@ class Workers:
     env: dict[str, str]
     logs: Path
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    # Each worker's Prometheus endpoint (workers/metrics.py) on 127.0.0.1.
+    metrics_ports: dict[str, int] = field(default_factory=dict)
 
     @staticmethod
     def node(name: str) -> str:
@@ -112,8 +114,11 @@ class Workers:
         argv = [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker",
                 "-n", f"{self.node(name)}@%h", "--concurrency", "1", "-E", "--without-mingle",
                 "--without-gossip", "--loglevel", "info"]
+        port = self.metrics_ports[name] = process.free_port()
+        env = {**self.env, "ARMGYM_WORKER_METRICS_PORT": str(port),
+               "ARMGYM_WORKER_METRICS_ADDRESS": "127.0.0.1"}
         with open(self.logs / f"{name}.log", "ab") as log:
-            self.procs[name] = subprocess.Popen(argv, env=self.env, stdout=log,
+            self.procs[name] = subprocess.Popen(argv, env=env, stdout=log,
                                                 stderr=subprocess.STDOUT,
                                                 start_new_session=True)
 
