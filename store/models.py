@@ -179,3 +179,27 @@ class GateResultRow(Base):
     message: Mapped[str | None] = mapped_column(Text)
     seconds: Mapped[float | None] = mapped_column(Float)
     details: Mapped[dict[str, Any] | None] = mapped_column(Json)
+
+
+class BaselineRow(Base):
+    """A compiler's output for a variant, once per toolchain (compiler version and flags: the
+    key toolchain/baselines.py caches under), with its cycles under the cost model once a worker
+    has measured them. A new compiler gets new rows; old ones stay for the history."""
+
+    __tablename__ = "baselines"
+
+    variant_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    compiler: Mapped[str] = mapped_column(String(20), primary_key=True)
+    opt: Mapped[str] = mapped_column(String(8), primary_key=True)
+    toolchain_key: Mapped[str] = mapped_column(String(24), primary_key=True)
+    toolchain: Mapped[str] = mapped_column(String(300))
+    flags: Mapped[list[str]] = mapped_column(Json)
+    c_source: Mapped[str] = mapped_column(Text)
+    assembly: Mapped[str] = mapped_column(Text)
+    # NULL until measured; a data-dependent baseline keeps NULL (its cost is per input: each
+    # verdict carries the figure on its own input) with data_dependent true.
+    cycles: Mapped[float | None] = mapped_column(Float)
+    data_dependent: Mapped[bool | None] = mapped_column(Boolean)
+    cost_model: Mapped[str | None] = mapped_column(String(24))
+    built_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    measured_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -8,14 +8,16 @@ verdict trainers drop instead of scoring.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
 from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy.orm import Session
 
-from store import attempts
+from store import attempts, baselines
 from store.models import Attempt
 from store.settings import FarmSettings
 from toolchain import VERIFIER_VERSION, scratch
@@ -23,6 +25,7 @@ from toolchain.errors import ErrorKind
 from toolchain.verdict import GateResult, Verdict
 from toolchain.verify import verify
 
+log = logging.getLogger(__name__)
 Sessions = Callable[[], Session]
 # Told of each verdict this process stored, with the verification's wall time (metrics).
 Observer = Callable[[Verdict, float], None]
@@ -75,11 +78,25 @@ def process(sessions: Sessions, attempt_id: str, *, worker: str, settings: FarmS
     seconds = time.perf_counter() - start
     if verdict.error_kind is ErrorKind.infra_error and not final:
         raise Retryable(verdict.message)
+    doc = verdict.to_json()
     with sessions() as session:
-        stored = attempts.finish(session, attempt_id, verdict.to_json(), worker)
-    if stored and observe is not None:
-        observe(verdict, seconds)
+        stored = attempts.finish(session, attempt_id, doc, worker)
+    if stored:
+        record_baselines(sessions, doc)
+        if observe is not None:
+            observe(verdict, seconds)
     return stored
+
+
+def record_baselines(sessions: Sessions, verdict: dict[str, Any]) -> None:
+    """The baseline cycles this verification measured, into the baselines table (once per row
+    and process); a failure here costs the table a figure, never the attempt its verdict."""
+    try:
+        with sessions() as session:
+            baselines.record_from_verdict(session, verdict)
+    except Exception:
+        log.warning("could not store the baseline measurements of %s",
+                    verdict.get("variant_id"), exc_info=True)
 
 
 def give_up(sessions: Sessions, attempt_id: str, worker: str, reason: str) -> bool:

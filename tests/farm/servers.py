@@ -163,6 +163,18 @@ class Prometheus:
                 return found
             time.sleep(0.5)
 
+    def wait_for_rules(self, timeout: float = 30) -> list[dict[str, Any]]:
+        """Every alerting rule once each has been evaluated at least once."""
+        deadline = time.monotonic() + timeout
+        while True:
+            res = httpx.get(f"{self.url}/api/v1/rules", timeout=10).json()
+            rules = [r for g in res["data"]["groups"] for r in g["rules"]]
+            if (rules and all(r.get("lastEvaluation", "").startswith("2") for r in rules)
+                    and all(r.get("evaluationTime", 0) > 0 for r in rules)) \
+                    or time.monotonic() > deadline:
+                return rules
+            time.sleep(0.5)
+
     def targets(self) -> list[dict[str, Any]]:
         res = httpx.get(f"{self.url}/api/v1/targets", timeout=10).json()
         return res["data"]["activeTargets"]  # type: ignore[no-any-return]

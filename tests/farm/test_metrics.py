@@ -19,6 +19,8 @@ from .conftest import FARM, Api, Workers, base_env, wait_batch
 from .mix import VARIANTS, asm, honest
 from .servers import Prometheus, host_port, own_postgres, own_redis
 
+MONITORING = Path(__file__).resolve().parents[2] / "monitoring"
+
 pytestmark = FARM
 
 
@@ -69,28 +71,32 @@ def test_prometheus_scrapes_the_api_and_the_workers(farm_server: Api, celery_wor
     assert info["component"] == "worker" and info["verifier_version"]
     assert info["as"].startswith("GNU assembler") and "qemu" in info["qemu"].lower()
 
-    prom = Prometheus(tmp_path, {
-        "api": [host_port(farm_server.url)],
-        "worker": [f"127.0.0.1:{p}" for p in celery_workers.metrics_ports.values()]})
+    prom = Prometheus(tmp_path, {  # the job names the alert rules and dashboards use
+        "armgym-api": [host_port(farm_server.url)],
+        "armgym-worker": [f"127.0.0.1:{p}" for p in celery_workers.metrics_ports.values()]},
+        rule_files=[MONITORING / "alerts.yml"])
     try:
-        up = prom.wait_for('sum by (job) (up) == 1 or sum by (job) (up) == 2')
-        assert up, prom.targets()
-        for expr in ('count(up{job="worker"} == 1) == 2',
-                     'up{job="api"} == 1',
-                     'armgym_verdicts_total{job="worker",error_kind="wrong_output"}',
-                     'armgym_gate_duration_seconds_bucket{job="worker",gate="correctness",'
+        for expr in ('count(up{job="armgym-worker"} == 1) == 2',
+                     'up{job="armgym-api"} == 1',
+                     'armgym_verdicts_total{job="armgym-worker",error_kind="wrong_output"}',
+                     'armgym_gate_duration_seconds_bucket{job="armgym-worker",gate="correctness",'
                      'le="300.0"}',
-                     'armgym_verification_duration_seconds_count{job="worker"}',
-                     'armgym_build_info{job="worker",component="worker"}',
-                     'armgym_build_info{job="api",component="api"}',
-                     'armgym_http_requests_total{job="api",route="/batches"}',
-                     'armgym_http_request_duration_seconds_bucket{job="api",le="600.0"}',
-                     'armgym_broker_queue_depth{job="api"}',
-                     'armgym_outstanding_attempts{job="api"}',
-                     'armgym_dependency_up{job="api",dependency="database"} == 1'):
+                     'armgym_verification_duration_seconds_count{job="armgym-worker"}',
+                     'armgym_build_info{job="armgym-worker",component="worker"}',
+                     'armgym_build_info{job="armgym-api",component="api"}',
+                     'armgym_http_requests_total{job="armgym-api",route="/batches"}',
+                     'armgym_http_request_duration_seconds_bucket{job="armgym-api",le="600.0"}',
+                     'armgym_broker_queue_depth{job="armgym-api"}',
+                     'armgym_outstanding_attempts{job="armgym-api"}',
+                     'armgym_dependency_up{job="armgym-api",dependency="database"} == 1'):
             assert prom.wait_for(expr, timeout=30), f"no series for {expr}: {prom.targets()}"
-        total = prom.query('sum(armgym_verdicts_total{job="worker"})')
+        total = prom.query('sum(armgym_verdicts_total{job="armgym-worker"})')
         assert float(total[0]["value"][1]) >= 8
+        # the alert rules load and evaluate on the real series; a healthy farm fires none
+        rules = prom.wait_for_rules()
+        assert {r["name"] for r in rules} >= {"ArmgymInfraErrorShareHigh", "ArmgymApiDown"}
+        assert all(r["health"] == "ok" for r in rules), rules
+        assert not [r for r in rules if r["state"] == "firing"], rules
     finally:
         prom.close()
 

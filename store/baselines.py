@@ -1,0 +1,177 @@
+"""Compiler baselines in the database: built once per toolchain, stored, and served from there.
+
+A row is keyed by variant, compiler, level and the toolchain key (compiler version and flags,
+the same key toolchain/baselines.py caches files under), so a new compiler adds rows instead of
+serving stale assembly. The API builds a missing row on first request (compiling is a fraction
+of a second, and the API image has the compilers); cycles need the emulator and the cost model,
+so workers fill them in: from the baseline measurements every performance gate makes anyway
+(`record_from_verdict`), or all at once with `python -m store.baselines --cycles` on a worker.
+
+  python -m store.baselines [--cycles] [--variant ID ...]     (settings from ARMGYM_*)
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from toolchain import baselines as compiled
+from toolchain import kernels
+from toolchain.errors import InfraError
+from toolchain.kernels.model import Variant
+
+from .models import BaselineRow, utcnow
+
+log = logging.getLogger(__name__)
+OPT = "-O3"  # the level the performance gate compares against
+Sessions = Callable[[], Session]
+_measured: set[tuple[str, str, str, str]] = set()  # rows this process knows are measured
+
+
+def toolchain_key(compiler: str, opt: str = OPT) -> str:
+    return compiled.toolchain_key(compiler, opt)
+
+
+def _insert(session: Session) -> Any:
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    return dialect.insert(BaselineRow)
+
+
+def get_or_build(session: Session, variant: Variant, compiler: str,
+                 opt: str = OPT) -> BaselineRow:
+    """This toolchain's row, compiled and stored first if nobody has yet (concurrent builders
+    insert the same bytes; the first wins). Raises InfraError when the compiler is missing."""
+    key = toolchain_key(compiler, opt)
+    row = session.get(BaselineRow, (variant.id, compiler, opt, key))
+    if row is not None:
+        return row
+    base = compiled.get(variant, compiler, opt)
+    session.execute(_insert(session).values(
+        variant_id=variant.id, compiler=compiler, opt=opt, toolchain_key=key,
+        toolchain=base.toolchain[:300], flags=list(base.flags), c_source=variant.c_source,
+        assembly=base.assembly, built_at=utcnow()).on_conflict_do_nothing())
+    session.commit()
+    row = session.get(BaselineRow, (variant.id, compiler, opt, key))
+    assert row is not None
+    return row
+
+
+def row_json(row: BaselineRow) -> dict[str, Any]:
+    return {"compiler": row.compiler, "opt": row.opt, "toolchain": row.toolchain,
+            "toolchain_key": row.toolchain_key, "flags": list(row.flags),
+            "assembly": row.assembly, "cycles": row.cycles,
+            "data_dependent": row.data_dependent, "cost_model": row.cost_model,
+            "built_at": row.built_at, "measured_at": row.measured_at}
+
+
+def for_variant(session: Session, variant: Variant) -> list[dict[str, Any]]:
+    """Every compiler's baseline this host can produce, from the table (built when missing)."""
+    found = []
+    for compiler in compiled.COMPILERS:
+        try:
+            found.append(row_json(get_or_build(session, variant, compiler)))
+        except InfraError:
+            continue  # this host has no such compiler; the others still serve
+    return found
+
+
+def record_measured(session: Session, variant: Variant, compiler: str, cycles: float,
+                    data_dependent: bool, cost_model: str, opt: str = OPT) -> bool:
+    """Store a measurement in the row (built first if missing); True when this call stored it.
+    A data-dependent baseline keeps cycles NULL: its cost depends on the input."""
+    key = (variant.id, compiler, opt, toolchain_key(compiler, opt))
+    if key in _measured:
+        return False
+    get_or_build(session, variant, compiler, opt)
+    result = session.execute(
+        update(BaselineRow)
+        .where(BaselineRow.variant_id == key[0], BaselineRow.compiler == compiler,
+               BaselineRow.opt == opt, BaselineRow.toolchain_key == key[3],
+               BaselineRow.measured_at.is_(None))
+        .values(cycles=None if data_dependent else cycles, data_dependent=data_dependent,
+                cost_model=cost_model, measured_at=utcnow()))
+    session.commit()
+    _measured.add(key)
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def record_from_verdict(session: Session, verdict: dict[str, Any]) -> int:
+    """The baseline measurements a performance gate made for this verdict, into the table."""
+    gate = next((g for g in verdict.get("gates") or [] if g.get("name") == "performance"
+                 and g.get("passed")), None)
+    measured = (gate or {}).get("details", {}).get("baselines") or {}
+    if not measured:
+        return 0
+    from toolchain.gates.performance.gate import model_key
+
+    variant = kernels.get(verdict["variant_id"])
+    return sum(record_measured(session, variant, compiler, float(m["cycles"]),
+                               bool(m["data_dependent"]), model_key())
+               for compiler, m in sorted(measured.items()) if compiler in compiled.COMPILERS)
+
+
+def measure(session: Session, variant: Variant, compiler: str) -> bool:
+    """Measure a baseline now (a worker's job: emulator and cost model) and store it."""
+    from toolchain.gates.performance import gate as perf
+    from toolchain.settings import get_settings
+
+    seed, test = perf.PROBES[0]
+    found, dependent = perf.baseline_measurement(variant, compiler, seed, test, get_settings())
+    return record_measured(session, variant, compiler, found.cycles, dependent,
+                           perf.model_key())
+
+
+def build(sessions: Sessions, variants: Sequence[Variant], cycles: bool = False,
+          progress: bool = True) -> dict[str, int]:
+    """Every missing row of this toolchain (and with `cycles`, every missing measurement)."""
+    from tqdm import tqdm
+
+    counts = {"rows": 0, "measured": 0, "unavailable": 0}
+    work = [(v, c) for v in variants for c in compiled.COMPILERS]
+    with sessions() as session:
+        for variant, compiler in tqdm(work, desc="baselines", unit="row", disable=not progress):
+            try:
+                get_or_build(session, variant, compiler)
+                counts["rows"] += 1
+                if cycles:
+                    counts["measured"] += measure(session, variant, compiler)
+            except InfraError as exc:
+                log.warning("%s %s: %s", variant.id, compiler, exc)
+                counts["unavailable"] += 1
+    return counts
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from store.db import make_engine, sessions
+    from store.settings import FarmSettings
+
+    parser = argparse.ArgumentParser(prog="python -m store.baselines", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cycles", action="store_true",
+                        help="measure cycles too (needs the worker's tools)")
+    parser.add_argument("--variant", action="append", default=[],
+                        help="only these variants (repeatable); default every variant")
+    args = parser.parse_args(argv)
+    try:
+        chosen = [kernels.get(v) for v in args.variant] if args.variant else list(kernels.suite())
+    except KeyError as exc:
+        print(f"unknown variant {exc}", file=sys.stderr)
+        return 2
+    engine = make_engine(FarmSettings.from_env().sqlalchemy_url, pool_size=1)
+    try:
+        counts = build(sessions(engine), chosen, cycles=args.cycles)
+    finally:
+        engine.dispose()
+    print(counts)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
