@@ -23,7 +23,7 @@ from toolchain import VERIFIER_VERSION
 
 from .farm import Farm
 from .metrics import MetricsMiddleware
-from .routes import baselines, batches, gym, history, kernels, keys, openrlhf
+from .routes import baselines, batches, gym, history, kernels, keys, openrlhf, ui
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ def create_app(settings: FarmSettings | None = None) -> FastAPI:
     def prometheus(request: Request) -> Response:
         return request.app.state.farm.metrics.render()  # type: ignore[no-any-return]
 
-    for module in (gym, baselines, batches, history, keys, kernels, openrlhf):
+    for module in (gym, baselines, batches, history, keys, kernels, openrlhf, ui):
         app.include_router(module.router)
     _mount_openenv(app, settings)
     return app

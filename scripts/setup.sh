@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(binutils-aarch64-linux-gnu gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
               llvm-19 bubblewrap python3-venv python3-pip
               postgresql redis-server)  # the last two for the farm (scripts/farm.sh, tests)
-# For the tests only: Prometheus and promtool (alert rules, a real scrape of the farm).
-TEST_PACKAGES=(prometheus)
+# For the tests only: Prometheus and promtool (alert rules, a real scrape of the farm), and
+# headless Chromium with its WebDriver (the run dashboard is tested in a real browser).
+TEST_PACKAGES=(prometheus chromium chromium-driver)
 missing=()
 for pkg in "${APT_PACKAGES[@]}" "${TEST_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -37,6 +38,18 @@ if [ ! -f "$stamp" ]; then
   .venv/bin/pip install -q --no-deps "${no_deps[@]}"
   .venv/bin/pip install -q -e ".[dev,frameworks]" -e clients/python
   rm -f .venv/.installed-*; touch "$stamp"
+fi
+# The run dashboard's chart library (uPlot, pinned with its integrity hash in
+# api/ui/package-lock.json) from the npm registry into api/ui/vendor/, which the API serves
+# at /ui/static/vendor/; not committed, so the lockfile is the one record of what is served.
+ui_stamp=api/ui/vendor/.installed-$(sha256sum api/ui/package-lock.json | cut -c1-16)
+if [ ! -f "$ui_stamp" ]; then
+  command -v npm >/dev/null || { echo "setup: npm is needed for the run dashboard (apt-get install npm)" >&2; exit 1; }
+  (cd api/ui && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error)
+  rm -rf api/ui/vendor && mkdir -p api/ui/vendor
+  cp api/ui/node_modules/uplot/dist/uPlot.iife.min.js api/ui/node_modules/uplot/dist/uPlot.min.css \
+     api/ui/node_modules/uplot/LICENSE api/ui/vendor/
+  touch "$ui_stamp"
 fi
 # The static helper that starts every sandboxed step (built once with the pinned zig).
 .venv/bin/armgym prepare >/dev/null

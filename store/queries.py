@@ -7,6 +7,18 @@ suite runs every one against both and checks that the README shows exactly this 
 from __future__ import annotations
 
 EXAMPLES: dict[str, str] = {
+    # Runs, most recently started first: what a run picker lists.
+    "runs": """
+SELECT run_id,
+       COUNT(*) AS steps,
+       SUM(attempts) AS attempts,
+       MIN(first_submitted_at) AS first_submitted_at,
+       MAX(last_finished_at) AS last_finished_at
+FROM run_step_summary
+WHERE run_id IS NOT NULL
+GROUP BY run_id
+ORDER BY MIN(first_submitted_at) DESC, run_id
+""",
     # Learning curve of one run: what a training dashboard plots per step.
     "run_curve": """
 SELECT step, attempts, correctness_rate, mean_reward, best_speedup
@@ -21,6 +33,19 @@ FROM error_kind_histogram
 WHERE run_id = :run_id
 GROUP BY outcome
 ORDER BY attempts DESC, outcome
+""",
+    # The outcome mix of every step of a run (pass or an error kind): a stacked chart's data.
+    "run_error_mix": """
+SELECT step, outcome, attempts
+FROM error_kind_histogram
+WHERE run_id = :run_id
+ORDER BY step, outcome
+""",
+    # The best verified kernel of every variant so far, who found it and when.
+    "best_kernels": """
+SELECT variant_id, speedup, cycles, reward, found_by, run_id, step, attempt_id
+FROM variant_best
+ORDER BY variant_id
 """,
     # The best verified kernel of a variant, who found it, and its assembly.
     "best_kernel": """

@@ -160,6 +160,31 @@ def best(session: Session, variant_id: str | None = None,
     return _view(session, sql + " ORDER BY b.variant_id")
 
 
+def example(session: Session, name: str, **params: Any) -> list[dict[str, Any]]:
+    """One of the documented example queries (store/queries.py), exactly as the README shows
+    it: the run dashboard reads the views through these."""
+    from .queries import EXAMPLES
+
+    return _view(session, EXAMPLES[name], **params)
+
+
+def recent_batches(session: Session, run_id: str | None = None,
+                   limit: int = 20) -> list[dict[str, Any]]:
+    """The newest batches (of one run), newest first, with how many of their attempts are done."""
+    done = func.sum(case((Attempt.status == DONE, 1), else_=0))
+    query = (select(Batch.id, Batch.run_id, Batch.step, Batch.total, Batch.created_at,
+                    done.label("done"))
+             .join(BatchItem, BatchItem.batch_id == Batch.id)
+             .join(Attempt, Attempt.id == BatchItem.attempt_id)
+             .group_by(Batch.id, Batch.run_id, Batch.step, Batch.total, Batch.created_at)
+             .order_by(Batch.created_at.desc(), Batch.id).limit(limit))
+    if run_id is not None:
+        query = query.where(Batch.run_id == run_id)
+    return [{"batch_id": r.id, "run_id": r.run_id, "step": r.step, "total": r.total,
+             "created_at": r.created_at, "done": int(r.done or 0)}
+            for r in session.execute(query)]
+
+
 def run_summary(session: Session, run_id: str) -> list[dict[str, Any]]:
     return _view(session, "SELECT * FROM run_step_summary WHERE run_id = :r ORDER BY step",
                  r=run_id)

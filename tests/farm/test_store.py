@@ -110,6 +110,16 @@ def test_example_queries(history: Engine) -> None:
     templates = run(history, "template_pass_rate")
     assert templates[0]["template"] == "relu" and templates[0]["pass_rate"] == pytest.approx(0.4)
     assert run(history, "unsolved_variants", run_id="run-a") == []
+    runs = {r["run_id"]: r for r in run(history, "runs")}
+    assert runs["run-a"]["steps"] == 2 and int(runs["run-a"]["attempts"]) == 5
+    mix = run(history, "run_error_mix", run_id="run-a")
+    assert [(r["step"], r["outcome"]) for r in mix] == sorted((r["step"], r["outcome"])
+                                                              for r in mix)
+    assert sum(int(r["attempts"]) for r in mix) == 5
+    assert {r["outcome"] for r in mix} == {"pass", "wrong_output"}
+    kernels = {r["variant_id"]: r for r in run(history, "best_kernels")}
+    assert kernels[VARIANTS[0]]["found_by"] == "alice"
+    assert kernels[VARIANTS[0]]["speedup"] == best[0]["speedup"]
 
 
 def test_readme_documents_the_example_queries() -> None:
