@@ -404,9 +404,13 @@ def test_compose_services_run_as_processes(database: str, tmp_path: Path) -> Non
         stored = client.get(f"/attempts/{verdict['attempt_id']}").json()
         node = f"worker@{socket.gethostname()}"
         assert stored["worker"].startswith(node), stored["worker"]
-        worker_metrics = httpx.get(
-            f"http://127.0.0.1:{local['ARMGYM_WORKER_METRICS_PORT']}/metrics", timeout=30).text
-        assert 'armgym_verdicts_total{error_kind="none",passed="true"} 1.0' in worker_metrics
+        counted = 'armgym_verdicts_total{error_kind="none",passed="true"} 1.0'
+        deadline = time.monotonic() + 30  # counted just after the verdict is stored
+        while counted not in (worker_metrics := httpx.get(
+                f"http://127.0.0.1:{local['ARMGYM_WORKER_METRICS_PORT']}/metrics",
+                timeout=30).text):
+            assert time.monotonic() < deadline, worker_metrics[-2000:]
+            time.sleep(0.2)
         assert any(line.startswith("armgym_build_info{") and 'component="worker"' in line
                    for line in worker_metrics.splitlines())
 

@@ -82,9 +82,9 @@ def process(sessions: Sessions, attempt_id: str, *, worker: str, settings: FarmS
     with sessions() as session:
         stored = attempts.finish(session, attempt_id, doc, worker)
     if stored:
-        record_baselines(sessions, doc)
         if observe is not None:
             observe(verdict, seconds)
+        record_baselines(sessions, doc)
     return stored
 
 
