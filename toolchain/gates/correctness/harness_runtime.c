@@ -16,28 +16,31 @@
 #define STACK_GUARD 64
 
 struct callblock {
-    uint64_t fn;               /* 0 */
-    uint64_t pad;              /* 8 */
-    uint64_t v[8][2];          /* 16: q0..q7 */
-    uint64_t x[8];             /* 144: x0..x7 */
-    uint64_t canary_x[11];     /* 208: x19..x29 */
-    uint64_t canary_d[8];      /* 296: d8..d15 */
-    uint64_t out_x0;           /* 360 */
-    uint64_t out_v0[2];        /* 368 */
-    uint64_t after_x[11];      /* 384 */
-    uint64_t after_d[8];       /* 472 */
-    uint64_t sp_before;        /* 536 */
-    uint64_t sp_after;         /* 544 */
-    uint64_t fpcr_before;      /* 552 */
-    uint64_t fpcr_after;       /* 560 */
-    uint64_t stack_guard[8];   /* 568: pattern planted above the kernel's stack pointer */
-    uint64_t stack_after[8];   /* 632 */
+    uint64_t v[32][2];         /* 0: q0..q31 at entry (d8-d15: canaries in the low halves) */
+    uint64_t x[19];            /* 512: x0..x18 at entry */
+    uint64_t nzcv;             /* 664 */
+    uint16_t p[20];            /* 672: p0..p15, FFR as p[16] (128-bit SVE: 16 bits each) */
+    uint64_t canary_x[11];     /* 712: x19..x29 */
+    uint64_t out_v0[2];        /* 800 */
+    uint64_t out_x0;           /* 816 */
+    uint64_t after_x[11];      /* 824 */
+    uint64_t after_d[8];       /* 912 */
+    uint64_t sp_before;        /* 976 */
+    uint64_t sp_after;         /* 984 */
+    uint64_t fpcr_before;      /* 992 */
+    uint64_t fpcr_after;       /* 1000 */
+    uint64_t stack_guard[8];   /* 1008: pattern planted above the kernel's stack pointer */
+    uint64_t stack_after[8];   /* 1072 */
 };
 
 struct callblock *armgym_cb;
 void armgym_call(struct callblock *cb);
 
-/* x14 = cb + 256 reaches the fields beyond the reach of ldp/stp immediates. */
+/* Entry state: every register the AAPCS64 leaves undefined at entry is loaded from the call
+ * block (random bits chosen by `setup`), the scratch registers last: x18, the base of the last
+ * loads, is overwritten by the last of them, and `kernel` is reached by a direct `bl`, so no
+ * register but x30 (the return address), sp and the callee-saved canaries holds a value the
+ * harness chose for itself. FPCR is left as it is (the default). */
 __asm__(
     ".text\n.p2align 4\n.globl armgym_call\n.type armgym_call,%function\n"
     "armgym_call:\n"
@@ -47,42 +50,58 @@ __asm__(
     "  stp d8, d9, [sp, #96]\n  stp d10, d11, [sp, #112]\n"
     "  stp d12, d13, [sp, #128]\n  stp d14, d15, [sp, #144]\n"
     "  adrp x9, armgym_cb\n  str x0, [x9, :lo12:armgym_cb]\n"
-    "  add x14, x0, #256\n"
-    "  mov x9, sp\n  str x9, [x14, #280]\n"
+    "  mov x9, sp\n  str x9, [x0, #976]\n"
     "  sub sp, sp, #64\n"
-    "  ldp x10, x11, [x14, #312]\n  stp x10, x11, [sp, #0]\n"
-    "  ldp x10, x11, [x14, #328]\n  stp x10, x11, [sp, #16]\n"
-    "  ldp x10, x11, [x14, #344]\n  stp x10, x11, [sp, #32]\n"
-    "  ldp x10, x11, [x14, #360]\n  stp x10, x11, [sp, #48]\n"
-    "  mrs x9, fpcr\n  str x9, [x14, #296]\n"
-    "  ldp x19, x20, [x0, #208]\n  ldp x21, x22, [x0, #224]\n  ldp x23, x24, [x0, #240]\n"
-    "  ldp x25, x26, [x0, #256]\n  ldp x27, x28, [x0, #272]\n  ldr x29, [x0, #288]\n"
-    "  ldp d8, d9, [x0, #296]\n  ldp d10, d11, [x0, #312]\n"
-    "  ldp d12, d13, [x0, #328]\n  ldp d14, d15, [x0, #344]\n"
-    "  ldp q0, q1, [x0, #16]\n  ldp q2, q3, [x0, #48]\n"
-    "  ldp q4, q5, [x0, #80]\n  ldp q6, q7, [x0, #112]\n"
-    "  ldr x16, [x0, #0]\n"
-    "  ldp x2, x3, [x0, #160]\n  ldp x4, x5, [x0, #176]\n  ldp x6, x7, [x0, #192]\n"
-    "  ldp x0, x1, [x0, #144]\n"
-    "  blr x16\n"
+    "  add x14, x0, #1008\n"
+    "  ldp x10, x11, [x14, #0]\n  stp x10, x11, [sp, #0]\n"
+    "  ldp x10, x11, [x14, #16]\n  stp x10, x11, [sp, #16]\n"
+    "  ldp x10, x11, [x14, #32]\n  stp x10, x11, [sp, #32]\n"
+    "  ldp x10, x11, [x14, #48]\n  stp x10, x11, [sp, #48]\n"
+    "  mrs x9, fpcr\n  str x9, [x0, #992]\n"
+    /* SVE: FFR (through p0), then p0..p15; at 128 bits the z registers are the q registers */
+    "  add x9, x0, #672\n"
+    "  ldr p0, [x9, #16, mul vl]\n  wrffr p0.b\n"
+    "  ldr p0, [x9, #0, mul vl]\n  ldr p1, [x9, #1, mul vl]\n  ldr p2, [x9, #2, mul vl]\n"
+    "  ldr p3, [x9, #3, mul vl]\n  ldr p4, [x9, #4, mul vl]\n  ldr p5, [x9, #5, mul vl]\n"
+    "  ldr p6, [x9, #6, mul vl]\n  ldr p7, [x9, #7, mul vl]\n  ldr p8, [x9, #8, mul vl]\n"
+    "  ldr p9, [x9, #9, mul vl]\n  ldr p10, [x9, #10, mul vl]\n  ldr p11, [x9, #11, mul vl]\n"
+    "  ldr p12, [x9, #12, mul vl]\n  ldr p13, [x9, #13, mul vl]\n"
+    "  ldr p14, [x9, #14, mul vl]\n  ldr p15, [x9, #15, mul vl]\n"
+    "  ldr x9, [x0, #664]\n  msr nzcv, x9\n" /* nothing below sets flags */
+    "  add x9, x0, #712\n"
+    "  ldp x19, x20, [x9, #0]\n  ldp x21, x22, [x9, #16]\n  ldp x23, x24, [x9, #32]\n"
+    "  ldp x25, x26, [x9, #48]\n  ldp x27, x28, [x9, #64]\n  ldr x29, [x9, #80]\n"
+    "  ldp q0, q1, [x0, #0]\n  ldp q2, q3, [x0, #32]\n  ldp q4, q5, [x0, #64]\n"
+    "  ldp q6, q7, [x0, #96]\n  ldp q8, q9, [x0, #128]\n  ldp q10, q11, [x0, #160]\n"
+    "  ldp q12, q13, [x0, #192]\n  ldp q14, q15, [x0, #224]\n  ldp q16, q17, [x0, #256]\n"
+    "  ldp q18, q19, [x0, #288]\n  ldp q20, q21, [x0, #320]\n  ldp q22, q23, [x0, #352]\n"
+    "  ldp q24, q25, [x0, #384]\n  ldp q26, q27, [x0, #416]\n  ldp q28, q29, [x0, #448]\n"
+    "  ldp q30, q31, [x0, #480]\n"
+    "  add x18, x0, #512\n"
+    "  ldp x0, x1, [x18, #0]\n  ldp x2, x3, [x18, #16]\n  ldp x4, x5, [x18, #32]\n"
+    "  ldp x6, x7, [x18, #48]\n  ldp x8, x9, [x18, #64]\n  ldp x10, x11, [x18, #80]\n"
+    "  ldp x12, x13, [x18, #96]\n  ldp x14, x15, [x18, #112]\n  ldp x16, x17, [x18, #128]\n"
+    "  ldr x18, [x18, #144]\n"
+    "  bl kernel\n"
     /* The performance gate's trace ends at the first block that starts here. */
     ".globl armgym_kernel_return\n"
     "armgym_kernel_return:\n"
     "  adrp x9, armgym_cb\n  ldr x9, [x9, :lo12:armgym_cb]\n"
-    "  add x14, x9, #256\n"
-    "  str x0, [x9, #360]\n  str q0, [x9, #368]\n"
-    "  stp x19, x20, [x9, #384]\n  stp x21, x22, [x9, #400]\n  stp x23, x24, [x9, #416]\n"
-    "  stp x25, x26, [x9, #432]\n  stp x27, x28, [x9, #448]\n  str x29, [x9, #464]\n"
-    "  stp d8, d9, [x14, #216]\n  stp d10, d11, [x14, #232]\n"
-    "  stp d12, d13, [x14, #248]\n  stp d14, d15, [x14, #264]\n"
-    "  mov x10, sp\n  add x10, x10, #64\n  str x10, [x14, #288]\n"
-    "  mrs x10, fpcr\n  str x10, [x14, #304]\n"
-    "  ldr x10, [x14, #280]\n  sub x11, x10, #64\n"
-    "  ldp x12, x13, [x11, #0]\n  stp x12, x13, [x14, #376]\n"
-    "  ldp x12, x13, [x11, #16]\n  stp x12, x13, [x14, #392]\n"
-    "  ldp x12, x13, [x11, #32]\n  stp x12, x13, [x14, #408]\n"
-    "  ldp x12, x13, [x11, #48]\n  stp x12, x13, [x14, #424]\n"
-    "  ldr x11, [x14, #296]\n  msr fpcr, x11\n"
+    "  str q0, [x9, #800]\n  str x0, [x9, #816]\n"
+    "  add x14, x9, #824\n"
+    "  stp x19, x20, [x14, #0]\n  stp x21, x22, [x14, #16]\n  stp x23, x24, [x14, #32]\n"
+    "  stp x25, x26, [x14, #48]\n  stp x27, x28, [x14, #64]\n  str x29, [x14, #80]\n"
+    "  stp d8, d9, [x14, #88]\n  stp d10, d11, [x14, #104]\n"
+    "  stp d12, d13, [x14, #120]\n  stp d14, d15, [x14, #136]\n"
+    "  mov x10, sp\n  add x10, x10, #64\n  str x10, [x9, #984]\n"
+    "  mrs x10, fpcr\n  str x10, [x9, #1000]\n"
+    "  ldr x10, [x9, #976]\n  sub x11, x10, #64\n"
+    "  add x14, x9, #1072\n"
+    "  ldp x12, x13, [x11, #0]\n  stp x12, x13, [x14, #0]\n"
+    "  ldp x12, x13, [x11, #16]\n  stp x12, x13, [x14, #16]\n"
+    "  ldp x12, x13, [x11, #32]\n  stp x12, x13, [x14, #32]\n"
+    "  ldp x12, x13, [x11, #48]\n  stp x12, x13, [x14, #48]\n"
+    "  ldr x11, [x9, #992]\n  msr fpcr, x11\n"
     "  mov sp, x10\n"
     "  ldp x19, x20, [sp, #16]\n  ldp x21, x22, [sp, #32]\n  ldp x23, x24, [sp, #48]\n"
     "  ldp x25, x26, [sp, #64]\n  ldp x27, x28, [sp, #80]\n"
@@ -92,8 +111,14 @@ __asm__(
     "  ret\n"
     ".size armgym_call, .-armgym_call\n");
 
-_Static_assert(__builtin_offsetof(struct callblock, stack_after) == 632, "layout");
-_Static_assert(__builtin_offsetof(struct callblock, out_v0) == 368, "layout");
+_Static_assert(__builtin_offsetof(struct callblock, x) == 512, "layout");
+_Static_assert(__builtin_offsetof(struct callblock, nzcv) == 664, "layout");
+_Static_assert(__builtin_offsetof(struct callblock, canary_x) == 712, "layout");
+_Static_assert(__builtin_offsetof(struct callblock, out_v0) == 800, "layout");
+_Static_assert(__builtin_offsetof(struct callblock, out_x0) == 816, "layout");
+_Static_assert(__builtin_offsetof(struct callblock, after_d) == 912, "layout");
+_Static_assert(__builtin_offsetof(struct callblock, stack_guard) == 1008, "layout");
+_Static_assert(__builtin_offsetof(struct callblock, stack_after) == 1072, "layout");
 
 /* splitmix64: tiny, fast, and identical in every process that is given the same key. */
 static uint64_t mix(uint64_t z) {
@@ -149,50 +174,155 @@ static double logmag(rng_t *r, int e0, int e1) {
     return (next(r) & 1) ? -m : m;
 }
 
-/* One element of test `test`. Tests 0-9 are fixed edge-case families, the rest are random. */
-static void gen_float(enum dt t, rng_t *r, int test, int i, int reduction, void *p) {
+/* Tests 0-9 are fixed edge-case families, 10-19 random, 20-30 fixed tests on positions and
+ * semantic corners (the names are in compare.TEST_NAMES): */
+enum {
+    T_RAMP_UP = 20,  /* strictly increasing: the maximum is the last element, the minimum first */
+    T_RAMP_DOWN,     /* strictly decreasing: the maximum is the first, the minimum the last */
+    T_TIES_MAX,      /* the maximum at 1, n/2 and n-1 (-0, +0, +0 for floats): first wins */
+    T_TIES_MIN,      /* the minimum at 1, n/2 and n-1 (+0, -0, -0 for floats): first wins */
+    T_NAN_LAST,      /* small integers, NaN (integers: MIN) last */
+    T_INF_LAST,      /* small integers, +-infinity (integers: MAX) last */
+    T_NAN_FIRST,     /* small integers, NaN (integers: MAX) first; float scalars NaN */
+    T_EXT_ALT,       /* MIN and MAX alternating */
+    T_LOWP_INT,      /* floats: odd integers a narrower float cannot hold (others 1); ints: MIN */
+    T_LOWP_FRAC,     /* floats: one sign, 0.625 of a narrower float's ulp off its grid; ints: MAX */
+    T_HALVES,        /* floats: halves (rounding ties), saturation bounds first and last */
+    T_END
+};
+
+/* What `gen_*` need to know about the element they make. */
+struct slot {
+    int i, n;    /* index and length of its argument (n = 1 for a scalar) */
+    int ai;      /* argument index */
+    int lead;    /* the first float pointer input: the odd integers of T_LOWP_INT */
+    int scalar;
+};
+
+static int ramp_up(const struct slot *s) { return s->i - s->n / 2; }
+static int ramp_down(const struct slot *s) { return s->n / 2 - 1 - s->i; }
+static int small(const struct slot *s) { return 1 + (s->i * 3 + s->ai) % 7; } /* 1..7 */
+static int alternating(const struct slot *s) { return (s->i & 1) ? -small(s) : small(s); }
+static int tie(const struct slot *s) { return s->i == 1 || s->i == s->n / 2 || s->i == s->n - 1; }
+static const double HALF_CORNERS[10] = {-0.5, 0.5, -1.5, 1.5, 2.5, -2.5, 126.5, -127.5, -128.5, 127.5};
+
+/* Rounding ties of every kind, saturation bounds at both ends, halves in [-150.5, 150.5]. */
+static double halves(const struct slot *s) {
+    if (s->i >= s->n - 10) return HALF_CORNERS[s->n - 1 - s->i];
+    if (s->i < 10) return HALF_CORNERS[9 - s->i];
+    return (double)((s->i * 37 + s->ai * 11) % 301 - 150) + 0.5;
+}
+
+static void gen_float(enum dt t, rng_t *r, int test, const struct slot *s, int reduction,
+                      void *p) {
     int emax = dt_emax[t], emin = dt_emin[t];
     int big = reduction ? emax / 2 - 8 : emax - 2; /* reductions must not overflow finitely */
+    double top = reduction ? ldexp(1.0, big) : fmax_of(t);
     double v;
     switch (test) {
     case 0: v = 0.0; break;
-    case 1: v = (next(r) & 1) ? -0.0 : 0.0; break;
+    case 1: v = ((s->i + s->ai) & 1) ? 0.0 : -0.0; break; /* both pairings of signs */
     case 2: v = (next(r) & 3) ? ldexp(sym(r), emin) : sym(r); break; /* subnormals */
-    case 3: v = (next(r) % 16 == 0) ? ((next(r) & 1) ? -NAN : NAN) : sym(r); break;
+    case 3: /* a NaN in the middle, more at random (never first: see T_NAN_FIRST) */
+        if (!s->scalar && s->i == s->n / 2) v = NAN;
+        else if (s->i > 0 && next(r) % 16 == 0) v = (next(r) & 1) ? -NAN : NAN;
+        else v = sym(r);
+        break;
     case 4: v = (next(r) % 16 == 0) ? ((next(r) & 1) ? -INFINITY : INFINITY) : sym(r); break;
     case 5: {
-        double top = reduction ? ldexp(1.0, big) : fmax_of(t);
         double pick[] = {top, -top, ldexp(1.0, emin), -ldexp(1.0, emin),
                          ldexp(1.0, emin - dt_mant[t]), 1.0, -1.0, 0.0};
         v = pick[next(r) % 8];
         break;
     }
-    case 6: v = ((i & 1) ? -1.0 : 1.0) * (double)(1 + i % 7); break;
+    case 6: v = ((s->i & 1) ? -1.0 : 1.0) * (double)(1 + s->i % 7); break;
     case 7: v = logmag(r, big - 4, big); break;
     case 8: v = logmag(r, emin / 2 - 2, emin / 2 + 2); break;
     case 9: v = (double)((int64_t)(next(r) % 17) - 8); break;
-    default:
-        v = (test < 15) ? sym(r) : logmag(r, -(emax < 40 ? 6 : 20), emax < 40 ? 6 : 20);
+    case T_RAMP_UP: case T_RAMP_DOWN: case T_TIES_MAX: case T_TIES_MIN: case T_NAN_LAST:
+    case T_INF_LAST:
+        if (s->scalar) { /* lo < hi in the middle of the ramps; alpha, scale: n / 4 */
+            v = (double)((s->ai & 1) ? s->n / 4 : -(s->n / 4));
+            break;
+        }
+        switch (test) {
+        case T_RAMP_UP: v = ramp_up(s); break;
+        case T_RAMP_DOWN: v = ramp_down(s); break;
+        case T_TIES_MAX: v = tie(s) ? (s->i == 1 ? -0.0 : 0.0) : -small(s); break;
+        case T_TIES_MIN: v = tie(s) ? (s->i == 1 ? 0.0 : -0.0) : small(s); break;
+        case T_NAN_LAST: v = s->i == s->n - 1 ? NAN : small(s); break;
+        default: v = s->i == s->n - 1 ? ((s->ai & 1) ? -INFINITY : INFINITY) : alternating(s);
+        }
         break;
+    case T_NAN_FIRST: v = s->i == 0 ? NAN : small(s); break;
+    case T_EXT_ALT: v = ((s->i + s->ai) & 1) ? top : -top; break;
+    case T_LOWP_INT: {
+        /* odd integers in (2^q, 2^(q+1)): need q + 1 bits, so float16 and bfloat16 (float32
+         * kernels), float32 (float64) or bfloat16 (float16) round them; n of them sum exactly */
+        int q = t == F64 ? 24 : t == F32 ? 11 : 8;
+        v = (s->lead && !s->scalar)
+                ? ldexp(1.0, q) + (double)(2 * (next(r) % (1ULL << (q - 1))) + 1) : 1.0;
+        break;
+    }
+    case T_LOWP_FRAC: {
+        /* 1 + k 2^-f + 5 2^-(f+3), k < 2^(f-1): 0.625 of an ulp of the narrower format (f
+         * fraction bits: bfloat16 for float32 and float16, float32 for float64) above its grid,
+         * so rounding to it errs by >= 0.375 ulp, the same way for every element */
+        int f = t == F64 ? 23 : 7;
+        v = s->scalar ? 1.0
+                      : 1.0 + ldexp((double)(next(r) % (1ULL << (f - 1))), -f) + ldexp(5.0, -(f + 3));
+        break;
+    }
+    case T_HALVES: v = s->scalar ? 1.0 : halves(s); break;
+    default: {
+        int k = test >= 10 && test < 20 ? test - 10 : 9;
+        v = (k < 5) ? sym(r) : logmag(r, -(emax < 40 ? 6 : 20), emax < 40 ? 6 : 20);
+        break;
+    }
     }
     store(t, p, v, 0);
 }
 
-static void gen_int(enum dt t, rng_t *r, int test, int i, void *p) {
+static void gen_int(enum dt t, rng_t *r, int test, const struct slot *s, void *p) {
     int64_t lo, hi, v;
     int_range(t, &lo, &hi);
     uint64_t span = (uint64_t)hi - (uint64_t)lo;
+    int64_t mid = t == U32 ? (int64_t)1 << 31 : 0; /* unsigned data in a middle band */
     switch (test) {
     case 0: v = 0; break;
-    case 1: v = (i & 1) ? -1 : 1; break;
+    case 1: v = (s->i & 1) ? -1 : 1; break;
     case 2: v = (int64_t)(next(r) % 256) - 128; break;
     case 5: {
         int64_t pick[] = {lo, hi, 0, -1, 1, lo + 1, hi - 1, 2};
         v = pick[next(r) % 8];
         break;
     }
-    case 6: v = ((i & 1) ? -1 : 1) * (int64_t)(1 + i % 7); break;
+    case 6: v = ((s->i & 1) ? -1 : 1) * (int64_t)(1 + s->i % 7); break;
     case 8: case 9: v = (int64_t)(next(r) % 9) - 4; break;
+    case T_RAMP_UP: case T_RAMP_DOWN: case T_TIES_MAX: case T_TIES_MIN:
+        if (s->scalar) {
+            v = mid + ((s->ai & 1) ? s->n / 4 : -(s->n / 4));
+            if (t == I8 && (v > 100 || v < -100)) v = v > 0 ? 100 : -100;
+            break;
+        }
+        if (test == T_TIES_MAX) { v = mid + (tie(s) ? 7 : (t == U32 ? small(s) - 1 : -small(s))); break; }
+        if (test == T_TIES_MIN) { v = mid + (tie(s) ? (t == U32 ? 0 : -7) : small(s)); break; }
+        if (t == I8) { /* 256 values: not strictly monotone, but a unique extreme at each end */
+            int up = test == T_RAMP_UP;
+            int last = s->i == s->n - 1, first = s->i == 0;
+            int ramp = -100 + (s->i * 200) / s->n;
+            v = up ? (last ? 101 : ramp) : (last ? -101 : first ? 102 : -ramp);
+            break;
+        }
+        v = mid + (test == T_RAMP_UP ? ramp_up(s) : ramp_down(s));
+        break;
+    case T_NAN_LAST: v = s->i == s->n - 1 && !s->scalar ? lo : small(s); break;
+    case T_INF_LAST: v = s->i == s->n - 1 && !s->scalar ? hi : alternating(s); break;
+    case T_NAN_FIRST: v = s->i == 0 ? hi : small(s); break;
+    case T_EXT_ALT: v = ((s->i + s->ai) & 1) ? hi : lo; break;
+    case T_LOWP_INT: v = lo; break;
+    case T_LOWP_FRAC: v = hi; break;
+    case T_HALVES: v = lo + s->i % 5; break;
     default:
         if (test >= 10 && test < 13) v = (int64_t)(next(r) % 2001) - 1000;
         else v = (int64_t)((uint64_t)lo + (span == UINT64_MAX ? next(r) : next(r) % (span + 1)));
@@ -202,17 +332,35 @@ static void gen_int(enum dt t, rng_t *r, int test, int i, void *p) {
     store(t, p, 0.0, v);
 }
 
+/* Random bits that are never harmless: every byte is in [0x66, 0x7b] (polarity 0) or in
+ * [0xe6, 0xfb] (polarity 1). Read as any lane of any width, that is far from zero and beyond
+ * the fixed tests' data: int8 >= 102 or in [-26, -5]; int32/int64 >= 2^30 or <= -2^26;
+ * float16 >= 2^9 in magnitude, float32 >= 2^77, float64 >= 2^600, always finite; the sign is
+ * the polarity. So an accumulator, index, counter or extreme read before it is written turns
+ * out wrong (or faults) in the tests of one polarity or the other, with certainty. */
+static uint64_t band(rng_t *r, int polarity) {
+    uint64_t bits = next(r), out = 0;
+    for (int b = 0; b < 8; b++)
+        out |= (uint64_t)((polarity ? 0xe6 : 0x66) + ((bits >> (8 * b)) & 0xff) % 22) << (8 * b);
+    return out;
+}
+
+static int lead_arg = -1; /* index of the first float pointer input */
+
 static void fill(const struct arg *a, int ai, uint64_t seed, int test, int reduction, uint8_t *p) {
     rng_t r = {mix(seed ^ mix(((uint64_t)test << 8) | (uint64_t)ai))};
     int n = a->pointer ? a->length : 1;
+    struct slot sl = {0, n, ai, ai == lead_arg, !a->pointer};
     for (int i = 0; i < n; i++) {
         uint8_t *e = p + (size_t)i * (size_t)dt_size[a->dt];
+        sl.i = i;
         if (a->pointer && a->role == 1) { /* out-only: poison, so unwritten outputs show */
-            for (int b = 0; b < dt_size[a->dt]; b++) e[b] = (uint8_t)next(&r);
+            uint64_t w = band(&r, test & 1);
+            memcpy(e, &w, (size_t)dt_size[a->dt]);
         } else if (is_float(a->dt)) {
-            gen_float(a->dt, &r, test, i, reduction, e);
+            gen_float(a->dt, &r, test, &sl, reduction, e);
         } else {
-            gen_int(a->dt, &r, test, i, e);
+            gen_int(a->dt, &r, test, &sl, e);
         }
     }
 }
@@ -226,7 +374,7 @@ static void make_abs(const struct arg *a, uint8_t *p) {
 
 static uint8_t *arena;
 static size_t offsets[NARGS];
-static uint8_t scalars[NARGS][16];
+static uint8_t scalars[NARGS][16]; /* a scalar's bytes, zero above its size */
 
 static void put(const void *p, size_t n) {
     if (fwrite(p, 1, n, stdout) != n) exit(3);
@@ -241,8 +389,18 @@ static size_t span(const struct arg *a) { return (size_t)a->length * dt_size[a->
 
 static void setup(struct callblock *cb, uint64_t seed, int test, int abs_run) {
     rng_t r = {mix(seed ^ 0xabcdef12345ULL ^ (uint64_t)test)};
+    int polarity = test & 1;
+    for (int i = 0; i < 32; i++) {
+        cb->v[i][0] = band(&r, polarity);
+        cb->v[i][1] = band(&r, polarity);
+    }
+    for (int i = 0; i < 19; i++) cb->x[i] = band(&r, polarity);
+    /* over any 16 consecutive tests every NZCV value once: each condition both ways */
+    cb->nzcv = ((uint64_t)(test + (int)(mix(seed) & 15)) & 15) << 28;
+    /* predicates: bit 8 is always clear, so no element size sees an all-true one */
+    for (int i = 0; i < 17; i++) cb->p[i] = (uint16_t)(next(&r) & ~(uint64_t)0x100);
     for (int i = 0; i < 11; i++) cb->canary_x[i] = next(&r);
-    for (int i = 0; i < 8; i++) cb->canary_d[i] = next(&r);
+    for (int i = 0; i < 8; i++) cb->v[8 + i][0] = next(&r); /* callee-saved d8-d15 */
     for (int i = 0; i < 8; i++) cb->stack_guard[i] = next(&r);
     int nx = 0, nv = 0;
     for (int k = 0; k < NARGS; k++) {
@@ -259,13 +417,12 @@ static void setup(struct callblock *cb, uint64_t seed, int test, int abs_run) {
             fill(a, k, seed, test, REDUCTION, p);
         }
         if (abs_run) make_abs(a, p);
+        /* a scalar fills the low bits of its register; the bits above it stay random (the
+         * AAPCS64 leaves them unspecified), as do the argument registers nothing uses */
         if (a->pointer) cb->x[nx++] = (uint64_t)(uintptr_t)p;
         else if (is_float(a->dt)) memcpy(cb->v[nv++], p, (size_t)dt_size[a->dt]);
-        else if (a->dt == U32) { uint32_t u; memcpy(&u, p, 4); cb->x[nx++] = u; }
-        else if (a->dt == I64) memcpy(&cb->x[nx++], p, 8);
-        else { int64_t s = a->dt == I8 ? *(int8_t *)p : *(int32_t *)p; cb->x[nx++] = (uint64_t)s; }
+        else memcpy(&cb->x[nx++], p, (size_t)dt_size[a->dt]);
     }
-    cb->fn = (uint64_t)(uintptr_t)&kernel;
 }
 
 /* The pointer arguments of test `test` as the kernel would receive them: the traced run's input. */
@@ -288,6 +445,9 @@ static void call(uint64_t seed, int test, int abs_run) {
     put(head, sizeof head);
     put(&cb.out_x0, 8);
     put(cb.out_v0, 16);
+    if (!abs_run)
+        for (int k = 0; k < NARGS; k++)
+            if (!ARGS[k].pointer) put(scalars[k], 8);
     for (int k = 0; k < NARGS; k++) {
         const struct arg *a = &ARGS[k];
         if (!a->pointer) continue;
@@ -297,7 +457,7 @@ static void call(uint64_t seed, int test, int abs_run) {
     }
     if (abs_run) return;
     put(cb.canary_x, sizeof cb.canary_x);
-    put(cb.canary_d, sizeof cb.canary_d);
+    for (int i = 0; i < 8; i++) put(&cb.v[8 + i][0], 8);
     put(cb.after_x, sizeof cb.after_x);
     put(cb.after_d, sizeof cb.after_d);
     uint64_t regs[4] = {cb.sp_before, cb.sp_after, cb.fpcr_before, cb.fpcr_after};
@@ -316,6 +476,11 @@ int main(int argc, char **argv) {
     int abs_runs = atoi(argv[3]);
     int first = argc > 4 ? atoi(argv[4]) : 0;
     if (first < 0 || first > tests) return 2;
+    uint64_t vl;
+    __asm__("cntb %0" : "=r"(vl));
+    if (vl != 16) return 6; /* the call block holds 128-bit z and 16-bit p registers */
+    for (int k = 0; k < NARGS && lead_arg < 0; k++)
+        if (ARGS[k].pointer && ARGS[k].role != 1 && is_float(ARGS[k].dt)) lead_arg = k;
     size_t total = GUARD;
     for (int k = 0; k < NARGS; k++) {
         if (!ARGS[k].pointer) continue;

@@ -33,6 +33,7 @@ class Record:
     test: int
     ret: bytes  # the return value's bytes (x0 or v0, as wide as the return type)
     buffers: dict[str, Buffer]
+    scalars: dict[str, bytes]  # each scalar argument's bytes, as the kernel received it
     canary_x: bytes
     canary_d: bytes
     after_x: bytes
@@ -62,6 +63,7 @@ def parse(variant: Variant, stream: bytes, with_abs: bool,
           first: int = 0) -> tuple[list[Record], bool]:
     """Records in order from test `first`; the flag says whether the stream ended cleanly."""
     args = [a for a in variant.signature.args if a.pointer]
+    scalar_args = [a for a in variant.signature.args if not a.pointer]
     records: list[Record] = []
     pos = 0
 
@@ -79,6 +81,7 @@ def parse(variant: Variant, stream: bytes, with_abs: bool,
             if magic != TEST_MAGIC or test != first + len(records):
                 return records, False
             x0, v0 = take(8), take(16)
+            scalars = {a.name: take(8)[: a.dtype.size] for a in scalar_args}
             buffers = {}
             for a in args:
                 n = a.length * a.dtype.size
@@ -86,7 +89,7 @@ def parse(variant: Variant, stream: bytes, with_abs: bool,
             regs = take(_REG_BYTES)
             sp_b, sp_a, fp_b, fp_a = struct.unpack("<4Q", regs[304:336])
             rec = Record(
-                test, _ret_bytes(variant, x0, v0), buffers, regs[0:88], regs[88:152],
+                test, _ret_bytes(variant, x0, v0), buffers, scalars, regs[0:88], regs[88:152],
                 regs[152:240], regs[240:304], sp_b, sp_a, fp_b, fp_a, regs[336:400],
                 regs[400:464],
             )
