@@ -21,16 +21,13 @@ from ...kernels.model import Variant
 from ...settings import Settings, get_settings
 from ...verdict import GateResult
 from . import harness
-from .compare import judge
+from .compare import RANDOM_TESTS, judge
 from .records import Record, parse, split_inputs
 
 NAME = "correctness"
 # ld's map of candidate.elf: the performance gate reads where the candidate's sections landed.
 MAP_NAME = "candidate.map"
 _GUEST_SIGNAL = re.compile(rb"uncaught target signal (\d+)")
-# Tests 0-9 and 20-30 are fixed edge cases, positions and corners; 10-19 are random from the
-# attempt's seed, and the timing input is one of those.
-RANDOM_TESTS = range(10, 20)
 
 
 @dataclass(frozen=True)
@@ -49,7 +46,8 @@ _LOCK = threading.Lock()
 
 
 def timing_test(seed: int, tests: int) -> int:
-    """The randomized test whose input is timed: drawn from the attempt's seed."""
+    """The randomized test whose input is timed: drawn from the attempt's seed (tests 0-9 and
+    20-30 are fixed edge cases, positions and corners; 10-19 are random)."""
     random = [t for t in RANDOM_TESTS if t < tests]
     return random[seed % len(random)] if random else seed % tests
 

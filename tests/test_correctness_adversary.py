@@ -1,0 +1,302 @@
+"""The correctness gate against the wrong kernels a policy writes (issue 12), with the real tools.
+
+Each wrong kernel is real assembly (or a compiler baseline of a mutated C) and is rejected under
+every seed tried; its honest twin, the same code with the mistake fixed, passes. Kernels that
+read a register they never wrote are judged on random entry state, so they are tried on 20
+seeds; the others fail on a fixed test, whatever the seed, which the tests check as well.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from conftest import VEC_ADD_1024_BODY, asm, check
+
+from toolchain import baselines, kernels
+from toolchain.errors import ErrorKind
+from toolchain.gates.correctness.gate import RANDOM_TESTS
+from toolchain.verdict import Verdict
+
+SEEDS_RANDOM = range(101, 121)  # 20 seeds where the entry state decides
+SEEDS_FIXED = (7, 8, 9)  # where a fixed test decides (asserted below)
+
+
+def _rejected(variant_id: str, text: str, seeds: range | tuple[int, ...],
+              kinds: tuple[ErrorKind, ...] = (ErrorKind.wrong_output,)) -> list[Verdict]:
+    verdicts = [check(variant_id, text, seed) for seed in seeds]
+    for v in verdicts:
+        assert not v.passed and v.error_kind in kinds, (v.seed, v.error_kind, v.message)
+    return verdicts
+
+
+def _on_fixed_tests(verdicts: list[Verdict]) -> None:
+    """The deciding test is a fixed one, so no seed can let the kernel through."""
+    for v in verdicts:
+        test = v.gates[-1].details.get("test")
+        assert test is not None and test not in RANDOM_TESTS, (v.seed, v.message)
+
+
+# ------------------------------------------------------------------ entry state (item 1)
+
+SUM_F32_NEON = """\
+{init}    mov x2, #1024
+1:  ldr q1, [x0], #16
+    fadd v16.4s, v16.4s, v1.4s
+    subs x2, x2, #1
+    b.ne 1b
+    faddp v16.4s, v16.4s, v16.4s
+    faddp s0, v16.2s
+    ret"""
+
+SUM_I32_SCALAR = """\
+{init}    mov x2, #4096
+1:  ldr w3, [x0], #4
+    add w9, w9, w3
+    subs x2, x2, #1
+    b.ne 1b
+    mov w0, w9
+    ret"""
+
+ARGMAX_F32_SCALAR = """\
+    ldr s0, [x0]
+{init}    mov x11, #1
+1:  ldr s1, [x0, x11, lsl #2]
+    fcmp s1, s0
+    b.le 2f
+    fmov s0, s1
+    mov w10, w11
+2:  add x11, x11, #1
+    cmp x11, #4096
+    b.ne 1b
+    mov w0, w10
+    ret"""
+
+SUM_F32_SVE = """\
+{init}    mov z16.s, #0
+    mov x2, #0
+    mov x3, #4096
+1:  ld1w {{z1.s}}, p0/z, [x0, x2, lsl #2]
+    fadd z16.s, p0/m, z16.s, z1.s
+    incw x2
+    cmp x2, x3
+    b.lo 1b
+    ptrue p1.s
+    faddv s0, p1, z16.s
+    ret"""
+
+SUM_F32_SVE_FIRST_FAULT = """\
+    ptrue p0.s
+{init}    mov z16.s, #0
+    mov x2, #0
+    mov x3, #4096
+1:  ldff1w {{z1.s}}, p0/z, [x0, x2, lsl #2]
+    rdffr p1.b
+    fadd z16.s, p1/m, z16.s, z1.s
+    incw x2
+    cmp x2, x3
+    b.lo 1b
+    faddv s0, p0, z16.s
+    ret"""
+
+# (what is left undefined, variant, kernel template, the instruction that defines it)
+UNDEFINED = [
+    ("float accumulator v16", "sum_reduce_n4096_float32", SUM_F32_NEON, "movi v16.4s, #0"),
+    ("integer accumulator w9", "sum_reduce_n4096_int32", SUM_I32_SCALAR, "mov w9, #0"),
+    ("best index w10", "argmax_n4096_float32", ARGMAX_F32_SCALAR, "mov w10, #0"),
+    ("flags: the accumulator starts as the carry", "sum_reduce_n4096_int32",
+     SUM_I32_SCALAR, "cmn wzr, wzr\n    cset w9, cs"),  # wrong one: cset w9, cs alone
+    ("governing predicate p0", "sum_reduce_n4096_float32", SUM_F32_SVE, "ptrue p0.s"),
+    ("first-fault register", "sum_reduce_n4096_float32", SUM_F32_SVE_FIRST_FAULT, "setffr"),
+]
+
+
+def _kernel(template: str, init: str) -> str:
+    return asm(template.format(init=f"    {init}\n" if init else ""))
+
+
+@pytest.mark.parametrize(("what", "variant_id", "template", "init"), UNDEFINED,
+                         ids=[u[0].split(":")[0] for u in UNDEFINED])
+def test_a_register_read_before_written_is_rejected_under_every_seed(
+        what: str, variant_id: str, template: str, init: str) -> None:
+    wrong = "cset w9, cs" if what.startswith("flags") else ""
+    _rejected(variant_id, _kernel(template, wrong), SEEDS_RANDOM)
+    honest = check(variant_id, _kernel(template, init), SEEDS_RANDOM[0])
+    assert honest.passed, (what, honest.message)
+
+
+def test_an_uninitialised_loop_counter_is_rejected_under_every_seed() -> None:
+    wrong = asm(VEC_ADD_1024_BODY.replace("    mov     x3, #0\n", "") + "    ret")
+    _rejected("vec_add_n1024_float32", wrong, SEEDS_RANDOM, (ErrorKind.crash,))
+
+
+def test_an_argument_the_signature_lacks_is_rejected_under_every_seed() -> None:
+    """sum_reduce has one argument; x1, read as the trip count, is random bits."""
+    wrong = asm(SUM_I32_SCALAR.format(init="    mov w9, #0\n").replace("mov x2, #4096",
+                                                                         "mov x2, x1"))
+    _rejected("sum_reduce_n4096_int32", wrong, SEEDS_RANDOM[:5], (ErrorKind.crash,))
+
+
+# ------------------------------------------------------- positions and corners (items 2, 4)
+
+
+def _mutant(variant_id: str, find: str, replace: str, compiler: str = "clang") -> str:
+    variant = kernels.get(variant_id)
+    body = variant.c_source.split("\n{\n", 1)[1]
+    assert find in body, (variant_id, find)
+    c_source = variant.c_source.replace(body, body.replace(find, replace, 1))
+    return baselines.compile_variant(dataclasses.replace(variant, c_source=c_source), compiler,
+                                     "-O3")
+
+
+DROP_LAST = [
+    ("max_reduce_n4096_float32", "i < N;", "i < N - 1;"),
+    ("min_reduce_n4096_float32", "i < N;", "i < N - 1;"),
+    ("argmax_n4096_float32", "i < N;", "i < N - 1;"),
+    ("dot_n4096_float32", "i < N;", "i < N - 1;"),
+    ("sum_reduce_n4096_float32", "i < N;", "i < N - 1;"),
+    ("prefix_sum_n4096_float32", "s += x[i];", "if (i < N - 1) s += x[i];"),
+    ("max_reduce_n4096_int32", "i < N;", "i < N - 1;"),
+    ("argmax_n4096_uint32", "i < N;", "i < N - 1;"),
+    ("dot_n4096_float64", "i < N;", "i < N - 1;"),
+    ("sum_reduce_n4096_int64", "i < N;", "i < N - 1;"),
+]
+DROP_FIRST = [
+    ("max_reduce_n4096_float32", "m = x[0];", "m = x[1];"),
+    ("min_reduce_n4096_int32", "m = x[0];", "m = x[1];"),
+    ("sum_reduce_n4096_float32", "int i = 0;", "int i = 1;"),
+    ("prefix_sum_n4096_float64", "int i = 0;", "int i = 1;"),
+]
+REPEAT_LAST = [
+    ("dot_n4096_float32", "return s;", "return s + a[N - 1] * b[N - 1];"),
+    ("sum_reduce_n4096_float32", "return s;", "return s + x[N - 2];"),
+]
+
+
+@pytest.mark.parametrize(("variant_id", "find", "replace"), DROP_LAST + DROP_FIRST + REPEAT_LAST)
+def test_a_dropped_or_repeated_element_is_rejected_on_a_fixed_test(
+        variant_id: str, find: str, replace: str) -> None:
+    _on_fixed_tests(_rejected(variant_id, _mutant(variant_id, find, replace), SEEDS_FIXED))
+
+
+CORNERS = [
+    ("quantize_n1024_float32", "roundf(", "rintf(", "ties to even, not away from zero"),
+    ("quantize_n64_float64", "r > 127.0", "r > 128.0", "saturation bound off by one"),
+    ("max_reduce_n1024_float32", "if (x[i] > m)\n            m = x[i];",
+     "m = __builtin_fmaxf(m, x[i]);", "fmaxnm: NaN first and signed zeros"),
+    ("argmax_n1024_float32", "x[i] > m", "x[i] >= m", "the last maximum, not the first"),
+    ("argmax_n64_int8", "x[i] > m", "x[i] >= m", "the last maximum, not the first"),
+    ("min_reduce_n256_float64", "x[i] < m", "x[i] <= m", "the last minimum (-0 after +0)"),
+    ("clip_n1024_float32", "x[i] < lo ? lo : (x[i] > hi ? hi : x[i])",
+     "__builtin_fminf(__builtin_fmaxf(x[i], lo), hi)", "fmin/fmax: NaN and lo > hi"),
+    ("abs_diff_n1024_int32", "a[i] > b[i] ? a[i] - b[i] : b[i] - a[i]",
+     "(a[i] - b[i]) < 0 ? b[i] - a[i] : a[i] - b[i]", "sign of a wrapped difference"),
+    ("relu_n256_float32", "x[i] > 0.0f ? x[i] : 0.0f", "x[i] >= 0.0f ? x[i] : 0.0f",
+     "-0 passed through"),
+]
+
+
+@pytest.mark.parametrize(("variant_id", "find", "replace", "why"), CORNERS,
+                         ids=[f"{c[0]}: {c[3]}" for c in CORNERS])
+def test_a_wrong_semantic_corner_is_rejected_on_a_fixed_test(
+        variant_id: str, find: str, replace: str, why: str) -> None:
+    _on_fixed_tests(_rejected(variant_id, _mutant(variant_id, find, replace), SEEDS_FIXED))
+
+
+SATURATING_SUM_I32 = asm("""\
+    movi v0.4s, #0
+    mov x2, #1024
+1:  ldr q1, [x0], #16
+    {add} v0.4s, v0.4s, v1.4s
+    subs x2, x2, #1
+    b.ne 1b
+    addv s0, v0.4s
+    fmov w0, s0
+    ret""")
+
+
+def test_saturating_accumulation_fails_where_the_c_wraps() -> None:
+    wrong = SATURATING_SUM_I32.replace("{add}", "sqadd")
+    _on_fixed_tests(_rejected("sum_reduce_n4096_int32", wrong, SEEDS_FIXED))
+    assert check("sum_reduce_n4096_int32", SATURATING_SUM_I32.replace("{add}", "add")).passed
+
+
+# --------------------------------------------------------- reduced precision (item 5)
+
+DOT_F32 = """\
+    movi v0.2s, #0
+    mov x2, #{n}
+1:  ldr s1, [x0], #4
+    ldr s2, [x1], #4
+{narrow}    fmadd s0, s1, s2, s0
+    subs x2, x2, #1
+    b.ne 1b
+    ret"""
+BF16 = """\
+    bfcvt h1, s1
+    bfcvt h2, s2
+    umov w3, v1.h[0]
+    umov w4, v2.h[0]
+    lsl w3, w3, #16
+    lsl w4, w4, #16
+    fmov s1, w3
+    fmov s2, w4
+"""
+F16 = """\
+    fcvt h1, s1
+    fcvt h2, s2
+    fcvt s1, h1
+    fcvt s2, h2
+"""
+SUM_F32 = """\
+    movi v0.2s, #0
+    mov x2, #{n}
+1:  ldr s1, [x0], #4
+{narrow}    fadd s0, s0, s1
+    subs x2, x2, #1
+    b.ne 1b
+    ret"""
+DOT_F64_IN_F32 = """\
+    movi v0.2s, #0
+    mov x2, #{n}
+1:  ldr d1, [x0], #8
+    ldr d2, [x1], #8
+    fcvt s1, d1
+    fcvt s2, d2
+    fmadd s0, s1, s2, s0
+    subs x2, x2, #1
+    b.ne 1b
+    fcvt d0, s0
+    ret"""
+SUM_F64_ACC_F32 = """\
+    movi v0.2s, #0
+    mov x2, #{n}
+1:  ldr d1, [x0], #8
+    fcvt s1, d1
+    fadd s0, s0, s1
+    subs x2, x2, #1
+    b.ne 1b
+    fcvt d0, s0
+    ret"""
+
+NARROW = [
+    ("dot", "float32", DOT_F32, BF16, "bfloat16 inputs"),
+    ("dot", "float32", DOT_F32, F16, "float16 inputs"),
+    ("sum_reduce", "float32", SUM_F32, BF16.replace("    bfcvt h2, s2\n", "").replace(
+        "    umov w4, v2.h[0]\n", "").replace("    lsl w4, w4, #16\n", "").replace(
+        "    fmov s2, w4\n", ""), "bfloat16 inputs"),
+    ("sum_reduce", "float32", SUM_F32, "    fcvt h1, s1\n    fcvt s1, h1\n", "float16 inputs"),
+    ("dot", "float64", DOT_F64_IN_F32, "", "float32 arithmetic"),
+    ("sum_reduce", "float64", SUM_F64_ACC_F32, "", "float32 accumulator"),
+]
+
+
+@pytest.mark.parametrize("n", [16, 4096])
+@pytest.mark.parametrize(("template", "dtype", "kernel", "narrow", "why"), NARROW,
+                         ids=[f"{t}_{d}: {w}" for t, d, _, _, w in NARROW])
+def test_lower_precision_is_rejected_at_every_size(template: str, dtype: str, kernel: str,
+                                                   narrow: str, why: str, n: int) -> None:
+    variant_id = f"{template}_n{n}_{dtype}"
+    _on_fixed_tests(_rejected(variant_id, asm(kernel.format(n=n, narrow=narrow)), SEEDS_FIXED))
+    if dtype == "float32":  # the same loop at full precision is honest
+        assert check(variant_id, asm(kernel.format(n=n, narrow=""))).passed
