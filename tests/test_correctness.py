@@ -182,3 +182,13 @@ def test_tolerance_logic() -> None:
     assert first_mismatch(f32, off, ref, mag, Tolerance(terms=1))[0] == 0  # 4 * 2^-24 * 2
     inf_mag = np.array([np.inf] * 4, dtype=np.float32).tobytes()
     assert first_mismatch(f32, off, ref, inf_mag, Tolerance(terms=4))[0] == 0  # no free pass
+
+
+def test_every_test_has_a_name_and_the_timing_test_is_a_random_one() -> None:
+    from toolchain.gates.correctness.compare import RANDOM_TESTS, TEST_NAMES
+    from toolchain.gates.correctness.gate import timing_test
+
+    tests = get_settings().tests_per_attempt
+    assert len(TEST_NAMES) == tests == 31
+    assert {timing_test(seed, tests) for seed in range(100)} == set(RANDOM_TESTS)
+    assert timing_test(7, 5) == 7 % 5  # fewer tests than the fixed families: any of them

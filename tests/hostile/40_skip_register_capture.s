@@ -1,6 +1,6 @@
 // case: return past the harness's register capture (x30 + 48)
 // category: harness-jump
-// expect: abi_violation
+// expect: crash
     .text
     .globl kernel
     .type kernel, %function
