@@ -1,6 +1,6 @@
 // case: waiting for an event that never comes
 // category: infinite-loop
-// expect: timeout
+// expect: object_rejected
     .text
     .globl kernel
     .type kernel, %function
