@@ -24,7 +24,7 @@ from toolchain.settings import get_settings
 from toolchain.verdict import GateResult
 
 SEEDS_RANDOM = range(101, 121)  # 20 seeds where the entry state decides
-SEEDS_FIXED = (7, 8, 9)  # where a fixed test decides (asserted below)
+SEEDS_FIXED = (7, 8)  # where a fixed test decides (asserted below)
 
 
 def _gate(variant_id: str, text: str, seeds: Sequence[int]) -> list[GateResult]:
@@ -184,6 +184,16 @@ DROP_LAST = [
     ("argmax_n4096_uint32", "i < N;", "i < N - 1;"),
     ("dot_n4096_float64", "i < N;", "i < N - 1;"),
     ("sum_reduce_n4096_int64", "i < N;", "i < N - 1;"),
+    # odd sizes: the tail after the last full vector
+    ("max_reduce_n4095_float32", "i < N;", "i < N - 1;"),
+    ("min_reduce_n4095_float32", "i < N;", "i < N - 1;"),
+    ("argmax_n4095_float32", "i < N;", "i < N - 1;"),
+    ("dot_n4095_float32", "i < N;", "i < N - 1;"),
+    ("sum_reduce_n4095_float32", "i < N;", "i < N - 1;"),
+    ("prefix_sum_n4095_float32", "s += x[i];", "if (i < N - 1) s += x[i];"),
+    ("argmax_n17_int8", "i < N;", "i < N - 1;"),
+    ("dot_n17_float64", "i < N;", "i < N - 1;"),
+    ("gemv_m13_n17_float32", "j < N;", "j < N - 1;"),
 ]
 DROP_FIRST = [
     ("max_reduce_n4096_float32", "m = x[0];", "m = x[1];"),
