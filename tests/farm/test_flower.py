@@ -41,3 +41,44 @@ def test_flower_api_lists_the_workers(celery_workers: Workers, farm_env: dict[st
     finally:
         flower.terminate()
         flower.wait(20)
+
+
+def test_flower_forgets_a_worker_that_went_away(celery_workers: Workers,
+                                               farm_env: dict[str, str], logs: Path) -> None:
+    """Flower as the deployment starts it (deploy.entrypoints, --purge_offline_workers) drops a
+    killed worker's flower_worker_* series once it is offline for the purge time, so a
+    scale-down leaves no "worker offline" behind; here with the purge time shortened to 2 s."""
+    from deploy import entrypoints
+
+    argv = entrypoints.command("flower")
+    assert f"--purge_offline_workers={entrypoints.FLOWER_PURGE_OFFLINE_S}" in argv
+    port = process.free_port()
+    argv = [a for a in argv if not a.startswith(("--address", "--port", "--purge"))]
+    argv += ["--address=127.0.0.1", f"--port={port}", "--purge_offline_workers=2"]
+    celery_workers.start("gone")
+    node = celery_workers.node("gone")
+    with open(logs / "flower-purge.log", "ab") as log:
+        flower = subprocess.Popen(argv, env=farm_env, stdout=log, stderr=subprocess.STDOUT)
+
+    def online() -> set[str]:
+        try:
+            text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        except httpx.TransportError:
+            return set()
+        return {line.split('worker="')[1].split("@")[0] for line in text.splitlines()
+                if line.startswith("flower_worker_online{")}
+
+    try:
+        deadline = time.monotonic() + 60
+        while node not in online():
+            assert time.monotonic() < deadline, "Flower never saw the worker"
+            time.sleep(0.5)
+        celery_workers.kill("gone")
+        deadline = time.monotonic() + 60
+        while node in online():
+            assert time.monotonic() < deadline, "Flower kept the killed worker's series"
+            time.sleep(0.5)
+        assert celery_workers.node("w1") in online()  # the living stay
+    finally:
+        flower.terminate()
+        flower.wait(20)
