@@ -136,6 +136,7 @@ class Workers:
     def kill(self, name: str) -> None:
         """SIGKILL the whole worker: its main process and the pool child running a task."""
         proc = self.procs.pop(name)
+        self.metrics_ports.pop(name, None)  # its endpoint died with it
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
 
@@ -148,6 +149,7 @@ class Workers:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
         self.procs.clear()
+        self.metrics_ports.clear()
 
 
 @pytest.fixture(scope="session")
