@@ -87,6 +87,18 @@ def batch_results(session: Session, batch_id: str, *, only_done: bool = False,
             if not skip or row.id not in skip]
 
 
+def recent_scored(session: Session, run_id: str, variant_id: str,
+                  limit: int = 32) -> list[dict[str, Any]]:
+    """The run's latest verified (not infra_error) attempts of one variant, newest first."""
+    rows = session.scalars(
+        select(Attempt).where(Attempt.run_id == run_id, Attempt.variant_id == variant_id,
+                              Attempt.status == DONE,
+                              or_(Attempt.error_kind.is_(None),
+                                  Attempt.error_kind != "infra_error"))
+        .order_by(Attempt.created_at.desc()).limit(limit))
+    return [attempt_json(row) for row in rows]
+
+
 def batch_done_ids(session: Session, batch_id: str) -> set[str]:
     return set(session.scalars(
         select(Attempt.id).join(BatchItem, BatchItem.attempt_id == Attempt.id)

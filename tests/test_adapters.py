@@ -1,11 +1,11 @@
 """The RL framework adapters against the embedded farm, each driven with the exact call shape its
-framework uses (reproduced from the frameworks' source; TRL, OpenRLHF and verl themselves need
-torch and are not installed here):
+framework uses, reproduced from the frameworks' source (tests/frameworks/ runs the same adapters
+inside the real packages: TRL's GRPOTrainer, verl's reward loop, OpenRLHF's reward requests):
 
 - TRL: `GRPOTrainer._calculate_rewards` calls every custom reward function with keywords
   `prompts`, `completions`, `completion_ids`, `trainer_state` and one list per dataset column,
   awaits coroutine functions, turns None into NaN, and names functions by `__name__`.
-- OpenRLHF: `remote_rm_fn_ray` posts `{"query", "prompts", "labels"}` to `--remote_rm_url` with
+- OpenRLHF: its agent executor posts `{"query", "prompts", "labels"}` to `--reward.remote_url` with
   only a Content-Type header (`request_api_wrapper`, timeout 180 s) and reads `rewards`.
 - verl: `get_custom_reward_fn` imports `custom_reward_function.path` as a module and merges
   `reward_kwargs` into each call; the naive manager calls `compute_score(data_source=,
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import inspect
 import math
 import sys
 from collections import defaultdict
@@ -86,7 +87,9 @@ def trl_calculate_rewards(reward_funcs: list[Callable[..., Any]], inputs: list[d
     for func in reward_funcs:
         call = dict(prompts=prompts, completions=completions, completion_ids=completion_ids_list,
                     **reward_kwargs)
-        values = asyncio.run(func(**call)) if asyncio.iscoroutinefunction(func) else func(**call)
+        is_async = inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
+            type(func).__call__)  # trl.trainer.utils.is_async_callable
+        values = asyncio.run(func(**call)) if is_async else func(**call)
         out[func.__name__] = [math.nan if r is None else r for r in values]
     return out
 
@@ -123,7 +126,8 @@ def test_trl_async_reward_function_with_conversational_completions(
         embedded_server: Api) -> None:  # noqa: F811
     client = AsyncClient(embedded_server.url, USER_KEY)
     reward = async_reward_function(client, run_id="trl-async")
-    assert asyncio.iscoroutinefunction(reward) and reward.__name__ == "armgym_reward"
+    assert inspect.iscoroutinefunction(type(reward).__call__)
+    assert reward.__name__ == "armgym_reward"
     rows, prompts, completions = grpo_batch(conversational=True)
     got = trl_calculate_rewards([reward], rows, prompts, completions, [[1]] * len(rows),
                                 TrainerState(global_step=0))
@@ -173,7 +177,7 @@ def test_openrlhf_remote_reward_model_protocol(embedded_server: Api) -> None:  #
     answer = request_api_wrapper(f"{url}?api_key={USER_KEY}&run_id=orlhf&step=2", data)
     assert answer.status_code == 200, answer.text
     body = answer.json()
-    assert body["rewards"] == EXPECTED and body["scores"] == EXPECTED
+    assert body["rewards"] == EXPECTED and body["scores"] == [1.0, 0.0, 0.0]  # in [0, 1]
     assert {k: len(v) for k, v in body["extra_logs"].items()} == {
         "correct": 3, "format": 3, "speedup": 3, "infra_error": 3}
     assert body["extra_logs"]["correct"] == [1.0, 0.0, 0.0]

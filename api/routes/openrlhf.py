@@ -1,20 +1,33 @@
-"""OpenRLHF's remote reward model protocol, so a PPO / REINFORCE++ / GRPO run in OpenRLHF scores
-against the farm with no client code:
+"""OpenRLHF's remote reward model protocol, so a PPO / REINFORCE++ / GRPO run in OpenRLHF (0.11)
+scores against the farm with no client code:
 
-    --remote_rm_url 'http://farm:8000/openrlhf/get_reward?api_key=KEY&run_id=RUN' \\
-    --label_key variant_id
+    --reward.remote_url 'http://farm:8000/openrlhf/get_reward?api_key=KEY&run_id=RUN' \\
+    --data.label_key variant_id
 
-OpenRLHF POSTs `{"query": [prompt + response, ...], "prompts": [prompt, ...], "labels": [label,
-...]}` with no header but Content-Type (hence the key in the URL; give it only the submit scope),
-retries failed requests a few times a second apart, and reads `rewards` (newer versions also
-`scores` and per-sample `extra_logs`). The label is the variant id. The response is the query
-after its prompt, submitted raw (the format gate extracts the `<assembly>` block), as one batch.
+OpenRLHF 0.11 POSTs one sample per request once it is generated (`SingleTurnAgentExecutor`:
+`{"query": [prompt + response], "prompts": [prompt], "labels": [label]}`, only a Content-Type
+header, hence the key in the URL: give it only the submit scope), with a 180 s timeout, tries 5
+times a second apart, and reads `rewards`, `scores` and `extra_logs`. The label is the variant
+id; the response is the query after its prompt, submitted raw (the format gate extracts the
+`<assembly>` block). A request with several samples is one batch, as before.
 
-Idempotency keys come from run, step, position and content, so a resent request (after a 503
-because verification outlasted ARMGYM_MAX_WAIT_S, or a client timeout) attaches to the attempts
-it created instead of verifying again. OpenRLHF cannot drop a sample, so an `infra_error` answers
-503 (`on_infra=error`, the default; the farm has already retried it) unless `on_infra=group_mean`
-asks to give it the mean reward of the other responses to the same prompt and variant.
+The per-sample path is /step's: one submission, an answer from the verdict cache or a hold on
+that one attempt's completion (woken by the farm, not by polling the batch), one row read. The
+hold is bounded (`hold_s`, default 150 s, below OpenRLHF's timeout); past it the answer is 503
+with Retry-After, and the resend (idempotency keys come from run, step, position and content)
+attaches to the attempt it created instead of verifying again.
+
+`rewards` are the reward under `profile`; `scores` are 1.0 for a verified-correct kernel and
+0.0 otherwise, in [0, 1] as OpenRLHF's dynamic filtering (`--algo.dynamic_filtering_range`)
+expects; `extra_logs` carry correctness, format, speedup and infra_error per sample.
+
+Infra errors (the farm already retried them). OpenRLHF 0.11 cannot drop a sample: a request
+that fails 5 times leaves the sample without a reward and the run stops. So by default
+(`on_infra=group_mean`) an attempt the farm could not verify gets the mean reward and score of
+the other attempts with the same prompt and variant in the request, else of the run's latest
+verified attempts of the same variant (`run_id` in the URL): zero expected advantage, flagged in
+`extra_logs.infra_error`. With neither (a farm that cannot verify this variant at all), and with
+`on_infra=error`, the answer is 503: the run should stop rather than train on invented rewards.
 """
 
 from __future__ import annotations
@@ -28,21 +41,23 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from store import attempts, reads
-from toolchain.errors import ErrorKind
-from toolchain.reward import PROFILES
 
 from ..auth import AUTH_HELP, authorize, header_token
 from ..farm import Farm, FarmDep
+from ..observation import check_profile, observation, profile_reward
 from ..submit import submit
 
 router = APIRouter(tags=["trainers"])
-KEY_HELP = f"{AUTH_HELP}, or put ?api_key=<key> in --remote_rm_url (OpenRLHF sends no headers)"
+KEY_HELP = (f"{AUTH_HELP}, or put ?api_key=<key> in --reward.remote_url (OpenRLHF sends no "
+            "headers)")
+HOLD_S = 150.0  # below the 180 s total timeout of OpenRLHF's reward requests
 
 
 class RewardIn(BaseModel):
     query: list[str] = Field(description="prompt + response, as OpenRLHF decodes them")
     prompts: list[str] | None = Field(default=None, description="the prompts, to cut off")
-    labels: list[str] | None = Field(default=None, description="variant ids (--label_key)")
+    labels: list[str] | None = Field(default=None,
+                                     description="variant ids (--data.label_key)")
 
 
 class RewardOut(BaseModel):
@@ -66,62 +81,91 @@ def _key(run_id: str | None, step: int | None, index: int, *parts: str) -> str:
     return "openrlhf/" + hashlib.sha256(raw).hexdigest()[:40]
 
 
-def _reward(row: dict[str, Any], profile: str) -> float | None:
-    if row["status"] != "done" or row["error_kind"] == ErrorKind.infra_error:
-        return None
-    profiles = ((row.get("verdict") or {}).get("reward") or {}).get("profiles") or {}
-    value = profiles.get(profile, row["reward"] if profile == "additive" else None)
-    return float(value or 0.0)
-
-
-def _group_mean(rewards: list[float | None], groups: Sequence[Hashable]) -> list[float | None]:
+def _group_mean(values: list[float | None], groups: Sequence[Hashable]) -> list[float | None]:
     sums: dict[Hashable, list[float]] = {}
-    for group, value in zip(groups, rewards, strict=True):
+    for group, value in zip(groups, values, strict=True):
         if value is not None:
             sums.setdefault(group, []).append(value)
     return [r if r is not None else (sum(sums[g]) / len(sums[g]) if g in sums else None)
-            for r, g in zip(rewards, groups, strict=True)]
+            for r, g in zip(values, groups, strict=True)]
 
 
-async def _wait_complete(farm: Farm, batch_id: str) -> list[dict[str, Any]] | None:
-    def status() -> dict[str, Any] | None:
-        with farm.sessions() as session:
-            return reads.batch_status(session, batch_id)
+async def _verdicts(farm: Farm, done: attempts.Submitted,
+                    hold_s: float) -> list[dict[str, Any]] | None:
+    """The verdict of every attempt in order, or None when some are still running after
+    `hold_s`. Answered ones (verdict cache, identical resends) cost no query; a single pending
+    attempt is waited on by its id, as /step does; several by the farm's completion signal."""
+    ids = done.attempt_ids
+    pending = [a for a in ids if a not in done.answered]
+    found: dict[str, dict[str, Any]] = dict(done.answered)
+    if len(pending) == 1:
+        (only,) = pending
 
-    if not (await run_in_threadpool(status) or {}).get("complete"):
-        await farm.hub.wait(lambda: (status() or {}).get("complete"), farm.settings.max_wait_s)
-        if not (await run_in_threadpool(status) or {}).get("complete"):
+        def one() -> dict[str, Any] | None:
+            with farm.sessions() as session:
+                row = reads.attempt(session, only)
+            return row if row and row["status"] == "done" else None
+
+        row = await farm.hub.wait(one, hold_s, attempt_id=only)
+        if not row:
+            return None
+        found[only] = row["verdict"]
+    elif pending:
+        def all_done() -> bool:
+            with farm.sessions() as session:
+                return len(reads.done_ids(session, pending)) == len(pending)
+
+        if not await farm.hub.wait(all_done, hold_s):
             return None
 
-    def results() -> list[dict[str, Any]]:
-        with farm.sessions() as session:
-            return reads.batch_results(session, batch_id)
+        def rows() -> list[dict[str, Any]]:
+            with farm.sessions() as session:
+                return reads.attempts_by_id(session, pending)
 
-    return await run_in_threadpool(results)
+        found.update({r["attempt_id"]: r["verdict"] for r in await run_in_threadpool(rows)})
+    return [found[a] for a in ids]
+
+
+def _history_mean(farm: Farm, run_id: str | None, variant_id: str,
+                  profile: str) -> tuple[float, float] | None:
+    """(mean reward, mean score) of the run's latest verified attempts of the variant."""
+    if run_id is None:
+        return None
+    with farm.sessions() as session:
+        rows = reads.recent_scored(session, run_id, variant_id)
+    pairs = [(profile_reward(r["verdict"] or {}, profile), float(bool(r["passed"])))
+             for r in rows]
+    scored = [(rw, sc) for rw, sc in pairs if rw is not None]
+    if not scored:
+        return None
+    return (sum(rw for rw, _ in scored) / len(scored), sum(sc for _, sc in scored) / len(scored))
 
 
 @router.post("/openrlhf/get_reward", response_model=RewardOut,
-             responses={503: {"description": "still verifying, or infra_error: resend"}})
+             responses={503: {"description": "still verifying, or infra_error with nothing "
+                                             "to stand in for it: resend"}})
 async def get_reward(body: RewardIn, farm: FarmDep,
                      api_key: str | None = Query(default=None, description="the API key"),
                      run_id: str | None = Query(default=None, max_length=200),
                      step: int | None = None,
                      model: str | None = Query(default=None, max_length=200),
                      profile: str = Query(default="additive", description="reward profile"),
-                     on_infra: Literal["error", "group_mean"] = "error",
+                     on_infra: Literal["group_mean", "error"] = "group_mean",
+                     hold_s: float = Query(default=HOLD_S, gt=0, le=HOLD_S,
+                                           description="longest the request is held"),
                      authorization: str | None = Header(default=None),
                      x_api_key: str | None = Header(default=None)) -> dict[str, Any]:
-    """Score a batch of OpenRLHF queries; answers one reward per query, in order."""
+    """Score OpenRLHF queries (one per request from OpenRLHF 0.11, or a batch); one reward
+    and one score per query, in order."""
     token = header_token(authorization, x_api_key) or api_key
     key = await run_in_threadpool(authorize, farm, token, "submit", KEY_HELP)
     n = len(body.query)
     if body.labels is None or len(body.labels) != n:
         raise HTTPException(422, "labels must hold the variant id of every query (OpenRLHF: "
-                                 "--label_key <dataset column of variant ids>)")
+                                 "--data.label_key <dataset column of variant ids>)")
     if body.prompts is not None and len(body.prompts) != n:
         raise HTTPException(422, f"{len(body.prompts)} prompts for {n} queries")
-    if profile not in PROFILES:
-        raise HTTPException(422, f"unknown profile {profile!r}; one of {', '.join(PROFILES)}")
+    check_profile(profile)
     prompts = body.prompts or [""] * n
     texts = [response_text(q, p) for q, p in zip(body.query, prompts, strict=True)]
     items = [attempts.NewAttempt(variant_id=v, assembly=t, completion=True,
@@ -131,24 +175,34 @@ async def get_reward(body: RewardIn, farm: FarmDep,
     batch_key = _key(run_id, step, n, *(it.idempotency_key or "" for it in items))
     done = await run_in_threadpool(submit, farm, key.id, items, run_id=run_id, step=step,
                                    model=model, batch_key=batch_key)
-    rows = await _wait_complete(farm, done.batch_id)
-    if rows is None:
-        raise HTTPException(503, f"batch {done.batch_id} is still being verified; resend the "
+    verdicts = await _verdicts(farm, done, min(hold_s, farm.settings.max_wait_s))
+    if verdicts is None:
+        raise HTTPException(503, f"still being verified (batch {done.batch_id}); resend the "
                                  "same request to collect it", headers={"Retry-After": "1"})
-    rewards = [_reward(row, profile) for row in rows]
-    if on_infra == "group_mean":
-        rewards = _group_mean(rewards, list(zip(body.labels, prompts, strict=True)))
-    missing = [i for i, r in enumerate(rewards) if r is None]
+    rewards = [profile_reward(v, profile) for v in verdicts]
+    scores = [None if r is None else float(bool(v.get("passed")))
+              for r, v in zip(rewards, verdicts, strict=True)]
+    infra = [float(r is None) for r in rewards]
+    if any(infra) and on_infra == "group_mean":
+        groups = list(zip(body.labels, prompts, strict=True))
+        rewards, scores = _group_mean(rewards, groups), _group_mean(scores, groups)
+        for i in [i for i, r in enumerate(rewards) if r is None]:
+            mean = await run_in_threadpool(_history_mean, farm, run_id, body.labels[i], profile)
+            if mean is not None:
+                rewards[i], scores[i] = mean
+    missing = sum(r is None for r in rewards)
     if missing:
-        raise HTTPException(503, f"{len(missing)} of {n} attempts ended in infra_error (the "
-                                 "verifier failed after its retries, not the model); see batch "
-                                 f"{done.batch_id}, or pass on_infra=group_mean",
+        raise HTTPException(503, f"{missing} of {n} attempts ended in infra_error (the "
+                                 "verifier failed after its retries, not the model) and "
+                                 + ("on_infra=error" if on_infra == "error" else
+                                    "no verified attempt of the same variant in this request "
+                                    "or run stands in for them")
+                                 + f"; see batch {done.batch_id}",
                             headers={"Retry-After": "5"})
-    scored = [float(r) for r in rewards if r is not None]
-    components = [((row.get("verdict") or {}).get("reward") or {}).get("components") or {}
-                  for row in rows]
-    return {"rewards": scored, "scores": scored, "extra_logs": {
-        "correct": [float(bool(row["passed"])) for row in rows],
+    components = [(v.get("reward") or {}).get("components") or {} for v in verdicts]
+    figures = [observation(v, profile) for v in verdicts]
+    return {"rewards": rewards, "scores": scores, "extra_logs": {
+        "correct": [float(bool(v.get("passed"))) for v in verdicts],
         "format": [float(c.get("format") or 0.0) for c in components],
-        "speedup": [float(row["speedup"] or 0.0) for row in rows],
-        "infra_error": [float(row["error_kind"] == ErrorKind.infra_error) for row in rows]}}
+        "speedup": [float(f["speedup"] or 0.0) for f in figures],
+        "infra_error": infra}}

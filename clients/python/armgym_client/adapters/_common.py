@@ -5,14 +5,24 @@ from __future__ import annotations
 
 import json
 from collections.abc import Hashable, Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
+from ..client import Client
 from ..errors import InfraErrorResult
-from ..models import StepResult
+from ..models import DEFAULT_PROFILE, StepResult
 
 # none: leave None (the framework drops it); raise: stop the trainer; group_mean: the mean of the
 # scored rewards in the same group (zero advantage under group normalisation); zero: 0.0.
 ON_INFRA = ("none", "raise", "group_mean", "zero")
+
+
+@lru_cache(maxsize=16)
+def shared_client(base_url: str | None, api_key: str | None, timeout_s: float,
+                  profile: str | None = None) -> Client:
+    """One client (and connection pool) per farm, key and profile for the life of the process,
+    shared by every reward function and environment instance that names them."""
+    return Client(base_url, api_key, timeout_s=timeout_s, profile=profile or DEFAULT_PROFILE)
 
 
 def completion_text(completion: Any) -> str:
