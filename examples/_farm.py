@@ -1,6 +1,7 @@
-"""Where the examples find a farm: the one named by ARMGYM_URL (with ARMGYM_API_KEY), or else an
-embedded farm started just for the example (SQLite and in-process workers in a temporary
-directory, or in --data-dir to keep the history) and stopped when it ends."""
+"""Where the examples find a farm: the one named by ARMGYM_URL (with ARMGYM_API_KEY: then only
+armgym-client is needed), or else an embedded farm started from this checkout just for the
+example (SQLite and in-process workers in a temporary directory, or in --data-dir to keep the
+history) and stopped when it ends."""
 
 from __future__ import annotations
 
@@ -44,13 +45,13 @@ def farm(data_dir: str | None = None) -> Iterator[tuple[str, str]]:
             shutil.rmtree(data, ignore_errors=True)
 
 
-def candidates() -> dict[str, str]:
-    """Model outputs to score: a correct answer in <assembly> tags, one with no tags, one that
-    assembles but computes nothing (the embedded farm's own baseline is the correct answer)."""
-    sys.path.insert(0, str(ROOT))
-    from toolchain import baselines, kernels
+def candidates(url: str, variant_id: str = "relu_n64_float32") -> dict[str, str]:
+    """Model outputs to score: a correct answer in <assembly> tags (the compiler's own, from the
+    farm's /reset), one with no tags, one that assembles but computes nothing."""
+    import httpx
 
-    asm = baselines.get(kernels.get("relu_n64_float32"), "clang").assembly
+    task = httpx.post(f"{url}/reset", json={"variant_id": variant_id}, timeout=120).json()
+    asm = task["baseline"]["assembly"]
     return {"correct": f"Sure:\n<assembly>\n{asm}</assembly>",
             "no tags": "I think the loop should be unrolled.",
             "computes nothing": "<assembly>\n    .globl kernel\nkernel:\n    ret\n</assembly>"}
