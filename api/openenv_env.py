@@ -129,7 +129,7 @@ class ArmGymEnvironment(Environment[ArmGymAction, ArmGymObservation, ArmGymState
         check_profile(profile)
         query = ResetIn(seed=seed, variant_id=variant_id, template=template, dtype=dtype,
                         difficulty=difficulty, split=split)
-        found = await run_in_threadpool(task, query, self._farm().settings)
+        found = await run_in_threadpool(task, query, self._farm())
         self._task, self._key = found, api_key or self._key
         self._state = ArmGymState(episode_id=episode_id, variant_id=found["variant_id"],
                                   seed=found["seed"], profile=profile)
