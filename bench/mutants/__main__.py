@@ -1,0 +1,37 @@
+"""python -m bench.mutants: see the package docstring."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from . import report, run
+
+DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.mutants", description=__doc__)
+    p.add_argument("--mutants", type=int, default=3000, help="at least this many (default 3000)")
+    p.add_argument("--seed", type=int, default=2026, help="draws variants, mutants, gate seeds")
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
+    p.add_argument("--template", action="append", help="only these templates (repeatable)")
+    p.add_argument("--variant", action="append", help="only these variants (repeatable)")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    p.add_argument("--survivors", type=Path, help="also copy the survivors' digest here")
+    args = p.parse_args(argv)
+    result = run.execute(args.seed, args.mutants, args.jobs, args.template, args.variant)
+    doc = report.document(result)
+    report.write(doc, args.out)
+    if args.survivors:
+        args.survivors.write_text((args.out / "survivors.txt").read_text())
+    print(report.table(doc))
+    print(f"results: {args.out / 'results.json'}, plot: {args.out / 'kill_rate.png'}, "
+          f"survivors: {args.out / 'survivors.txt'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,271 @@
+"""The oracle's own tests: many more than the gate's, designed so that every position decides.
+
+Each test is a full set of arguments. Families, per element type:
+
+- random values over several magnitudes, and full-range integers;
+- exact small integers (all non-zero, and all positive): no evaluation order rounds, so a dropped,
+  repeated or misplaced term changes a sum, a product or a scan at every position;
+- strictly monotone sequences (the decisive element of a selection is the last, or the first);
+- for selections (max, min, argmax, softmax), one test per position of the first and last 24
+  and 8 random ones, with the extreme exactly there, plus ties (first against last maximum);
+- IEEE corners mixed into random data and at the first and last positions: NaN, +-Inf, +-0,
+  subnormals, the largest finite values; integer extremes (INT_MIN, INT_MAX, -1, 0);
+- values not representable in a narrower format, all of one sign (bf16/fp16 for float32,
+  float32 for float64);
+- template corners: rounding ties and saturation bounds (quantize), lo > hi and NaN bounds
+  (clip), every int8 value and a wrapping zero point (dequantize), zero vectors (cosine).
+
+Scalars (alpha, lo, hi, scale, zero_point) are drawn per test, special values included. The
+entry registers are randomised by the oracle harness from each test's seed.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+
+from toolchain.kernels.model import Arg, DType, Variant
+
+NP = {DType.float16: np.float16, DType.float32: np.float32, DType.float64: np.float64,
+      DType.int8: np.int8, DType.int32: np.int32, DType.int64: np.int64,
+      DType.uint32: np.uint32}  # fmt: skip
+SELECTIONS = {"max_reduce": 1, "argmax": 1, "softmax_numer": 1, "min_reduce": -1}
+EDGE = 24  # positions at each end of a selection that get their own test
+_ONCE = ("increasing", "decreasing", "zeros", "alternating", "equal", "nan_last", "inf_last",
+         "special_first", "extreme")
+_DRAWN = ("random", "wide", "small_int", "pos_int", "special", "narrow")
+#: 45 tests per variant (selections add one per decisive position and four ties).
+FAMILIES = _ONCE + _DRAWN * 6
+
+
+@dataclass(frozen=True)
+class Test:
+    seed: int  # the harness draws the entry registers, guard bytes and poison from it
+    values: tuple[np.ndarray | np.generic, ...]  # one per argument, in signature order
+
+
+def _float_specials(dt: type[np.floating]) -> np.ndarray:
+    fi = np.finfo(dt)
+    return np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, fi.smallest_subnormal,
+                     -fi.smallest_subnormal, fi.max, -fi.max, fi.tiny, -fi.tiny, 1.0, -1.0, 0.5,
+                     -np.nan], dtype=dt)
+
+
+def _int_specials(dt: type[np.integer]) -> np.ndarray:
+    ii = np.iinfo(dt)
+    return np.array([ii.min, ii.max, 0, 1, ii.max - 1, ii.min + 1, -1 if ii.min < 0 else 2,
+                     ii.max // 2 + 1], dtype=dt)
+
+
+def values(dt: DType, n: int, family: str, rng: np.random.Generator) -> np.ndarray:
+    """`n` elements of `dt` from one family."""
+    t = NP[dt]
+    if dt.is_float:
+        fi = np.finfo(t)
+        span = 4 if dt is DType.float16 else 12
+        if family == "random":
+            out = rng.standard_normal(n) * 10.0 ** rng.uniform(-1, 1)
+        elif family == "wide":
+            out = rng.choice([-1.0, 1.0], n) * 10.0 ** rng.uniform(-span, span, n)
+        elif family == "small_int":
+            out = rng.integers(1, 9, n) * rng.choice([-1.0, 1.0], n)
+        elif family == "pos_int":
+            out = rng.integers(1, 9, n).astype(float)
+        elif family in ("special", "nan_last", "inf_last", "special_first"):
+            out = rng.standard_normal(n) * 4
+            if family == "special":
+                hits = rng.random(n) < 0.15
+                out = np.where(hits, rng.choice(_float_specials(t).astype(float), n), out)
+            elif family == "nan_last":
+                out[-1] = np.nan
+            elif family == "inf_last":
+                out[-1] = rng.choice([np.inf, -np.inf])
+            else:
+                out[0] = rng.choice(_float_specials(t).astype(float))
+        elif family in ("increasing", "decreasing"):
+            out = (np.arange(n) - n // 2) * (0.5 if dt is DType.float16 and n <= 2048 else 1.0)
+            out = out if family == "increasing" else out[::-1].copy()
+        elif family == "narrow":  # not representable in bf16 / fp16 (float32) or float32
+            bits = 52 if dt is DType.float64 else 23 if dt is DType.float32 else 10
+            mant = rng.integers(1, 2 ** bits, n) | 1
+            out = (1.0 + mant * 2.0 ** -bits) * 2.0 ** rng.integers(-3, 4, n)
+        elif family == "zeros":
+            out = rng.choice([0.0, -0.0], n)
+        elif family == "alternating":
+            out = np.where(np.arange(n) % 2 == 0, 1.0, -1.0) * (1 + np.arange(n) % 7)
+        elif family == "extreme":
+            out = rng.choice([-1.0, 1.0], n) * float(fi.max) * rng.uniform(0.25, 1.0, n)
+        elif family == "equal":
+            out = np.full(n, rng.standard_normal())
+        else:
+            raise ValueError(family)
+        with np.errstate(over="ignore", invalid="ignore"):
+            return np.asarray(out).astype(t)
+    ii = np.iinfo(t)
+    lo, hi = int(ii.min), int(ii.max)
+    if family in ("random", "wide", "narrow"):
+        out = rng.integers(lo, hi, n, dtype=t, endpoint=True)
+    elif family == "small_int":
+        out = rng.integers(-8 if lo < 0 else 0, 9, n)
+    elif family == "pos_int":
+        out = rng.integers(1, 9, n)
+    elif family in ("special", "nan_last", "inf_last", "special_first"):
+        out = rng.integers(lo, hi, n, dtype=t, endpoint=True)
+        specials = _int_specials(t)
+        if family == "special":
+            hits = rng.random(n) < 0.15
+            out = np.where(hits, rng.choice(specials, n), out)
+        elif family == "special_first":
+            out[0] = rng.choice(specials)
+        else:
+            out[-1] = hi if family == "nan_last" else lo
+    elif family in ("increasing", "decreasing"):
+        base = np.arange(n, dtype=np.int64) - n // 2
+        if hi - lo + 1 < n:  # int8: as long a run as fits, then saturate
+            base = np.clip(base, lo, hi)
+        out = base if family == "increasing" else base[::-1].copy()
+        if lo == 0:
+            out = out - out.min()
+    elif family == "zeros":
+        out = np.zeros(n, dtype=np.int64)
+    elif family == "alternating":
+        out = np.where(np.arange(n) % 2 == 0, hi, lo)
+    elif family == "extreme":
+        out = rng.choice(_int_specials(t), n)
+    elif family == "equal":
+        out = np.full(n, int(rng.integers(lo, hi, dtype=t, endpoint=True)))
+    else:
+        raise ValueError(family)
+    return np.asarray(out).astype(t)
+
+
+def _scalar(arg: Arg, variant: Variant, family: str, rng: np.random.Generator) -> np.generic:
+    t = NP[arg.dtype]
+    special = family in ("special", "extreme", "special_first")
+    if arg.dtype.is_float:
+        if arg.name in ("lo", "hi"):  # clip: usually ordered, sometimes reversed or NaN
+            v = rng.standard_normal() * 2
+        elif variant.template == "quantize":
+            v = rng.choice([1.0, 0.5, 2.0, 100.0, 1e-3]) if not special else \
+                rng.choice([1.0, -1.0, 0.0, 1e30, np.nan, np.inf])
+        else:
+            v = rng.standard_normal() * 3
+        if special and rng.random() < 0.7:
+            v = rng.choice(_float_specials(t).astype(float))
+        with np.errstate(over="ignore"):
+            return t(v)
+    if special:
+        return t(rng.choice(_int_specials(t)))
+    if arg.name == "zero_point" and rng.random() < 0.5:
+        return t(rng.integers(np.iinfo(t).min, np.iinfo(t).max, endpoint=True))
+    return t(rng.integers(-20, 21))
+
+
+def _test(variant: Variant, family: str, rng: np.random.Generator,
+          spike: int | None = None, tie: int | None = None) -> Test:
+    vals: list[np.ndarray | np.generic] = []
+    for arg in variant.signature.args:
+        if not arg.pointer:
+            vals.append(_scalar(arg, variant, family, rng))
+            continue
+        if arg.role == "out":  # poison: the harness compares what the kernel leaves here
+            vals.append(np.frombuffer(rng.bytes(arg.length * arg.dtype.size), NP[arg.dtype]))
+            continue
+        vals.append(values(arg.dtype, arg.length, family, rng))
+    _template_corners(variant, family, vals, rng)
+    if spike is not None:
+        _spike(variant, vals, spike, rng, tie)
+    return Test(int(rng.integers(0, 2**63)), tuple(vals))
+
+
+def _template_corners(variant: Variant, family: str, vals: list, rng: np.random.Generator) -> None:
+    names = [a.name for a in variant.signature.args]
+    t = variant.template
+    if t == "clip" and "lo" in names:
+        lo, hi = names.index("lo"), names.index("hi")
+        if family in ("random", "small_int", "increasing") and vals[lo] > vals[hi]:
+            vals[lo], vals[hi] = vals[hi], vals[lo]  # mostly ordered bounds; others stay reversed
+    elif t == "quantize" and family in ("small_int", "pos_int", "equal"):
+        x = names.index("x")
+        n = len(vals[x])
+        dt = vals[x].dtype
+        # Exact halves (roundf breaks them away from zero) and the saturation bounds.
+        ties = rng.integers(-140, 141, n) + 0.5
+        corner = np.array([127.5, -128.5, 127.49999, -128.49999, 126.5, -127.5, 128.0, -129.0,
+                           0.5, -0.5, 1.5, -1.5])
+        ties[: min(n, len(corner))] = corner[: min(n, len(corner))]
+        vals[x] = rng.permutation(ties).astype(dt) if family != "equal" else ties.astype(dt)
+        vals[names.index("scale")] = dt.type(1.0)
+    elif t == "dequantize" and family in ("increasing", "alternating"):
+        x = names.index("x")
+        vals[x] = (np.arange(len(vals[x])) % 256 - 128).astype(np.int8)
+    elif t == "cosine_similarity" and family == "zeros":
+        vals[0] = np.zeros_like(vals[0])
+
+
+def _spike(variant: Variant, vals: list, position: int, rng: np.random.Generator,
+           tie: int | None) -> None:
+    """The selection's extreme at exactly `position` (and again at `tie`, a later position: the
+    first one wins): any skipped, repeated or misplaced element shows."""
+    sign = SELECTIONS[variant.template]
+    x = [a.name for a in variant.signature.args].index("x")
+    arr = vals[x]
+    t = arr.dtype
+    if np.issubdtype(t, np.floating):
+        base = rng.uniform(-100, 100, len(arr))
+        base[position] = sign * 1000.0 + rng.uniform(-1, 1)
+    else:
+        ii = np.iinfo(t)
+        lo, hi = int(ii.min) + 1, int(ii.max) - 1
+        base = rng.integers(lo, hi, len(arr), endpoint=True)
+        base[position] = ii.max if sign > 0 else ii.min
+    if tie is not None:
+        base[tie] = base[position]
+    vals[x] = base.astype(t)
+
+
+def tests(variant: Variant, seed: int) -> list[Test]:
+    """Every oracle test of `variant`: the same for the same seed, on every machine."""
+    rng = np.random.default_rng([seed, *variant.id.encode()])
+    out = [_test(variant, family, rng) for family in FAMILIES]
+    if variant.template in SELECTIONS:
+        n = variant.params["n"]
+        edge = list(range(min(n, EDGE))) + list(range(max(0, n - EDGE), n))
+        extra = rng.choice(n, size=min(n, 8), replace=False).tolist()
+        for position in dict.fromkeys(edge + extra):
+            out.append(_test(variant, "random", rng, spike=position))
+        for last in (True, False, True, False):  # ties: the first extreme wins in argmax
+            first = int(rng.integers(0, n - 1))
+            tie = n - 1 if last else int(rng.integers(first + 1, n))
+            out.append(_test(variant, "random", rng, spike=first, tie=tie))
+    return out
+
+
+_KIND = {"in": 0, "out": 1, "inout": 2}
+
+
+def encode(variant: Variant, cases: list[Test]) -> bytes:
+    """The harness's test file (format in oracle_harness.c)."""
+    sig = variant.signature
+    ret = sig.ret
+    head = [b"ARMGYMO1", struct.pack("<4I", len(cases), len(sig.args),
+                                     0 if ret is None else 2 if ret.is_float else 1,
+                                     ret.size if ret else 0)]
+    for a in sig.args:
+        kind = 2 if a.pointer else 1 if a.dtype.is_float else 0
+        head.append(struct.pack("<5I", kind, a.dtype.size, a.length, _KIND[a.role],
+                                a.dtype.size if a.dtype.is_float else 0))
+    body = []
+    for case in cases:
+        body.append(struct.pack("<Q", case.seed))
+        for a, v in zip(sig.args, case.values, strict=True):
+            if a.pointer:
+                arr = np.ascontiguousarray(v, dtype=NP[a.dtype])
+                assert arr.shape == (a.length,), (variant.id, a.name, arr.shape)
+                body.append(arr.tobytes())
+            else:
+                raw = np.asarray(v, dtype=NP[a.dtype]).tobytes()
+                body.append(raw + bytes(8 - len(raw)))
+    return b"".join(head + body)
