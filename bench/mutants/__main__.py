@@ -21,8 +21,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--variant", action="append", help="only these variants (repeatable)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     p.add_argument("--survivors", type=Path, help="also copy the survivors' digest here")
+    p.add_argument("--reuse", type=Path, help="phase 1 (mutants and oracle classes) saved by an "
+                   "earlier run (its OUT/phase1.json.gz): score the same mutants again")
+    p.add_argument("--every", type=int, default=1, help="score only every k-th mutant")
     args = p.parse_args(argv)
-    result = run.execute(args.seed, args.mutants, args.jobs, args.template, args.variant)
+    result = run.execute(args.seed, args.mutants, args.jobs, args.template, args.variant,
+                         reuse=args.reuse, save=args.out / "phase1.json.gz", every=args.every)
     doc = report.document(result)
     report.write(doc, args.out)
     if args.survivors:

@@ -11,10 +11,13 @@ take the survivors apart.
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import hashlib
-import math
+import json
 import random
+import resource
 import shutil
+import time
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -71,8 +74,8 @@ class Mutant:
 
 
 def plan(seed: int, count: int, templates: Iterable[str] | None = None,
-         variant_ids: Iterable[str] | None = None) -> tuple[list[Variant], int]:
-    """The variants to mutate and how many mutants per (variant, compiler).
+         variant_ids: Iterable[str] | None = None) -> list[tuple[Variant, dict[str, int]]]:
+    """The variants to mutate, each with how many mutants per compiler (`count` in all).
 
     Every (template, dtype) pair gets one power-of-two and one odd-shaped variant, drawn with the
     seed; `variant_ids` overrides the draw (the instrument's own test uses it)."""
@@ -91,27 +94,29 @@ def plan(seed: int, count: int, templates: Iterable[str] | None = None,
                 group = [v for v in pairs[key] if kernels.odd_shaped(v) == odd]
                 if group:
                     chosen.append(rng.choice(group))
-    per = max(1, math.ceil(count / (2 * len(chosen))))
-    return chosen, per
+    slots = [(v, c) for v in chosen for c in COMPILERS]
+    base, extra = divmod(max(count, len(slots)), len(slots))
+    order = list(range(len(slots)))
+    random.Random(f"extra:{seed}").shuffle(order)
+    more = set(order[:extra])
+    quota: dict[str, dict[str, int]] = {}
+    for i, (v, c) in enumerate(slots):
+        quota.setdefault(v.id, {})[c] = base + (i in more)
+    return [(v, quota[v.id]) for v in chosen]
 
 
 @dataclass
 class GroupResult:
     variant: str
-    workdir: str
     mutants: list[Mutant]
     drawn: int
     not_assembling: int
     identical: int
-    oracle_s: float
 
 
-def classify(job: tuple[str, int, int, str]) -> GroupResult:
+def classify(job: tuple[str, int, dict[str, int], str]) -> GroupResult:
     """Phase 1 for one variant (runs in a worker process)."""
-    import time
-
-    variant_id, seed, per, root = job
-    start = time.perf_counter()
+    variant_id, seed, quota, root = job
     variant = kernels.get(variant_id)
     workdir = oracle.workspace(f"{variant_id}-", root)
     group = oracle.Group(variant, seed, workdir, get_settings().cache_dir)
@@ -137,16 +142,16 @@ def classify(job: tuple[str, int, int, str]) -> GroupResult:
                 after=m.after.strip() if m.after is not None else None, text=mutated))
             return True
 
-        mutate.pick(mutate.candidates(text, variant.params), rng, accept, per)
+        mutate.pick(mutate.candidates(text, variant.params), rng, accept, quota[compiler])
     outcomes = group.run()
+    shutil.rmtree(workdir, ignore_errors=True)
     refs = outcomes[: len(oracle.REFERENCES)]
     for mutant, outcome in zip(mutants, outcomes[len(oracle.REFERENCES):], strict=True):
         j = oracle.judge(refs, outcome)
         mutant.equivalent, mutant.oracle_reason = j.equivalent, j.reason
         mutant.differing, mutant.tests = j.differing, j.tests
-    return GroupResult(variant_id, str(workdir), mutants, stats["drawn"],
-                       stats["does not assemble"], stats["same object as its baseline"],
-                       time.perf_counter() - start)
+    return GroupResult(variant_id, mutants, stats["drawn"], stats["does not assemble"],
+                       stats["same object as its baseline"])
 
 
 def gate_seed(seed: int, mutant_id: str) -> int:
@@ -165,53 +170,114 @@ def score(job: tuple[str, str, int]) -> tuple[str, str]:
     return kind, v.message[:300]
 
 
-def survivor_detail(group: GroupResult, index: int) -> dict[str, Any]:
-    """Phase 3: how mutant `index` of a group (0-based among its mutants) differs from clang."""
-    variant = kernels.get(group.variant)
-    workdir = Path(group.workdir)
-    ref = oracle.dump(variant, workdir, 0)
-    mine = oracle.dump(variant, workdir, len(oracle.REFERENCES) + index)
-    return oracle.deviation(variant, ref, mine)
+def explain(job: tuple[str, int, list[str]]) -> list[dict[str, Any]]:
+    """Phase 3 for the survivors of one variant: each one's outputs against clang's."""
+    variant_id, seed, texts = job
+    variant = kernels.get(variant_id)
+    workdir = oracle.workspace(f"explain-{variant_id}-")
+    try:
+        group = oracle.Group(variant, seed, workdir, get_settings().cache_dir)
+        for text in texts:
+            group.try_mutant(text)
+        group.link()
+        ref = oracle.dump(variant, workdir, 0)
+        return [oracle.deviation(variant, ref, oracle.dump(variant, workdir, i))
+                for i in range(len(oracle.REFERENCES), len(oracle.REFERENCES) + len(texts))]
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
-def execute(seed: int, count: int, jobs: int, templates: Iterable[str] | None = None,
-            variant_ids: Iterable[str] | None = None, progress: bool = True) -> dict[str, Any]:
-    """The whole run; returns the results document (see report.py)."""
-    import time
-
+def phase1(seed: int, count: int, jobs: int, templates: Iterable[str] | None,
+           variant_ids: Iterable[str] | None, progress: bool) -> dict[str, Any]:
+    """Mutants and their oracle classes (what `--reuse` loads instead of recomputing)."""
     start = time.perf_counter()
-    variants, per = plan(seed, count, templates, variant_ids)
+    chosen = plan(seed, count, templates, variant_ids)
+    variants = [v for v, _ in chosen]
     baselines.build(variants, COMPILERS, ("-O3",), jobs=jobs, progress=progress)
     root = oracle.workspace("armgym-mutants-")
     try:
         with ProcessPoolExecutor(max_workers=jobs) as pool:
-            groups = list(tqdm(pool.map(classify, [(v.id, seed, per, root) for v in variants]),
-                               total=len(variants), desc="oracle", unit="variant",
+            groups = list(tqdm(pool.map(classify, [(v.id, seed, q, str(root)) for v, q in chosen]),
+                               total=len(chosen), desc="oracle", unit="variant",
                                disable=not progress))
-            phase1 = time.perf_counter() - start
-            mutants = [m for g in groups for m in g.mutants]
-            work = [(m.variant, m.text, gate_seed(seed, m.id)) for m in mutants]
-            verdicts = list(tqdm(pool.map(score, work, chunksize=4), total=len(work),
-                                 desc="gate", unit="mutant", disable=not progress))
-        phase2 = time.perf_counter() - start - phase1
-        for m, (kind, message) in zip(mutants, verdicts, strict=True):
-            m.verdict, m.message = kind, message
-        by_group = {g.variant: g for g in groups}
-        survivors = [m for m in mutants if not m.equivalent and not m.killed
-                     and m.verdict != INFRA]
-        for m in tqdm(survivors, desc="survivors", unit="mutant",
-                      disable=not progress or not survivors):
-            g = by_group[m.variant]
-            m.deviation = survivor_detail(g, g.mutants.index(m))
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return {
-        "seed": seed, "requested": count, "per_variant_compiler": per,
-        "variants": [v.id for v in variants],
+        "seed": seed, "requested": count, "variants": [v.id for v in variants],
+        "baselines": {v.id: {c: hashlib.sha256(baselines.get(v, c).assembly.encode())
+                             .hexdigest()[:16] for c in COMPILERS} for v in variants},
         "drawn": sum(g.drawn for g in groups),
         "not_assembling": sum(g.not_assembling for g in groups),
         "identical_objects": sum(g.identical for g in groups),
-        "seconds": {"oracle": round(phase1, 1), "gate": round(phase2, 1),
-                    "total": round(time.perf_counter() - start, 1)},
+        "oracle_seconds": round(time.perf_counter() - start, 1),
+        "mutants": [m for g in groups for m in g.mutants],
+    }
+
+
+def save_phase1(data: dict[str, Any], path: Path) -> None:
+    out = {**data, "mutants": [m.to_json(with_text=True) for m in data["mutants"]]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(path, "wt") as fh:
+        json.dump(out, fh)
+
+
+def load_phase1(path: Path) -> dict[str, Any]:
+    """Phase 1 of an earlier run; refused when a baseline has changed since."""
+    with gzip.open(path, "rt") as fh:
+        data = json.load(fh)
+    for vid, hashes in data["baselines"].items():
+        for c, h in hashes.items():
+            now = hashlib.sha256(baselines.get(kernels.get(vid), c).assembly.encode())
+            if now.hexdigest()[:16] != h:
+                raise SystemExit(f"{path}: the {c} baseline of {vid} has changed; rerun phase 1")
+    fields = {f.name for f in dataclasses.fields(Mutant)}
+    data["mutants"] = [Mutant(**{k: v for k, v in m.items() if k in fields})
+                       for m in data["mutants"]]
+    for m in data["mutants"]:
+        m.verdict, m.message, m.deviation = "", "", {}
+    return data
+
+
+def execute(seed: int, count: int, jobs: int, templates: Iterable[str] | None = None,
+            variant_ids: Iterable[str] | None = None, progress: bool = True,
+            reuse: Path | None = None, save: Path | None = None,
+            every: int = 1) -> dict[str, Any]:
+    """The whole run; returns the results document (see report.py). `every` scores only every
+    k-th mutant (a quicker, still stratified look); `reuse` loads phase 1 from `save` of an
+    earlier run."""
+    start = time.perf_counter()
+    data = load_phase1(reuse) if reuse else phase1(seed, count, jobs, templates, variant_ids,
+                                                    progress)
+    if save and not reuse:
+        save_phase1(data, save)
+    seed = data["seed"]
+    mutants = data["mutants"][::every]
+    gate_start = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        work = [(m.variant, m.text, gate_seed(seed, m.id)) for m in mutants]
+        verdicts = list(tqdm(pool.map(score, work, chunksize=4), total=len(work),
+                             desc="gate", unit="mutant", disable=not progress))
+        for m, (kind, message) in zip(mutants, verdicts, strict=True):
+            m.verdict, m.message = kind, message
+        gate_s = time.perf_counter() - gate_start
+        survivors: dict[str, list[Mutant]] = {}
+        for m in mutants:
+            if not m.equivalent and not m.killed and m.verdict != INFRA:
+                survivors.setdefault(m.variant, []).append(m)
+        jobs3 = [(vid, seed, [m.text for m in ms]) for vid, ms in survivors.items()]
+        details = list(tqdm(pool.map(explain, jobs3), total=len(jobs3), desc="survivors",
+                            unit="variant", disable=not progress or not jobs3))
+    for ms, found in zip(survivors.values(), details, strict=True):
+        for m, d in zip(ms, found, strict=True):
+            m.deviation = d
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    return {
+        **{k: v for k, v in data.items() if k not in ("mutants", "baselines", "oracle_seconds")},
+        "every": every, "reused_phase1": str(reuse) if reuse else None,
+        "seconds": {"oracle": data["oracle_seconds"] if not reuse else 0.0,
+                    "gate": round(gate_s, 1), "total": round(time.perf_counter() - start, 1),
+                    "cpu": round(usage.ru_utime + usage.ru_stime + own.ru_utime
+                                 + own.ru_stime, 1)},
         "mutants": mutants,
     }
