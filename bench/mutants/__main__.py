@@ -24,9 +24,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reuse", type=Path, help="phase 1 (mutants and oracle classes) saved by an "
                    "earlier run (its OUT/phase1.json.gz): score the same mutants again")
     p.add_argument("--every", type=int, default=1, help="score only every k-th mutant")
+    p.add_argument("--recheck-equivalent", action="store_true", help="with --reuse: judge the "
+                   "equivalent mutants again with today's oracle tests (saved as OUT/phase1)")
+    p.add_argument("--verdicts-from", type=Path, help="take the gate's verdicts from this "
+                   "results.json instead of scoring (to re-read an earlier run)")
     args = p.parse_args(argv)
     result = run.execute(args.seed, args.mutants, args.jobs, args.template, args.variant,
-                         reuse=args.reuse, save=args.out / "phase1.json.gz", every=args.every)
+                         reuse=args.reuse, save=args.out / "phase1.json.gz", every=args.every,
+                         recheck_equivalent=args.recheck_equivalent,
+                         verdicts_from=args.verdicts_from)
     doc = report.document(result)
     report.write(doc, args.out)
     if args.survivors:

@@ -36,7 +36,8 @@ EDGE = 24  # positions at each end of a selection that get their own test
 _ONCE = ("increasing", "decreasing", "zeros", "alternating", "equal", "nan_last", "inf_last",
          "special_first", "extreme")
 _DRAWN = ("random", "wide", "small_int", "pos_int", "special", "narrow")
-#: 45 tests per variant (selections add one per decisive position and four ties).
+#: 45 tests per variant and 12 more at the end (selections add one per decisive position and
+#: four ties).
 FAMILIES = _ONCE + _DRAWN * 6
 
 
@@ -99,6 +100,10 @@ def values(dt: DType, n: int, family: str, rng: np.random.Generator) -> np.ndarr
             out = rng.choice([-1.0, 1.0], n) * float(fi.max) * rng.uniform(0.25, 1.0, n)
         elif family == "equal":
             out = np.full(n, rng.standard_normal())
+        elif family == "signed_zero":
+            out = rng.choice([0.0, -0.0, 0.0, -0.0, 1.0, -1.0, 0.5, -0.5], n)
+        elif family == "tiny":
+            out = rng.integers(0, 3, n) * rng.choice([-1.0, 1.0], n)
         else:
             raise ValueError(family)
         with np.errstate(over="ignore", invalid="ignore"):
@@ -136,6 +141,10 @@ def values(dt: DType, n: int, family: str, rng: np.random.Generator) -> np.ndarr
         out = rng.choice(_int_specials(t), n)
     elif family == "equal":
         out = np.full(n, int(rng.integers(lo, hi, dtype=t, endpoint=True)))
+    elif family == "signed_zero":
+        out = rng.choice([0, 1, -1 if lo < 0 else 2], n)
+    elif family == "tiny":
+        out = rng.integers(0, 4, n)
     else:
         raise ValueError(family)
     return np.asarray(out).astype(t)
@@ -240,7 +249,37 @@ def tests(variant: Variant, seed: int) -> list[Test]:
             first = int(rng.integers(0, n - 1))
             tie = n - 1 if last else int(rng.integers(first + 1, n))
             out.append(_test(variant, "random", rng, spike=first, tie=tie))
+    # Appended later, so every test above is unchanged (a mutant judged non-equivalent stays so):
+    # signed zeros against both signs of a scalar, few distinct values (ties everywhere), and
+    # for selections every further position (n <= 256) or every 16th (a dropped vector block
+    # of any width >= 16 elements, wherever it sits, holds one decisive position).
+    out += [_test(variant, family, rng) for family in ("signed_zero", "tiny") * 4]
+    if variant.template in SELECTIONS:
+        n = variant.params["n"]
+        done = set(edge + extra)
+        phase = int(rng.integers(0, 16))
+        more = range(n) if n <= 256 else range(phase, n, 16)
+        for position in (p for p in more if p not in done):
+            out.append(_test(variant, "random", rng, spike=position))
+    # Equality in comparisons: neighbours equal in pairs, and in runs of random length, so a
+    # compare dropped or off by equality shows at the start as anywhere else.
+    for family, runs in (("small_int", False), ("random", True)) * 2:
+        out.append(_repeated(variant, _test(variant, family, rng), runs, rng))
     return out
+
+
+def _repeated(variant: Variant, test: Test, runs: bool, rng: np.random.Generator) -> Test:
+    vals = list(test.values)
+    for i, arg in enumerate(variant.signature.args):
+        if arg.pointer and arg.role != "out" and arg.length > 1:
+            n = arg.length
+            if runs:
+                starts = np.flatnonzero(np.r_[True, rng.random(n - 1) < 0.3])
+                index = starts[np.searchsorted(starts, np.arange(n), side="right") - 1]
+            else:
+                index = np.arange(n) // 2 * 2
+            vals[i] = np.asarray(vals[i])[index].copy()
+    return Test(test.seed, tuple(vals))
 
 
 _KIND = {"in": 0, "out": 1, "inout": 2}

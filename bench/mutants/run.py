@@ -187,6 +187,42 @@ def explain(job: tuple[str, int, list[str]]) -> list[dict[str, Any]]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def _recheck_one(job: tuple[str, int, list[str]]) -> list[oracle.Judgement]:
+    variant_id, seed, texts = job
+    variant = kernels.get(variant_id)
+    workdir = oracle.workspace(f"recheck-{variant_id}-")
+    try:
+        group = oracle.Group(variant, seed, workdir, get_settings().cache_dir)
+        for text in texts:
+            if not group.try_mutant(text)[0]:
+                raise RuntimeError(f"a mutant of {variant_id} no longer assembles")
+        outcomes = group.run()
+        refs = outcomes[: len(oracle.REFERENCES)]
+        return [oracle.judge(refs, o) for o in outcomes[len(oracle.REFERENCES):]]
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def recheck(data: dict[str, Any], jobs: int, progress: bool) -> int:
+    """Judge the equivalent mutants of a saved phase 1 again with today's oracle tests (which
+    only ever append tests, so a non-equivalent mutant stays so); returns how many flipped."""
+    by_variant: dict[str, list[Mutant]] = {}
+    for m in data["mutants"]:
+        if m.equivalent:
+            by_variant.setdefault(m.variant, []).append(m)
+    work = [(vid, data["seed"], [m.text for m in ms]) for vid, ms in by_variant.items()]
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        found = list(tqdm(pool.map(_recheck_one, work), total=len(work), desc="recheck",
+                          unit="variant", disable=not progress))
+    flipped = 0
+    for ms, judgements in zip(by_variant.values(), found, strict=True):
+        for m, j in zip(ms, judgements, strict=True):
+            flipped += not j.equivalent
+            m.equivalent, m.oracle_reason, m.differing, m.tests = (
+                j.equivalent, j.reason, j.differing, j.tests)
+    return flipped
+
+
 def phase1(seed: int, count: int, jobs: int, templates: Iterable[str] | None,
            variant_ids: Iterable[str] | None, progress: bool) -> dict[str, Any]:
     """Mutants and their oracle classes (what `--reuse` loads instead of recomputing)."""
@@ -241,24 +277,34 @@ def load_phase1(path: Path) -> dict[str, Any]:
 def execute(seed: int, count: int, jobs: int, templates: Iterable[str] | None = None,
             variant_ids: Iterable[str] | None = None, progress: bool = True,
             reuse: Path | None = None, save: Path | None = None,
-            every: int = 1) -> dict[str, Any]:
+            every: int = 1, recheck_equivalent: bool = False,
+            verdicts_from: Path | None = None) -> dict[str, Any]:
     """The whole run; returns the results document (see report.py). `every` scores only every
     k-th mutant (a quicker, still stratified look); `reuse` loads phase 1 from `save` of an
-    earlier run."""
+    earlier run; `recheck_equivalent` judges its equivalent mutants again with today's oracle;
+    `verdicts_from` takes the gate's verdicts from an earlier results.json instead of scoring
+    (only the mutants it holds)."""
     start = time.perf_counter()
     data = load_phase1(reuse) if reuse else phase1(seed, count, jobs, templates, variant_ids,
                                                     progress)
-    if save and not reuse:
+    flipped = recheck(data, jobs, progress) if reuse and recheck_equivalent else None
+    if save and (not reuse or recheck_equivalent):
         save_phase1(data, save)
     seed = data["seed"]
     mutants = data["mutants"][::every]
     gate_start = time.perf_counter()
+    if verdicts_from:
+        earlier = {m["id"]: m for m in json.loads(verdicts_from.read_text())["mutants"]}
+        mutants = [m for m in mutants if m.id in earlier]
+        for m in mutants:
+            m.verdict, m.message = earlier[m.id]["verdict"], earlier[m.id]["message"]
     with ProcessPoolExecutor(max_workers=jobs) as pool:
-        work = [(m.variant, m.text, gate_seed(seed, m.id)) for m in mutants]
-        verdicts = list(tqdm(pool.map(score, work, chunksize=4), total=len(work),
-                             desc="gate", unit="mutant", disable=not progress))
-        for m, (kind, message) in zip(mutants, verdicts, strict=True):
-            m.verdict, m.message = kind, message
+        if not verdicts_from:
+            work = [(m.variant, m.text, gate_seed(seed, m.id)) for m in mutants]
+            verdicts = list(tqdm(pool.map(score, work, chunksize=4), total=len(work),
+                                 desc="gate", unit="mutant", disable=not progress))
+            for m, (kind, message) in zip(mutants, verdicts, strict=True):
+                m.verdict, m.message = kind, message
         gate_s = time.perf_counter() - gate_start
         survivors: dict[str, list[Mutant]] = {}
         for m in mutants:
@@ -275,6 +321,8 @@ def execute(seed: int, count: int, jobs: int, templates: Iterable[str] | None = 
     return {
         **{k: v for k, v in data.items() if k not in ("mutants", "baselines", "oracle_seconds")},
         "every": every, "reused_phase1": str(reuse) if reuse else None,
+        "equivalent_flipped_by_recheck": flipped,
+        "verdicts_from": str(verdicts_from) if verdicts_from else None,
         "seconds": {"oracle": data["oracle_seconds"] if not reuse else 0.0,
                     "gate": round(gate_s, 1), "total": round(time.perf_counter() - start, 1),
                     "cpu": round(usage.ru_utime + usage.ru_stime + own.ru_utime
