@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from store.settings import FarmSettings
 from toolchain import VERIFIER_VERSION
 
+from . import errors, security
 from .farm import Farm
 from .metrics import MetricsMiddleware
 from .routes import baselines, batches, gym, history, kernels, keys, openrlhf, ui
@@ -115,6 +116,9 @@ def create_app(settings: FarmSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.add_exception_handler(RequestValidationError, _validation_error)
+    errors.install(app)
+    security.install_log_redaction()
+    app.add_middleware(security.NoStore)
 
     app.add_middleware(MetricsMiddleware)
 
@@ -125,7 +129,7 @@ def create_app(settings: FarmSettings | None = None) -> FastAPI:
         return request.app.state.farm.metrics.render()  # type: ignore[no-any-return]
 
     for module in (gym, baselines, batches, history, keys, kernels, openrlhf, ui):
-        app.include_router(module.router)
+        app.include_router(module.router, responses=errors.RESPONSES)
     _mount_openenv(app, settings)
     return app
 

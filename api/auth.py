@@ -1,5 +1,6 @@
 """API-key authentication: `Authorization: Bearer <key>` or `X-API-Key: <key>`, with scopes
-(submit, read, admin). Keys are compared by their SHA-256 (store/keys.py)."""
+(submit, read, admin). Keys are compared by their SHA-256 (store/keys.py), in constant time;
+each key has a request rate limit (api/ratelimit.py)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ def authorize(farm: Farm, token: str | None, scope: str, how: str = AUTH_HELP) -
                             headers={"WWW-Authenticate": "Bearer"})
     if scope not in info.scopes:
         raise HTTPException(403, f"this API key lacks the '{scope}' scope")
+    farm.rate_limit.check(info.id)
     return info
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -17,8 +19,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from store import attempts, db, keys
 from store.settings import FarmSettings, redact
 from workers.dispatch import Dispatcher, make_dispatcher
+from workers.sweeper import Sweeper
 
 from .metrics import Metrics
+from .ratelimit import KeyRateLimit
 from .waiting import CompletionHub
 
 log = logging.getLogger(__name__)
@@ -32,10 +36,13 @@ class Farm:
     dispatcher: Dispatcher
     hub: CompletionHub
     metrics: Metrics
+    sweeper: Sweeper
+    rate_limit: KeyRateLimit
     # The last count of outstanding attempts: (monotonic time, count), raised by what this
-    # process queued since (completions only lower the true count, so it errs on the safe side).
+    # process admitted since (completions only lower the true count: it errs on the safe side).
     _counted: tuple[float, int] | None = field(default=None, init=False)
     _count_lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+    _admitting: int = field(default=0, init=False)  # admitted, not yet stored
 
     @classmethod
     def start(cls, settings: FarmSettings) -> Farm:
@@ -48,8 +55,10 @@ class Farm:
             for name, plaintext, scopes in keys.parse_config(settings.api_keys,
                                                              settings.admin_key):
                 keys.ensure(session, name, plaintext, scopes)
-        farm = cls(settings, engine, sessions, make_dispatcher(settings, sessions),
-                   CompletionHub(settings.poll_interval_s), Metrics())
+        dispatcher = make_dispatcher(settings, sessions)
+        farm = cls(settings, engine, sessions, dispatcher,
+                   CompletionHub(settings.poll_interval_s), Metrics(),
+                   Sweeper(settings, sessions, dispatcher), KeyRateLimit(settings))
         farm.metrics.outstanding.set_function(
             farm.metrics.guarded("database", farm.outstanding))
         farm.metrics.broker_depth.set_function(
@@ -60,6 +69,7 @@ class Farm:
             if left:
                 log.warning("re-queueing %d unfinished attempts", len(left))
                 farm.dispatcher.enqueue(left)
+        farm.sweeper.start()
         return farm
 
     def outstanding(self, max_age_s: float = 0.0) -> int:
@@ -81,11 +91,30 @@ class Farm:
             raise ConnectionError(status.get("error") or "broker unreachable")
         return float(status.get("queue_depth") or 0)
 
-    def queued(self, n: int) -> None:
-        """`n` more attempts were queued by this process."""
+    @contextmanager
+    def admission(self, incoming: int, limit: int, max_age_s: float) -> Iterator[int | None]:
+        """Room for `incoming` more attempts: yields None when there is, and counts them from
+        that moment until they are stored and beyond (so concurrent requests of this process
+        cannot all pass on one count), else yields the number waiting. An empty queue admits
+        anything."""
+        self.outstanding(max_age_s=max_age_s)  # refreshes the count if it is too old
         with self._count_lock:
-            if self._counted:
-                self._counted = (self._counted[0], self._counted[1] + n)
+            assert self._counted is not None
+            waiting = self._counted[1] + self._admitting
+            if waiting and waiting + incoming > limit:
+                full = True
+            else:
+                full, self._admitting = False, self._admitting + incoming
+        if full:
+            yield waiting
+            return
+        try:
+            yield None
+        finally:
+            with self._count_lock:  # stored (or failed): in the count until the next refresh
+                self._admitting -= incoming
+                if self._counted:
+                    self._counted = (self._counted[0], self._counted[1] + incoming)
 
     def database_status(self) -> dict[str, Any]:
         ok, detail = db.reachable(self.engine)
@@ -94,6 +123,7 @@ class Farm:
                 ("revision" if ok else "error"): detail}
 
     def close(self) -> None:
+        self.sweeper.close()
         self.dispatcher.close()
         self.engine.dispose()
 

@@ -29,10 +29,10 @@ def embedded_env(data_dir: str | Path, **extra: str) -> dict[str, str]:
 
 
 def start(env: Mapping[str, str], port: int, log: Path | None = None,
-          timeout: float = 60.0) -> subprocess.Popen[bytes]:
+          timeout: float = 60.0, log_level: str = "warning") -> subprocess.Popen[bytes]:
     """Start `uvicorn --factory api.app:create_app` and return once GET /health answers."""
     argv = [sys.executable, "-m", "uvicorn", "--factory", "api.app:create_app",
-            "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+            "--host", "127.0.0.1", "--port", str(port), "--log-level", log_level]
     with open(log or os.devnull, "ab") as out:  # the child keeps its own descriptor
         proc = subprocess.Popen(argv, env=dict(env), stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)

@@ -3,7 +3,10 @@ a stored failure for what is the client's mistake), apply backpressure, store, t
 
 from __future__ import annotations
 
+import logging
 import math
+import os
+import signal
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -13,11 +16,13 @@ from store import attempts
 from toolchain import kernels, verdict_cache
 from toolchain.verify import derive_seed
 
+from .errors import INT32
 from .farm import Farm
 
 MAX_REPORTED = 20  # problems listed per error response
 OUTSTANDING_MAX_AGE_S = 0.5  # how stale the queue depth behind backpressure may be
 CACHE_WORKER = "verdict-cache"  # the `worker` of an attempt answered from an identical one
+log = logging.getLogger(__name__)
 
 
 def _addressed(item: attempts.NewAttempt, farm: Farm) -> attempts.NewAttempt:
@@ -30,6 +35,23 @@ def _addressed(item: attempts.NewAttempt, farm: Farm) -> attempts.NewAttempt:
                    content_key=key)
 
 
+def _has_nul(value: object) -> bool:
+    """A NUL anywhere in a string, key or nested value (PostgreSQL text and JSONB refuse it)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+def _step_problem(step: int | None) -> str | None:
+    if step is not None and not INT32[0] <= step <= INT32[1]:
+        return f"step {step} is out of range ({INT32[0]}..{INT32[1]})"
+    return None
+
+
 def _problem(item: attempts.NewAttempt, max_bytes: int) -> tuple[int, str] | None:
     """(status, message) for an item the API refuses, None when it may be queued."""
     try:
@@ -40,11 +62,26 @@ def _problem(item: attempts.NewAttempt, max_bytes: int) -> tuple[int, str] | Non
         return 413, f"assembly is {size} bytes; the limit is {max_bytes}"
     if "\x00" in item.assembly:
         return 422, "assembly contains NUL characters"
+    if _has_nul([item.variant_id, item.idempotency_key, item.meta]):
+        return 422, "variant_id, idempotency_key or meta contains NUL characters"
+    step = _step_problem(item.step)
+    if step:
+        return 422, step
     try:
         kernels.get(item.variant_id)
     except KeyError:
         return 422, f"unknown variant_id {item.variant_id[:100]!r} (see GET /tasks)"
     return None
+
+
+def validate_batch(run_id: str | None, step: int | None, model: str | None,
+                   batch_key: str | None) -> None:
+    """The fields of the request around its attempts."""
+    if _has_nul([run_id, model, batch_key]):
+        raise HTTPException(422, "run_id, model or idempotency_key contains NUL characters")
+    problem = _step_problem(step)
+    if problem:
+        raise HTTPException(422, problem)
 
 
 def validate(items: Sequence[attempts.NewAttempt], farm: Farm) -> None:
@@ -73,34 +110,54 @@ def validate(items: Sequence[attempts.NewAttempt], farm: Farm) -> None:
         raise HTTPException(status, f"{len(problems)} attempt(s) refused: {listed}{more}")
 
 
-def backpressure(farm: Farm, incoming: int) -> None:
-    """429 when the attempts already waiting plus these would exceed the queue limit. An empty
-    queue takes any batch the size limit allows, so a large batch is never refused forever."""
-    waiting = farm.outstanding(max_age_s=OUTSTANDING_MAX_AGE_S)
-    if waiting and waiting + incoming > farm.settings.queue_limit:
-        farm.metrics.rejected.inc()
-        raise HTTPException(
-            429, f"queue full: {waiting} attempts waiting, limit {farm.settings.queue_limit}; "
-                 f"retry after {farm.settings.retry_after_s} s",
-            headers={"Retry-After": str(max(1, math.ceil(farm.settings.retry_after_s)))})
+def refuse(farm: Farm, waiting: int) -> None:
+    """429 with Retry-After: the attempts already waiting plus these would exceed the queue
+    limit (Farm.admission decides)."""
+    farm.metrics.rejected.inc()
+    raise HTTPException(
+        429, f"queue full: {waiting} attempts waiting, limit {farm.settings.queue_limit}; "
+             f"retry after {farm.settings.retry_after_s} s",
+        headers={"Retry-After": str(max(1, math.ceil(farm.settings.retry_after_s)))})
+
+
+def _enqueue(farm: Farm, attempt_ids: list[str]) -> None:
+    """Queue stored attempts. The submission is stored, so a broker that cannot be reached does
+    not fail it: the sweeper queues these once their lease runs out and the broker is back."""
+    try:
+        farm.dispatcher.enqueue(attempt_ids)
+    except Exception as exc:
+        log.error("could not queue %d stored attempts (%s: %s); the sweeper will", len(attempt_ids),
+                  type(exc).__name__, str(exc)[:200])
 
 
 def submit(farm: Farm, key_id: int, items: Sequence[attempts.NewAttempt], *,
            run_id: str | None = None, step: int | None = None, model: str | None = None,
            batch_key: str | None = None) -> attempts.Submitted:
+    validate_batch(run_id, step, model, batch_key)
     validate(items, farm)
-    backpressure(farm, len(items))
-    new = [_addressed(it, farm) for it in items]
-    with farm.sessions() as session:
-        cached = attempts.cached_verdicts(session, (it.content_key or "" for it in new)) \
-            if farm.settings.verdict_cache else {}
-        done = attempts.submit(session, key_id, new, run_id=run_id, step=step, model=model,
-                               batch_key=batch_key, worker=CACHE_WORKER, cached=cached)
+    with farm.admission(len(items), farm.settings.queue_limit,
+                        OUTSTANDING_MAX_AGE_S) as waiting:
+        if waiting is not None:
+            refuse(farm, waiting)
+        new = [_addressed(it, farm) for it in items]
+        with farm.sessions() as session:
+            cached = attempts.cached_verdicts(session, (it.content_key or "" for it in new)) \
+                if farm.settings.verdict_cache else {}
+            done = attempts.submit(session, key_id, new, run_id=run_id, step=step,
+                                   model=model, batch_key=batch_key, worker=CACHE_WORKER,
+                                   cached=cached, lease_s=farm.settings.sweep_grace_s)
+    if farm.settings.fault_kill_before_enqueue:  # tests/faults: die stored but not queued
+        os.kill(os.getpid(), signal.SIGKILL)
     farm.metrics.cached.inc(len(done.answered))
     queued = [a for a in done.created if a not in done.answered]
-    if queued:
-        farm.queued(len(queued))
-        farm.dispatcher.enqueue(queued)
+    if queued:  # counted by Farm.admission already
+        _enqueue(farm, queued)
+    if done.pending:  # resubmitted: queue again whatever of it is stuck
+        try:
+            farm.sweeper.sweep(ids=done.pending)
+        except Exception as exc:  # the periodic sweep will
+            log.error("could not check %d resubmitted attempts (%s: %s)", len(done.pending),
+                      type(exc).__name__, str(exc)[:200])
     farm.metrics.submitted.inc(len(done.created))
     farm.metrics.deduplicated.inc(len(done.attempt_ids) - len(done.created))
     return done

@@ -11,11 +11,12 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -57,6 +58,9 @@ class Submitted:
     batch_reused: bool = False
     # ...except those created done, with the verdict of an identical attempt (id -> verdict).
     answered: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Earlier attempts this request refers to (same keys) that are not done yet: the caller
+    # checks whether they are stuck (recover(ids=...)), so resubmitting re-queues them.
+    pending: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -109,26 +113,39 @@ def _batch_attempts(session: Session, batch_id: str) -> list[str]:
                                 .order_by(BatchItem.position)))
 
 
+def _not_done(session: Session, ids: Sequence[str]) -> list[str]:
+    found: list[str] = []
+    for part in _chunks(sorted(set(ids))):
+        found += session.scalars(select(Attempt.id).where(Attempt.id.in_(part),
+                                                          Attempt.status != DONE)).all()
+    return found
+
+
 def submit(session: Session, key_id: int, items: Sequence[NewAttempt], *,
            run_id: str | None = None, step: int | None = None, model: str | None = None,
            batch_key: str | None = None, worker: str = "",
-           cached: Mapping[str, Mapping[str, Any]] | None = None) -> Submitted:
+           cached: Mapping[str, Mapping[str, Any]] | None = None,
+           lease_s: float = 60.0) -> Submitted:
     """Record a batch of attempts. An attempt whose idempotency key this API key has used before
     is not created again: the batch refers to the existing one. A batch whose own key was used
     before is returned as it is, and nothing is written. An attempt whose content key is in
     `cached` is created done, with that verdict (marked cached) and its gate rows, in the same
-    transaction, and `worker` as the one that answered it."""
+    transaction, and `worker` as the one that answered it. New queued attempts get a lease of
+    `lease_s`: the sweeper leaves them to the broker that long."""
     cached = cached or {}
     with session.begin():
         if batch_key:
             old = session.scalar(select(Batch.id).where(Batch.api_key_id == key_id,
                                                         Batch.idempotency_key == batch_key))
             if old:
-                return Submitted(old, _batch_attempts(session, old), batch_reused=True)
+                listed = _batch_attempts(session, old)
+                return Submitted(old, listed, batch_reused=True,
+                                 pending=_not_done(session, listed))
         _store_assemblies(session, (it.assembly for it in items))
         keyed = [it.idempotency_key for it in items if it.idempotency_key]
         ids = _existing_by_key(session, key_id, keyed)
         now, rows = utcnow(), []
+        lease = now + timedelta(seconds=lease_s)
         for it in items:
             if it.idempotency_key and it.idempotency_key in ids:
                 continue
@@ -143,7 +160,7 @@ def submit(session: Session, key_id: int, items: Sequence[NewAttempt], *,
                 "completion": it.completion,
                 "seed": secrets.randbits(63) if it.seed is None else it.seed,
                 "content_key": it.content_key,
-                "status": QUEUED, "tries": 0, "created_at": now,
+                "status": QUEUED, "tries": 0, "created_at": now, "lease_until": lease,
                 **_answer(cached.get(it.content_key or ""), worker, now),
             })
         created: list[str] = []
@@ -171,7 +188,10 @@ def submit(session: Session, key_id: int, items: Sequence[NewAttempt], *,
         for part in _chunks([{"batch_id": batch_id, "position": i, "attempt_id": a}
                              for i, a in enumerate(attempt_ids)]):
             session.execute(insert(BatchItem), list(part))
-    return Submitted(batch_id, attempt_ids, created, answered=answered)
+    earlier = [a for a in attempt_ids if a not in made]
+    with session.begin():
+        pending = _not_done(session, earlier) if earlier else []
+    return Submitted(batch_id, attempt_ids, created, answered=answered, pending=pending)
 
 
 def _answer(verdict: Mapping[str, Any] | None, worker: str, now: Any) -> dict[str, Any]:
@@ -182,6 +202,7 @@ def _answer(verdict: Mapping[str, Any] | None, worker: str, now: Any) -> dict[st
                 **dict.fromkeys(extract.columns({}))}
     doc = extract.jsonable({**verdict, "cached": True})
     return {"verdict": doc, "status": DONE, "worker": worker, "started_at": now,
+            "lease_until": None,
             "finished_at": now, **extract.columns(doc)}
 
 
@@ -215,13 +236,22 @@ def _locked(session: Session, attempt_id: str) -> Attempt | None:
     return session.scalar(select(Attempt).where(Attempt.id == attempt_id).with_for_update())
 
 
-def claim(session: Session, attempt_id: str, worker: str) -> Job | None:
-    """Mark an attempt running and return its job; None when it is done (or unknown)."""
+def claim(session: Session, attempt_id: str, worker: str, *, lease_s: float = 210.0,
+          takeover: bool = True) -> Job | None:
+    """Mark an attempt running for `lease_s` and return its job; None when it is done (or
+    unknown), or when another worker runs it under a lease that has not run out and `takeover`
+    is false (a duplicate message: the holder finishes it, or the sweeper re-queues it once the
+    lease expires). A message the broker re-delivered because its worker was lost takes over."""
     with session.begin():
         row = _locked(session, attempt_id)
         if row is None or row.status == DONE:
             return None
-        row.status, row.worker, row.started_at = RUNNING, worker, utcnow()
+        now = utcnow()
+        if (not takeover and row.status == RUNNING and row.lease_until is not None
+                and row.lease_until > now):
+            return None
+        row.status, row.worker, row.started_at = RUNNING, worker, now
+        row.lease_until = now + timedelta(seconds=lease_s)
         row.tries += 1
         text = session.scalar(select(Assembly.text).where(Assembly.sha256 == row.assembly_sha256))
         return Job(row.id, row.variant_id, text or "", row.seed, row.completion, row.tries)
@@ -237,8 +267,60 @@ def finish(session: Session, attempt_id: str, verdict: Mapping[str, Any], worker
         for name, value in extract.columns(verdict).items():
             setattr(row, name, value)
         row.verdict, row.status, row.worker, row.finished_at = verdict, DONE, worker, utcnow()
+        row.lease_until = None
         session.execute(delete(GateResultRow).where(GateResultRow.attempt_id == attempt_id))
         gates = [{"attempt_id": attempt_id, **g} for g in extract.gate_rows(verdict)]
         if gates:
             session.execute(insert(GateResultRow), gates)
     return True
+
+
+def release(session: Session, attempt_id: str, lease_s: float) -> None:
+    """Give a running attempt back to the queue (its worker re-sends it to retry later): the
+    retried message may then claim it, and the sweeper waits `lease_s` before checking on it."""
+    with session.begin():
+        session.execute(update(Attempt)
+                        .where(Attempt.id == attempt_id, Attempt.status == RUNNING)
+                        .values(status=QUEUED,
+                                lease_until=utcnow() + timedelta(seconds=lease_s)))
+
+
+def recover(session: Session, in_broker: Callable[[], set[str]], *, lease_s: float,
+            limit: int, ids: Sequence[str] | None = None) -> list[str]:
+    """The attempts to queue again, marked queued with a fresh lease of `lease_s`: those not
+    done whose lease ran out and that the broker does not hold (`in_broker()`, asked only
+    after the rows are locked). Running attempts past their lease are re-queued whatever the
+    broker says: their worker had its time. With `ids` (a resubmission) only those are looked
+    at, and queued ones are checked against the broker even before their lease ends.
+
+    Several API processes may sweep at once: rows another sweep holds are skipped (SKIP
+    LOCKED), and the new lease keeps the next sweep away until it runs out, so an attempt is
+    re-queued by one process at a time."""
+    now = utcnow()
+    query = select(Attempt.id, Attempt.status, Attempt.lease_until).where(Attempt.status != DONE)
+    if ids is not None:
+        query = query.where(Attempt.id.in_(list(ids)[:limit]))
+    else:
+        query = query.where(or_(Attempt.lease_until.is_(None), Attempt.lease_until < now))
+    query = query.order_by(Attempt.created_at).limit(limit).with_for_update(skip_locked=True)
+    with session.begin():
+        rows = session.execute(query).all()
+        if not rows:
+            return []
+
+        def expired(lease: Any) -> bool:
+            return lease is None or lease < now
+
+        held = in_broker() if any(r.status == QUEUED for r in rows) else set()
+        again = [r.id for r in rows
+                 if (r.status == RUNNING and expired(r.lease_until))
+                 or (r.status == QUEUED and r.id not in held)]
+        waiting = [r.id for r in rows if r.status == QUEUED and r.id in held]
+        lease = now + timedelta(seconds=lease_s)
+        for part in _chunks(again):
+            session.execute(update(Attempt).where(Attempt.id.in_(part))
+                            .values(status=QUEUED, lease_until=lease))
+        for part in _chunks(waiting):  # in the queue, just slow: look again a lease later
+            session.execute(update(Attempt).where(Attempt.id.in_(part))
+                            .values(lease_until=lease))
+    return [str(a) for a in again]

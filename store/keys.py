@@ -8,6 +8,7 @@ Keys configured by environment (bootstrap) are hashed the same way and upserted 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 from dataclasses import dataclass
 
@@ -61,9 +62,14 @@ def create(session: Session, name: str, scopes: tuple[str, ...]) -> tuple[KeyInf
 
 
 def authenticate(session: Session, plaintext: str) -> KeyInfo | None:
-    row = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(plaintext),
+    """The key's row, found by the SHA-256 of what was sent (the index sees only digests, so
+    its timing tells nothing about the key) and compared again in constant time."""
+    digest = hash_key(plaintext)
+    row = session.scalar(select(ApiKey).where(ApiKey.key_hash == digest,
                                               ApiKey.revoked_at.is_(None)))
-    return _info(row) if row else None
+    if row is None or not hmac.compare_digest(row.key_hash.encode(), digest.encode()):
+        return None
+    return _info(row)
 
 
 def revoke(session: Session, key_id: int) -> bool:

@@ -122,6 +122,8 @@ class Attempt(Base):
         Index("ix_attempts_outstanding", "status",
               postgresql_where=text("status <> 'done'"), sqlite_where=text("status <> 'done'")),
         Index("ix_attempts_content_key", "content_key"),
+        Index("ix_attempts_lease", "lease_until",
+              postgresql_where=text("status <> 'done'"), sqlite_where=text("status <> 'done'")),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -146,6 +148,9 @@ class Attempt(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     worker: Mapped[str | None] = mapped_column(String(200))
+    # Until when whoever holds this attempt (a queued message, a worker running it) is trusted
+    # to finish it; past it, the sweeper looks for the attempt in the broker and re-queues it.
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     # From the verdict (store/extract.py); NULL until the attempt is done, and the cycle and
     # reward figures NULL for as long as the verifier does not report them.

@@ -54,6 +54,22 @@ class FarmSettings(Settings):
     # A Celery worker's Prometheus endpoint (workers/metrics.py); 0 = none.
     worker_metrics_port: int = 0
     worker_metrics_address: str = "0.0.0.0"
+    # Recovery from the database (workers/sweeper.py, docs/operations.md "Faults and recovery"):
+    # every sweep_interval_s (0 = never) each API process re-queues attempts whose lease ran out
+    # and that the broker does not hold. A queued attempt's lease is sweep_grace_s; a running
+    # one's is task_time_limit_s + sweep_grace_s. At most sweep_batch attempts per sweep.
+    sweep_interval_s: float = 15.0
+    sweep_grace_s: float = 60.0
+    sweep_batch: int = 2_000
+    # How long a worker keeps retrying the database (exponential backoff, each wait at most
+    # store_retry_max_wait_s) before it hands the message back to the broker unacknowledged.
+    store_retry_s: float = 900.0
+    store_retry_max_wait_s: float = 30.0
+    # Requests per second allowed to each API key (a moving window of one minute); 0 = no limit.
+    rate_limit_per_s: float = 200.0
+    # Test only (tests/faults): the API process kills itself with SIGKILL after storing a
+    # submission and before queueing it, the one moment a crash leaves attempts nobody sends.
+    fault_kill_before_enqueue: bool = False
 
     @property
     def embedded(self) -> bool:

@@ -48,3 +48,10 @@ def still_serving():
     yield
     verdict = check(HONEST, baseline(HONEST))
     assert verdict.passed, verdict.message
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]
+    """The fault tests' matrix (tests/faults), when they ran."""
+    from faults.matrix import summary
+
+    summary(terminalreporter)

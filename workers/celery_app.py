@@ -8,15 +8,23 @@ the verdict is stored (`acks_late`) and re-queued when the process running them 
 strands at most one message per pool process, which Redis hands out again after the visibility
 timeout. The gates of one verification run inside `toolchain.verify`; parallelism comes from the
 pool's processes, one verification each.
+
+A message is acknowledged only once its outcome is stored: the pipeline waits out a database
+outage (tenacity, up to `store_retry_s`), and if the database is still away after that the
+message is rejected back onto the queue (`Reject(requeue=True)`), never acknowledged. Whatever
+the broker loses (a Redis restart without persistence) the API's sweeper re-queues from the
+database (workers/sweeper.py).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 from functools import cache
 
 from celery import Celery, Task
+from celery.exceptions import Reject
 from celery.signals import (
     celeryd_init,
     worker_process_init,
@@ -42,6 +50,8 @@ def make_celery(settings: FarmSettings) -> Celery:
     app.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,
+        # A task killed at its time limit was not stored: leave its message to be re-delivered.
+        task_acks_on_failure_or_timeout=False,
         worker_prefetch_multiplier=1,
         task_soft_time_limit=settings.task_soft_time_limit_s,
         task_time_limit=settings.task_time_limit_s,
@@ -57,7 +67,10 @@ def make_celery(settings: FarmSettings) -> Celery:
             "unacked_restore_interval": max(1, min(10, settings.visibility_timeout_s // 3)),
             "unacked_restore_throttle": 1,
         },
-        worker_cancel_long_running_tasks_on_connection_loss=True,
+        # A verification running when Redis goes away finishes and stores its verdict (the
+        # database is the record; a duplicate delivery later finds it done). Cancelling it
+        # would only throw the work away.
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         worker_hijack_root_logger=False,
     )
     return app
@@ -119,22 +132,39 @@ def _notify(publisher: object | None, attempt_id: str) -> None:
 def verify_attempt(self: Task, attempt_id: str) -> str:
     """Verify a stored attempt; retry infrastructure failures with backoff, then infra_error."""
     session_factory, publisher = _process_state(os.getpid())
+    # Waiting for the database must end before the soft time limit interrupts it.
+    deadline = time.monotonic() + max(1.0, settings.task_soft_time_limit_s - 10.0)
     worker = f"{self.request.hostname}:{os.getpid()}"
     final = self.request.retries >= settings.max_retries
+    # A message Redis hands out again because its worker was lost may take the attempt over;
+    # a first delivery leaves it to a worker that holds it under a live lease (a duplicate).
+    redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
     try:
-        stored = pipeline.process(session_factory, attempt_id, worker=worker, settings=settings,
-                                  final=final, observe=metrics.record_verdict)
+        try:
+            stored = pipeline.process(session_factory, attempt_id, worker=worker,
+                                      settings=settings, final=final,
+                                      takeover=redelivered or self.request.retries > 0,
+                                      deadline=deadline, observe=metrics.record_verdict)
+        except Exception as exc:
+            if pipeline.is_outage(exc):
+                raise
+            if not final:
+                metrics.record_retry(type(exc).__name__)
+                raise self.retry(exc=exc, countdown=pipeline.backoff(
+                    self.request.retries, settings.retry_backoff_s)) from exc
+            log.error("attempt %s failed %d times: %r", attempt_id, self.request.retries + 1,
+                      exc)
+            stored = pipeline.give_up(session_factory, attempt_id, worker,
+                                      f"verification failed after {self.request.retries + 1} "
+                                      f"tries: {type(exc).__name__}: {exc}", settings,
+                                      deadline)
+            if stored:
+                metrics.record_given_up()
     except Exception as exc:
-        if not final:
-            metrics.record_retry(type(exc).__name__)
-            raise self.retry(exc=exc, countdown=pipeline.backoff(
-                self.request.retries, settings.retry_backoff_s)) from exc
-        log.error("attempt %s failed %d times: %r", attempt_id, self.request.retries + 1, exc)
-        stored = pipeline.give_up(session_factory, attempt_id, worker,
-                                  f"verification failed after {self.request.retries + 1} tries: "
-                                  f"{type(exc).__name__}: {exc}")
-        if stored:
-            metrics.record_given_up()
+        if pipeline.is_outage(exc):  # the outcome is not stored: the message goes back
+            log.error("database still unreachable; handing %s back to the queue", attempt_id)
+            raise Reject(exc, requeue=True) from exc
+        raise
     if stored:
         _notify(publisher, attempt_id)
     return "stored" if stored else "already done"

@@ -6,6 +6,8 @@ completions through a callback so waiting requests wake at once instead of on th
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import multiprocessing
 import os
@@ -30,6 +32,11 @@ class Dispatcher(Protocol):
     mode: str
 
     def enqueue(self, attempt_ids: Sequence[str]) -> None: ...
+
+    def in_flight(self) -> set[str]:
+        """The attempts this dispatcher's queue holds (queued, or handed to a worker and not
+        acknowledged): what the sweeper must not queue a second time."""
+        ...
 
     def on_done(self, callback: OnDone) -> None: ...
 
@@ -72,7 +79,7 @@ def _child_run(attempt_id: str) -> None:
             if final:
                 pipeline.give_up(session_factory, attempt_id, worker,
                                  f"verification failed after {retry + 1} tries: "
-                                 f"{type(exc).__name__}: {exc}")
+                                 f"{type(exc).__name__}: {exc}", settings)
                 return
             time.sleep(pipeline.backoff(retry, settings.retry_backoff_s))
 
@@ -88,7 +95,7 @@ class EmbeddedDispatcher:
     def __init__(self, settings: FarmSettings, session_factory: pipeline.Sessions) -> None:
         self.settings, self.sessions = settings, session_factory
         self._callback: OnDone | None = None
-        self._pending = 0
+        self._pending: dict[str, int] = {}  # attempt id -> times queued and not yet settled
         self._lock = threading.Lock()
         self._closed = False
         self.pool = self._new_pool()
@@ -100,7 +107,8 @@ class EmbeddedDispatcher:
 
     def enqueue(self, attempt_ids: Sequence[str]) -> None:
         with self._lock:
-            self._pending += len(attempt_ids)
+            for attempt_id in attempt_ids:
+                self._pending[attempt_id] = self._pending.get(attempt_id, 0) + 1
             pool = self.pool
         for attempt_id in attempt_ids:
             try:
@@ -116,7 +124,9 @@ class EmbeddedDispatcher:
 
     def _settle(self, attempt_id: str, broken: ProcessPoolExecutor | None) -> None:
         with self._lock:
-            self._pending -= 1
+            left = self._pending.pop(attempt_id, 1) - 1
+            if left > 0:
+                self._pending[attempt_id] = left
             rebuild = broken is not None and broken is self.pool and not self._closed
             if rebuild:
                 self.pool = self._new_pool()
@@ -127,18 +137,43 @@ class EmbeddedDispatcher:
         if self._callback and broken is None:
             self._callback(attempt_id)
 
+    def in_flight(self) -> set[str]:
+        with self._lock:
+            return set(self._pending)
+
     def on_done(self, callback: OnDone) -> None:
         self._callback = callback
 
     def status(self) -> dict[str, Any]:
+        with self._lock:
+            depth = sum(self._pending.values())
         return {"mode": self.mode, "reachable": True, "url": None,
-                "queue_depth": self._pending, "workers": self.settings.pool_size}
+                "queue_depth": depth, "workers": self.settings.pool_size}
 
     def close(self) -> None:
         """Drop what is queued (it stays unfinished in the store and is re-queued on the next
         start) and wait for the verifications in progress."""
         self._closed = True
         self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+UNACKED_KEY = "unacked"  # kombu's Redis transport default (`unacked_key`)
+
+
+def _attempt_ids(raw: bytes) -> list[str]:
+    """The attempt id a kombu message in Redis carries: a JSON envelope (in the unacked hash,
+    the first of [envelope, exchange, routing key]) whose body is the task's [args, kwargs,
+    embed], base64-encoded. Anything else is not ours and carries none."""
+    try:
+        doc = json.loads(raw)
+        envelope = doc[0] if isinstance(doc, list) else doc
+        body = envelope["body"]
+        if envelope.get("properties", {}).get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        args = json.loads(body)[0]
+        return [args[0]] if args and isinstance(args[0], str) else []
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        return []
 
 
 class CeleryDispatcher:
@@ -165,6 +200,17 @@ class CeleryDispatcher:
             for attempt_id in attempt_ids:
                 self.app.send_task(TASK_NAME, args=[attempt_id], queue=self.settings.queue_name,
                                    producer=producer)
+
+    def in_flight(self) -> set[str]:
+        """Scans the queue and kombu's hash of unacknowledged messages (those a worker holds,
+        including retries waiting out their countdown); O(queue length), run by the sweeper only
+        when some attempt's lease ran out."""
+        found: set[str] = set()
+        for raw in self.redis.lrange(self.settings.queue_name, 0, -1):
+            found.update(_attempt_ids(raw))
+        for raw in self.redis.hvals(UNACKED_KEY):
+            found.update(_attempt_ids(raw))
+        return found
 
     def on_done(self, callback: OnDone) -> None:
         self._listener = threading.Thread(target=self._listen, args=(callback,), daemon=True,

@@ -1,9 +1,14 @@
 """The one function that verifies a stored attempt; the Celery task and the embedded pool call it.
 
 Verification is `toolchain.verify.verify`, unchanged. What this adds is the attempt's life cycle:
-claim the row, verify, and store the verdict exactly once; an infrastructure failure is raised
-for the caller to retry with backoff, and after the last retry it is stored as `infra_error`, a
-verdict trainers drop instead of scoring.
+claim the row, verify, and store the verdict exactly once; a tool's infrastructure failure is
+raised for the caller to retry with backoff, and after the last retry it is stored as
+`infra_error`, a verdict trainers drop instead of scoring.
+
+The database itself failing is another matter: it is not the attempt's fault, so every read and
+write of the row waits the outage out (tenacity, exponential backoff up to
+`store_retry_max_wait_s`, for `store_retry_s` in all) while the verdict stays in memory; only
+then does the error reach the caller, which must hand the message back, never acknowledge it.
 """
 
 from __future__ import annotations
@@ -13,11 +18,19 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
+from tenacity import (
+    Retrying,
+    before_sleep_log,
+    retry_if_exception,
+    stop_before_delay,
+    wait_exponential,
+)
 
 from store import attempts, baselines
+from store.db import is_outage
 from store.models import Attempt
 from store.settings import FarmSettings
 from toolchain import VERIFIER_VERSION, scratch
@@ -25,8 +38,9 @@ from toolchain.errors import ErrorKind
 from toolchain.verdict import GateResult, Verdict
 from toolchain.verify import verify
 
-log = logging.getLogger(__name__)
 Sessions = Callable[[], Session]
+T = TypeVar("T")
+log = logging.getLogger(__name__)
 # Told of each verdict this process stored, with the verification's wall time (metrics).
 Observer = Callable[[Verdict, float], None]
 # Deliveries beyond the planned retries that are tolerated before an attempt is given up: a
@@ -51,6 +65,26 @@ def backoff(retries: int, base_s: float) -> float:
     return min(base_s * 2 ** retries, 60.0)
 
 
+def durably(settings: FarmSettings, fn: Callable[[], T], deadline: float | None = None) -> T:
+    """`fn()` (a database round trip), retried through an outage of the database for
+    `store_retry_s`, or until the monotonic `deadline` (a Celery task's soft time limit)."""
+    budget = settings.store_retry_s
+    if deadline is not None:
+        budget = max(0.0, min(budget, deadline - time.monotonic()))
+    retrying = Retrying(
+        retry=retry_if_exception(is_outage),
+        wait=wait_exponential(multiplier=0.5, max=settings.store_retry_max_wait_s),
+        stop=stop_before_delay(budget),
+        before_sleep=before_sleep_log(log, logging.WARNING), reraise=True)
+    return retrying(fn)
+
+
+def running_lease_s(settings: FarmSettings) -> float:
+    """How long a worker may hold an attempt before the sweeper re-queues it: the task's hard
+    time limit (Celery kills it then) plus the sweeper's grace."""
+    return settings.task_time_limit_s + settings.sweep_grace_s
+
+
 def infra_verdict(variant_id: str, seed: int, message: str) -> Verdict:
     gate = GateResult.fail("infra", ErrorKind.infra_error, message)
     return Verdict(variant_id=variant_id, seed=seed, passed=False,
@@ -59,28 +93,41 @@ def infra_verdict(variant_id: str, seed: int, message: str) -> Verdict:
 
 
 def process(sessions: Sessions, attempt_id: str, *, worker: str, settings: FarmSettings,
-            final: bool, observe: Observer | None = None) -> bool:
+            final: bool, takeover: bool = True, deadline: float | None = None,
+            observe: Observer | None = None) -> bool:
     """Verify one attempt and store its verdict; True when this call stored it.
 
-    Raises Retryable (or whatever the database raised) when the caller should try again.
+    Raises Retryable when the caller should try again (the attempt is given back to the queue
+    first), or the database's error once `durably` gave up on it (at `deadline` at the
+    latest). `takeover`: see attempts.claim (False for a message the broker delivers for the
+    first time).
     """
-    with sessions() as session:
-        job = attempts.claim(session, attempt_id, worker)
+    def claim() -> attempts.Job | None:
+        with sessions() as session:
+            return attempts.claim(session, attempt_id, worker,
+                                  lease_s=running_lease_s(settings), takeover=takeover)
+
+    job = durably(settings, claim, deadline)
     if job is None:
-        return False  # already done: a re-delivery, nothing to store
+        return False  # done, or run by another worker: a duplicate message, nothing to store
     if job.tries > settings.max_retries + 1 + EXTRA_DELIVERIES:
         return give_up(sessions, attempt_id, worker,
                        f"delivered {job.tries} times without completing; the worker running it "
-                       "was lost each time")
+                       "was lost each time", settings, deadline)
     start = time.perf_counter()
     verdict = verify(job.variant_id, job.assembly, job.seed, completion=job.completion,
                      settings=settings)
     seconds = time.perf_counter() - start
     if verdict.error_kind is ErrorKind.infra_error and not final:
+        release(sessions, attempt_id, settings, deadline)
         raise Retryable(verdict.message)
     doc = verdict.to_json()
-    with sessions() as session:
-        stored = attempts.finish(session, attempt_id, doc, worker)
+
+    def finish() -> bool:
+        with sessions() as session:
+            return attempts.finish(session, attempt_id, doc, worker)
+
+    stored = durably(settings, finish, deadline)
     if stored:
         if observe is not None:
             observe(verdict, seconds)
@@ -99,12 +146,26 @@ def record_baselines(sessions: Sessions, verdict: dict[str, Any]) -> None:
                     verdict.get("variant_id"), exc_info=True)
 
 
-def give_up(sessions: Sessions, attempt_id: str, worker: str, reason: str) -> bool:
+def release(sessions: Sessions, attempt_id: str, settings: FarmSettings,
+            deadline: float | None = None) -> None:
+    """Queued again for a retry that comes within the backoff (at most a minute)."""
+    def run() -> None:
+        with sessions() as session:
+            attempts.release(session, attempt_id, 60.0 + settings.sweep_grace_s)
+
+    durably(settings, run, deadline)
+
+
+def give_up(sessions: Sessions, attempt_id: str, worker: str, reason: str,
+            settings: FarmSettings, deadline: float | None = None) -> bool:
     """Record infra_error after the last retry, so nobody waits forever on this attempt."""
-    with sessions() as session:
-        row = session.get(Attempt, attempt_id)
-        if row is None:
-            return False
-        verdict = infra_verdict(row.variant_id, row.seed, reason[:2000])
-        session.rollback()
-        return attempts.finish(session, attempt_id, verdict.to_json(), worker)
+    def run() -> bool:
+        with sessions() as session:
+            row = session.get(Attempt, attempt_id)
+            if row is None:
+                return False
+            verdict = infra_verdict(row.variant_id, row.seed, reason[:2000])
+            session.rollback()
+            return attempts.finish(session, attempt_id, verdict.to_json(), worker)
+
+    return durably(settings, run, deadline)

@@ -146,8 +146,11 @@ async def stream_batch(batch_id: str, request: Request, farm: FarmDep,
     kind = format or ("sse" if "text/event-stream" in accept else "ndjson")
     if kind not in STREAM_TYPES:
         raise HTTPException(422, f"format must be one of {', '.join(STREAM_TYPES)}")
-    with farm.sessions() as session:
-        order = reads.batch_order(session, batch_id)
+    def batch_order() -> list[str]:
+        with farm.sessions() as session:
+            return reads.batch_order(session, batch_id)
+
+    order = await run_in_threadpool(batch_order)  # not on the event loop: 1000 streams open
     if not order:
         raise HTTPException(404, f"no batch {batch_id[:64]!r}")
     position = {a: i for i, a in enumerate(order)}
@@ -161,6 +164,7 @@ async def stream_batch(batch_id: str, request: Request, farm: FarmDep,
     async def frames() -> AsyncIterator[str]:
         sent: set[str] = set()
         deadline = time.monotonic() + farm.settings.max_wait_s * 30
+        interval = farm.settings.poll_interval_s
         while len(sent) < len(position) and time.monotonic() < deadline:
             for result in await run_in_threadpool(new_results, sent):
                 sent.add(result["attempt_id"])
@@ -169,7 +173,10 @@ async def stream_batch(batch_id: str, request: Request, farm: FarmDep,
             if len(sent) < len(position):
                 if await request.is_disconnected():
                     return
-                await farm.hub.changes(farm.settings.poll_interval_s)
+                # Woken by a notice: look at once next time too; else less and less often.
+                woken = await farm.hub.changes(interval)
+                interval = farm.settings.poll_interval_s if woken else \
+                    farm.hub.next_poll(interval)
         yield _frame(kind, {"event": "end", "batch_id": batch_id, "total": len(position),
                             "done": len(sent), "complete": len(sent) == len(position)}, "end")
 

@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from store import reads
 
 from ..auth import READ
+from ..errors import INT32
 from ..farm import Farm, FarmDep
 
 router = APIRouter(tags=["results"])
@@ -71,7 +72,8 @@ async def get_attempt(attempt_id: str, farm: FarmDep, wait: float = WAIT) -> dic
 
 
 @router.get("/attempts", response_model=HistoryOut, dependencies=[READ])
-def history(farm: FarmDep, run_id: str | None = None, step: int | None = None,
+def history(farm: FarmDep, run_id: str | None = None,
+            step: int | None = Query(default=None, ge=INT32[0], le=INT32[1]),
             model: str | None = None,
             variant_id: str | None = None, passed: bool | None = None,
             error_kind: str | None = None, status: str | None = None,

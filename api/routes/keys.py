@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Path
 from pydantic import BaseModel, Field
 
 from store import keys
 
 from ..auth import require
+from ..errors import INT32
 from ..farm import FarmDep
 
 router = APIRouter(tags=["keys"], dependencies=[Depends(require(keys.ADMIN))])
@@ -53,7 +54,7 @@ def list_keys(farm: FarmDep) -> list[dict[str, Any]]:
 
 
 @router.delete("/keys/{key_id}", status_code=204)
-def revoke_key(key_id: int, farm: FarmDep) -> None:
+def revoke_key(farm: FarmDep, key_id: int = Path(ge=1, le=INT32[1])) -> None:
     with farm.sessions() as session, session.begin():
         if not keys.revoke(session, key_id):
             raise HTTPException(404, f"no active key with id {key_id}")

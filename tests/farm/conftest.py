@@ -110,9 +110,10 @@ class Workers:
         """The Celery node name of worker `name`: unique to this test process."""
         return f"{name}-{TAG}"
 
-    def start(self, name: str) -> None:
+    def start(self, name: str, concurrency: int = 1) -> None:
         argv = [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker",
-                "-n", f"{self.node(name)}@%h", "--concurrency", "1", "-E", "--without-mingle",
+                "-n", f"{self.node(name)}@%h", "--concurrency", str(concurrency), "-E",
+                "--without-mingle",
                 "--without-gossip", "--loglevel", "info"]
         port = self.metrics_ports[name] = process.free_port()
         env = {**self.env, "ARMGYM_WORKER_METRICS_PORT": str(port),
@@ -127,7 +128,11 @@ class Workers:
         deadline = time.monotonic() + timeout
         want = {self.node(name) for name in self.procs}
         while time.monotonic() < deadline:
-            replies = app.control.ping(timeout=1.0) or []
+            try:
+                replies = app.control.ping(timeout=1.0) or []
+            except redis.RedisError:  # a Redis the tests just restarted: ask again
+                time.sleep(0.5)
+                continue
             seen = {next(iter(r)).split("@")[0] for r in replies}
             if want <= seen:
                 return

@@ -1,0 +1,169 @@
+"""Soak, run by hand: many verifications through one Celery worker, watching its memory and
+what it leaves behind.
+
+    .venv/bin/python -m bench.soak [--n 5000] [--concurrency 2]
+
+The farm runs as in the fault tests' setup (PostgreSQL database of its own on the shared server,
+Redis from $ARMGYM_BENCH_REDIS, one worker, one API), with the verdict cache off and every
+attempt distinct, in batches of 500: 1/16 honest compiler output, 1/16 a wrong kernel (emulator
+runs), 1/4 refused by GNU as or the object checks, the rest by the source scan. After each
+batch: the RSS of the worker's main and pool processes. At the end: the worker's scratch
+directory (a TMPDIR of its own) must be empty, and no process but the pool may be left under
+the worker. Flat means the last sample within 10% of the first sample after warm-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis
+
+from api import process
+from deploy.measure import POSTGRES, rss_mib
+from store import admin, db
+from store.keys import new_plaintext
+from toolchain import baselines, kernels
+
+VARIANTS = ("relu_n64_float32", "vec_add_n64_float32", "dot_n64_float32", "saxpy_n64_float32")
+HEADER = "    .text\n    .globl kernel\n    .type kernel, %function\nkernel:\n"
+REFUSED_BY_AS = (HEADER + "    mov x8, #93\n    svc #0\n    ret\n", HEADER + "    fadd.x v0, v1\n")
+SCANNED = (HEADER + '    .incbin "/etc/passwd"\n    ret\n',)
+BATCH = 500
+
+
+def say(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
+def text_for(i: int) -> str:
+    variant = VARIANTS[i % len(VARIANTS)]
+    if i % 16 == 0:
+        body = baselines.get(kernels.get(variant), "gcc" if i % 32 else "clang").assembly
+    elif i % 16 == 1:
+        body = HEADER + "    ret\n"
+    elif i % 4 == 2:
+        body = REFUSED_BY_AS[i // 4 % len(REFUSED_BY_AS)]
+    else:
+        body = SCANNED[0]
+    return body + f"// soak {i}\n"
+
+
+def descendants(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            kids = [int(c) for c in
+                    Path(f"/proc/{p}/task/{p}/children").read_text().split()]
+        except OSError:
+            kids = []
+        out += kids
+        todo += kids
+    return out
+
+
+def worker_rss(main: int) -> dict[str, float]:
+    kids = descendants(main)
+    return {"main": round(rss_mib(main), 1),
+            "pool": round(sum(rss_mib(k) for k in kids), 1), "processes": 1 + len(kids)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=5000)
+    parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=Path("bench/results/soak.json"))
+    args = parser.parse_args()
+    tag = f"soak_{os.getpid()}"
+    db_url = POSTGRES.format(pid=tag)
+    broker = os.environ.get("ARMGYM_BENCH_REDIS", "redis://127.0.0.1:6379/0")
+    work = Path(tempfile.mkdtemp(prefix="armgym-bench-soak-"))
+    work.chmod(0o755)  # the sandbox (another user) reaches its scratch through here
+    scratch = work / "tmp"
+    scratch.mkdir(mode=0o1777)
+    scratch.chmod(0o1777)  # the sandbox user writes here too
+    key = new_plaintext()
+    env = {**os.environ, "ARMGYM_DATABASE_URL": db_url, "ARMGYM_BROKER_URL": broker,
+           "ARMGYM_QUEUE_NAME": f"armgym-{tag}", "ARMGYM_API_KEYS": f"soak:{key}",
+           "ARMGYM_VERDICT_CACHE": "0", "ARMGYM_RATE_LIMIT_PER_S": "0"}
+    admin.drop(db_url)
+    admin.create(db_url)
+    db.upgrade(db_url)
+    worker_log = open(work / "worker.log", "wb")  # noqa: SIM115 (closed below)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "-n",
+         f"{tag}@%h", "--concurrency", str(args.concurrency), "--without-mingle",
+         "--without-gossip", "--loglevel", "warning"],
+        env={**env, "TMPDIR": str(scratch)}, stdout=worker_log, stderr=subprocess.STDOUT)
+    port = process.free_port()
+    api = process.start(env, port, log=work / "api.log")
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120,
+                          headers={"X-API-Key": key})
+    samples: list[dict[str, Any]] = []
+    outcomes: Counter[str] = Counter()
+    started = time.monotonic()
+    try:
+        for first in range(0, args.n, BATCH):
+            count = min(BATCH, args.n - first)
+            reply = client.post("/batches", json={"attempts": [
+                {"variant_id": VARIANTS[i % len(VARIANTS)], "assembly": text_for(i)}
+                for i in range(first, first + count)]})
+            reply.raise_for_status()
+            batch = reply.json()["batch_id"]
+            deadline = time.monotonic() + 1800
+            while time.monotonic() < deadline:
+                body = client.get(f"/batches/{batch}", params={"wait": 30}).json()
+                if body["complete"]:
+                    break
+            else:
+                raise SystemExit(f"batch {batch} not done after 30 minutes")
+            outcomes.update("pass" if r["passed"] else str(r["error_kind"])
+                            for r in body["results"])
+            if outcomes["infra_error"]:
+                raise SystemExit(f"infra_error verdicts: the setup is broken ({work})")
+            samples.append({"done": first + count,
+                            "seconds": round(time.monotonic() - started, 1),
+                            **worker_rss(worker.pid)})
+            say(json.dumps(samples[-1]))
+        time.sleep(2)  # the last verification's tools exit
+        pool = set(Path(f"/proc/{worker.pid}/task/{worker.pid}/children").read_text().split())
+        left = [p for p in descendants(worker.pid) if str(p) not in pool]
+        leftovers = {"scratch_entries": sorted(os.listdir(scratch))[:20],
+                     "processes_under_worker": len(descendants(worker.pid)),
+                     "extra_processes": left}
+    finally:
+        process.stop(api)
+        worker.terminate()
+        worker.wait(60)
+        worker_log.close()
+        admin.drop(db_url)
+        redis.Redis.from_url(broker).delete(env["ARMGYM_QUEUE_NAME"])
+    warm = samples[1] if len(samples) > 1 else samples[0]
+    last = samples[-1]
+    growth = {k: round(last[k] / warm[k] - 1, 3) for k in ("main", "pool") if warm[k]}
+    results = {"command": vars(args) | {"out": str(args.out)}, "outcomes": dict(outcomes),
+               "samples": samples, "growth_after_warmup": growth,
+               "flat_within_10pct": all(abs(g) <= 0.10 for g in growth.values()),
+               "leftovers": leftovers,
+               "verifications_per_s": round(args.n / (time.monotonic() - started), 1)}
+    shutil.rmtree(work, ignore_errors=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2))
+    say(json.dumps({k: results[k] for k in ("outcomes", "growth_after_warmup",
+                                            "flat_within_10pct", "leftovers",
+                                            "verifications_per_s")}))
+
+
+if __name__ == "__main__":
+    main()

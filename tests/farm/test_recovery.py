@@ -1,0 +1,133 @@
+"""The store's side of recovery: leases, the sweep's choice of attempts to queue again, claims
+that leave a live lease alone, and two sweeps at once (PostgreSQL row locks)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from store import attempts, db, keys
+from store.models import DONE, QUEUED, Attempt, utcnow
+
+from .conftest import FARM
+from .mix import VARIANTS, asm
+from .test_store import empty_db  # noqa: F401  (the fixture: an empty database per backend)
+
+pytestmark = FARM
+
+
+@pytest.fixture
+def store(empty_db: str) -> Iterator[tuple[sessionmaker[Session], int, str]]:  # noqa: F811
+    db.upgrade(empty_db)
+    engine = db.make_engine(empty_db, pool_size=4)
+    sessions = db.sessions(engine)
+    with sessions() as session, session.begin():
+        key = keys.ensure(session, "alice", "agk_recovery", keys.DEFAULT_SCOPES)
+    yield sessions, key.id, engine.dialect.name
+    engine.dispose()
+
+
+def submit(sessions: sessionmaker[Session], key_id: int, n: int, lease_s: float = 60.0,
+           prefix: str = "k") -> list[str]:
+    items = [attempts.NewAttempt(VARIANTS[0], asm(f"    ret // {prefix}{i}"),
+                                 idempotency_key=f"{prefix}{i}") for i in range(n)]
+    with sessions() as session:
+        return attempts.submit(session, key_id, items, lease_s=lease_s).attempt_ids
+
+
+def expire(sessions: sessionmaker[Session], ids: list[str]) -> None:
+    with sessions() as session, session.begin():
+        session.execute(update(Attempt).where(Attempt.id.in_(ids))
+                        .values(lease_until=utcnow() - timedelta(seconds=1)))
+
+
+def status(sessions: sessionmaker[Session], attempt_id: str) -> tuple[str, object]:
+    with sessions() as session:
+        row = session.get(Attempt, attempt_id)
+        assert row is not None
+        return row.status, row.lease_until
+
+
+def recover(sessions: sessionmaker[Session], held: set[str] | None = None,
+            ids: list[str] | None = None) -> list[str]:
+    with sessions() as session:
+        return attempts.recover(session, lambda: held or set(), lease_s=30, limit=100, ids=ids)
+
+
+def test_sweep_takes_only_expired_leases_the_broker_lost(store) -> None:
+    sessions, key_id, _ = store
+    ids = submit(sessions, key_id, 4)
+    assert recover(sessions) == []  # fresh leases: left to the broker
+    expire(sessions, ids)
+    assert sorted(recover(sessions, held={ids[0]})) == sorted(ids[1:])
+    assert recover(sessions) == []  # the sweep renewed every lease it looked at
+    state, lease = status(sessions, ids[0])
+    assert state == QUEUED and lease > utcnow() + timedelta(seconds=20)
+
+
+def test_running_past_its_lease_is_queued_again_whatever_the_broker_says(store) -> None:
+    sessions, key_id, _ = store
+    [one] = submit(sessions, key_id, 1)
+    with sessions() as session:
+        assert attempts.claim(session, one, "w1", lease_s=100) is not None
+    expire(sessions, [one])
+    assert recover(sessions, held={one}) == [one]
+    assert status(sessions, one)[0] == QUEUED
+
+
+def test_a_live_lease_keeps_a_duplicate_message_away(store) -> None:
+    sessions, key_id, _ = store
+    [one] = submit(sessions, key_id, 1)
+    with sessions() as session:
+        assert attempts.claim(session, one, "w1", lease_s=100, takeover=False) is not None
+    with sessions() as session:  # a duplicate first delivery: the holder finishes it
+        assert attempts.claim(session, one, "w2", takeover=False) is None
+    with sessions() as session:  # a re-delivery after the holder was lost takes over
+        job = attempts.claim(session, one, "w2", takeover=True)
+    assert job is not None and job.tries == 2
+    with sessions() as session:
+        attempts.release(session, one, 10)
+    assert status(sessions, one)[0] == QUEUED
+    with sessions() as session:
+        assert attempts.finish(session, one, {"passed": False, "error_kind": "wrong_output",
+                                              "gates": []}, "w2")
+    assert status(sessions, one) == (DONE, None)
+    expire(sessions, [one])
+    assert recover(sessions) == []  # done is never swept
+
+
+def test_resubmitting_a_stuck_key_finds_it(store) -> None:
+    sessions, key_id, _ = store
+    ids = submit(sessions, key_id, 3)
+    items = [attempts.NewAttempt(VARIANTS[0], asm(f"    ret // k{i}"), idempotency_key=f"k{i}")
+             for i in range(3)]
+    with sessions() as session:
+        again = attempts.submit(session, key_id, items)
+    assert again.created == [] and sorted(again.pending) == sorted(ids)
+    # a resubmission looks at queued attempts before their lease ends, and the broker decides
+    assert sorted(recover(sessions, held={ids[0]}, ids=again.pending)) == sorted(ids[1:])
+
+
+def test_two_sweeps_at_once_never_take_the_same_attempt(store) -> None:
+    sessions, key_id, dialect = store
+    if dialect != "postgresql":
+        pytest.skip("row locks: SQLite has one writer at a time anyway")
+    ids = submit(sessions, key_id, 6)
+    expire(sessions, ids)
+    first = sessions()
+    first.begin()
+    locked = first.execute(select(Attempt.id).where(Attempt.id.in_(ids[:3]))
+                           .with_for_update()).scalars().all()
+    assert len(locked) == 3
+    try:  # another sweep meanwhile skips the locked rows instead of waiting for them
+        assert sorted(recover(sessions)) == sorted(ids[3:])
+    finally:
+        first.rollback()
+        first.close()
+    assert sorted(recover(sessions)) == sorted(ids[:3])
+    assert recover(sessions) == []
+    assert {status(sessions, a)[0] for a in ids} == {QUEUED}
