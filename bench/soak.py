@@ -139,7 +139,9 @@ def main() -> None:
         time.sleep(2)  # the last verification's tools exit
         pool = set(Path(f"/proc/{worker.pid}/task/{worker.pid}/children").read_text().split())
         left = [p for p in descendants(worker.pid) if str(p) not in pool]
-        leftovers = {"scratch_entries": sorted(os.listdir(scratch))[:20],
+        # pymp-*: the live pool's own multiprocessing directory, removed when the worker exits
+        leftovers = {"scratch_entries": sorted(e for e in os.listdir(scratch)
+                                               if not e.startswith("pymp-"))[:20],
                      "processes_under_worker": len(descendants(worker.pid)),
                      "extra_processes": left}
     finally:
