@@ -218,6 +218,9 @@ static void gen_float(enum dt t, rng_t *r, int test, const struct slot *s, int r
     int emax = dt_emax[t], emin = dt_emin[t];
     int big = reduction ? emax / 2 - 8 : emax - 2; /* reductions must not overflow finitely */
     double top = reduction ? ldexp(1.0, big) : fmax_of(t);
+    /* float16 ramps in steps of 1/16 (|x| <= 128): a product of two stays finite, since whether
+     * a multiply-add that overflows only in its product is finite depends on fusion */
+    double ramp_unit = t == F16 ? 1.0 / 16 : 1.0;
     double v;
     switch (test) {
     case 0: v = 0.0; break;
@@ -242,12 +245,12 @@ static void gen_float(enum dt t, rng_t *r, int test, const struct slot *s, int r
     case T_RAMP_UP: case T_RAMP_DOWN: case T_TIES_MAX: case T_TIES_MIN: case T_NAN_LAST:
     case T_INF_LAST:
         if (s->scalar) { /* lo < hi in the middle of the ramps; alpha, scale: n / 4 */
-            v = (double)((s->ai & 1) ? s->n / 4 : -(s->n / 4));
+            v = (double)((s->ai & 1) ? s->n / 4 : -(s->n / 4)) * ramp_unit;
             break;
         }
         switch (test) {
-        case T_RAMP_UP: v = ramp_up(s); break;
-        case T_RAMP_DOWN: v = ramp_down(s); break;
+        case T_RAMP_UP: v = ramp_up(s) * ramp_unit; break;
+        case T_RAMP_DOWN: v = ramp_down(s) * ramp_unit; break;
         case T_TIES_MAX: v = tie(s) ? (s->i == 1 ? -0.0 : 0.0) : -small(s); break;
         case T_TIES_MIN: v = tie(s) ? (s->i == 1 ? 0.0 : -0.0) : small(s); break;
         case T_NAN_LAST: v = s->i == s->n - 1 ? NAN : small(s); break;
