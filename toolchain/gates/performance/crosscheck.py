@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -31,28 +31,31 @@ CALIBRATION = Path(__file__).with_name("calibration.json")
 
 # Block classes, by what the executed instructions are (dynamic counts): the two models differ
 # systematically by class (OSACA knows few SVE and structure-load forms, sees library code
-# differently), so each class gets its own band, far narrower than one band for all.
+# differently), so each class gets its own band, far narrower than one band for all. The class
+# is the plurality of the executed instructions: library code (outside the candidate's own
+# object: only the variant's math functions can be called), SVE, Advanced SIMD, or scalar. A
+# kernel can move to another class's band only by making that kind of work the largest part
+# of what it executes, which costs it the cycles the reward is paid on.
 CLASSES = ("calls", "sve", "simd", "scalar")
-CLASS_SHARE = 0.05  # of the dynamic instructions, for a kernel to be "sve" or "simd"
+CLASS_VERSION = "1"  # bump when the classification changes (cached measurements carry it)
 _SVE = re.compile(r"\b(z\d+\.[bhsdq]|p\d+(/[mz]|\.[bhsd]))\b|\bz\d+\b")
 _SIMD = re.compile(r"\bv\d+\.\d*[bhsd]\b|\bq\d+\b")
-_CALLS = frozenset({"bl", "blr"})
 
 
-def block_class(executed: Iterable[tuple[Insn, int]]) -> str:
-    """The class of a kernel's executed work, from (instruction, times executed) pairs."""
-    total = sve = simd = 0
+def block_class(executed: Iterable[tuple[Insn, int]], own: Callable[[int], bool]) -> str:
+    """The class of a kernel's executed work, from (instruction, times executed) pairs; `own`
+    tells the candidate's addresses from library code's."""
+    counts = dict.fromkeys(CLASSES, 0)
     for insn, n in executed:
-        if insn.mnemonic in _CALLS:
-            return "calls"
-        total += n
-        if _SVE.search(insn.text):
-            sve += n
+        if not own(insn.address):
+            counts["calls"] += n
+        elif _SVE.search(insn.text):
+            counts["sve"] += n
         elif _SIMD.search(insn.text):
-            simd += n
-    if sve > CLASS_SHARE * total:
-        return "sve"
-    return "simd" if simd > CLASS_SHARE * total else "scalar"
+            counts["simd"] += n
+        else:
+            counts["scalar"] += n
+    return max(CLASSES, key=lambda c: (counts[c], -CLASSES.index(c)))
 
 
 @dataclass(frozen=True)

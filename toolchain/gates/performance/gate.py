@@ -20,6 +20,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent import futures
 from dataclasses import asdict, dataclass
 from fractions import Fraction
@@ -99,7 +100,7 @@ def model_key(settings: Settings | None = None) -> str:
     predictor = "on" if (settings or Settings()).branch_prediction else "off"
     return tools.fingerprint(mca.model_key(), osaca_model.model_key(), branches.MODEL,
                              branches.MODEL_VERSION, str(branches.PENALTY_CYCLES),
-                             predictor)[:16]
+                             predictor, crosscheck.CLASS_VERSION)[:16]
 
 
 # --------------------------------------------------------------------------- measuring
@@ -143,7 +144,8 @@ def measure(variant: Variant, scratch: Path, object_name: str, seed: int, test: 
         raise Failed(ErrorKind.abi_violation, f"timing run (test {test}): the kernel made a "
                      f"system call (svc at {calls[0]:#x})")
     stats = branches.predict(executed_blocks(executed, insns), insns)
-    return cost(build_profile(executed, insns), stats, scratch, settings)
+    own = lambda a: any(lo <= a < hi for lo, hi in ranges)  # noqa: E731
+    return cost(build_profile(executed, insns), stats, scratch, settings, own)
 
 
 def _check_outputs(variant: Variant, res: sandbox.RunResult, seed: int, test: int,
@@ -159,8 +161,8 @@ def _check_outputs(variant: Variant, res: sandbox.RunResult, seed: int, test: in
         raise Failed(finding.kind, f"timing run: {finding.message}")
 
 
-def cost(profile: Profile, stats: branches.BranchStats, workdir: Path,
-         settings: Settings) -> Measurement:
+def cost(profile: Profile, stats: branches.BranchStats, workdir: Path, settings: Settings,
+         own: Callable[[int], bool]) -> Measurement:
     """Both models on every loop cycle, weighted by how often it ran, plus the mispredictions
     (which neither pipeline model sees)."""
     if profile.cycle_instructions() != profile.instructions:
@@ -188,7 +190,7 @@ def cost(profile: Profile, stats: branches.BranchStats, workdir: Path,
         osaca_fallbacks=sum(n * e.unknown for n, e in zip(counts, est, strict=True)),
         osaca_declined=sum(e.declined for e in est),
         block_class=crosscheck.block_class(
-            (i, n) for b, n in profile.blocks.items() for i in profile.block_insns(b)),
+            ((i, n) for b, n in profile.blocks.items() for i in profile.block_insns(b)), own),
     )
 
 
