@@ -38,7 +38,7 @@ from .trace import Block, Insn
 PENALTY_CYCLES = 10
 RETURN_STACK = 32
 MODEL = "tage-4x1024, bimodal 4096, btb, ras32"
-MODEL_VERSION = "1"  # bump when the predictor or the penalty changes
+MODEL_VERSION = "2"  # bump when the predictor or the penalty changes
 
 CONDITIONAL = frozenset({"cbz", "cbnz", "tbz", "tbnz"})
 INDIRECT = frozenset({"br", "blr", "braa", "brab", "braaz", "brabz", "blraa", "blrab", "blraaz",
@@ -47,7 +47,7 @@ RETURNS = frozenset({"ret", "retaa", "retab"})
 CALLS = frozenset({"bl", "blr", "blraa", "blrab", "blraaz", "blrabz"})
 
 _HISTORIES = (4, 9, 20, 44)
-_INDEX_BITS = 10
+_INDEX_BITS = 10  # _folds and _slots are written for these widths
 _TAG_BITS = 8
 _BASE_BITS = 12
 
@@ -81,21 +81,12 @@ class BranchStats:
                 "penalty_cycles": PENALTY_CYCLES, "model": MODEL}
 
 
-class _Folded:
-    """The last `length` outcomes of the global history folded into `bits` bits by xor, kept up
-    to date one outcome at a time (TAGE's circular shift registers)."""
-
-    __slots__ = ("bits", "length", "mask", "out", "value")
-
-    def __init__(self, length: int, bits: int) -> None:
-        self.length, self.bits, self.value = length, bits, 0
-        self.mask = (1 << bits) - 1
-        self.out = length % bits  # where the outcome leaving the window sits once folded
-
-    def push(self, new: int, old: int) -> None:
-        v = (self.value << 1) | new
-        v ^= old << self.out
-        self.value = (v ^ (v >> self.bits)) & self.mask
+def _folds(history: int) -> tuple[int, int, int, int]:
+    """The last 4, 9, 20 and 44 outcomes of `history`, each folded into 10 bits by xor."""
+    h20 = history & 0xFFFFF
+    h44 = history & 0xFFFFFFFFFFF
+    return (history & 0xF, history & 0x1FF, (h20 ^ (h20 >> 10)) & 0x3FF,
+            (h44 ^ (h44 >> 10) ^ (h44 >> 20) ^ (h44 >> 30) ^ (h44 >> 40)) & 0x3FF)
 
 
 class Tage:
@@ -108,17 +99,13 @@ class Tage:
         self.ctr = [[0] * size for _ in _HISTORIES]  # 3-bit signed: taken when >= 0
         self.useful = [[0] * size for _ in _HISTORIES]
         self.history = 0
-        self._index = [_Folded(n, _INDEX_BITS) for n in _HISTORIES]
-        self._tag = [_Folded(n, _TAG_BITS) for n in _HISTORIES]
-        self._tag2 = [_Folded(n, _TAG_BITS - 1) for n in _HISTORIES]
 
     def _slots(self, pc: int) -> list[tuple[int, int]]:
+        """(index, tag) per tagged table: the address hashed with that table's history."""
         p = pc >> 2
-        imask, tmask = (1 << _INDEX_BITS) - 1, (1 << _TAG_BITS) - 1
-        return [((p ^ (p >> _INDEX_BITS) ^ fi.value ^ i) & imask,
-                 (p ^ ft.value ^ (f2.value << 1) ^ (p >> 7)) & tmask)
-                for i, (fi, ft, f2) in enumerate(zip(self._index, self._tag, self._tag2,
-                                                     strict=True))]
+        q = p ^ (p >> _INDEX_BITS)
+        return [((q ^ f ^ i) & 0x3FF, (p ^ (f * 5) ^ (f >> 4) ^ (p >> 7) ^ i) & 0xFF)
+                for i, f in enumerate(_folds(self.history))]
 
     def predict_and_update(self, pc: int, taken: bool) -> bool:
         """Whether the prediction for the branch at `pc` was right; learns the outcome."""
@@ -150,15 +137,8 @@ class Tage:
             self.base[b] = min(3, c + 1) if taken else max(0, c - 1)
         if pred != taken and provider < len(_HISTORIES) - 1:
             self._allocate(slots, provider, taken)
-        self._push(int(taken))
+        self.history = ((self.history << 1) | taken) & 0xFFFFFFFFFFF
         return pred == taken
-
-    def _push(self, bit: int) -> None:
-        h = self.history
-        for folds in (self._index, self._tag, self._tag2):
-            for f in folds:
-                f.push(bit, (h >> (f.length - 1)) & 1)
-        self.history = ((h << 1) | bit) & ((1 << _HISTORIES[-1]) - 1)
 
     def _allocate(self, slots: list[tuple[int, int]], provider: int, taken: bool) -> None:
         for i in range(provider + 1, len(_HISTORIES)):
