@@ -21,12 +21,17 @@ slot would cut a dependency chain for free; memory.py finds the fixed slots and 
 gets the last store's value through a shadow register (two dependent operations, about the
 store-to-load forwarding latency), so -O0's round trips and a spilled accumulator are charged.
 
-Writeback pairs of Q registers: LLVM's model gives `ldp q, q, [x], #imm` (and pre-index) 6
-micro-ops, and llvm-mca dispatches no instruction across two cycles, so at 8 per cycle only one
-such load issues per cycle: 1.5x the guide's 3/2 per cycle (fidelity table). The cost layer
-prices it as what the guide describes, the pair load at the base plus the base update
-(`ldp q, q, [x]` + `add x, x, #imm`, the add before the load for pre-index), which is the
-guide's throughput and keeps the base's dependency chain.
+Writeback addressing: llvm-mca dispatches at most `-dispatch` micro-ops a cycle and never splits
+an instruction's micro-ops across two cycles, while the guide's limit (section 4.1) is 8
+macro-ops a cycle: a load or store with writeback is one macro-op of two or more micro-ops
+(`ldp q, q, [x], #32` has 6 in LLVM's model), so llvm-mca fits only two or three of them (one
+for that `ldp`) in a cycle where the core dispatches eight: `ldr q, [x], #16` was rated 2 a
+cycle, the guide's 3. The cost layer prices a writeback access as the access at the base (the
+pre-index offset kept in the address) plus the base update: `ldr q0, [x1], #16` as
+`ldr q0, [x1]` + `add x1, x1, #16`, `ldr q0, [x1, #16]!` as `ldr q0, [x1, #16]` +
+`add x1, x1, #16`, a register post-increment as `add x1, x1, x2`. Every dependency stays as it
+was (the address reads the old base, the update writes the new one), and the table's rows
+for every writeback form come out at the guide's figures.
 
 Calls: llvm-mca assumes a 100-cycle latency for `bl`/`blr` ("call instructions are not correctly
 modeled"), which the returning `ret` would wait on; the callee's executed instructions are in the
@@ -78,21 +83,31 @@ def iterations(length: int) -> int:
     return 100 if length <= 64 else 20 if length <= 512 else 4
 
 
+_WRITEBACK_OPS = frozenset({
+    "ldr", "ldrb", "ldrh", "ldrsb", "ldrsh", "ldrsw", "str", "strb", "strh", "ldp", "ldpsw",
+    "stp", "ld1", "ld2", "ld3", "ld4", "ld1r", "ld2r", "ld3r", "ld4r", "st1", "st2", "st3",
+    "st4"})
 _IMM = r"#(-?(?:0x[0-9a-f]+|\d+))"
-_LDP_Q_WRITEBACK = re.compile(
-    rf"^ldp (q\d+), (q\d+), \[(x\d+|sp)(?:, {_IMM}\]!|\], {_IMM})$")
+_POST = re.compile(rf"^(\S+) (.+), \[(x\d+|sp)\], (?:{_IMM}|(x\d+))$")
+_PRE = re.compile(rf"^(\S+) (.+), \[(x\d+|sp), {_IMM}\]!$")
 
 
-def writeback_pair(text: str) -> list[str] | None:
-    """`ldp q, q` with writeback as the pair load plus the base update (module doc)."""
-    m = _LDP_Q_WRITEBACK.match(text)
-    if m is None:
+def writeback(text: str) -> list[str] | None:
+    """A load or store with writeback as the access plus the base update (module doc)."""
+    m = _POST.match(text) or _PRE.match(text)
+    if m is None or m.group(1) not in _WRITEBACK_OPS:
         return None
-    first, second, base, pre, post = m.groups()
-    offset = int(pre if pre is not None else post, 0)
-    load = f"ldp {first}, {second}, [{base}]"
-    update = f"{'add' if offset >= 0 else 'sub'} {base}, {base}, #{abs(offset)}"
-    return [update, load] if pre is not None else [load, update]
+    if m.re is _POST:
+        op, regs, base, imm, reg = m.groups()
+        access = f"{op} {regs}, [{base}]"
+    else:
+        op, regs, base, imm = m.groups()
+        reg = None
+        access = f"{op} {regs}, [{base}, #{int(imm, 0)}]"
+    if reg is not None:
+        return [access, f"add {base}, {base}, {reg}"]
+    offset = int(imm, 0)
+    return [access, f"{'add' if offset >= 0 else 'sub'} {base}, {base}, #{abs(offset)}"]
 
 
 def mca_lines(insns: Sequence[Insn]) -> list[str]:
@@ -107,7 +122,7 @@ def mca_lines(insns: Sequence[Insn]) -> list[str]:
             out.append("adr x30, .")
             out.append("b ." if insn.mnemonic == "bl" else "br " + insn.text.split(" ", 1)[1])
         else:
-            out.extend(writeback_pair(insn.text) or [insn.text])
+            out.extend(writeback(insn.text) or [insn.text])
         for slot, reg, prefix in dep.pairs if dep else ():
             shadow = shadows.get(slot)
             if shadow is None or (shadow[0] == "x") != (prefix in "wx"):
@@ -160,7 +175,7 @@ class Cost:
         return self.first + (n - 1) * self.cycles if n else Fraction(0)
 
 
-METHOD_VERSION = "5"  # bump when the costing above changes
+METHOD_VERSION = "6"  # bump when the costing above changes
 
 
 def model_key() -> str:
