@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import statistics
 import sys
 from collections.abc import Iterable, Sequence
@@ -33,6 +34,9 @@ from .gate import PROBES, measured, model_versions
 
 OPTS = ("-O1", "-O2", "-O3")
 DEFAULT_MARGIN = 0.15
+# The OSACA / llvm-mca band of a block class is at most this wide (hi / lo): the observed range
+# of honest code, widened by DEFAULT_MARGIN or by as much as stays within it.
+MAX_WIDTH = 4.0
 QUANTILES = (0.0, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 1.0)
 
 
@@ -77,9 +81,15 @@ def distribution(values: Sequence[float]) -> dict[str, float]:
     return out
 
 
+def _margin_within(values: Sequence[float], width: float) -> float:
+    """The largest margin that keeps the widened range within `width` (as a factor)."""
+    return max(0.0, (width * min(values) / max(values)) ** 0.5 - 1 - 1e-3)  # 1e-3: rounding
+
+
 def _band(values: Sequence[float], margin: float) -> list[float]:
     """The observed range widened by `margin` on each side (as factors)."""
-    return [round(min(values) / (1 + margin), 4), round(max(values) * (1 + margin), 4)]
+    return [math.floor(min(values) / (1 + margin) * 1e4) / 1e4,
+            math.ceil(max(values) * (1 + margin) * 1e4) / 1e4]
 
 
 def calibrate(variants: Sequence[Variant], margin: float, workers: int | None,
@@ -99,8 +109,13 @@ def calibrate(variants: Sequence[Variant], margin: float, workers: int | None,
         cls[0].append(ratio)
         cls[1].append(ipc)
     band: dict[str, Any] = {"ratio": _band(ratios, margin), "ipc": _band(ipcs, margin)}
-    band["classes"] = {c: {"ratio": _band(r, margin), "ipc": _band(i, margin)}
+    band["classes"] = {c: {"ratio": _band(r, min(margin, _margin_within(r, MAX_WIDTH))),
+                           "ipc": _band(i, margin)}
                        for c, (r, i) in sorted(per_class.items())}
+    over = [c for c, (r, _) in per_class.items() if max(r) / min(r) > MAX_WIDTH]
+    if over:
+        raise ValueError(f"honest code of class {', '.join(sorted(over))} spreads wider than "
+                         f"{MAX_WIDTH}x: split the class")
     widths = {c: {k: round(b[k][1] / b[k][0], 3) for k in ("ratio", "ipc")}
               for c, b in band["classes"].items()}
     by_ratio = sorted(worst)
