@@ -247,8 +247,9 @@ def test_work_done_after_returning_through_a_redirected_link_register_is_refused
 
 def calibrated_sample() -> list[tuple[str, str, str]]:
     """A spread of (variant, compiler, opt) that `armgym calibrate` measured."""
-    picked = calibrate.sample(kernels.suite())[::26]
-    return [(v.id, c, o) for v in picked for c in ("clang", "gcc") for o in calibrate.OPTS]
+    population = json.loads(crosscheck.CALIBRATION.read_text())["population"]
+    picked = calibrate.sample(calibrate.calibrated_variants())[::26]
+    return [(v.id, c, o) for v in picked for c in ("clang", "gcc") for o in population["opts"]]
 
 
 @pytest.mark.parametrize(("variant_id", "compiler", "opt"), calibrated_sample())
@@ -256,7 +257,7 @@ def test_the_cross_check_flags_no_calibrated_compiler_output(variant_id: str, co
                                                              opt: str) -> None:
     seed, test = gate.PROBES[0]
     m = gate.measured(kernels.get(variant_id), compiler, opt, seed, test, get_settings())
-    result = crosscheck.check(m)
+    result = crosscheck.check(m, kernels.get(variant_id))
     assert result.passed, result.message
 
 
@@ -296,10 +297,11 @@ def test_a_measurement_outside_the_band_disagrees() -> None:
     m = gate.Measurement(cycles=100.0, pipeline_cycles=100.0, branch_cycles=0, branches={},
                          osaca_cycles=80.0, instructions=300, blocks=3, block_executions=10,
                          loop_cycles=2, osaca_fallbacks=0)
-    assert crosscheck.check(m, bands).passed
-    assert not crosscheck.check(replace(m, osaca_cycles=250.0), bands).passed
-    assert not crosscheck.check(replace(m, instructions=5), bands).passed
-    assert not crosscheck.check(replace(m, osaca_declined=1), bands).passed
+    v = kernels.get(VEC)
+    assert crosscheck.check(m, v, bands).passed
+    assert not crosscheck.check(replace(m, osaca_cycles=250.0), v, bands).passed
+    assert not crosscheck.check(replace(m, instructions=5), v, bands).passed
+    assert not crosscheck.check(replace(m, osaca_declined=1), v, bands).passed
 
 
 # vec_add done right, then a call into libc's write() (found by address, as a policy would have

@@ -138,13 +138,18 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         f" --template {args.template}" if args.template else "") + f" --margin {args.margin}" + (
         f" --opt {' --opt '.join(args.opt)}" if args.opt else "")
     start = time.perf_counter()
-    report = calibrate.calibrate(variants, args.margin, args.jobs, command, args.sample,
-                                 args.opt or calibrate.OPTS)
+    if args.from_cache:
+        opts = args.opt or calibrate.OPTS
+        report = calibrate.report(calibrate.cached_rows(opts), args.margin,
+                                  command + " --from-cache", "what the cache held", opts)
+    else:
+        report = calibrate.calibrate(variants, args.margin, args.jobs, command, args.sample,
+                                     args.opt or calibrate.OPTS)
     report["seconds"] = round(time.perf_counter() - start, 1)
     if not args.dry_run:
         calibrate.write(report)
-    _print_json({k: report[k] for k in ("band", "widths", "classes", "distribution",
-                                        "population", "extremes")})
+    _print_json({k: report[k] for k in ("widths", "too_wide", "classes", "false_positives",
+                                        "distribution", "population", "extremes")})
     return 0
 
 
@@ -281,6 +286,8 @@ def parser() -> argparse.ArgumentParser:
                    help="optimisation levels to measure (repeatable; default -O1 -O2 -O3)")
     c.add_argument("--jobs", type=int, default=None)
     c.add_argument("--dry-run", action="store_true", help="print, do not write calibration.json")
+    c.add_argument("--from-cache", action="store_true",
+                   help="bands from the measurements already cached (an interrupted run's)")
     c.set_defaults(func=cmd_calibrate)
 
     f = sub.add_parser("faithfulness", help="cost-model faithfulness report (brief §8)")

@@ -22,6 +22,7 @@ from ...errors import ErrorKind, InfraError
 from ...verdict import GateResult
 
 if TYPE_CHECKING:
+    from ...kernels.model import Variant
     from .gate import Measurement
     from .trace import Insn
 
@@ -58,6 +59,12 @@ def block_class(executed: Iterable[tuple[Insn, int]], own: Callable[[int], bool]
     return max(CLASSES, key=lambda c: (counts[c], -CLASSES.index(c)))
 
 
+def class_key(task: str, kind: str) -> str:
+    """A band's class: the task's template (or the variant itself), fixed by the task and not
+    by the candidate, and the kind of work the candidate's execution mostly is (block_class)."""
+    return f"{task}/{kind}"
+
+
 @dataclass(frozen=True)
 class Bands:
     ratio: tuple[float, float]
@@ -65,19 +72,29 @@ class Bands:
     by_class: dict[str, tuple[tuple[float, float], tuple[float, float]]] = field(
         default_factory=dict)
 
-    def of(self, cls: str) -> tuple[tuple[float, float], tuple[float, float]]:
-        """(ratio band, IPC band) for a block class; the global bands for an unknown one."""
-        return self.by_class.get(cls, (self.ratio, self.ipc))
+    def of(self, variant: str, template: str,
+           kind: str) -> tuple[tuple[float, float], tuple[float, float]]:
+        """(ratio band, IPC band), the most specific calibrated: the variant's own for this kind
+        of work (where its template's honest code spreads too wide for one band), the
+        template's for this kind, the template's over all its honest code (for a kind none of
+        it does: such code is rarely faster than the baselines, so a false alarm there costs
+        little), else the global bands."""
+        for key in (class_key(variant, kind), class_key(template, kind),
+                    class_key(template, "*")):
+            if key in self.by_class:
+                return self.by_class[key]
+        return self.ratio, self.ipc
+
+
+def parse_bands(band: dict) -> Bands:
+    classes = {c: (tuple(b["ratio"]), tuple(b["ipc"])) for c, b in band.get("classes", {}).items()}
+    return Bands(tuple(band["ratio"]), tuple(band["ipc"]), classes)  # type: ignore[arg-type]
 
 
 @cache
 def bands(path: Path = CALIBRATION) -> Bands:
     try:
-        data = json.loads(path.read_text())
-        classes = {c: (tuple(b["ratio"]), tuple(b["ipc"]))
-                   for c, b in data["band"].get("classes", {}).items()}
-        return Bands(tuple(data["band"]["ratio"]), tuple(data["band"]["ipc"]),  # type: ignore[arg-type]
-                     classes)  # type: ignore[arg-type]
+        return parse_bands(json.loads(path.read_text())["band"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise InfraError(f"cross-check calibration unreadable ({path.name}): {exc}") from exc
 
@@ -91,12 +108,13 @@ def figures(m: Measurement) -> tuple[float, float]:
     return round(m.osaca_cycles / mca, 6), round(m.instructions / mca, 6)
 
 
-def check(m: Measurement, limits: Bands | None = None) -> GateResult:
+def check(m: Measurement, variant: Variant, limits: Bands | None = None) -> GateResult:
     limits = limits or bands()
-    ratio_band, ipc_band = limits.of(m.block_class)
+    template = variant.template
+    ratio_band, ipc_band = limits.of(variant.id, template, m.block_class)
     ratio, ipc = figures(m)
     details = {"osaca_cycles": m.osaca_cycles, "mca_cycles": m.pipeline_cycles, "ratio": ratio,
-               "block_class": m.block_class, "ratio_band": list(ratio_band),
+               "block_class": class_key(template, m.block_class), "ratio_band": list(ratio_band),
                "instructions": m.instructions, "ipc": ipc, "ipc_band": list(ipc_band),
                "osaca_fallbacks": m.osaca_fallbacks}
     problems = []
@@ -106,7 +124,8 @@ def check(m: Measurement, limits: Bands | None = None) -> GateResult:
     elif not ratio_band[0] <= ratio <= ratio_band[1]:
         problems.append(f"OSACA estimates {m.osaca_cycles:g} cycles where llvm-mca estimates "
                         f"{m.pipeline_cycles:g} (ratio {ratio:.3g}, calibrated band for "
-                        f"{m.block_class} code {ratio_band[0]:.3g}-{ratio_band[1]:.3g})")
+                        f"{class_key(template, m.block_class)} code "
+                        f"{ratio_band[0]:.3g}-{ratio_band[1]:.3g})")
     if not ipc_band[0] <= ipc <= ipc_band[1]:
         problems.append(f"{m.instructions} executed instructions in {m.pipeline_cycles:g} "
                         "llvm-mca cycles "

@@ -219,16 +219,32 @@ def measured(variant: Variant, compiler: str, opt: str, seed: int, test: int,
     """A compiler's output for the variant, measured on one input; cached on disk per toolchain,
     harness and model versions."""
     base = baselines.get(variant, compiler, opt, settings)
-    key = tools.fingerprint(base.toolchain, *base.flags, base.assembly,
-                            harness.build(variant, settings).object.parent.name,
-                            model_key(settings), str(seed), str(test))
-    path = (settings.cache_dir / "perf-baselines" / model_key(settings) / variant.id
-            / f"{compiler}{opt}-{key[:24]}.json")
+    path = _path(variant, compiler, opt, base, seed, test, settings)
     stored = _load(path)
     if stored is None:
         stored = asdict(_measure_assembly(variant, base.assembly, seed, test, settings))
         _store(path, stored)
     return Measurement(**stored)
+
+
+def cached(variant: Variant, compiler: str, opt: str, seed: int, test: int,
+           settings: Settings) -> dict[str, Any] | None:
+    """The stored measurement `measured` would return, or None when it would have to run."""
+    if not (baselines.cache_path(variant.id, compiler, opt, settings).exists()
+            and (settings.cache_dir / "perf-baselines" / model_key(settings)
+                 / variant.id).exists()):
+        return None
+    base = baselines.get(variant, compiler, opt, settings)
+    return _load(_path(variant, compiler, opt, base, seed, test, settings))
+
+
+def _path(variant: Variant, compiler: str, opt: str, base: baselines.Baseline, seed: int,
+          test: int, settings: Settings) -> Path:
+    key = tools.fingerprint(base.toolchain, *base.flags, base.assembly,
+                            harness.build(variant, settings).object.parent.name,
+                            model_key(settings), str(seed), str(test))
+    return (settings.cache_dir / "perf-baselines" / model_key(settings) / variant.id
+            / f"{compiler}{opt}-{key[:24]}.json")
 
 
 _MEMO: dict[Path, dict[str, Any]] = {}
@@ -286,7 +302,7 @@ def run(variant: Variant, obj: Path, text: str, seed: int, scratch: Path,
     if measured is None:
         return [perf]
     start = time.perf_counter()
-    check = crosscheck.check(measured)
+    check = crosscheck.check(measured, variant)
     check.seconds = time.perf_counter() - start
     perf.details["speedup_withheld"] = not check.passed
     return [perf, check]
