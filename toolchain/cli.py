@@ -72,7 +72,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _baseline_variants(args: argparse.Namespace) -> list[kernels.Variant]:
-    """The variants `baselines build/check` work on: --template, then --shapes."""
+    """The variants `baselines build/check` and `calibrate` work on: --template, then
+    --shapes."""
     variants = kernels.filter_variants(args.template)
     if args.shapes == "all":
         return variants
@@ -131,16 +132,17 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     """Measure compiler output at -O1..-O3 and record the cross-check band (calibration.json)."""
     from .gates.performance import calibrate
 
-    variants = kernels.filter_variants(args.template)
+    variants = _baseline_variants(args)
     if args.sample:
         variants = calibrate.sample(variants)
     command = "armgym calibrate" + (" --sample" if args.sample else "") + (
-        f" --template {args.template}" if args.template else "") + f" --margin {args.margin}" + (
+        f" --template {args.template}" if args.template else "") + (
+        f" --shapes {args.shapes}" if args.shapes != "all" else "") + f" --margin {args.margin}" + (
         f" --opt {' --opt '.join(args.opt)}" if args.opt else "")
     start = time.perf_counter()
     if args.from_cache:
         opts = args.opt or calibrate.OPTS
-        report = calibrate.report(calibrate.cached_rows(opts), args.margin,
+        report = calibrate.report(calibrate.cached_rows(variants, opts), args.margin,
                                   command + " --from-cache", "what the cache held", opts)
     else:
         report = calibrate.calibrate(variants, args.margin, args.jobs, command, args.sample,
@@ -281,6 +283,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--sample", action="store_true",
                    help="one variant per template x dtype instead of all variants")
     c.add_argument("--template")
+    c.add_argument("--shapes", choices=["all", "pow2", "odd"], default="all")
     c.add_argument("--margin", type=float, default=0.15)
     c.add_argument("--opt", action="append", choices=calibrate_opts(),
                    help="optimisation levels to measure (repeatable; default -O1 -O2 -O3)")

@@ -112,13 +112,14 @@ def calibrated_variants() -> list[Variant]:
     return [v for v in kernels.suite() if not ids or v.id in ids]
 
 
-def cached_rows(opts: Sequence[str] = OPTS) -> list[tuple[str, str, str, dict[str, Any]]]:
+def cached_rows(variants: Sequence[Variant],
+                opts: Sequence[str] = OPTS) -> list[tuple[str, str, str, dict[str, Any]]]:
     """Every calibration-input measurement already in the cache under the current model: what
     an interrupted `armgym calibrate` got through (`--from-cache`)."""
     settings = get_settings()
     seed, test = PROBES[0]
     rows = []
-    for v in kernels.suite():
+    for v in variants:
         for compiler in baselines.COMPILERS:
             for opt in opts:
                 found = cached(v, compiler, opt, seed, test, settings)
