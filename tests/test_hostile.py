@@ -13,9 +13,10 @@ submission itself, byte for byte (NUL bytes and invalid UTF-8 included). Placeho
 * a line `@ADDR xN symbol[+offset]@`: movz/movk loading the absolute address of `symbol` in the
   linked candidate.elf into xN, as an attacker could compute it: the static link is
   deterministic, so the test links the case once with zero addresses (same size, same layout),
-  reads the symbol table, and links again to check the addresses did not move. That reaches
-  libc's open/write/exit and the svc inside `__mprotect` (x8 then picks any system call) with
-  no svc in the object at all.
+  reads the symbol table (global symbols, else local functions such as the harness's own),
+  and links again to check the addresses did not move. That reaches libc's open/write/exit,
+  harness functions and the svc inside `__mprotect` (x8 then picks any system call) with no
+  svc in the object at all.
 
 Every case then asserts: not passed and reward 0, the expected error kind, the canary and its
 directory untouched, no new file owned by the sandbox user in /tmp, /var/tmp (top level), the
@@ -24,6 +25,12 @@ cache dir (two levels) or the repository, no file named with the token, no proce
 never reached, a host process of the sandbox user still alive (kill(-1) must not reach it),
 nothing of the canary's or /etc/passwd's content in the verdict JSON, and (fixture
 still_serving) the next honest submission verifies.
+
+The execution guard stops every system call a kernel makes before the host sees it, so the
+host-syscall cases also run without it (the linked executable under the sandbox alone, as the
+gate would run it but without the plugin): the sandbox must contain them by itself, and in the
+weaker mode they do what they say. The foreign-code cases, run that way, pass every test: what
+refuses them is the guard.
 """
 
 from __future__ import annotations
@@ -51,10 +58,12 @@ from host_state import (
     set_subreaper,
 )
 
-from toolchain import kernels, tools
+from toolchain import kernels, sandbox, tools
 from toolchain.errors import ErrorKind
 from toolchain.gates import syntax
 from toolchain.gates.correctness import gate as correctness
+from toolchain.gates.correctness.compare import Finding, judge
+from toolchain.gates.correctness.records import parse
 from toolchain.sandbox import NOBODY
 from toolchain.settings import Settings, get_settings
 from toolchain.verdict import Verdict
@@ -71,6 +80,7 @@ CATEGORIES = {
     "infinite-loop": "runaway execution",
     "host-syscall": "files, processes, signals and sockets through libc code, no svc",
     "harness-jump": "returning or branching into the harness or libc's exit",
+    "foreign-code": "libc or harness code run during a fixed test, the outputs right",
     "out-of-bounds": "stores outside the output buffers",
     "clobbered-register": "callee-saved state not restored",
     "self-modifying": "writing code at run time",
@@ -212,11 +222,14 @@ def link_symbols(variant_id: str, text: str, settings: Settings) -> dict[str, in
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     symbols: dict[str, int] = {}
+    local: dict[str, int] = {}
     for line in out.splitlines():
         parts = line.split()
         if len(parts) == 8 and parts[0].endswith(":") and parts[4] in ("GLOBAL", "WEAK"):
             symbols.setdefault(parts[7], int(parts[1], 16))
-    return symbols
+        elif len(parts) == 8 and parts[0].endswith(":") and parts[3] == "FUNC":
+            local.setdefault(parts[7], int(parts[1], 16))
+    return {**local, **symbols}
 
 
 def expand(case: Case, host: Host) -> bytes:
@@ -256,7 +269,8 @@ def assert_no_reward(verdict: Verdict) -> None:
     assert summary["components"]["speedup"] is None
 
 
-def assert_no_trace(host: Host, before: dict[str, object], verdict: Verdict) -> None:
+def assert_no_trace(host: Host, before: dict[str, object], said: str) -> None:
+    """Nothing left on the host; `said` (the verdict or the run's output) echoes no secret."""
     after = host.snapshot()
     assert after["canary"] == before["canary"], "canary changed"
     assert after["canary_dir"] == before["canary_dir"], "file created next to the canary"
@@ -267,9 +281,8 @@ def assert_no_trace(host: Host, before: dict[str, object], verdict: Verdict) -> 
     assert after["processes"] <= before["processes"], "process left behind"  # type: ignore[operator]
     with pytest.raises(BlockingIOError):
         host.listener.accept()
-    text = json.dumps(verdict.to_json())
     for secret in (host.secret.decode(), *HOST_SECRETS):
-        assert secret not in text, "host content in the verdict"
+        assert secret not in said, "host content in the verdict"
 
 
 @pytest.mark.usefixtures("still_serving")
@@ -281,11 +294,54 @@ def test_hostile_case(case: Case, host: Host) -> None:
     assert verdict.error_kind is case.expect, f"{case.title}: {verdict.message}"
     assert verdict.message
     assert_no_reward(verdict)
-    assert_no_trace(host, before, verdict)
+    assert_no_trace(host, before, json.dumps(verdict.to_json()))
 
 
 def case_named(name: str) -> Case:
     return next(c for c in CASES if c.name == name)
+
+
+def run_unguarded(case: Case, host: Host, timeout_s: float = 3.0
+                  ) -> tuple[sandbox.RunResult, Finding | None]:
+    """The case linked as the gate links it and run as the gate runs it, but without the
+    execution guard; with the comparison's finding on the records it wrote (None: correct)."""
+    variant, settings = kernels.get(case.variant), host.settings
+    scratch = Path(tempfile.mkdtemp(prefix="armgym-unguarded-"))
+    try:
+        result, obj = syntax.assemble(expand(case, host).decode(), scratch, settings)
+        assert obj is not None, result.message
+        assert correctness.link(variant, obj, scratch, settings) is None
+        tests = settings.tests_per_attempt
+        res = sandbox.run(correctness.qemu_argv(f"./{correctness.EXE_NAME}", SEED, tests, False),
+                          scratch, timeout_s=timeout_s, writable=False, settings=settings)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    records, clean = parse(variant, res.stdout, False)
+    expected, _ = correctness.reference_records(variant, SEED, settings)
+    complete = res.returncode == 0 and clean and len(records) == tests
+    return res, judge(variant, records, expected) if complete else Finding(
+        ErrorKind.crash, "incomplete", {})
+
+
+def cases_of(category: str) -> list[Case]:
+    return [c for c in CASES if c.category == category]
+
+
+@pytest.mark.parametrize("case", cases_of("host-syscall"), ids=lambda c: c.name)
+def test_the_sandbox_alone_contains_the_system_calls(case: Case, host: Host) -> None:
+    """Defence in depth: the calls the guard refuses reach the host kernel without it, and
+    nothing of them leaves the sandbox."""
+    before = host.snapshot()
+    res, finding = run_unguarded(case, host)
+    assert finding is not None, "a host-syscall case computes no outputs"
+    assert_no_trace(host, before, (res.stdout + res.stderr).decode(errors="replace"))
+
+
+@pytest.mark.parametrize("case", cases_of("foreign-code"), ids=lambda c: c.name)
+def test_foreign_code_passes_every_test_without_the_guard(case: Case, host: Host) -> None:
+    """Not a strawman: these kernels compute the right outputs; only the guard refuses them."""
+    res, finding = run_unguarded(case, host)
+    assert finding is None, finding.message
 
 
 @pytest.fixture
@@ -301,24 +357,29 @@ def weak_host(host: Host) -> Iterator[Host]:
     shutil.rmtree(canary_dir, ignore_errors=True)
 
 
-def test_without_the_sandbox_a_host_file_is_rewritten(weak_host: Host) -> None:
-    """The corpus is not a strawman: what stops case 31 under bwrap is the sandbox alone."""
+def test_the_guard_alone_keeps_a_host_file(weak_host: Host) -> None:
+    """Without the sandbox, the guard still refuses case 31's open() before it is made."""
     case = case_named("31_open_write_canary")
     verdict = verify(case.variant, expand(case, weak_host), SEED, settings=weak_host.settings)
     assert verdict.sandbox == "none" and verdict.error_kind is case.expect
+    assert weak_host.canary.read_bytes() == b"intact\n"
+
+
+def test_without_sandbox_and_guard_a_host_file_is_rewritten(weak_host: Host) -> None:
+    """The corpus is not a strawman: with neither layer, case 31 rewrites its canary."""
+    run_unguarded(case_named("31_open_write_canary"), weak_host)
     assert weak_host.canary.read_bytes() == b"pwned\n"
 
 
-def test_without_the_sandbox_a_process_escapes_and_is_seen(weak_host: Host) -> None:
+def test_without_sandbox_and_guard_a_process_escapes_and_is_seen(weak_host: Host) -> None:
     """The weaker mode's documented hole, and proof that the process check would catch it."""
     case = case_named("74_fork_setsid_escape")
     before = {p.pid for p in live_descendants()}
-    verdict = verify(case.variant, expand(case, weak_host), SEED, settings=weak_host.settings)
+    run_unguarded(case, weak_host)
     escaped = [p for p in live_descendants() if p.pid not in before]
     for proc in escaped:
         os.kill(proc.pid, signal.SIGKILL)
     reap_after = time.monotonic() + 5
     while [p for p in live_descendants() if p.pid not in before] and time.monotonic() < reap_after:
         time.sleep(0.01)
-    assert verdict.sandbox == "none" and verdict.error_kind is case.expect
     assert [p.uid for p in escaped] == [sandbox_uid()]

@@ -13,6 +13,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from . import baselines, kernels, sandbox, tools
+from .errors import InfraError
+from .gates.correctness import guard
 from .settings import get_settings
 from .verdict import Verdict
 from .verify import verify
@@ -228,8 +230,14 @@ def _variant(variant_id: str) -> kernels.Variant:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    helper = sandbox.spawn_helper(get_settings().cache_dir)
+    cache_dir = get_settings().cache_dir
+    helper = sandbox.spawn_helper(cache_dir)
     print(f"spawn helper: {helper or 'unavailable (limits fall back to a Python preexec_fn)'}")
+    try:
+        print(f"execution guard: {guard.prepare(cache_dir)}")
+    except InfraError as exc:
+        print(f"execution guard: unavailable: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -305,7 +313,7 @@ def parser() -> argparse.ArgumentParser:
     fi.set_defaults(func=cmd_fidelity)
 
     r = sub.add_parser("prepare", help="build what verification needs ahead of first use "
-                                       "(the static spawn helper)")
+                                       "(the static spawn helper, the execution guard)")
     r.set_defaults(func=cmd_prepare)
 
     d = sub.add_parser("demo", help="score the demo submissions and print their verdicts")

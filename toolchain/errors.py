@@ -42,8 +42,9 @@ ERROR_KIND_DOCS: dict[ErrorKind, str] = {
     ErrorKind.timeout: "the kernel exceeded its instruction or time budget",
     ErrorKind.wrong_output: "an output differs from the C reference beyond the documented bound",
     ErrorKind.abi_violation: "a callee-saved register (x19-x29, sp, d8-d15) or FPCR "
-    "was not restored; or, in the timing run, a system call, a tampered trace, or the kernel's "
-    "code running after it returned",
+    "was not restored; code outside the kernel's text and its allowed math functions ran "
+    "during a test, the kernel's code ran outside a call, or it made a system call (the "
+    "execution guard); or, in the timing run, a tampered trace",
     ErrorKind.memory_violation: "a write landed in a guard zone around an output buffer",
     ErrorKind.input_modified: "a const input buffer was changed",
     ErrorKind.cross_check_disagreement: "the two cost estimates disagree (or llvm-mca cannot "

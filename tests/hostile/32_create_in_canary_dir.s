@@ -1,6 +1,6 @@
 // case: create a file next to the canary (the directory is world-writable)
 // category: host-syscall
-// expect: wrong_output
+// expect: abi_violation
 // note: no svc in the object: libc's code in the linked executable is called by absolute address
     .text
     .globl kernel

@@ -1,6 +1,6 @@
 // case: fork (clone syscall through a libc gadget); the child spins forever
 // category: host-syscall
-// expect: wrong_output
+// expect: abi_violation
 // note: the svc inside __mprotect is used as a gadget: x8 picks the system call
     .text
     .globl kernel

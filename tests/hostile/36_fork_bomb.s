@@ -1,6 +1,6 @@
 // case: fork in an endless loop
 // category: host-syscall
-// expect: timeout
+// expect: abi_violation
 // note: x30 is lost: the loop never returns anyway
     .text
     .globl kernel

@@ -1,6 +1,6 @@
 // case: socket() + connect() to a listener on the host's 127.0.0.1
 // category: host-syscall
-// expect: wrong_output
+// expect: abi_violation
 // note: x0 (the socket) flows from socket() into connect()
     .text
     .globl kernel

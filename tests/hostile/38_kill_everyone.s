@@ -1,6 +1,6 @@
 // case: kill(-1, SIGKILL): every process the sandbox user may signal
 // category: host-syscall
-// expect: wrong_output
+// expect: abi_violation
 // note: the test keeps a host process of the sandbox user alive and checks it survives
     .text
     .globl kernel

@@ -1,6 +1,6 @@
 // case: execve(/bin/sh)
 // category: host-syscall
-// expect: wrong_output
+// expect: abi_violation
     .text
     .globl kernel
     .type kernel, %function

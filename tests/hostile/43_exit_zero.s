@@ -1,6 +1,6 @@
 // case: exit(0) through libc before any output
 // category: harness-jump
-// expect: crash
+// expect: abi_violation
     .text
     .globl kernel
     .type kernel, %function

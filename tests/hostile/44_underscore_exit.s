@@ -1,6 +1,6 @@
 // case: _exit(0): no atexit handlers, no flush
 // category: harness-jump
-// expect: crash
+// expect: abi_violation
     .text
     .globl kernel
     .type kernel, %function

@@ -1,6 +1,6 @@
 // case: write fake bytes to stdout through write() and return
 // category: harness-jump
-// expect: crash
+// expect: abi_violation
     .text
     .globl kernel
     .type kernel, %function

@@ -1,7 +1,7 @@
 // case: mprotect its own page writable through libc, then patch
 // category: self-modifying
-// expect: crash
-// note: qemu runs the block it translated before the store: the udf still executes
+// expect: abi_violation
+// note: the guard refuses the mprotect call before it is made (without the guard, qemu runs the block it translated before the store, and the udf still executes)
     .text
     .globl kernel
     .type kernel, %function

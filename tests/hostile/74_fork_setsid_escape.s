@@ -1,6 +1,6 @@
 // case: fork once; the child leaves the process group (setsid) and spins
 // category: host-syscall
-// expect: wrong_output
+// expect: abi_violation
 // note: without the sandbox the child escapes a process-group kill (a test shows it)
     .text
     .globl kernel

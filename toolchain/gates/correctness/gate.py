@@ -9,6 +9,7 @@ import signal
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from concurrent import futures
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -20,13 +21,14 @@ from ...errors import ErrorKind, InfraError
 from ...kernels.model import Variant
 from ...settings import Settings, get_settings
 from ...verdict import GateResult
-from . import harness
+from . import guard, harness
 from .compare import RANDOM_TESTS, judge
 from .records import Record, parse, split_inputs
 
 NAME = "correctness"
 # ld's map of candidate.elf: the performance gate reads where the candidate's sections landed.
 MAP_NAME = "candidate.map"
+EXE_NAME = "candidate.elf"
 _GUEST_SIGNAL = re.compile(rb"uncaught target signal (\d+)")
 
 
@@ -53,13 +55,15 @@ def timing_test(seed: int, tests: int) -> int:
 
 
 def qemu_argv(exe: str, seed: int, tests: int, abs_runs: bool, *, first: int = 0,
-              log: tuple[str, str] | None = None, mode: str = "") -> list[str]:
+              log: tuple[str, str] | None = None, mode: str = "",
+              plugin: Sequence[str] = ()) -> list[str]:
     """Tests first..tests-1; `log` = (qemu -d flags, log file) for the performance gate's trace;
-    `mode` is the harness's: D<k> also writes test k's inputs, S reads inputs from stdin."""
+    `mode` is the harness's: D<k> also writes test k's inputs, S reads inputs from stdin;
+    `plugin`: qemu's -plugin arguments (the execution guard)."""
     logging = ["-d", log[0], "-D", log[1]] if log else []
     extra = [str(first), mode] if mode else [str(first)] if first else []
-    return [tools.tool("qemu").path, "-cpu", tools.QEMU_CPU, *logging, exe, f"{seed:016x}",
-            str(tests), str(int(abs_runs)), *extra]
+    return [tools.tool("qemu").path, "-cpu", tools.QEMU_CPU, *logging, *plugin, exe,
+            f"{seed:016x}", str(tests), str(int(abs_runs)), *extra]
 
 
 def needs_abs_run(variant: Variant) -> bool:
@@ -155,11 +159,11 @@ def reference_records(variant: Variant, seed: int, settings: Settings) -> tuple[
 def link(variant: Variant, obj: Path, scratch: Path, settings: Settings) -> GateResult | None:
     built = harness.build(variant, settings)
     res = sandbox.run(
-        tools.link_argv([str(built.object), obj.name], "candidate.elf", MAP_NAME, runtime=False),
+        tools.link_argv([str(built.object), obj.name], EXE_NAME, MAP_NAME, runtime=False),
         scratch, timeout_s=settings.link_timeout_s, ro_files=[built.object],
         settings=settings,
     )
-    if res.returncode != 0 or not (scratch / "candidate.elf").exists():
+    if res.returncode != 0 or not (scratch / EXE_NAME).exists():
         text = res.stderr.decode(errors="replace")
         lines = [ln.split(": ", 1)[-1] for ln in text.splitlines() if ln.strip()][:5]
         msg = "; ".join(lines) or ("linker timed out" if res.timed_out else "link failed")
@@ -184,8 +188,12 @@ def _run(variant: Variant, obj: Path, seed: int, scratch: Path, settings: Settin
     if failed:
         return failed
     budget = settings.run_timeout_base_s + settings.run_timeout_factor * ref_wall
+    watch = guard.for_link(scratch, EXE_NAME, MAP_NAME, obj.name, variant.math_functions,
+                           settings.cache_dir)
     res = sandbox.run(
-        qemu_argv("./candidate.elf", seed, tests, False), scratch, timeout_s=budget,
+        qemu_argv(f"./{EXE_NAME}", seed, tests, False,
+                  plugin=watch.qemu_args(str(watch.plugin))),
+        scratch, timeout_s=budget, ro_files=[watch.plugin],
         limits=sandbox.Limits(cpu_seconds=int(budget) + 2), settings=settings,
         writable=False,  # the records go to stdout; the candidate may not write a file at all
     )
@@ -194,6 +202,10 @@ def _run(variant: Variant, obj: Path, seed: int, scratch: Path, settings: Settin
     if res.timed_out:
         return GateResult.fail(NAME, ErrorKind.timeout, f"test {done}: no return within "
                                f"{budget:.1f} s", test=done, budget_s=round(budget, 1))
+    escaped = guard.violation(watch, res.stderr, res.returncode)
+    if escaped:
+        return GateResult.fail(NAME, ErrorKind.abi_violation, f"test {done}: {escaped}",
+                               test=done)
     guest = _GUEST_SIGNAL.search(res.stderr)
     sig = int(guest.group(1)) if guest else _host_signal(res.returncode)
     if sig == signal.SIGXCPU:

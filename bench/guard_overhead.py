@@ -1,0 +1,115 @@
+"""What the execution guard costs: the correctness run with and without the plugin, side by side.
+
+For one variant per template (the largest size, where the harness and the kernel do the most
+work), the clang -O3 baseline is assembled and linked once; then the candidate's 20-test run is
+started exactly as the correctness gate starts it (sandboxed qemu-aarch64, same arguments), once
+with the guard's `-plugin` and once without, interleaved variant by variant and alternating which
+goes first, so machine noise hits both alike. Both runs must write identical records, and the
+guarded one must report a clean end. Also timed: building the guard's arguments from the linked
+executable (`guard.for_link`: ELF symbols, allowed-function closure), which the gate adds per
+attempt.
+
+    .venv/bin/python bench/guard_overhead.py [--n 40] [--rounds 3] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from toolchain import baselines, kernels, sandbox  # noqa: E402
+from toolchain.gates import syntax  # noqa: E402
+from toolchain.gates.correctness import gate as correctness  # noqa: E402
+from toolchain.gates.correctness import guard  # noqa: E402
+from toolchain.settings import get_settings  # noqa: E402
+
+SEED = 20240611
+
+
+def pick_variants(n: int) -> list[kernels.Variant]:
+    """One variant per template, its largest (longest-running harness and kernel)."""
+    largest: dict[str, kernels.Variant] = {}
+    for variant in kernels.suite():
+        size = sum(a.length for a in variant.signature.args if a.pointer)
+        best = largest.get(variant.template)
+        if best is None or size > sum(a.length for a in best.signature.args if a.pointer):
+            largest[variant.template] = variant
+    return [largest[t] for t in sorted(largest)][:n]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=40, help="variants (one per template)")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    settings = get_settings()
+    tests = settings.tests_per_attempt
+    rows = []
+    for i, variant in enumerate(pick_variants(args.n)):
+        scratch = Path(tempfile.mkdtemp(prefix="armgym-guard-bench-"))
+        try:
+            text = baselines.get(variant, "clang", "-O3", settings).assembly
+            _, obj = syntax.assemble(text, scratch, settings)
+            assert obj is not None and correctness.link(variant, obj, scratch, settings) is None
+            start = time.perf_counter()
+            watch = guard.for_link(scratch, correctness.EXE_NAME, correctness.MAP_NAME, obj.name,
+                                   variant.math_functions, settings.cache_dir)
+            setup_s = time.perf_counter() - start
+            argv = {
+                "plain": correctness.qemu_argv(f"./{correctness.EXE_NAME}", SEED, tests, False),
+                "guarded": correctness.qemu_argv(f"./{correctness.EXE_NAME}", SEED, tests, False,
+                                                 plugin=watch.qemu_args(str(watch.plugin))),
+            }
+            walls: dict[str, list[float]] = {"plain": [], "guarded": []}
+            outputs = {}
+            for r in range(args.rounds + 1):  # round 0 warms the page cache, not counted
+                order = ["plain", "guarded"] if (i + r) % 2 else ["guarded", "plain"]
+                for mode in order:
+                    res = sandbox.run(argv[mode], scratch, timeout_s=120, ro_files=[watch.plugin],
+                                      writable=False, settings=settings)
+                    assert res.returncode == 0, (variant.id, mode, res.stderr[-300:])
+                    if r:
+                        walls[mode].append(res.wall_s)
+                    outputs[mode] = res.stdout
+                    if mode == "guarded":
+                        lines = watch.lines(res.stderr)
+                        assert lines[0] == "start" and lines[-1].startswith("end"), lines
+            assert outputs["plain"] == outputs["guarded"], f"{variant.id}: records differ"
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        row = {"variant": variant.id, "setup_ms": round(setup_s * 1000, 2),
+               **{f"{m}_ms": round(statistics.median(w) * 1000, 1) for m, w in walls.items()}}
+        row["ratio"] = round(row["guarded_ms"] / row["plain_ms"], 3)
+        rows.append(row)
+        if not args.json:
+            print(f"{variant.id:36s} plain {row['plain_ms']:7.1f} ms  guarded "
+                  f"{row['guarded_ms']:7.1f} ms  x{row['ratio']:.3f}  "
+                  f"args {row['setup_ms']:.1f} ms", file=sys.stderr, flush=True)
+    plain = sum(r["plain_ms"] for r in rows)
+    guarded = sum(r["guarded_ms"] + r["setup_ms"] for r in rows)
+    summary = {
+        "variants": len(rows), "rounds": args.rounds,
+        "plain_total_ms": round(plain, 1), "guarded_total_ms": round(guarded, 1),
+        "ratio_total": round(guarded / plain, 3),
+        "ratio_median": round(statistics.median(r["ratio"] for r in rows), 3),
+        "ratio_max": max(r["ratio"] for r in rows),
+        "setup_ms_median": round(statistics.median(r["setup_ms"] for r in rows), 2),
+    }
+    if args.json:
+        print(json.dumps({"summary": summary, "rows": rows}, indent=2))
+    else:
+        print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,37 @@
+// case: right outputs; on its first call only, libc's memcpy copies the input into a buffer of its own
+// category: foreign-code
+// expect: abi_violation
+// note: no system call at all: only the code that ran between the entry and the return gives it away
+    .text
+    .globl kernel
+    .type kernel, %function
+kernel:
+    adrp x9, calls
+    ldr x10, [x9, :lo12:calls]
+    add x11, x10, #1
+    str x11, [x9, :lo12:calls]
+    cbnz x10, 1f
+    stp x29, x30, [sp, #-32]!
+    stp x0, x1, [sp, #16]
+    adrp x0, copy
+    add x0, x0, :lo12:copy
+    mov x2, #64
+@ADDR x16 __memcpy_generic@
+    blr x16
+    ldp x0, x1, [sp, #16]
+    ldp x29, x30, [sp], #32
+1:
+    ldp q1, q2, [x1]
+    movi v0.2d, #0
+    fmaxnm v2.4s, v2.4s, v0.4s
+    fmaxnm v1.4s, v1.4s, v0.4s
+    stp q1, q2, [x0]
+    ldp q1, q2, [x1, #32]
+    fmaxnm v1.4s, v1.4s, v0.4s
+    fmaxnm v0.4s, v2.4s, v0.4s
+    stp q1, q0, [x0, #32]
+    ret
+    .bss
+    .p2align 4
+calls: .zero 16
+copy: .zero 64

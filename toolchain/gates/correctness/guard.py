@@ -1,0 +1,477 @@
+"""The execution guard: during every test, the kernel runs only its own code and its math.
+
+qemu-user forwards system calls to the host and the harness is statically linked with libc, so a
+kernel could call `write`, `memcpy` or harness code by absolute address (the link is
+deterministic), or return into the harness through a forged link register. The object check
+sees none of that: there is no `svc` and no foreign symbol in the object. So the candidate's
+tests run with a TCG plugin (guard_plugin.c) that watches the execution itself and stops the
+guest, before the offending system call is made, when
+
+* code outside the candidate's sections and the variant's allowed functions runs between the
+  kernel's entry (`kernel`) and its return to the harness (`armgym_kernel_return`);
+* the candidate's code runs outside such a call (a redirected return address or callback);
+* a system call is made during the kernel.
+
+All of these are `abi_violation`: the kernel broke its calling contract, whatever it computed.
+A guest signal raised before the guard saw anything stays `crash`.
+
+The allowed functions are the variant's math functions and every function they reach by direct
+branches in the linked executable (expf's __math_oflowf, tanhf's expm1f, ...), read from the
+executable's symbol table and bytes; one with an indirect branch cannot be bounded and is an
+infrastructure error. The plugin reports on stderr under a random token per run that the guest
+never sees, and first says it started: a run without that line did not have the guard, which is
+`infra_error`, never a pass.
+
+The plugin API header comes from Debian's qemu source package matching the installed qemu-user
+(`fetch_header`, run by `armgym prepare`); the plugin is built from it with the pinned zig,
+freestanding (no C library: it builds in a fraction of a second), and cached by content hash.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import platform
+import re
+import secrets
+import shutil
+import struct
+import subprocess
+import tarfile
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from ... import tools
+from ...errors import InfraError
+
+PLUGIN_C = Path(__file__).with_name("guard_plugin.c")
+HEADER = "qemu-plugin.h"
+QEMU_PACKAGE = "qemu-user"
+# The guest's exit status when the guard stopped it; the harness itself exits with 0-5.
+STATUS = 0x5A
+KERNEL_SYMBOL = "kernel"
+RETURN_SYMBOL = "armgym_kernel_return"
+FETCH_TIMEOUT_S = 300
+
+Range = tuple[int, int]
+
+
+# --------------------------------------------------------------------------- the plugin
+
+
+def header_dir(cache_dir: Path) -> Path:
+    """Where the header matching the installed qemu lives (one directory per qemu version)."""
+    key = tools.fingerprint(tools.tool("qemu").version)[:16]
+    return cache_dir / "qemu-plugin-api" / key
+
+
+def fetch_header(cache_dir: Path) -> Path:
+    """Put qemu-plugin.h of the installed qemu-user's Debian source package into the cache.
+
+    apt-get runs with a private state directory and deb-src entries made from the system's own
+    deb entries, so the system's apt configuration is left as it is; the download is checked by
+    apt against the signed archive. Debian's patches are checked not to touch the header.
+    """
+    out = header_dir(cache_dir) / HEADER
+    if out.exists():
+        return out
+    source, version = _source_package()
+    with tempfile.TemporaryDirectory(prefix="armgym-qemu-src-") as tmp_s:
+        tmp = Path(tmp_s)
+        options = _private_apt(tmp)
+        _apt(["apt-get", "-q", *options, "update"], tmp, "apt-get update (deb-src)")
+        src = tmp / "src"
+        src.mkdir()
+        _apt(["apt-get", "-q", *options, "source", "--download-only", f"{source}={version}"],
+             src, f"apt-get source {source}={version}")
+        header = _extract_header(src)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp_out = out.with_name(f".{HEADER}.{os.getpid()}")
+    tmp_out.write_bytes(header)
+    os.replace(tmp_out, out)
+    return out
+
+
+def _source_package() -> tuple[str, str]:
+    try:
+        out = subprocess.run(["dpkg-query", "-W", "-f=${source:Package} ${source:Version}",
+                              QEMU_PACKAGE], capture_output=True, text=True, timeout=30,
+                             check=True).stdout.split()
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise InfraError(f"{QEMU_PACKAGE} is not installed as a Debian package: {exc}") from exc
+    if len(out) != 2:
+        raise InfraError(f"cannot tell the source package of {QEMU_PACKAGE}")
+    return out[0], out[1]
+
+
+def _private_apt(tmp: Path) -> list[str]:
+    """apt options for a throw-away state directory whose sources are the system's deb entries
+    turned into deb-src entries."""
+    parts = tmp / "sources.list.d"
+    for name in ("lists/partial", "cache/archives/partial", "sources.list.d"):
+        (tmp / name).mkdir(parents=True, exist_ok=True)
+    deb822 = []
+    for path in sorted(glob.glob("/etc/apt/sources.list.d/*.sources")):
+        text = Path(path).read_text()
+        deb822.append(re.sub(r"(?m)^Types:.*$", "Types: deb-src", text))
+    lines = []
+    for path in ["/etc/apt/sources.list", *sorted(glob.glob("/etc/apt/sources.list.d/*.list"))]:
+        if os.path.exists(path):
+            lines += [re.sub(r"^deb\s", "deb-src ", ln) for ln in Path(path).read_text()
+                      .splitlines() if re.match(r"^deb\s", ln)]
+    if not deb822 and not lines:
+        raise InfraError("no apt sources are configured: cannot fetch qemu's source package")
+    (parts / "src.sources").write_text("\n\n".join(deb822))
+    (tmp / "sources.list").write_text("\n".join(lines) + "\n")
+    # As root, apt would download as its own user, who cannot write this private directory.
+    user = ["-o", "APT::Sandbox::User=root"] if os.geteuid() == 0 else []
+    return ["-o", f"Dir::Etc::SourceList={tmp / 'sources.list'}",
+            "-o", f"Dir::Etc::SourceParts={parts}", "-o", f"Dir::State::Lists={tmp / 'lists'}",
+            "-o", f"Dir::Cache={tmp / 'cache'}", *user]
+
+
+def _apt(argv: list[str], cwd: Path, what: str) -> None:
+    try:
+        proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True,
+                              timeout=FETCH_TIMEOUT_S, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise InfraError(f"{what} failed: {exc}") from exc
+    if proc.returncode != 0:
+        raise InfraError(f"{what} failed: {proc.stderr.strip()[-500:]}")
+
+
+def _extract_header(src: Path) -> bytes:
+    origs = sorted(src.glob("*.orig.tar.*"))
+    debian = sorted(src.glob("*.debian.tar.*"))
+    if len(origs) != 1:
+        raise InfraError(f"qemu's source package has no single upstream tarball: {origs}")
+    for path in debian:
+        with tarfile.open(path) as tar:
+            for member in tar:
+                if member.isfile() and member.name.startswith("debian/patches/"):
+                    data = tar.extractfile(member)
+                    if data is not None and b"include/qemu/qemu-plugin.h" in data.read():
+                        raise InfraError(f"Debian's patch {member.name} changes qemu-plugin.h; "
+                                         "the upstream header would not match")
+    # tar extracts one member without parsing every header in Python: 3 s instead of 8
+    member = "*/include/qemu/qemu-plugin.h"
+    try:
+        proc = subprocess.run(["tar", "-xOf", str(origs[0]), "--occurrence=1", "--wildcards",
+                               member],
+                              capture_output=True, timeout=FETCH_TIMEOUT_S, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise InfraError(f"cannot unpack {origs[0].name}: {exc}") from exc
+    if proc.returncode != 0 or b"qemu_plugin_install" not in proc.stdout:
+        raise InfraError(f"{origs[0].name} holds no include/qemu/qemu-plugin.h: "
+                         f"{proc.stderr.decode(errors='replace')[-300:]}")
+    return proc.stdout
+
+
+@lru_cache(maxsize=4)
+def plugin_path(cache_dir: Path) -> Path:
+    """The guard plugin for the installed qemu, built once per source, header and machine."""
+    header = header_dir(cache_dir) / HEADER
+    if not header.exists():
+        raise InfraError("the qemu plugin API header is missing: run `armgym prepare` "
+                         "(it fetches qemu's Debian source package once)")
+    zig = tools.zig_path()
+    if zig is None:
+        raise InfraError("pinned clang (PyPI package ziglang) is not installed; "
+                         "the execution guard cannot be built")
+    source, api = PLUGIN_C.read_bytes(), header.read_bytes()
+    arch = platform.machine()
+    out = cache_dir / "qemu-guard" / tools.fingerprint(source, api, arch)[:16] / "guard.so"
+    if out.exists():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for parent in [out.parent, *out.parents]:
+        if parent == cache_dir.parent:
+            break
+        os.chmod(parent, 0o755)  # the sandboxed emulator runs as an unprivileged user
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp_s:
+        tmp = Path(tmp_s)
+        shutil.copy(header, tmp / HEADER)
+        # Freestanding: qemu-plugin.h wants <inttypes.h> only for the fixed-width types.
+        (tmp / "inttypes.h").write_text("#include <stdint.h>\n")
+        built = tmp / "guard.so"
+        argv = [zig, "cc", "-target", f"{arch}-linux-gnu", "-ffreestanding", "-nostdlib",
+                "-shared", "-fPIC", "-O2", "-Wall", "-Werror", "-I", str(tmp), "-o", str(built),
+                str(PLUGIN_C)]
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=300,
+                                  check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise InfraError(f"building the execution guard failed: {exc}") from exc
+        if proc.returncode != 0 or not built.exists():
+            raise InfraError(f"building the execution guard failed: {proc.stderr[-1000:]}")
+        os.chmod(built, 0o755)
+        os.replace(built, out)
+    return out
+
+
+def prepare(cache_dir: Path) -> Path:
+    """Fetch the header when needed and build the plugin (`armgym prepare`)."""
+    fetch_header(cache_dir)
+    plugin_path.cache_clear()
+    return plugin_path(cache_dir)
+
+
+# --------------------------------------------------------------------------- what may run
+
+
+@dataclass(frozen=True)
+class Function:
+    name: str
+    start: int
+    end: int
+
+
+_SYM = np.dtype([("name", "<u4"), ("info", "u1"), ("other", "u1"), ("shndx", "<u2"),
+                 ("value", "<u8"), ("size", "<u8")])
+
+
+class Image:
+    """What the guard needs of a linked static executable: functions, symbols and code bytes.
+
+    The symbol table (some 3,000 entries) is read as one array; names are decoded only for the
+    few symbols asked for, so reading costs well under a millisecond per attempt."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.segments = _segments(data)
+        self._syms, self._strings = _symtab(data)
+        defined = self._syms[(self._syms["shndx"] != 0)]
+        funcs = defined[((defined["info"] & 0xF) == 2) & (defined["size"] > 0)]
+        funcs = funcs[np.argsort(funcs["value"], kind="stable")]
+        self._starts = funcs["value"]
+        self._ends = funcs["value"] + funcs["size"]
+        self._func_names = funcs["name"]
+
+    @classmethod
+    def read(cls, path: Path) -> Image:
+        try:
+            return cls(path.read_bytes())
+        except (OSError, struct.error, IndexError, ValueError) as exc:
+            raise InfraError(f"cannot read the linked executable: {exc}") from exc
+
+    def _name(self, offset: int) -> str:
+        return self._strings[offset: self._strings.index(b"\0", offset)].decode(errors="replace")
+
+    def symbol(self, name: str) -> int:
+        """The value of the defined GLOBAL or WEAK symbol `name`."""
+        wanted = name.encode() + b"\0"
+        offsets, at = [], self._strings.find(wanted)
+        while at >= 0:  # names may share a tail ("kernel" inside "xkernel"): every occurrence
+            offsets.append(at)
+            at = self._strings.find(wanted, at + 1)
+        syms = self._syms
+        named = np.zeros(len(syms), dtype=bool)
+        for offset in offsets:
+            named |= syms["name"] == offset
+        bind = syms["info"] >> 4
+        hit = syms[named & (syms["shndx"] != 0) & ((bind == 1) | (bind == 2))]
+        if not len(hit):
+            raise InfraError(f"the linked executable has no symbol {name}")
+        return int(hit["value"][0])
+
+    def function_at(self, address: int) -> Function | None:
+        i = int(np.searchsorted(self._starts, address, side="right")) - 1
+        if i >= 0 and address < int(self._ends[i]):
+            return Function(self._name(int(self._func_names[i])), int(self._starts[i]),
+                            int(self._ends[i]))
+        return None
+
+    def words(self, start: int, end: int) -> Iterable[tuple[int, int]]:
+        for vaddr, offset, size in self.segments:
+            if vaddr <= start and end <= vaddr + size:
+                base = offset + start - vaddr
+                for i, (w,) in enumerate(struct.iter_unpack("<I", self.data[base: base + end
+                                                                              - start])):
+                    yield start + 4 * i, w
+                return
+        raise InfraError(f"code at {start:#x} is not in a loaded segment")
+
+
+def _segments(data: bytes) -> tuple[tuple[int, int, int], ...]:
+    phoff, = struct.unpack_from("<Q", data, 32)
+    phentsize, phnum = struct.unpack_from("<HH", data, 54)
+    out = []
+    for i in range(phnum):
+        ptype, _flags, offset, vaddr, _paddr, filesz = struct.unpack_from(
+            "<IIQQQQ", data, phoff + i * phentsize)
+        if ptype == 1:  # PT_LOAD
+            out.append((vaddr, offset, filesz))
+    return tuple(out)
+
+
+def _symtab(data: bytes) -> tuple[np.ndarray, bytes]:
+    shoff, = struct.unpack_from("<Q", data, 40)
+    shentsize, shnum = struct.unpack_from("<HH", data, 58)
+    for i in range(shnum):
+        _n, stype, _f, _a, offset, size, link, _i, _al, entsize = struct.unpack_from(
+            "<IIQQQQIIQQ", data, shoff + i * shentsize)
+        if stype == 2 and entsize == _SYM.itemsize:  # SHT_SYMTAB
+            strtab = struct.unpack_from("<IIQQQQIIQQ", data, shoff + link * shentsize)
+            strings = data[strtab[4]: strtab[4] + strtab[5]]
+            return np.frombuffer(data, _SYM, size // entsize, offset), strings
+    raise ValueError("no symbol table")
+
+
+def code_ranges(map_path: Path, object_name: str) -> list[Range]:
+    """Where ld put the `.text*` sections of `object_name`, from its map. Only the lines that
+    name the object are looked at (a long section name stands on the line before)."""
+    try:
+        text = map_path.read_text(errors="replace")
+    except OSError as exc:
+        raise InfraError(f"the link map is missing: {exc}") from exc
+    ranges, tail = [], f" {object_name}\n"
+    at = text.find(tail)
+    while at >= 0:
+        start = text.rfind("\n", 0, at) + 1
+        fields = text[start: at].split()
+        if len(fields) == 2:  # the section's name wrapped onto the line before
+            prev = text.rfind("\n", 0, start - 1) + 1
+            fields = text[prev: start].split() + fields
+        if len(fields) == 3 and fields[0].startswith(".text") and int(fields[2], 16):
+            lo = int(fields[1], 16)
+            ranges.append((lo, lo + int(fields[2], 16)))
+        at = text.find(tail, at + 1)
+    if not ranges:
+        raise InfraError(f"the link map places no code of {object_name}")
+    return sorted(ranges)
+
+
+def _branch_target(pc: int, word: int) -> int | None:
+    """The target of a direct branch (b, bl, b.cond, cbz/cbnz, tbz/tbnz); None otherwise."""
+    if word & 0x7C000000 == 0x14000000:  # b, bl: imm26
+        off = word & 0x3FFFFFF
+        return pc + ((off ^ 0x2000000) - 0x2000000) * 4
+    if word & 0xFF000010 == 0x54000000 or word & 0x7E000000 == 0x34000000:  # b.cond, cbz
+        off = (word >> 5) & 0x7FFFF
+        return pc + ((off ^ 0x40000) - 0x40000) * 4
+    if word & 0x7E000000 == 0x36000000:  # tbz, tbnz: imm14
+        off = (word >> 5) & 0x3FFF
+        return pc + ((off ^ 0x2000) - 0x2000) * 4
+    return None
+
+
+def _indirect(word: int) -> bool:
+    """br, blr and their pointer-authenticated forms (ret is how a function returns)."""
+    return word >> 25 == 0x6B and (word >> 21) & 0xF in (0, 1, 8, 9)
+
+
+def allowed_functions(image: Image, names: Iterable[str],
+                      candidate: Sequence[Range]) -> list[Function]:
+    """The named functions and every function they reach by direct branches."""
+    def in_candidate(address: int) -> bool:
+        return any(lo <= address < hi for lo, hi in candidate)
+
+    todo, seen = [], {}
+    for name in names:
+        address = image.symbol(name)
+        fn = image.function_at(address)
+        if fn is None or in_candidate(address):
+            raise InfraError(f"the allowed function {name} is not library code in the link")
+        todo.append(fn)
+    while todo:
+        fn = todo.pop()
+        if fn.start in seen:
+            continue
+        seen[fn.start] = fn
+        for pc, word in image.words(fn.start, fn.end):
+            if _indirect(word):
+                raise InfraError(f"the allowed function {fn.name} branches indirectly at "
+                                 f"{pc:#x}; the code it may run cannot be bounded")
+            target = _branch_target(pc, word)
+            if target is None or fn.start <= target < fn.end:
+                continue
+            callee = image.function_at(target)
+            if callee is None or in_candidate(target):
+                raise InfraError(f"the allowed function {fn.name} branches to {target:#x}, "
+                                 "outside any library function")
+            todo.append(callee)
+    return sorted(seen.values(), key=lambda f: f.start)
+
+
+def merge(ranges: Iterable[Range]) -> list[Range]:
+    out: list[list[int]] = []
+    for lo, hi in sorted(ranges):
+        if out and lo <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], hi)
+        else:
+            out.append([lo, hi])
+    return [(lo, hi) for lo, hi in out]
+
+
+# --------------------------------------------------------------------------- one run
+
+
+@dataclass(frozen=True)
+class Guard:
+    """The plugin's arguments for one run, and how to read what it said."""
+
+    plugin: Path
+    token: str
+    entry: int
+    ret: int
+    text: tuple[Range, ...]
+    allowed: tuple[Range, ...]
+
+    def qemu_args(self, plugin_name: str) -> list[str]:
+        """`-plugin` for qemu, the plugin being visible to it as `plugin_name`."""
+        def spans(ranges: Sequence[Range]) -> str:
+            return ":".join(f"{lo:x}-{hi:x}" for lo, hi in ranges)
+
+        args = [plugin_name, f"token={self.token}", f"status={STATUS:x}",
+                f"entry={self.entry:x}", f"return={self.ret:x}", f"text={spans(self.text)}"]
+        if self.allowed:
+            args.append(f"allow={spans(self.allowed)}")
+        return ["-plugin", ",".join(args)]
+
+    def lines(self, stderr: bytes) -> list[str]:
+        prefix = f"armgym-guard {self.token} ".encode()
+        return [ln[len(prefix):].decode(errors="replace") for ln in stderr.splitlines()
+                if ln.startswith(prefix)]
+
+
+def for_link(scratch: Path, exe_name: str, map_name: str, object_name: str,
+             math_functions: Iterable[str], cache_dir: Path) -> Guard:
+    """The guard for the candidate linked in `scratch` (its executable and ld's map)."""
+    candidate = code_ranges(scratch / map_name, object_name)
+    image = Image.read(scratch / exe_name)
+    allowed = allowed_functions(image, math_functions, candidate)
+    return Guard(plugin_path(cache_dir), secrets.token_hex(16), image.symbol(KERNEL_SYMBOL),
+                 image.symbol(RETURN_SYMBOL), tuple(merge(candidate)),
+                 tuple(merge((f.start, f.end) for f in allowed)))
+
+
+_REASONS = {
+    "outside": "the kernel executed code outside its own text and the functions it may call "
+               "(a call into libc or the harness, or a forged return)",
+    "stray": "the kernel's code ran outside a call from the harness (a redirected return "
+             "address)",
+    "syscall": "the kernel made a system call",
+    "stray-syscall": "a system call was made after the kernel's code ran outside a call",
+}
+
+
+def violation(guard: Guard, stderr: bytes, returncode: int) -> str | None:
+    """What the guard stopped the run for (None if it did not); InfraError when the run did not
+    have the guard at all."""
+    said = guard.lines(stderr)
+    if not said or said[0] != "start":
+        raise InfraError("the emulator ran without the execution guard: "
+                         f"{stderr.decode(errors='replace').strip()[-300:] or 'no output'}")
+    for line in said[1:]:
+        parts = line.split()
+        if parts[:1] == ["violation"] and returncode == STATUS and len(parts) >= 2:
+            reason = _REASONS.get(parts[1], parts[1])
+            if parts[1].endswith("syscall") and len(parts) > 2:
+                reason += f" (number {parts[2]})"
+            return reason
+    return None

@@ -1,0 +1,238 @@
+/* A qemu-user TCG plugin that keeps a kernel to its own code while it runs (the execution guard).
+ *
+ * The harness calls `kernel` once per test and the kernel returns to `armgym_kernel_return`.
+ * From the entry to that return, the only code that may run is the candidate's own text and the
+ * library functions its variant may call (the math functions and what they call); no system
+ * call may be made; and the candidate's code may not run at all outside such a call. Anything
+ * else (a call into libc or harness code by absolute address, a forged return address, a jump
+ * into the middle of a library function that makes a system call, longjmp) ends the process at
+ * once, before the system call is made, with the status given as `status=` and one line on
+ * stderr that carries the run's `token=` (which the guest never sees, so it cannot forge it).
+ *
+ * Cheap for honest runs: every decision is taken when qemu translates a block. Each run of
+ * instructions of one kind (candidate, outside, allowed) inside a translated block gets one
+ * inline counter increment at its first instruction (candidate or outside counter; allowed code
+ * gets none); only the kernel's entry and the return label get a callback. The checks compare
+ * the counters at those two points: no outside instruction between an entry and its return, no
+ * candidate instruction between a return and the next entry. A system call is checked when it
+ * is made.
+ *
+ * Arguments (all numbers hexadecimal, no prefix): token=<text>, status=<n>, entry=<addr>, return=<addr>,
+ * text=<lo>-<hi>[:<lo>-<hi>...] (the candidate's sections), allow=<lo>-<hi>[:...] (may be
+ * empty).
+ */
+#include <stddef.h>
+#include <stdint.h>
+
+#include "qemu-plugin.h"
+
+QEMU_PLUGIN_EXPORT int qemu_plugin_version = QEMU_PLUGIN_VERSION;
+
+#define MAX_RANGES 256
+
+/* No C library: the plugin is built freestanding (no libc to link, so it builds in a fraction of
+ * a second and depends on nothing but qemu's plugin API), with two raw system calls. */
+#if defined(__x86_64__)
+static long sys3(long n, long a, long b, long c) {
+    long r;
+    __asm__ volatile("syscall" : "=a"(r) : "a"(n), "D"(a), "S"(b), "d"(c) : "rcx", "r11", "memory");
+    return r;
+}
+enum { SYS_WRITE = 1, SYS_EXIT_GROUP = 231 };
+#elif defined(__aarch64__)
+static long sys3(long n, long a, long b, long c) {
+    register long x8 __asm__("x8") = n, x0 __asm__("x0") = a, x1 __asm__("x1") = b,
+                  x2 __asm__("x2") = c;
+    __asm__ volatile("svc #0" : "+r"(x0) : "r"(x8), "r"(x1), "r"(x2) : "memory");
+    return x0;
+}
+enum { SYS_WRITE = 64, SYS_EXIT_GROUP = 94 };
+#else
+#error "unsupported host architecture"
+#endif
+
+struct range { uint64_t lo, hi; };
+enum kind { OUTSIDE, CANDIDATE, ALLOWED };
+
+static struct range cand[MAX_RANGES], allowed[MAX_RANGES];
+static int ncand, nallowed;
+static uint64_t entry_pc, return_pc;
+static char token[72];
+static long status = 1;
+
+/* Incremented inline by translated code; compared only at the entry, the return and syscalls. */
+static uint64_t cand_count, outside_count;
+static uint64_t cand_at_return, outside_at_entry;
+static int active;
+static uint64_t entries, returns;
+
+struct line { char buf[256]; size_t n; };
+
+static void put_str(struct line *l, const char *s) {
+    while (*s && l->n < sizeof l->buf - 1) l->buf[l->n++] = *s++;
+}
+
+static void put_dec(struct line *l, int64_t v) {
+    char tmp[24];
+    int i = 0;
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    do { tmp[i++] = (char)('0' + u % 10); u /= 10; } while (u);
+    if (v < 0) tmp[i++] = '-';
+    while (i && l->n < sizeof l->buf - 1) l->buf[l->n++] = tmp[--i];
+}
+
+/* One line on stderr: "armgym-guard <token> <what> [<number>] [<number>]". */
+static void say(const char *what, int count, int64_t a, int64_t b) {
+    struct line l = {.n = 0};
+    put_str(&l, "armgym-guard ");
+    put_str(&l, token);
+    put_str(&l, " ");
+    put_str(&l, what);
+    if (count > 0) { put_str(&l, " "); put_dec(&l, a); }
+    if (count > 1) { put_str(&l, " "); put_dec(&l, b); }
+    l.buf[l.n++] = '\n';
+    sys3(SYS_WRITE, 2, (long)l.buf, (long)l.n);
+}
+
+/* Stop the guest now: nothing more of it runs, the system call at hand is never made. */
+static void halt(const char *what, int count, int64_t a) {
+    say(what, count, a, 0);
+    for (;;) sys3(SYS_EXIT_GROUP, status, 0, 0);
+}
+
+static enum kind kind_of(uint64_t pc) {
+    for (int i = 0; i < ncand; i++)
+        if (cand[i].lo <= pc && pc < cand[i].hi) return CANDIDATE;
+    for (int i = 0; i < nallowed; i++)
+        if (allowed[i].lo <= pc && pc < allowed[i].hi) return ALLOWED;
+    return OUTSIDE;
+}
+
+static void on_entry(unsigned int vcpu, void *udata) {
+    (void)vcpu; (void)udata;
+    if (active) return; /* recursion, or a loop back to the first instruction */
+    if (cand_count != cand_at_return) halt("violation stray", 0, 0);
+    active = 1;
+    entries++;
+    outside_at_entry = outside_count;
+}
+
+static void on_return(unsigned int vcpu, void *udata) {
+    (void)vcpu; (void)udata;
+    if (!active) return;
+    if (outside_count != outside_at_entry) halt("violation outside", 0, 0);
+    active = 0;
+    returns++;
+    cand_at_return = cand_count;
+}
+
+static void on_syscall(qemu_plugin_id_t id, unsigned int vcpu, int64_t num, uint64_t a1,
+                       uint64_t a2, uint64_t a3, uint64_t a4, uint64_t a5, uint64_t a6,
+                       uint64_t a7, uint64_t a8) {
+    (void)id; (void)vcpu; (void)a1; (void)a2; (void)a3; (void)a4; (void)a5; (void)a6;
+    (void)a7; (void)a8;
+    if (active) halt("violation syscall", 1, num);
+    if (cand_count != cand_at_return) halt("violation stray-syscall", 1, num);
+}
+
+static void on_exit_cb(qemu_plugin_id_t id, void *udata) {
+    (void)id; (void)udata;
+    say("end", 2, (int64_t)entries, (int64_t)returns);
+}
+
+static void on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb) {
+    (void)id;
+    size_t n = qemu_plugin_tb_n_insns(tb);
+    enum kind prev = OUTSIDE;
+    for (size_t i = 0; i < n; i++) {
+        struct qemu_plugin_insn *insn = qemu_plugin_tb_get_insn(tb, i);
+        uint64_t pc = qemu_plugin_insn_vaddr(insn);
+        enum kind k = kind_of(pc);
+        if (pc == entry_pc && k == CANDIDATE) {
+            qemu_plugin_register_vcpu_insn_exec_cb(insn, on_entry, QEMU_PLUGIN_CB_NO_REGS, 0);
+        } else if (pc == return_pc && i == 0) {
+            qemu_plugin_register_vcpu_insn_exec_cb(insn, on_return, QEMU_PLUGIN_CB_NO_REGS, 0);
+            k = ALLOWED; /* the rest of this block is the harness after a proper return */
+        } else if (i == 0 || k != prev) {
+            if (k == CANDIDATE)
+                qemu_plugin_register_vcpu_insn_exec_inline(insn, QEMU_PLUGIN_INLINE_ADD_U64,
+                                                           &cand_count, 1);
+            else if (k == OUTSIDE)
+                qemu_plugin_register_vcpu_insn_exec_inline(insn, QEMU_PLUGIN_INLINE_ADD_U64,
+                                                           &outside_count, 1);
+        }
+        prev = k;
+    }
+}
+
+/* Hexadecimal digits at *p (no prefix); -1 when there are none or too many. */
+static int parse_hex(const char **p, uint64_t *out) {
+    uint64_t v = 0;
+    int digits = 0;
+    for (;; (*p)++, digits++) {
+        char c = **p;
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        if (d < 0) break;
+        v = v << 4 | (uint64_t)d;
+    }
+    *out = v;
+    return digits > 0 && digits <= 16 ? 0 : -1;
+}
+
+static int parse_ranges(const char *p, struct range *out, int *count) {
+    *count = 0;
+    while (*p) {
+        uint64_t lo, hi;
+        if (parse_hex(&p, &lo) || *p++ != '-' || parse_hex(&p, &hi)) return -1;
+        if (hi <= lo || *count >= MAX_RANGES || (*p && *p != ':')) return -1;
+        out[(*count)++] = (struct range){lo, hi};
+        if (*p) p++;
+    }
+    return 0;
+}
+
+/* `arg` is "<key>=<value>": the value, or 0 for another key. */
+static const char *value_of(const char *arg, const char *key) {
+    while (*key && *arg == *key) { arg++; key++; }
+    return *key == 0 && *arg == '=' ? arg + 1 : 0;
+}
+
+QEMU_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t *info,
+                                           int argc, char **argv) {
+    (void)info;
+    int have = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *v;
+        if ((v = value_of(argv[i], "token"))) {
+            size_t n = 0;
+            while (v[n] && n < sizeof token - 1) { token[n] = v[n]; n++; }
+            if (v[n] || n == 0) return -1;
+            have |= 1;
+        } else if ((v = value_of(argv[i], "status"))) {
+            uint64_t s;
+            if (parse_hex(&v, &s) || *v || s == 0 || s > 255) return -1;
+            status = (long)s;
+            have |= 2;
+        } else if ((v = value_of(argv[i], "entry"))) {
+            if (parse_hex(&v, &entry_pc) || *v) return -1;
+            have |= 4;
+        } else if ((v = value_of(argv[i], "return"))) {
+            if (parse_hex(&v, &return_pc) || *v) return -1;
+            have |= 8;
+        } else if ((v = value_of(argv[i], "text"))) {
+            if (parse_ranges(v, cand, &ncand) || ncand == 0) return -1;
+            have |= 16;
+        } else if ((v = value_of(argv[i], "allow"))) {
+            if (parse_ranges(v, allowed, &nallowed)) return -1;
+        } else {
+            return -1;
+        }
+    }
+    if (have != 31 || kind_of(entry_pc) != CANDIDATE || kind_of(return_pc) != OUTSIDE)
+        return -1;
+    qemu_plugin_register_vcpu_tb_trans_cb(id, on_translate);
+    qemu_plugin_register_vcpu_syscall_cb(id, on_syscall);
+    qemu_plugin_register_atexit_cb(id, on_exit_cb, 0);
+    say("start", 0, 0, 0);
+    return 0;
+}
