@@ -4,7 +4,10 @@ For one variant per template (the largest size, where the harness and the kernel
 work), the clang -O3 baseline is assembled and linked once; then the candidate's 20-test run is
 started exactly as the correctness gate starts it (sandboxed qemu-aarch64, same arguments), once
 with the guard's `-plugin` and once without, interleaved variant by variant and alternating which
-goes first, so machine noise hits both alike. Both runs must write identical records, and the
+goes first, so machine noise hits both alike. Reported: the sandboxed run's wall time, and the
+emulator's CPU time from the same two command lines run directly (the sandbox's cost is the
+same in both modes, and CPU time is the steadier figure on a shared machine; the code run is the
+trusted compiler baseline). Both runs must write identical records, and the
 guarded one must report a clean end. Also timed: building the guard's arguments from the linked
 executable (`guard.for_link`: ELF symbols, allowed-function closure), which the gate adds per
 attempt.
@@ -16,8 +19,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -32,6 +37,7 @@ from toolchain.gates.correctness import guard  # noqa: E402
 from toolchain.settings import get_settings  # noqa: E402
 
 SEED = 20240611
+SANDBOX_ENV = {"PATH": "/usr/bin", "LC_ALL": "C"}  # what the guest sees in the sandbox too
 
 
 def pick_variants(n: int) -> list[kernels.Variant]:
@@ -70,6 +76,7 @@ def main() -> int:
                                                  plugin=watch.qemu_args(str(watch.plugin))),
             }
             walls: dict[str, list[float]] = {"plain": [], "guarded": []}
+            cpus: dict[str, list[float]] = {"plain": [], "guarded": []}
             outputs = {}
             for r in range(args.rounds + 1):  # round 0 warms the page cache, not counted
                 order = ["plain", "guarded"] if (i + r) % 2 else ["guarded", "plain"]
@@ -77,8 +84,15 @@ def main() -> int:
                     res = sandbox.run(argv[mode], scratch, timeout_s=120, ro_files=[watch.plugin],
                                       writable=False, settings=settings)
                     assert res.returncode == 0, (variant.id, mode, res.stderr[-300:])
+                    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+                    direct = subprocess.run(argv[mode], cwd=scratch, capture_output=True,
+                                            timeout=120, check=True, env=SANDBOX_ENV)
+                    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                    assert direct.returncode == 0
                     if r:
                         walls[mode].append(res.wall_s)
+                        cpus[mode].append(after.ru_utime - before.ru_utime
+                                          + after.ru_stime - before.ru_stime)
                     outputs[mode] = res.stdout
                     if mode == "guarded":
                         lines = watch.lines(res.stderr)
@@ -87,21 +101,28 @@ def main() -> int:
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         row = {"variant": variant.id, "setup_ms": round(setup_s * 1000, 2),
-               **{f"{m}_ms": round(statistics.median(w) * 1000, 1) for m, w in walls.items()}}
+               **{f"{m}_ms": round(statistics.median(w) * 1000, 1) for m, w in walls.items()},
+               **{f"{m}_cpu_ms": round(statistics.median(c) * 1000, 1) for m, c in cpus.items()}}
         row["ratio"] = round(row["guarded_ms"] / row["plain_ms"], 3)
+        row["cpu_ratio"] = round(row["guarded_cpu_ms"] / row["plain_cpu_ms"], 3)
         rows.append(row)
         if not args.json:
-            print(f"{variant.id:36s} plain {row['plain_ms']:7.1f} ms  guarded "
-                  f"{row['guarded_ms']:7.1f} ms  x{row['ratio']:.3f}  "
+            print(f"{variant.id:36s} wall {row['plain_ms']:6.1f} / {row['guarded_ms']:6.1f} ms "
+                  f"x{row['ratio']:.3f}  cpu {row['plain_cpu_ms']:6.1f} / "
+                  f"{row['guarded_cpu_ms']:6.1f} ms x{row['cpu_ratio']:.3f}  "
                   f"args {row['setup_ms']:.1f} ms", file=sys.stderr, flush=True)
     plain = sum(r["plain_ms"] for r in rows)
     guarded = sum(r["guarded_ms"] + r["setup_ms"] for r in rows)
+    plain_cpu = sum(r["plain_cpu_ms"] for r in rows)
+    guarded_cpu = sum(r["guarded_cpu_ms"] + r["setup_ms"] for r in rows)
     summary = {
         "variants": len(rows), "rounds": args.rounds,
-        "plain_total_ms": round(plain, 1), "guarded_total_ms": round(guarded, 1),
-        "ratio_total": round(guarded / plain, 3),
-        "ratio_median": round(statistics.median(r["ratio"] for r in rows), 3),
-        "ratio_max": max(r["ratio"] for r in rows),
+        "wall_plain_total_ms": round(plain, 1), "wall_guarded_total_ms": round(guarded, 1),
+        "wall_ratio_total": round(guarded / plain, 3),
+        "cpu_plain_total_ms": round(plain_cpu, 1), "cpu_guarded_total_ms": round(guarded_cpu, 1),
+        "cpu_ratio_total": round(guarded_cpu / plain_cpu, 3),
+        "cpu_ratio_median": round(statistics.median(r["cpu_ratio"] for r in rows), 3),
+        "cpu_ratio_max": max(r["cpu_ratio"] for r in rows),
         "setup_ms_median": round(statistics.median(r["setup_ms"] for r in rows), 2),
     }
     if args.json:

@@ -57,6 +57,7 @@ STATUS = 0x5A
 KERNEL_SYMBOL = "kernel"
 RETURN_SYMBOL = "armgym_kernel_return"
 FETCH_TIMEOUT_S = 300
+MAX_RANGES = 4096  # guard_plugin.c's limit per argument list
 
 Range = tuple[int, int]
 
@@ -286,6 +287,11 @@ class Image:
                             int(self._ends[i]))
         return None
 
+    def code_between(self, lo: int, hi: int) -> bool:
+        """Whether any function of the image overlaps [lo, hi)."""
+        i = int(np.searchsorted(self._starts, hi, side="left"))  # functions starting before hi
+        return bool(i and (self._ends[:i] > lo).any())
+
     def words(self, start: int, end: int) -> Iterable[tuple[int, int]]:
         for vaddr, offset, size in self.segments:
             if vaddr <= start and end <= vaddr + size:
@@ -446,8 +452,23 @@ def for_link(scratch: Path, exe_name: str, map_name: str, object_name: str,
     image = Image.read(scratch / exe_name)
     allowed = allowed_functions(image, math_functions, candidate)
     return Guard(plugin_path(cache_dir), secrets.token_hex(16), image.symbol(KERNEL_SYMBOL),
-                 image.symbol(RETURN_SYMBOL), tuple(merge(candidate)),
+                 image.symbol(RETURN_SYMBOL), tuple(close_padding(image, merge(candidate))),
                  tuple(merge((f.start, f.end) for f in allowed)))
+
+
+def close_padding(image: Image, ranges: list[Range]) -> list[Range]:
+    """Join neighbouring candidate sections across the alignment padding between them (no
+    function of the image there), so a kernel split into thousands of sections stays a few
+    ranges: the plugin takes at most MAX_RANGES."""
+    out: list[Range] = []
+    for lo, hi in ranges:
+        if out and not image.code_between(out[-1][1], lo):
+            out[-1] = (out[-1][0], hi)
+        else:
+            out.append((lo, hi))
+    if len(out) > MAX_RANGES:
+        raise InfraError(f"the candidate's code is in {len(out)} separate places")
+    return out
 
 
 _REASONS = {

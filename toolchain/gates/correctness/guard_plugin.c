@@ -9,13 +9,13 @@
  * once, before the system call is made, with the status given as `status=` and one line on
  * stderr that carries the run's `token=` (which the guest never sees, so it cannot forge it).
  *
- * Cheap for honest runs: every decision is taken when qemu translates a block. Each run of
- * instructions of one kind (candidate, outside, allowed) inside a translated block gets one
- * inline counter increment at its first instruction (candidate or outside counter; allowed code
- * gets none); only the kernel's entry and the return label get a callback. The checks compare
- * the counters at those two points: no outside instruction between an entry and its return, no
- * candidate instruction between a return and the next entry. A system call is checked when it
- * is made.
+ * Cheap for honest runs: every decision is taken when qemu translates a block. Each run of the
+ * candidate's instructions inside a translated block gets one inline counter increment at its
+ * first instruction, and so does each run of outside instructions through which control can
+ * reach other code (see on_translate; allowed code gets none); only the kernel's entry and the
+ * return label get a callback. The checks compare the counters at those two points: no counted
+ * outside block between an entry and its return, no candidate instruction between a return and
+ * the next entry. A system call is checked when it is made.
  *
  * Arguments (all numbers hexadecimal, no prefix): token=<text>, status=<n>, entry=<addr>, return=<addr>,
  * text=<lo>-<hi>[:<lo>-<hi>...] (the candidate's sections), allow=<lo>-<hi>[:...] (may be
@@ -28,7 +28,7 @@
 
 QEMU_PLUGIN_EXPORT int qemu_plugin_version = QEMU_PLUGIN_VERSION;
 
-#define MAX_RANGES 256
+#define MAX_RANGES 4096 /* guard.py's MAX_RANGES */
 
 /* No C library: the plugin is built freestanding (no libc to link, so it builds in a fraction of
  * a second and depends on nothing but qemu's plugin API), with two raw system calls. */
@@ -140,14 +140,44 @@ static void on_exit_cb(qemu_plugin_id_t id, void *udata) {
     say("end", 2, (int64_t)entries, (int64_t)returns);
 }
 
+/* Whether control can leave the instruction at `pc` (the last of an outside block) for code
+ * that is not outside: the candidate's, an allowed function, or the return label. Direct
+ * branches are decoded; indirect ones (br, blr, ret and their authenticated forms) can go
+ * anywhere; anything else falls through to pc + 4. */
+static int interesting(uint64_t pc) { return pc == return_pc || kind_of(pc) != OUTSIDE; }
+
+static int may_leave_outside(uint64_t pc, uint32_t w) {
+    if (w >> 25 == 0x6B) return 1;                                   /* branch to register */
+    if ((w & 0x7C000000) == 0x14000000)                              /* b, bl */
+        return interesting(pc + (uint64_t)((int64_t)((uint64_t)(w & 0x3FFFFFF) << 38) >> 36));
+    if ((w & 0xFF000010) == 0x54000000 || (w & 0x7E000000) == 0x34000000) /* b.cond, cbz */
+        return interesting(pc + 4) ||
+               interesting(pc + (uint64_t)((int64_t)((uint64_t)((w >> 5) & 0x7FFFF) << 45) >> 43));
+    if ((w & 0x7E000000) == 0x36000000)                              /* tbz, tbnz */
+        return interesting(pc + 4) ||
+               interesting(pc + (uint64_t)((int64_t)((uint64_t)((w >> 5) & 0x3FFF) << 50) >> 48));
+    return interesting(pc + 4);
+}
+
+/* Counting every block of foreign code would put an increment into the harness's hottest loops.
+ * It is enough to count the outside blocks through which control can reach code that is not
+ * outside: while the kernel is active, any excursion into foreign code that comes back (to the
+ * kernel, an allowed function or the return label) ends with such a block; one that does not
+ * come back ends in a system call (checked when made), a crash or the time limit. */
 static void on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb) {
     (void)id;
     size_t n = qemu_plugin_tb_n_insns(tb);
     enum kind prev = OUTSIDE;
+    struct qemu_plugin_insn *outside_start = 0;
     for (size_t i = 0; i < n; i++) {
         struct qemu_plugin_insn *insn = qemu_plugin_tb_get_insn(tb, i);
         uint64_t pc = qemu_plugin_insn_vaddr(insn);
         enum kind k = kind_of(pc);
+        if (outside_start && k != OUTSIDE) { /* an outside run that leads on into other code */
+            qemu_plugin_register_vcpu_insn_exec_inline(outside_start, QEMU_PLUGIN_INLINE_ADD_U64,
+                                                       &outside_count, 1);
+            outside_start = 0;
+        }
         if (pc == entry_pc && k == CANDIDATE) {
             qemu_plugin_register_vcpu_insn_exec_cb(insn, on_entry, QEMU_PLUGIN_CB_NO_REGS, 0);
         } else if (pc == return_pc && i == 0) {
@@ -158,8 +188,17 @@ static void on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb) {
                 qemu_plugin_register_vcpu_insn_exec_inline(insn, QEMU_PLUGIN_INLINE_ADD_U64,
                                                            &cand_count, 1);
             else if (k == OUTSIDE)
-                qemu_plugin_register_vcpu_insn_exec_inline(insn, QEMU_PLUGIN_INLINE_ADD_U64,
-                                                           &outside_count, 1);
+                outside_start = insn;
+        }
+        if (outside_start && i == n - 1) {
+            uint32_t w = 0;
+            const uint8_t *bytes = qemu_plugin_insn_data(insn);
+            if (qemu_plugin_insn_size(insn) == 4)
+                w = (uint32_t)bytes[0] | (uint32_t)bytes[1] << 8 | (uint32_t)bytes[2] << 16 |
+                    (uint32_t)bytes[3] << 24;
+            if (qemu_plugin_insn_size(insn) != 4 || may_leave_outside(pc, w))
+                qemu_plugin_register_vcpu_insn_exec_inline(
+                    outside_start, QEMU_PLUGIN_INLINE_ADD_U64, &outside_count, 1);
         }
         prev = k;
     }
