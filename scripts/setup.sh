@@ -51,5 +51,6 @@ if [ ! -f "$ui_stamp" ]; then
      api/ui/node_modules/uplot/LICENSE api/ui/vendor/
   touch "$ui_stamp"
 fi
-# The static helper that starts every sandboxed step (built once with the pinned zig).
+# The static helper that starts every sandboxed step, and the execution guard (qemu plugin API
+# header from Debian's qemu source package, once; the plugin built with the pinned zig).
 .venv/bin/armgym prepare >/dev/null
