@@ -141,7 +141,7 @@ static const int dt_emax[] = {15, 127, 1023, 0, 0, 0, 0};
 static const int dt_emin[] = {-14, -126, -1022, 0, 0, 0, 0};
 static const int dt_mant[] = {10, 23, 52, 0, 0, 0, 0};
 
-#include "harness_variant.h" /* generated: NARGS, ARGS[], REDUCTION, kernel */
+#include "harness_variant.h" /* generated: NARGS, ARGS[], REDUCTION, NARROW_TESTS, kernel */
 
 static int is_float(enum dt t) { return t == F16 || t == F32 || t == F64; }
 
@@ -213,6 +213,24 @@ static double halves(const struct slot *s) {
     return (double)((s->i * 37 + s->ai * 11) % 301 - 150) + 0.5;
 }
 
+/* Odd integers in (2^q, 2^(q+1)) for the first float input (others 1): they need q + 1 bits,
+ * so float16 and bfloat16 (float32 kernels), float32 (float64) or bfloat16 (float16) round
+ * them, while n of them sum exactly. */
+static double narrow_int(enum dt t, rng_t *r, const struct slot *s) {
+    int q = t == F64 ? 24 : t == F32 ? 11 : 8;
+    if (!s->lead || s->scalar) return 1.0;
+    return ldexp(1.0, q) + (double)(2 * (next(r) % (1ULL << (q - 1))) + 1);
+}
+
+/* 1 + k 2^-f + 5 2^-(f+3), k < 2^(f-1): 0.625 of an ulp of the narrower format (f fraction
+ * bits: bfloat16 for float32 and float16, float32 for float64) above its grid, so rounding to
+ * it errs by >= 0.375 ulp, the same way for every element. */
+static double narrow_frac(enum dt t, rng_t *r, const struct slot *s) {
+    int f = t == F64 ? 23 : 7;
+    if (s->scalar) return 1.0;
+    return 1.0 + ldexp((double)(next(r) % (1ULL << (f - 1))), -f) + ldexp(5.0, -(f + 3));
+}
+
 static void gen_float(enum dt t, rng_t *r, int test, const struct slot *s, int reduction,
                       void *p) {
     int emax = dt_emax[t], emin = dt_emin[t];
@@ -259,23 +277,9 @@ static void gen_float(enum dt t, rng_t *r, int test, const struct slot *s, int r
         break;
     case T_NAN_FIRST: v = s->i == 0 ? NAN : small(s); break;
     case T_EXT_ALT: v = ((s->i + s->ai) & 1) ? top : -top; break;
-    case T_LOWP_INT: {
-        /* odd integers in (2^q, 2^(q+1)): need q + 1 bits, so float16 and bfloat16 (float32
-         * kernels), float32 (float64) or bfloat16 (float16) round them; n of them sum exactly */
-        int q = t == F64 ? 24 : t == F32 ? 11 : 8;
-        v = (s->lead && !s->scalar)
-                ? ldexp(1.0, q) + (double)(2 * (next(r) % (1ULL << (q - 1))) + 1) : 1.0;
+    case T_LOWP_INT: case T_LOWP_FRAC:
+        v = !NARROW_TESTS ? sym(r) : test == T_LOWP_INT ? narrow_int(t, r, s) : narrow_frac(t, r, s);
         break;
-    }
-    case T_LOWP_FRAC: {
-        /* 1 + k 2^-f + 5 2^-(f+3), k < 2^(f-1): 0.625 of an ulp of the narrower format (f
-         * fraction bits: bfloat16 for float32 and float16, float32 for float64) above its grid,
-         * so rounding to it errs by >= 0.375 ulp, the same way for every element */
-        int f = t == F64 ? 23 : 7;
-        v = s->scalar ? 1.0
-                      : 1.0 + ldexp((double)(next(r) % (1ULL << (f - 1))), -f) + ldexp(5.0, -(f + 3));
-        break;
-    }
     case T_HALVES: v = s->scalar ? 1.0 : halves(s); break;
     default: {
         int k = test >= 10 && test < 20 ? test - 10 : 9;
