@@ -74,15 +74,19 @@ class Bands:
 
     def of(self, variant: str, template: str,
            kind: str) -> tuple[tuple[float, float], tuple[float, float]]:
-        """(ratio band, IPC band), the most specific calibrated: the variant's own for this kind
-        of work (where its template's honest code spreads too wide for one band), the
-        template's for this kind, the template's over all its honest code (for a kind none of
-        it does: such code is rarely faster than the baselines, so a false alarm there costs
-        little), else the global bands."""
+        """(ratio band, IPC band). The ratio band is the most specific calibrated: the
+        variant's own for this kind of work (where its template's honest code spreads too wide
+        for one band), the template's for this kind, the template's over all its honest code
+        (for a kind none of it does: such code is rarely faster than the baselines, so a false
+        alarm there costs little), else the global band."""
         for key in (class_key(variant, kind), class_key(template, kind),
                     class_key(template, "*")):
             if key in self.by_class:
-                return self.by_class[key]
+                # IPC is judged on the global band only: honest code of one template differs
+                # in IPC by nature (a latency-bound accumulator chain against independent
+                # accumulators), and a class's compiler output does not span that range, so
+                # per-class IPC bands flagged honest hand-written reductions.
+                return self.by_class[key][0], self.ipc
         return self.ratio, self.ipc
 
 
@@ -93,8 +97,13 @@ def parse_bands(band: dict) -> Bands:
 
 @cache
 def bands(path: Path = CALIBRATION) -> Bands:
+    """The bands the gate enforces: the global ones. The per-class bands are calibrated and
+    recorded, but not enforced: calibrated on compiler output alone, they flagged honest
+    hand-written kernels (scalar and SVE reductions in tests/test_correctness_adversary.py),
+    and withholding an honest kernel's speedup is a false positive of the reward."""
     try:
-        return parse_bands(json.loads(path.read_text())["band"])
+        found = parse_bands(json.loads(path.read_text())["band"])
+        return Bands(found.ratio, found.ipc)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise InfraError(f"cross-check calibration unreadable ({path.name}): {exc}") from exc
 
