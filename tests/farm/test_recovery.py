@@ -112,10 +112,11 @@ def test_resubmitting_a_stuck_key_finds_it(store) -> None:
     assert sorted(recover(sessions, held={ids[0]}, ids=again.pending)) == sorted(ids[1:])
 
 
+# Row locks are PostgreSQL's: SQLite has one writer at a time anyway.
+@pytest.mark.parametrize("empty_db", ["postgresql"], indirect=True)
 def test_two_sweeps_at_once_never_take_the_same_attempt(store) -> None:
     sessions, key_id, dialect = store
-    if dialect != "postgresql":
-        pytest.skip("row locks: SQLite has one writer at a time anyway")
+    assert dialect == "postgresql"
     ids = submit(sessions, key_id, 6)
     expire(sessions, ids)
     first = sessions()
