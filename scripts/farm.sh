@@ -4,7 +4,7 @@
 #
 #   ./scripts/farm.sh        API http://127.0.0.1:8000 (docs at /docs), Flower http://127.0.0.1:5555
 #
-# Settings come from ARMGYM_* variables (README, "Operations: running the farm"); defaults below.
+# Settings come from ARMGYM_* variables (docs/configuration.md); defaults below.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh

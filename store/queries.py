@@ -1,7 +1,7 @@
-"""The example queries the README documents (section "Store and example queries").
+"""The example queries docs/store.md documents (section "Store and example queries").
 
 Each is plain SQL that runs unchanged on PostgreSQL and on the embedded SQLite database; the test
-suite runs every one against both and checks that the README shows exactly this text.
+suite runs every one against both and checks that docs/store.md shows exactly this text.
 """
 
 from __future__ import annotations

@@ -173,7 +173,7 @@ def best(session: Session, variant_id: str | None = None,
 
 
 def example(session: Session, name: str, **params: Any) -> list[dict[str, Any]]:
-    """One of the documented example queries (store/queries.py), exactly as the README shows
+    """One of the documented example queries (store/queries.py), exactly as docs/store.md shows
     it: the run dashboard reads the views through these."""
     from .queries import EXAMPLES
 

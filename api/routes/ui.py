@@ -2,7 +2,7 @@
 
 The page itself (/ui, /ui/static/...) holds no data; everything it shows comes from /ui/data/*,
 which needs a key with the read scope (the page asks for it and sends it as a Bearer token), and
-reads the same SQL views as the README's example queries, through those very queries
+reads the same SQL views as the example queries of docs/store.md, through those very queries
 (`reads.example`). Charts are drawn by uPlot, vendored from the npm registry by scripts/setup.sh
 into api/ui/vendor/ (not committed: api/ui/package-lock.json pins it with its integrity hash).
 """

@@ -1,4 +1,4 @@
-// The run dashboard: reads /ui/data/* (the README's example queries over the SQL views) and the
+// The run dashboard: reads /ui/data/* (the example queries of docs/store.md over the SQL views) and the
 // batch stream, with the API key the researcher typed (kept in this tab's sessionStorage only).
 // Every value from the server is written with textContent, never parsed as HTML.
 "use strict";

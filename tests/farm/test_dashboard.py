@@ -1,9 +1,9 @@
 """The run dashboard (/ui) in a real headless Chromium (Debian's chromium and chromedriver, driven
 by Selenium) for a real run of 200 attempts verified by the farm's Celery workers: its charts and
-tables against the SQL views (through the README's example queries), the live view of a batch
-while it runs, the best kernel with its assembly and verdict, the key it needs, and data that
-tries to be HTML. Saves the screenshot the README shows (docs/run-dashboard.png, rewritten when
-ARMGYM_UPDATE_SCREENSHOT=1)."""
+tables against the SQL views (through the example queries of docs/store.md), the live view of
+a batch while it runs, the best kernel with its assembly and verdict, the key it needs, and data
+that tries to be HTML. Saves the screenshot docs/store.md shows (docs/run-dashboard.png,
+rewritten when ARMGYM_UPDATE_SCREENSHOT=1)."""
 
 from __future__ import annotations
 

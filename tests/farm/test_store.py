@@ -1,5 +1,6 @@
 """The store: migrations up and down and in agreement with the models, on PostgreSQL and SQLite;
-the README's example queries run on both; verdict columns tolerate fields the verifier adds."""
+the documented example queries (docs/store.md) run on both; verdict columns tolerate fields the
+verifier adds."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from toolchain.verify import verify
 from .conftest import FARM, TAG, database_url
 from .mix import VARIANTS, asm, honest
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+STORE_PAGE = Path(__file__).resolve().parents[2] / "docs" / "store.md"
 TABLES = {"api_keys", "assemblies", "attempts", "batches", "batch_items", "gate_results"}
 VIEWS = {"run_step_summary", "variant_best", "error_kind_histogram"}
 
@@ -122,13 +123,13 @@ def test_example_queries(history: Engine) -> None:
     assert kernels[VARIANTS[0]]["speedup"] == best[0]["speedup"]
 
 
-def test_readme_documents_the_example_queries() -> None:
-    """The README shows each example query exactly as the tests run it."""
-    readme = README.read_text()
+def test_docs_document_the_example_queries() -> None:
+    """docs/store.md shows each example query exactly as the tests run it."""
+    page = STORE_PAGE.read_text()
     for name, sql in EXAMPLES.items():
-        assert sql.strip() in readme, f"README lacks the example query {name!r}"
-    section = re.search(r"^## Store and example queries$", readme, re.M)
-    assert section, "README lacks the section 'Store and example queries'"
+        assert sql.strip() in page, f"docs/store.md lacks the example query {name!r}"
+    section = re.search(r"^## Store and example queries$", page, re.M)
+    assert section, "docs/store.md lacks the section 'Store and example queries'"
 
 
 def test_columns_tolerate_missing_and_new_verdict_fields() -> None:

@@ -6,7 +6,7 @@ executor the completion's token ids instead (tokenised by a tokenizer built here
 step, `_process_response_into_experience` (samples_generator, which imports vLLM), turns those
 values into `torch.tensor([value])`: reproduced here as that one line.
 
-The flags (README, trainer integrations) are the ones these tests run:
+The flags (docs/trainers.md) are the ones these tests run:
 
     --reward.remote_url 'http://farm:8000/openrlhf/get_reward?api_key=KEY&run_id=RUN'
     --data.label_key variant_id

@@ -1,7 +1,7 @@
 """TRL 1.16's GRPOTrainer on CPU, rewards computed by a real embedded farm: a tiny random model
 built from a config and a character-level tokenizer built here (nothing downloaded).
 
-The configuration (README, trainer integrations) is the one these tests run:
+The configuration (docs/trainers.md) is the one these tests run:
 
     GRPOTrainer(model=model, processing_class=tokenizer, reward_funcs=[reward],
                 train_dataset=dataset, args=GRPOConfig(**GRPO_ARGS))

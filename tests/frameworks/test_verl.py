@@ -4,7 +4,7 @@
 needs a Ray cluster, the scoring code is the same) loading `pkg://armgym_client.adapters.verl`
 through verl's own loader, and a real `DataProto` batch decoded by a tokenizer built here.
 
-The overrides (README, trainer integrations) are the ones these tests run: VERL_OVERRIDES.
+The overrides (docs/trainers.md) are the ones these tests run: VERL_OVERRIDES.
 """
 
 from __future__ import annotations

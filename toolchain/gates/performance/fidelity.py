@@ -10,7 +10,7 @@ named there; "SWOG 4.1" its dispatch constraints. `band` is the agreed range of 
 published; a row whose band is wider than +-25% says why in `note`.
 
 `armgym fidelity` prints the table for the configured llvm-mca (and any other given), the test
-suite checks every row against its band, and the README carries the table.
+suite checks every row against its band, and docs/cost-model.md carries the table.
 """
 
 from __future__ import annotations
@@ -215,7 +215,8 @@ def table(mca_path: str) -> list[dict[str, object]]:
 
 
 def markdown(rows: list[dict[str, object]], others: dict[str, list[dict[str, object]]]) -> str:
-    """The table as the README carries it; `others` adds a model column per extra llvm-mca."""
+    """The table as docs/cost-model.md carries it; `others` adds a model column per extra
+    llvm-mca."""
     extra = "".join(f" {name} |" for name in others)
     lines = [f"| micro-kernel | figure | published V2 (cycles) | model |{extra} band | source |",
              "| --- | --- | --- | --- |" + " --- |" * len(others) + " --- | --- |"]
