@@ -30,10 +30,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from toolchain import baselines, kernels, sandbox  # noqa: E402
+from toolchain import (  # noqa: E402
+    baselines,
+    execution,  # noqa: E402
+    kernels,
+    sandbox,
+)
+from toolchain.execution import guard  # noqa: E402
 from toolchain.gates import syntax  # noqa: E402
-from toolchain.gates.correctness import gate as correctness  # noqa: E402
-from toolchain.gates.correctness import guard  # noqa: E402
 from toolchain.settings import get_settings  # noqa: E402
 
 SEED = 20240611
@@ -65,14 +69,14 @@ def main() -> int:
         try:
             text = baselines.get(variant, "clang", "-O3", settings).assembly
             _, obj = syntax.assemble(text, scratch, settings)
-            assert obj is not None and correctness.link(variant, obj, scratch, settings) is None
+            assert obj is not None and execution.link(variant, obj, scratch, settings) is None
             start = time.perf_counter()
-            watch = guard.for_link(scratch, correctness.EXE_NAME, correctness.MAP_NAME, obj.name,
+            watch = guard.for_link(scratch, execution.EXE_NAME, execution.MAP_NAME, obj.name,
                                    variant.math_functions, settings.cache_dir)
             setup_s = time.perf_counter() - start
             argv = {
-                "plain": correctness.qemu_argv(f"./{correctness.EXE_NAME}", SEED, tests, False),
-                "guarded": correctness.qemu_argv(f"./{correctness.EXE_NAME}", SEED, tests, False,
+                "plain": execution.qemu_argv(f"./{execution.EXE_NAME}", SEED, tests, False),
+                "guarded": execution.qemu_argv(f"./{execution.EXE_NAME}", SEED, tests, False,
                                                  plugin=watch.qemu_args(str(watch.plugin))),
             }
             walls: dict[str, list[float]] = {"plain": [], "guarded": []}

@@ -23,13 +23,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from toolchain import kernels, sandbox
+from toolchain import execution, kernels, sandbox
 from toolchain.errors import ErrorKind
+from toolchain.execution import harness
+from toolchain.execution.records import Record, parse
 from toolchain.gates import object_checks, performance, syntax
-from toolchain.gates.correctness import gate as correctness
-from toolchain.gates.correctness import harness
 from toolchain.gates.correctness.compare import judge
-from toolchain.gates.correctness.records import Record, parse
 from toolchain.settings import Settings
 from toolchain.verdict import GateResult
 
@@ -54,12 +53,12 @@ def correctness_gate(variant: kernels.Variant, scratch: Path, seed: int,
     """Link, then each of the 20 tests in its own emulator process, reference first."""
     tests = settings.tests_per_attempt
     built = harness.build(variant, settings)
-    with_abs = correctness.needs_abs_run(variant)
+    with_abs = execution.needs_abs_run(variant)
     expected, ref_wall = [], 0.0
     ref_dir = Path(tempfile.mkdtemp(prefix="armgym-orig-ref-"))
     try:
         for i in range(tests):
-            argv = correctness.qemu_argv(str(built.reference), seed, i + 1, with_abs, first=i)
+            argv = execution.qemu_argv(str(built.reference), seed, i + 1, with_abs, first=i)
             record, res = _one_test(argv, ref_dir, variant, i, with_abs, timeout_s=120,
                                     ro_files=[built.reference], confine=False,
                                     settings=settings)
@@ -69,13 +68,13 @@ def correctness_gate(variant: kernels.Variant, scratch: Path, seed: int,
             ref_wall = max(ref_wall, res.wall_s)
     finally:
         shutil.rmtree(ref_dir, ignore_errors=True)
-    failed = correctness.link(variant, scratch / syntax.OBJECT_NAME, scratch, settings)
+    failed = execution.link(variant, scratch / syntax.OBJECT_NAME, scratch, settings)
     if failed:
-        return failed
+        return GateResult.fail("correctness", ErrorKind.link_error, failed)
     budget = settings.run_timeout_base_s + settings.run_timeout_factor * ref_wall
     got = []
     for i in range(tests):
-        argv = correctness.qemu_argv("./candidate.elf", seed, i + 1, False, first=i)
+        argv = execution.qemu_argv("./candidate.elf", seed, i + 1, False, first=i)
         record, res = _one_test(argv, scratch, variant, i, False, timeout_s=budget,
                                 limits=sandbox.Limits(cpu_seconds=int(budget) + 2),
                                 settings=settings, writable=False)

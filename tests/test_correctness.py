@@ -14,8 +14,8 @@ from conftest import asm, baseline, check
 
 from toolchain import baselines, kernels
 from toolchain.errors import ErrorKind
+from toolchain.execution import reference
 from toolchain.gates.correctness.compare import first_mismatch
-from toolchain.gates.correctness.gate import reference_records
 from toolchain.kernels.model import DType, Tolerance
 from toolchain.settings import get_settings
 
@@ -88,7 +88,7 @@ def _return_float(bits: int) -> str:
 
 def test_constant_fitted_to_one_input_is_rejected() -> None:
     variant = kernels.get("dot_n64_float32")
-    records, _ = reference_records(variant, 5, get_settings())
+    records = reference(variant, 5, get_settings()).records
     fitted = float(np.frombuffer(records[12].ret, dtype=np.float32)[0])
     verdict = check(variant.id, _return_float(_float_bits(fitted)), seed=5)
     assert verdict.error_kind is ErrorKind.wrong_output
@@ -161,8 +161,8 @@ def test_same_inputs_give_byte_identical_verdicts() -> None:
 
 def test_seed_changes_the_random_tests_and_is_recorded() -> None:
     variant = kernels.get("vec_add_n64_float32")
-    a, _ = reference_records(variant, 1, get_settings())
-    b, _ = reference_records(variant, 2, get_settings())
+    a = reference(variant, 1, get_settings()).records
+    b = reference(variant, 2, get_settings()).records
     assert a[0].buffers["b"].data == b[0].buffers["b"].data  # fixed edge case: zeros
     assert a[15].buffers["b"].data != b[15].buffers["b"].data  # random case
     assert check(variant.id, baseline(variant.id), seed=1234).seed == 1234
@@ -185,8 +185,8 @@ def test_tolerance_logic() -> None:
 
 
 def test_every_test_has_a_name_and_the_timing_test_is_a_random_one() -> None:
+    from toolchain.execution import timing_test
     from toolchain.gates.correctness.compare import RANDOM_TESTS, TEST_NAMES
-    from toolchain.gates.correctness.gate import timing_test
 
     tests = get_settings().tests_per_attempt
     assert len(TEST_NAMES) == tests == 31

@@ -1,4 +1,4 @@
-"""The execution guard (correctness/guard.py): real emulator, real plugin, real links.
+"""The execution guard (execution/guard.py): real emulator, real plugin, real links.
 
 The hostile corpus (test_hostile.py, category foreign-code and the host-syscall cases) holds the
 attacks; here: what the guard allows (math functions and what they call, tail calls), what it
@@ -18,11 +18,10 @@ import pytest
 from conftest import asm, baseline, check
 from test_hostile import movz_sequence
 
-from toolchain import kernels, tools
+from toolchain import execution, kernels, tools
 from toolchain.errors import ErrorKind
+from toolchain.execution import guard
 from toolchain.gates import syntax
-from toolchain.gates.correctness import gate as correctness
-from toolchain.gates.correctness import guard
 from toolchain.settings import get_settings
 
 MATH_SETS = sorted({v.math_functions: v.id for v in kernels.suite() if v.math_functions}.items())
@@ -39,7 +38,7 @@ def linked() -> Iterator[Callable[[str, str], Path]]:
         made.append(scratch)
         result, obj = syntax.assemble(text, scratch, settings)
         assert obj is not None, result.message
-        assert correctness.link(kernels.get(variant_id), obj, scratch, settings) is None
+        assert execution.link(kernels.get(variant_id), obj, scratch, settings) is None
         return scratch
 
     yield link
@@ -48,13 +47,13 @@ def linked() -> Iterator[Callable[[str, str], Path]]:
 
 
 def guard_for(scratch: Path, variant_id: str) -> guard.Guard:
-    return guard.for_link(scratch, correctness.EXE_NAME, correctness.MAP_NAME,
+    return guard.for_link(scratch, execution.EXE_NAME, execution.MAP_NAME,
                           syntax.OBJECT_NAME, kernels.get(variant_id).math_functions,
                           get_settings().cache_dir)
 
 
 def address(scratch: Path, name: str) -> int:
-    return guard.Image.read(scratch / correctness.EXE_NAME).symbol(name)
+    return guard.Image.read(scratch / execution.EXE_NAME).symbol(name)
 
 
 # --------------------------------------------------------------------------- the plugin
@@ -76,7 +75,7 @@ def test_allowed_code_is_the_math_function_and_what_it_calls(
         names: tuple[str, ...], variant_id: str, linked: Callable[[str, str], Path]) -> None:
     scratch = linked(variant_id, baseline(variant_id, "gcc"))
     watch = guard_for(scratch, variant_id)
-    image = guard.Image.read(scratch / correctness.EXE_NAME)
+    image = guard.Image.read(scratch / execution.EXE_NAME)
     allowed = guard.allowed_functions(image, names, watch.text)
     starts = {f.start for f in allowed}
 

@@ -58,12 +58,11 @@ from host_state import (
     set_subreaper,
 )
 
-from toolchain import kernels, sandbox, tools
+from toolchain import execution, kernels, sandbox, tools
 from toolchain.errors import ErrorKind
+from toolchain.execution.records import parse
 from toolchain.gates import syntax
-from toolchain.gates.correctness import gate as correctness
 from toolchain.gates.correctness.compare import Finding, judge
-from toolchain.gates.correctness.records import parse
 from toolchain.sandbox import NOBODY
 from toolchain.settings import Settings, get_settings
 from toolchain.verdict import Verdict
@@ -216,7 +215,7 @@ def link_symbols(variant_id: str, text: str, settings: Settings) -> dict[str, in
     try:
         result, obj = syntax.assemble(text, scratch, settings)
         assert obj is not None, result.message
-        assert correctness.link(kernels.get(variant_id), obj, scratch, settings) is None
+        assert execution.link(kernels.get(variant_id), obj, scratch, settings) is None
         out = subprocess.run([tools.tool("readelf").path, "-Ws", str(scratch / "candidate.elf")],
                              capture_output=True, text=True, check=True).stdout
     finally:
@@ -310,14 +309,14 @@ def run_unguarded(case: Case, host: Host, timeout_s: float = 3.0
     try:
         result, obj = syntax.assemble(expand(case, host).decode(), scratch, settings)
         assert obj is not None, result.message
-        assert correctness.link(variant, obj, scratch, settings) is None
+        assert execution.link(variant, obj, scratch, settings) is None
         tests = settings.tests_per_attempt
-        res = sandbox.run(correctness.qemu_argv(f"./{correctness.EXE_NAME}", SEED, tests, False),
+        res = sandbox.run(execution.qemu_argv(f"./{execution.EXE_NAME}", SEED, tests, False),
                           scratch, timeout_s=timeout_s, writable=False, settings=settings)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     records, clean = parse(variant, res.stdout, False)
-    expected, _ = correctness.reference_records(variant, SEED, settings)
+    expected = execution.reference(variant, SEED, settings).records
     complete = res.returncode == 0 and clean and len(records) == tests
     return res, judge(variant, records, expected) if complete else Finding(
         ErrorKind.crash, "incomplete", {})

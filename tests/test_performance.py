@@ -17,10 +17,9 @@ from pathlib import Path
 import pytest
 from conftest import VEC_ADD_1024_BODY, VEC_ADD_1024_LOOP, asm, baseline
 
-from toolchain import kernels, reward, tools
+from toolchain import execution, kernels, reward, tools
 from toolchain.errors import ErrorKind
 from toolchain.gates import syntax
-from toolchain.gates.correctness import gate as correctness
 from toolchain.gates.object_checks import code_sections, parse_elf
 from toolchain.gates.performance import calibrate, crosscheck, gate
 from toolchain.settings import get_settings
@@ -245,7 +244,7 @@ def traced_only(text: str) -> gate.Failed:
     try:
         _, obj = syntax.assemble(text, scratch, settings)
         assert obj is not None
-        assert correctness.link(kernels.get(VEC), obj, scratch, settings) is None
+        assert execution.link(kernels.get(VEC), obj, scratch, settings) is None
         test = gate.timing_test(SEED, settings.tests_per_attempt)
         with pytest.raises(gate.Failed) as failed:
             gate.measure(kernels.get(VEC), scratch, obj.name, SEED, test, settings, 60.0, False)
@@ -340,7 +339,7 @@ SYSCALL = """
 
 
 def test_a_system_call_made_by_the_kernel_is_refused(tmp_path: Path) -> None:
-    from toolchain.gates.correctness import harness
+    from toolchain.execution import harness
     from toolchain.gates.performance.trace import Executable
 
     def text(address: int) -> str:

@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from . import baselines, kernels, sandbox, tools
 from .errors import InfraError
-from .gates.correctness import guard
+from .execution import guard
 from .settings import get_settings
 from .verdict import Verdict
 from .verify import verify

@@ -13,6 +13,7 @@ from . import VERIFIER_VERSION, kernels, reward, sandbox, tools, verdict_cache
 from . import scratch as scratch_dirs
 from .completion import extract_assembly
 from .errors import ErrorKind, InfraError
+from .execution import ReferenceRun
 from .gates import correctness, object_checks, performance, syntax
 from .settings import Settings, get_settings
 from .verdict import GateResult, Verdict
@@ -111,19 +112,22 @@ def _run_gates(variant_id: str, assembly: str | bytes, seed: int, completion: bo
     if not _timed(gates, start, syntax.check_directives(text), "directives"):
         return
     scratch = scratch_dirs.make("verify")
+    reference: ReferenceRun | None = None
     try:
         result, obj = syntax.assemble(text, scratch, settings)
         if not _timed(gates, start, result, "syntax") or obj is None:
             return
-        correctness.prefetch(variant, seed, settings)  # runs while the object is checked
+        reference = ReferenceRun(variant, seed, settings)
+        reference.start()  # runs while the object is checked
         start = time.perf_counter()
         allowed = frozenset(variant.math_functions)
         if not _timed(gates, start, object_checks.check_object(obj, allowed, settings), "object"):
             return
-        result = correctness.run(variant, obj, seed, scratch, settings)
+        result = correctness.run(variant, obj, seed, scratch, settings, reference)
         gates.append(result)
         if result.passed:
-            gates.extend(performance.run(variant, obj, text, seed, scratch, settings))
+            gates.extend(performance.run(variant, obj, text, seed, scratch, settings, reference))
     finally:
-        correctness.settle(variant, seed, settings)
+        if reference is not None:
+            reference.settle()
         shutil.rmtree(scratch, ignore_errors=True)

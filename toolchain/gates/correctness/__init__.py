@@ -1,5 +1,6 @@
 """Gate 3: correctness by tests under qemu-aarch64 against the variant's C reference."""
 
-from .gate import NAME, prefetch, run, settle
+from .compare import judge
+from .gate import NAME, run
 
-__all__ = ["NAME", "prefetch", "run", "settle"]
+__all__ = ["NAME", "judge", "run"]

@@ -14,11 +14,10 @@ from typing import Any
 import numpy as np
 
 from ...errors import ErrorKind
+from ...execution.harness import RANDOM_TESTS
+from ...execution.records import NP_DTYPE, Record
 from ...kernels.model import DType, Tolerance, Variant
-from .records import NP_DTYPE, Record
 
-# Tests 0-9 and 20-30 are fixed (harness_runtime.c makes their inputs), 10-19 random.
-RANDOM_TESTS = range(10, 20)
 TEST_NAMES = (
     "zeros", "signed_zeros", "denormals", "nan", "infinities", "extremes", "alternating_signs",
     "large_magnitudes", "small_magnitudes", "small_integers",

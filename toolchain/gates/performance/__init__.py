@@ -1,5 +1,5 @@
 """Gates 4 and 5: cycles of what executes (llvm-mca, Neoverse V2) and the OSACA cross-check."""
 
-from .gate import NAME, run, timing_test
+from .gate import NAME, run
 
-__all__ = ["NAME", "run", "timing_test"]
+__all__ = ["NAME", "run"]

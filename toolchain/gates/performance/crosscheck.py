@@ -23,7 +23,7 @@ from ...verdict import GateResult
 
 if TYPE_CHECKING:
     from ...kernels.model import Variant
-    from .gate import Measurement
+    from .measurement import Measurement
     from .trace import Insn
 
 NAME = "cross_check"

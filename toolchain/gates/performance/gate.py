@@ -22,7 +22,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from concurrent import futures
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -30,15 +30,15 @@ from typing import Any
 from ... import background, baselines, sandbox, tools
 from ... import scratch as scratch_dirs
 from ...errors import ErrorKind, InfraError
+from ...execution import EXE_NAME, MAP_NAME, ReferenceRun, harness, link, qemu_argv, timing_test
+from ...execution.records import parse
 from ...kernels.model import Variant
 from ...settings import Settings
 from ...verdict import GateResult
 from .. import syntax
-from ..correctness import gate as correctness
-from ..correctness import harness
-from ..correctness.compare import judge
-from ..correctness.records import parse
+from ..correctness import judge
 from . import branches, crosscheck, mca, osaca_model
+from .measurement import Measurement
 from .trace import (
     QEMU_LOG_FLAGS,
     RETURN_SYMBOL,
@@ -55,33 +55,10 @@ from .trace import (
 )
 
 NAME = "performance"
-EXE_NAME = "candidate.elf"
 BASELINE_OPT = "-O3"
 # (seed, test) inputs that decide whether a baseline's cost depends on its data: one from each
 # family of random tests (10-14 draw from [-1, 1), 15-19 over many magnitudes).
 PROBES = ((0x5EED_0001, 10), (0x5EED_0002, 17))
-timing_test = correctness.timing_test
-
-
-@dataclass(frozen=True)
-class Measurement:
-    """Both models' figures for one traced run of one kernel on one input."""
-
-    cycles: float  # what the reward reads: pipeline_cycles + branch_cycles (when enabled)
-    pipeline_cycles: float  # llvm-mca: sum over loop cycles of first pass + (count - 1) x steady
-    branch_cycles: float  # mispredictions x the penalty (branches.py); 0 when disabled
-    branches: dict[str, Any]  # the predictor's counts (BranchStats.to_json)
-    osaca_cycles: float  # OSACA on the same cycles and counts
-    instructions: int  # dynamic instruction count from the emulator
-    blocks: int  # distinct basic blocks executed
-    block_executions: int
-    loop_cycles: int  # distinct loop cycles costed
-    osaca_fallbacks: int  # dynamic instructions OSACA's database lacked
-    osaca_declined: int = 0  # loop cycles OSACA declined to price (too many distinct shapes)
-    block_class: str = "scalar"  # crosscheck.block_class of the executed work
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class Failed(Exception):
@@ -107,15 +84,18 @@ def model_key(settings: Settings | None = None) -> str:
 
 
 def measure(variant: Variant, scratch: Path, object_name: str, seed: int, test: int,
-            settings: Settings, budget_s: float, check_outputs: bool) -> Measurement:
-    """Trace test `test` of the executable linked in `scratch` and cost what it executed."""
+            settings: Settings, budget_s: float, check_outputs: bool,
+            reference: ReferenceRun | None = None) -> Measurement:
+    """Trace test `test` of the executable linked in `scratch` and cost what it executed
+    (the inputs and, with check_outputs, the expected records from the reference run)."""
+    reference = reference or ReferenceRun(variant, seed, settings)
     # Read before the kernel runs again: what is disassembled is what qemu loads (trace doc).
     exe = Executable.read(scratch / EXE_NAME)
-    ranges = candidate_ranges(scratch / correctness.MAP_NAME, object_name)
+    ranges = candidate_ranges(scratch / MAP_NAME, object_name)
     # The inputs come from the C reference's run (harness mode S): generating them here would
     # put the generator's work into the trace, many times the kernel's own.
-    inputs = correctness.reference(variant, seed, settings, inputs_of=test).inputs[test]
-    argv = correctness.qemu_argv(f"./{EXE_NAME}", seed, test + 1, False, first=test,
+    inputs = reference.get(inputs_of=test).inputs[test]
+    argv = qemu_argv(f"./{EXE_NAME}", seed, test + 1, False, first=test,
                                  log=(QEMU_LOG_FLAGS, TRACE_NAME), mode="S")
     limits = sandbox.Limits(cpu_seconds=int(budget_s) + 2)
     sink = TraceSink(scratch, settings.trace_limit_mb * 1024 * 1024)
@@ -137,7 +117,7 @@ def measure(variant: Variant, scratch: Path, object_name: str, seed: int, test: 
     finally:
         sink.remove()
     if check_outputs:
-        _check_outputs(variant, res, seed, test, settings)
+        _check_outputs(variant, res, test, reference)
     insns = disassemble(exe, executed.addresses(), scratch, settings)
     calls = sorted(a for a, i in insns.items() if i.mnemonic == "svc")
     if calls:
@@ -148,14 +128,14 @@ def measure(variant: Variant, scratch: Path, object_name: str, seed: int, test: 
     return cost(build_profile(executed, insns), stats, scratch, settings, own)
 
 
-def _check_outputs(variant: Variant, res: sandbox.RunResult, seed: int, test: int,
-                   settings: Settings) -> None:
+def _check_outputs(variant: Variant, res: sandbox.RunResult, test: int,
+                   reference: ReferenceRun) -> None:
     """The traced run must compute what the C computes, like the 20 tests did."""
     records, clean = parse(variant, res.stdout, False, first=test)
     if res.returncode != 0 or not clean or len(records) != 1:
         raise Failed(ErrorKind.crash, f"timing run (test {test}) did not complete "
                      f"(exit status {res.returncode})")
-    expected, _ = correctness.reference_records(variant, seed, settings)
+    expected = reference.get().records
     finding = judge(variant, records, [expected[test]])
     if finding:
         raise Failed(finding.kind, f"timing run: {finding.message}")
@@ -280,9 +260,9 @@ def _measure_assembly(variant: Variant, assembly: str, seed: int, test: int,
         result, obj = syntax.assemble(assembly, scratch, settings)
         if obj is None:
             raise InfraError(f"baseline of {variant.id} does not assemble: {result.message}")
-        failed = correctness.link(variant, obj, scratch, settings)
+        failed = link(variant, obj, scratch, settings)
         if failed:
-            raise InfraError(f"baseline of {variant.id} does not link: {failed.message}")
+            raise InfraError(f"baseline of {variant.id} does not link: {failed}")
         return measure(variant, scratch, obj.name, seed, test, settings, 120.0, False)
     except Failed as exc:
         raise InfraError(f"baseline of {variant.id} failed its timing run: {exc}") from exc
@@ -294,10 +274,11 @@ def _measure_assembly(variant: Variant, assembly: str, seed: int, test: int,
 
 
 def run(variant: Variant, obj: Path, text: str, seed: int, scratch: Path,
-        settings: Settings) -> list[GateResult]:
+        settings: Settings, reference: ReferenceRun | None = None) -> list[GateResult]:
     """The performance gate and, when it measured, the cross-check gate."""
     start = time.perf_counter()
-    perf, measured = _performance(variant, obj, text, seed, scratch, settings)
+    perf, measured = _performance(variant, obj, text, seed, scratch, settings,
+                                  reference or ReferenceRun(variant, seed, settings))
     perf.seconds = time.perf_counter() - start
     if measured is None:
         return [perf]
@@ -309,24 +290,26 @@ def run(variant: Variant, obj: Path, text: str, seed: int, scratch: Path,
 
 
 def _performance(variant: Variant, obj: Path, text: str, seed: int, scratch: Path,
-                 settings: Settings) -> tuple[GateResult, Measurement | None]:
+                 settings: Settings, reference: ReferenceRun
+                 ) -> tuple[GateResult, Measurement | None]:
     test = timing_test(seed, settings.tests_per_attempt)
     # the whole-listing figure is computed while the kernel is traced
     listing = background.submit(settings, mca.whole_listing, text, settings)
     try:
-        return _measured_against_baselines(variant, obj, seed, test, scratch, settings, listing)
+        return _measured_against_baselines(variant, obj, seed, test, scratch, settings, listing,
+                                           reference)
     finally:
         futures.wait([listing])  # never left running, whatever the outcome
 
 
 def _measured_against_baselines(variant: Variant, obj: Path, seed: int, test: int,
                                 scratch: Path, settings: Settings,
-                                listing: futures.Future[dict[str, object]]
-                                ) -> tuple[GateResult, Measurement | None]:
-    _, ref_wall = correctness.reference_records(variant, seed, settings)
+                                listing: futures.Future[dict[str, object]],
+                                reference: ReferenceRun) -> tuple[GateResult, Measurement | None]:
+    ref_wall = reference.get().wall_s
     budget = settings.run_timeout_base_s + settings.run_timeout_factor * ref_wall
     try:
-        cand = measure(variant, scratch, obj.name, seed, test, settings, budget, True)
+        cand = measure(variant, scratch, obj.name, seed, test, settings, budget, True, reference)
     except Failed as exc:
         return GateResult.fail(NAME, exc.kind, str(exc), timing_test=test), None
     except mca.UnpricedError as exc:

@@ -46,8 +46,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ... import tools
-from ...errors import InfraError
+from .. import tools
+from ..errors import InfraError
 
 PLUGIN_C = Path(__file__).with_name("guard_plugin.c")
 HEADER = "qemu-plugin.h"

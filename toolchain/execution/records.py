@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...kernels.model import DType, Variant
+from ..kernels.model import DType, Variant
 from .harness import GUARD
 
 TEST_MAGIC = 0x54534554

@@ -1,0 +1,18 @@
+"""Running kernels: the per-variant harness, the link, the emulator runs, the C reference's
+records and the execution guard. The correctness and performance gates both use it; it decides
+nothing about a submission itself."""
+
+from .runs import (
+    EXE_NAME,
+    MAP_NAME,
+    Reference,
+    ReferenceRun,
+    link,
+    needs_abs_run,
+    qemu_argv,
+    reference,
+    timing_test,
+)
+
+__all__ = ["EXE_NAME", "MAP_NAME", "Reference", "ReferenceRun", "link", "needs_abs_run",
+           "qemu_argv", "reference", "timing_test"]
