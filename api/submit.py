@@ -29,8 +29,9 @@ def _addressed(item: attempts.NewAttempt, farm: Farm) -> attempts.NewAttempt:
     """The item with its template, its seed (derived from its content when the client sent
     none: identical attempts get identical tests) and its verdict cache key."""
     seed = item.seed if item.seed is not None else derive_seed(
-        item.variant_id, item.assembly, item.completion, farm.settings.seed_secret)
-    key = verdict_cache.key(item.variant_id, item.assembly, seed, item.completion, farm.settings)
+        item.variant_id, item.assembly, item.completion, farm.settings.core.seed_secret)
+    key = verdict_cache.key(item.variant_id, item.assembly, seed, item.completion,
+                            farm.settings.core)
     return replace(item, template=kernels.get(item.variant_id).template, seed=seed,
                    content_key=key)
 
@@ -92,7 +93,7 @@ def validate(items: Sequence[attempts.NewAttempt], farm: Farm) -> None:
                                  f"{farm.settings.max_batch} (ARMGYM_MAX_BATCH)")
     problems = []
     for position, item in enumerate(items):
-        found = _problem(item, farm.settings.max_source_bytes)
+        found = _problem(item, farm.settings.core.max_source_bytes)
         if found:
             problems.append((position, *found))
     seen: set[str] = set()
@@ -142,7 +143,7 @@ def submit(farm: Farm, key_id: int, items: Sequence[attempts.NewAttempt], *,
         new = [_addressed(it, farm) for it in items]
         with farm.sessions() as session:
             cached = attempts.cached_verdicts(session, (it.content_key or "" for it in new)) \
-                if farm.settings.verdict_cache else {}
+                if farm.settings.core.verdict_cache else {}
             done = attempts.submit(session, key_id, new, run_id=run_id, step=step,
                                    model=model, batch_key=batch_key, worker=CACHE_WORKER,
                                    cached=cached, lease_s=farm.settings.sweep_grace_s)

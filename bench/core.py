@@ -8,7 +8,6 @@ steady state of a long-running worker, not its start-up.
 
 from __future__ import annotations
 
-import dataclasses
 import multiprocessing
 import os
 import statistics
@@ -35,7 +34,7 @@ WARM_SEED = 2**62 + 7
 def bench_settings(verdict_cache: bool = False, overlap: bool = True) -> Settings:
     """This process's settings with the verdict cache on or off (ARMGYM_VERDICT_CACHE=0 is also
     set in the environment for the services) and a verification's tool runs overlapped or not."""
-    return dataclasses.replace(get_settings(), verdict_cache=verdict_cache, overlap=overlap)
+    return get_settings().replace(verdict_cache=verdict_cache, overlap=overlap)
 
 
 def outcome(verdict: Any) -> str:

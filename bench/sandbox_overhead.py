@@ -14,7 +14,6 @@ bwrap version. Also printed: the fixed cost of starting one sandboxed step that 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import shutil
 import statistics
@@ -47,8 +46,8 @@ def pick_variants(n: int) -> list[kernels.Variant]:
 def settings_for(mode: str) -> Settings:
     base = get_settings()
     if mode == "bwrap":
-        return dataclasses.replace(base, sandbox="bwrap", allow_unsandboxed=False)
-    return dataclasses.replace(base, sandbox="none", allow_unsandboxed=True)
+        return base.replace(sandbox="bwrap", allow_unsandboxed=False)
+    return base.replace(sandbox="none", allow_unsandboxed=True)
 
 
 def comparable(verdict: Verdict) -> str:

@@ -4,8 +4,9 @@ Each role execs the command the farm already has (uvicorn on `api.app:create_app
 workers.celery_app worker`, `celery ... flower`, `alembic upgrade head`) after the start-up work
 a container needs and a plain process does not: copying the baselines baked into the image into
 the writable cache, sizing the worker pool from the container's CPU quota (Celery would count
-the host's cores), and refusing to start a worker that cannot sandbox (it would only turn every
-attempt into infra_error). `check` is the health check both orchestrators run.
+the host's cores), and refusing to start with settings that cannot work or a worker that
+cannot sandbox (it would only turn every attempt into infra_error). `check` is the health check
+both orchestrators run.
 
   python -m deploy.entrypoints api|worker|flower [options passed on to uvicorn / celery]
   python -m deploy.entrypoints migrate
@@ -28,6 +29,9 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
 REPO = Path(__file__).resolve().parent.parent
 API_PORT = 8000
 FLOWER_PORT = 5555
@@ -43,6 +47,19 @@ DEPLOY_VARIABLES = {
     "ARMGYM_CACHE_SEED": "baselines baked into the image, copied into ARMGYM_CACHE_DIR at start",
     "ARMGYM_WORKER_CONCURRENCY": "pool processes per worker container (default: its CPU quota)",
 }
+
+
+class ContainerSettings(BaseSettings):
+    """The container's own variables (DEPLOY_VARIABLES, and Flower's URL prefix), validated."""
+
+    model_config = SettingsConfigDict(env_prefix="ARMGYM_", frozen=True, extra="ignore")
+    cache_seed: str = ""
+    worker_concurrency: int | None = Field(None, ge=1)
+    flower_url_prefix: str = Field("", validation_alias="FLOWER_URL_PREFIX")
+
+
+def container() -> ContainerSettings:
+    return ContainerSettings()
 
 
 def available_cpus() -> int:
@@ -78,12 +95,28 @@ def seed_cache(seed: Path, cache: Path) -> int:
     return copied
 
 
-def _seed_from_image() -> None:
-    seed = os.environ.get("ARMGYM_CACHE_SEED")
-    if seed and Path(seed).is_dir():
-        from toolchain.settings import Settings
+def _validate_settings() -> None:
+    """Exit with EX_CONFIG, saying which variable is wrong, when the settings cannot work: a
+    service that started anyway would fail on its first request instead."""
+    from pydantic import ValidationError
 
-        copied = seed_cache(Path(seed), Settings.from_env().cache_dir)
+    from store.settings import get_farm_settings
+    from toolchain.settings import SettingsError
+
+    try:
+        get_farm_settings()
+        container()
+    except (SettingsError, ValidationError) as exc:
+        print(f"entrypoint: refusing to start: {exc}", file=sys.stderr)
+        raise SystemExit(EX_CONFIG) from None
+
+
+def _seed_from_image() -> None:
+    seed = container().cache_seed
+    if seed and Path(seed).is_dir():
+        from store.settings import get_farm_settings
+
+        copied = seed_cache(Path(seed), get_farm_settings().core.cache_dir)
         if copied:
             print(f"entrypoint: seeded {copied} cache entries from {seed}", file=sys.stderr)
 
@@ -91,12 +124,12 @@ def _seed_from_image() -> None:
 def _require_sandbox() -> None:
     """Exit with EX_CONFIG when no sandbox can run, so the orchestrator shows a failing worker
     instead of a healthy one that answers every attempt with infra_error."""
+    from store.settings import get_farm_settings
     from toolchain import sandbox
     from toolchain.errors import InfraError
-    from toolchain.settings import Settings
 
     try:
-        mode = sandbox.sandbox_mode(Settings.from_env())
+        mode = sandbox.sandbox_mode(get_farm_settings().core)
     except InfraError as exc:
         print(f"entrypoint: worker refuses to start: {exc}", file=sys.stderr)
         raise SystemExit(EX_CONFIG) from None
@@ -109,7 +142,7 @@ def _api(extra: Sequence[str]) -> list[str]:
 
 
 def _worker(extra: Sequence[str]) -> list[str]:
-    concurrency = os.environ.get("ARMGYM_WORKER_CONCURRENCY") or str(available_cpus())
+    concurrency = str(container().worker_concurrency or available_cpus())
     return ["-m", "celery", "-A", "workers.celery_app", "worker", "-n", WORKER_NODE,
             "--concurrency", concurrency, "-E", "--without-mingle", "--without-gossip",
             "--loglevel", "INFO", *extra]
@@ -126,10 +159,10 @@ def _migrate(extra: Sequence[str]) -> list[str]:
 
 # role -> (start-up work, the command's arguments after the interpreter)
 ROLES: dict[str, tuple[tuple[Callable[[], None], ...], Callable[[Sequence[str]], list[str]]]] = {
-    "api": ((_seed_from_image,), _api),
-    "worker": ((_seed_from_image, _require_sandbox), _worker),
-    "flower": ((), _flower),
-    "migrate": ((), _migrate),
+    "api": ((_validate_settings, _seed_from_image), _api),
+    "worker": ((_validate_settings, _seed_from_image, _require_sandbox), _worker),
+    "flower": ((_validate_settings,), _flower),
+    "migrate": ((_validate_settings,), _migrate),
 }
 
 
@@ -157,7 +190,7 @@ def _check_api(port: int, timeout: float) -> tuple[bool, str]:
 
 
 def _check_flower(port: int, timeout: float) -> tuple[bool, str]:
-    prefix = os.environ.get("FLOWER_URL_PREFIX", "").strip("/")
+    prefix = container().flower_url_prefix.strip("/")
     path = f"/{prefix}/healthcheck" if prefix else "/healthcheck"
     return _http_ok(f"http://127.0.0.1:{port or FLOWER_PORT}{path}", timeout)
 
@@ -180,7 +213,7 @@ def _check_migrated(_port: int, timeout: float) -> tuple[bool, str]:
     from store import db
     from store.settings import FarmSettings
 
-    url = FarmSettings.from_env().sqlalchemy_url
+    url = FarmSettings.from_env().sqlalchemy_url  # a probe: fresh, never cached
     head = ScriptDirectory.from_config(db.alembic_config(url)).get_current_head()
     engine = db.make_engine(url, pool_size=1)
     try:

@@ -4,7 +4,6 @@ logic), then whole verifications with the real tools (qemu trace, llvm-mca)."""
 from __future__ import annotations
 
 import random
-from dataclasses import replace
 
 from conftest import asm
 
@@ -148,7 +147,7 @@ def test_choosing_by_indirect_branch_is_charged_like_a_conditional_one() -> None
 
 def test_branch_prediction_can_be_turned_off_and_is_reported_either_way() -> None:
     off = verify(RELU, asm(BRANCHY), 11,
-                 settings=replace(get_settings(), branch_prediction=False))
+                 settings=get_settings().replace(branch_prediction=False))
     details = next(g for g in off.gates if g.name == "performance").details
     assert not details["branch_prediction"]["enabled"]
     assert details["branch_prediction"]["branch_cycles"] == 0

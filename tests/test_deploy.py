@@ -26,7 +26,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import fields
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -184,8 +183,7 @@ def template_labels(docs: tuple[dict[str, Any], ...], name: str) -> dict[str, st
 
 
 def settings_variables() -> set[str]:
-    return {f"ARMGYM_{f.name.upper()}" for f in fields(FarmSettings)} | set(
-        entrypoints.DEPLOY_VARIABLES)
+    return set(FarmSettings.variables()) | set(entrypoints.DEPLOY_VARIABLES)
 
 
 # --------------------------------------------------------------------------- compose

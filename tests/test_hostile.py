@@ -183,7 +183,7 @@ def host() -> Iterator[Host]:
     listener.setblocking(False)
     sleeper = subprocess.Popen(["sleep", "3600"], preexec_fn=_as_nobody)
     # Shorter budgets than production, so the runaway cases cost about a second each.
-    settings = dataclasses.replace(get_settings(), run_timeout_base_s=1.0,
+    settings = get_settings().replace(run_timeout_base_s=1.0,
                                    run_timeout_factor=5.0, assemble_timeout_s=2.0)
     try:
         yield Host(canary, secret, f"armgym-pwned-{secrets.token_hex(6)}", listener, sleeper,
@@ -351,8 +351,8 @@ def weak_host(host: Host) -> Iterator[Host]:
     canary = canary_dir / "canary"
     canary.write_bytes(b"intact\n")
     os.chmod(canary, 0o666)
-    yield dataclasses.replace(host, canary=canary, settings=dataclasses.replace(
-        host.settings, sandbox="none", allow_unsandboxed=True))
+    yield dataclasses.replace(host, canary=canary, settings=host.settings.replace(
+        sandbox="none", allow_unsandboxed=True))
     shutil.rmtree(canary_dir, ignore_errors=True)
 
 

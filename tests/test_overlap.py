@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 from conftest import HONEST, asm, baseline
 
@@ -20,6 +18,6 @@ from toolchain.verify import verify
 ], ids=["honest", "honest-dot", "wrong", "svc", "syntax"])
 def test_verdict_is_the_same_with_and_without_overlap(variant: str, text: str) -> None:
     settings = get_settings()
-    on = verify(variant, text, 4242, settings=dataclasses.replace(settings, overlap=True))
-    off = verify(variant, text, 4242, settings=dataclasses.replace(settings, overlap=False))
+    on = verify(variant, text, 4242, settings=settings.replace(overlap=True))
+    off = verify(variant, text, 4242, settings=settings.replace(overlap=False))
     assert on.canonical() == off.canonical()

@@ -187,7 +187,7 @@ BURN = """
 
 
 def test_a_trace_longer_than_its_budget_is_timeout() -> None:
-    settings = replace(get_settings(), trace_limit_mb=8)
+    settings = get_settings().replace(trace_limit_mb=8)
     burn = asm(BURN.format(lo=200_000 & 0xFFFF, hi=200_000 >> 16))
     v = verify(VEC, burn, SEED, settings=settings)
     assert v.error_kind == ErrorKind.timeout, v.message

@@ -6,7 +6,6 @@ the file system, the network and the limits without any other program in the san
 
 from __future__ import annotations
 
-import dataclasses
 import secrets
 import shutil
 import signal
@@ -21,7 +20,7 @@ from host_state import sandbox_uid, with_marker
 
 from toolchain import sandbox
 from toolchain.errors import ErrorKind, InfraError
-from toolchain.settings import Settings, get_settings
+from toolchain.settings import Settings, SettingsError, get_settings
 from toolchain.verify import verify
 
 BASH = shutil.which("bash") or "/usr/bin/bash"
@@ -30,8 +29,8 @@ MISSING_BWRAP = "/nonexistent/bwrap"
 
 def weak_settings() -> Settings:
     """The documented weaker mode, on a host where bwrap is unavailable."""
-    return dataclasses.replace(get_settings(), sandbox="none", allow_unsandboxed=True,
-                               bwrap_path=MISSING_BWRAP)
+    return get_settings().replace(sandbox="none", allow_unsandboxed=True,
+                                  bwrap_path=MISSING_BWRAP)
 
 
 @pytest.fixture
@@ -179,13 +178,13 @@ def test_argv_asks_for_every_namespace_and_a_read_only_root(scratch: Path) -> No
 
 @pytest.fixture
 def no_bwrap() -> Iterator[Settings]:
-    yield dataclasses.replace(get_settings(), bwrap_path=MISSING_BWRAP)
+    yield get_settings().replace(bwrap_path=MISSING_BWRAP)
 
 
 @pytest.mark.parametrize("allow", [False, True])
 def test_refuses_untrusted_work_without_bwrap(no_bwrap: Settings, allow: bool) -> None:
     """Even with the weaker mode allowed, a broken bwrap never silently falls back to it."""
-    settings = dataclasses.replace(no_bwrap, allow_unsandboxed=allow)
+    settings = no_bwrap.replace(allow_unsandboxed=allow)
     with pytest.raises(InfraError, match="refusing untrusted work"):
         sandbox.sandbox_mode(settings)
     verdict = verify(HONEST, baseline(HONEST), 5, settings=settings)
@@ -195,9 +194,11 @@ def test_refuses_untrusted_work_without_bwrap(no_bwrap: Settings, allow: bool) -
 
 
 def test_weaker_mode_needs_both_settings(no_bwrap: Settings) -> None:
-    settings = dataclasses.replace(no_bwrap, sandbox="none")
-    with pytest.raises(InfraError, match="ALLOW_UNSANDBOXED"):
-        sandbox.sandbox_mode(settings)
+    """sandbox=none alone is refused when the settings are made, before any work."""
+    with pytest.raises(SettingsError, match="ARMGYM_ALLOW_UNSANDBOXED=1"):
+        no_bwrap.replace(sandbox="none")
+    with pytest.raises(SettingsError, match="ARMGYM_ALLOW_UNSANDBOXED=1"):
+        Settings.from_env({"ARMGYM_SANDBOX": "none"})
 
 
 def test_weaker_mode_runs_and_says_so() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import secrets
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from toolchain.verify import derive_seed, verify
 def cached_settings(tmp_path: Path) -> Settings:
     """The session's settings with the cache on, in a directory of this test's own (the tool
     caches stay shared: only the verdicts move)."""
-    settings = dataclasses.replace(get_settings(), verdict_cache=True)
+    settings = get_settings().replace(verdict_cache=True)
     verdict_cache._CACHES[settings.cache_dir / "verdicts"] = verdict_cache.VerdictCache(
         tmp_path / "verdicts")
     return settings
@@ -45,7 +44,7 @@ def test_wrong_kernels_are_cached_too_and_infra_errors_never(tmp_path: Path) -> 
     first = verify(HONEST, wrong, seed, settings=settings)
     assert first.error_kind is ErrorKind.wrong_output and not first.cached
     assert verify(HONEST, wrong, seed, settings=settings).cached
-    broken = dataclasses.replace(settings, bwrap_path="/nonexistent/bwrap")
+    broken = settings.replace(bwrap_path="/nonexistent/bwrap")
     for _ in range(2):
         v = verify(HONEST, baseline(HONEST, "clang"), seed, settings=broken)
         assert v.error_kind is ErrorKind.infra_error and not v.cached
@@ -73,10 +72,10 @@ def test_key_covers_what_decides_a_verdict() -> None:
         verdict_cache.key(HONEST, "x", 2, False, s),
         verdict_cache.key(HONEST, "x", 1, True, s),
         verdict_cache.key("vec_add_n64_float32", "x", 1, False, s),
-        verdict_cache.key(HONEST, "x", 1, False, dataclasses.replace(s, tests_per_attempt=5)),
+        verdict_cache.key(HONEST, "x", 1, False, s.replace(tests_per_attempt=5)),
     }
     assert base not in others and len(others) == 5
-    assert base == verdict_cache.key(HONEST, "x", 1, False, dataclasses.replace(s, jobs=7))
+    assert base == verdict_cache.key(HONEST, "x", 1, False, s.replace(jobs=7))
 
 
 def test_seed_from_content_is_stable_keyed_and_used_by_default() -> None:

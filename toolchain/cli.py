@@ -15,7 +15,7 @@ from tqdm import tqdm
 from . import baselines, kernels, sandbox, tools
 from .errors import InfraError
 from .execution import guard
-from .settings import get_settings
+from .settings import SettingsError, get_settings
 from .verdict import Verdict
 from .verify import verify
 
@@ -325,6 +325,11 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    try:
+        get_settings()  # validated before any work: a mistyped ARMGYM_* value stops here
+    except SettingsError as exc:
+        print(f"armgym: {exc}", file=sys.stderr)
+        return 2
     return int(args.func(args))
 
 

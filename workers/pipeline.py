@@ -116,7 +116,7 @@ def process(sessions: Sessions, attempt_id: str, *, worker: str, settings: FarmS
                        "was lost each time", settings, deadline)
     start = time.perf_counter()
     verdict = verify(job.variant_id, job.assembly, job.seed, completion=job.completion,
-                     settings=settings)
+                     settings=settings.core)
     seconds = time.perf_counter() - start
     if verdict.error_kind is ErrorKind.infra_error and not final:
         release(sessions, attempt_id, settings, deadline)

@@ -52,7 +52,7 @@ def _tool_versions() -> dict[str, str]:
 
 def _sandbox(farm: Farm) -> str:
     try:
-        return sandbox.sandbox_mode(farm.settings)
+        return sandbox.sandbox_mode(farm.settings.core)
     except InfraError as exc:
         return f"unavailable: {exc}"
 
@@ -160,7 +160,7 @@ def _cycles(variant: kernels.Variant, seed: int, farm: Farm) -> dict[str, float]
     measured here (cached on disk), or, on an API host without the emulator and cost model
     (the farm's API image), as the workers stored them (data-independent baselines only)."""
     try:
-        return performance.baseline_cycles(variant, seed, farm.settings)
+        return performance.baseline_cycles(variant, seed, farm.settings.core)
     except (InfraError, OSError):
         pass
     with farm.sessions() as session:

@@ -161,7 +161,7 @@ def gate_seed(seed: int, mutant_id: str) -> int:
 def score(job: tuple[str, str, int]) -> tuple[str, str]:
     """Phase 2 for one mutant: (verdict, message); an infra error is retried once."""
     variant_id, text, seed = job
-    settings = dataclasses.replace(get_settings(), verdict_cache=False)
+    settings = get_settings().replace(verdict_cache=False)
     for _ in range(2):
         v = verify(variant_id, text, seed, settings=settings)
         kind = "pass" if v.passed else str(v.error_kind.value if v.error_kind else "unknown")

@@ -86,7 +86,8 @@ def base_env(**extra: str) -> dict[str, str]:
     return {**env, "ARMGYM_API_KEYS": f"alice:{USER_KEY},bob:{OTHER_KEY}",
             "ARMGYM_ADMIN_KEY": ADMIN_KEY, "ARMGYM_RUN_TIMEOUT_BASE_S": "1",
             "ARMGYM_MAX_RETRIES": "2", "ARMGYM_RETRY_BACKOFF_S": "0.2",
-            "ARMGYM_VISIBILITY_TIMEOUT_S": "6", "ARMGYM_QUEUE_NAME": f"armgym-test-{TAG}",
+            "ARMGYM_VISIBILITY_TIMEOUT_S": "6", "ARMGYM_ALLOW_EARLY_REDELIVERY": "1",
+            "ARMGYM_QUEUE_NAME": f"armgym-test-{TAG}",
             "ARMGYM_EMBEDDED_WORKERS": "2", **extra}
 
 
