@@ -36,7 +36,7 @@ from toolchain import (  # noqa: E402
     kernels,
     sandbox,
 )
-from toolchain.execution import guard  # noqa: E402
+from toolchain.execution import guard, harness  # noqa: E402
 from toolchain.gates import syntax  # noqa: E402
 from toolchain.settings import get_settings  # noqa: E402
 
@@ -62,9 +62,9 @@ def main() -> int:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     settings = get_settings()
-    tests = settings.tests_per_attempt
     rows = []
     for i, variant in enumerate(pick_variants(args.n)):
+        tests = harness.test_count(variant, settings)
         scratch = Path(tempfile.mkdtemp(prefix="armgym-guard-bench-"))
         try:
             text = baselines.get(variant, "clang", "-O3", settings).assembly

@@ -51,7 +51,7 @@ def _one_test(argv: list[str], scratch: Path, variant: kernels.Variant, test: in
 def correctness_gate(variant: kernels.Variant, scratch: Path, seed: int,
                      settings: Settings) -> GateResult:
     """Link, then each of the 20 tests in its own emulator process, reference first."""
-    tests = settings.tests_per_attempt
+    tests = harness.test_count(variant, settings)
     built = harness.build(variant, settings)
     with_abs = execution.needs_abs_run(variant)
     expected, ref_wall = [], 0.0

@@ -217,6 +217,52 @@ def test_a_dropped_or_repeated_element_is_rejected_on_a_fixed_test(
     _on_fixed_tests(_rejected(variant_id, _mutant(variant_id, find, replace), SEEDS_FIXED))
 
 
+# A selection that loses one vector block or lane of the compiler's own code (the mutation
+# instrument's survivors before the position tests): each is wrong only where the extreme sits
+# in what it lost, so the fixed position tests (after test 30) must put it there.
+LOST_LANE = [
+    ("max_reduce_n4096_int8", "clang", "\tsmax\tv0.16b, v0.16b, v2.16b\n", "",
+     "one of four accumulators left out of the reduction tree"),
+    ("max_reduce_n4096_int8", "gcc", "\tsmax\tv0.16b, v0.16b, v3.16b\n", "",
+     "one of four accumulators left out of the reduction tree"),
+    ("max_reduce_n4096_int8", "clang", "ldp\td5, d4, [x8, #40]", "ldp\td5, d4, [x8, #32]",
+     "a tail block loaded from the wrong offset"),
+    ("max_reduce_n4096_uint32", "clang", "add\tx9, x8, #4052", "add\tx9, x8, #4068",
+     "a tail block loaded from the wrong offset"),
+    ("max_reduce_n4096_uint32", "clang", "umax\tv0.4s, v0.4s, v3.4s",
+     "smax\tv0.4s, v0.4s, v3.4s", "one signed step in an unsigned reduction tree"),
+    ("softmax_numer_n1024_float64", "clang", "fcmp\td1, d0", "fcmp\td1, d8",
+     "an unrolled compare against the maximum before the previous element's update"),
+]
+
+
+@pytest.mark.parametrize(("variant_id", "compiler", "find", "replace", "why"), LOST_LANE,
+                         ids=[f"{c[0]} {c[1]}: {c[4]}" for c in LOST_LANE])
+def test_a_selection_losing_a_block_or_lane_is_rejected_on_a_fixed_test(
+        variant_id: str, compiler: str, find: str, replace: str, why: str) -> None:
+    text = baselines.get(kernels.get(variant_id), compiler).assembly
+    assert find in text
+    results = _rejected(variant_id, text.replace(find, replace, 1), SEEDS_FIXED)
+    _on_fixed_tests(results)
+    assert all(r.details["test_name"].startswith("extreme_at_") for r in results), why
+
+
+def test_selection_position_tests_cover_every_residue_and_the_tail() -> None:
+    """Every residue modulo the elements of four 128-bit vectors lies in the window of the last
+    two periods (and so does every tail position); short arrays get every position."""
+    from toolchain.execution.harness import selection_positions, test_count
+
+    for variant_id, period in (("max_reduce_n4096_int8", 64), ("argmax_n1023_int32", 16),
+                               ("min_reduce_n4095_float64", 8)):
+        variant = kernels.get(variant_id)
+        n, positions = variant.params["n"], selection_positions(variant)
+        assert set(range(n - 2 * period, n)) <= set(positions)
+        assert {p % period for p in positions if p >= n - 2 * period} == set(range(period))
+        assert test_count(variant, get_settings()) == 31 + len(positions)
+    assert selection_positions(kernels.get("argmax_n17_int8")) == tuple(range(17))
+    assert selection_positions(kernels.get("dot_n4096_float32")) == ()
+
+
 CORNERS = [
     ("quantize_n1024_float32", "roundf(", "rintf(", "ties to even, not away from zero"),
     ("quantize_n64_float64", "r > 127.0", "r > 128.0", "saturation bound off by one"),

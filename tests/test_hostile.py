@@ -310,7 +310,7 @@ def run_unguarded(case: Case, host: Host, timeout_s: float = 3.0
         result, obj = syntax.assemble(expand(case, host).decode(), scratch, settings)
         assert obj is not None, result.message
         assert execution.link(variant, obj, scratch, settings) is None
-        tests = settings.tests_per_attempt
+        tests = execution.harness.test_count(variant, settings)
         res = sandbox.run(execution.qemu_argv(f"./{execution.EXE_NAME}", SEED, tests, False),
                           scratch, timeout_s=timeout_s, writable=False, settings=settings)
     finally:

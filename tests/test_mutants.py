@@ -17,6 +17,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/ is not an installed package
@@ -62,6 +63,13 @@ def test_oracle_tests_make_every_edge_position_decisive() -> None:
     small = kernels.get("min_reduce_n128_uint32")
     assert {int(c.values[0].argmin()) for c in inputs.tests(small, 3)} == set(range(128))
     assert len(cases) >= 57 + 48
+    # the extreme alone on its side of zero at every position of the last 192: every residue of
+    # a lost lane of up to 64 elements per iteration; buffers fenced by an inaccessible page
+    alone = {int(c.values[0].argmax()) for c in cases
+             if np.count_nonzero(np.asarray(c.values[0]) > 0) == 1}
+    assert set(range(1023 - 192, 1023)) | set(range(64)) <= alone
+    assert sum(c.seed & inputs.FENCED != 0 for c in cases) == 4
+    assert any(np.all(np.isnan(c.values[0])) for c in cases)  # each special value everywhere
     assert inputs.encode(v, cases) == inputs.encode(v, inputs.tests(v, 3))
 
 
@@ -77,8 +85,10 @@ def judged() -> Iterator[dict[str, oracle.Judgement]]:
         "last element dropped": _edit(base, "add\tw0, w9, w8", "mov\tw0, w9"),
         "unwritten register": _edit(base, "add\tw0, w9, w8", "add\tw0, w9, w10"),
         "x19 clobbered": _edit(base, ret, "\tmov\tx19, xzr\n" + ret),
+        "write before the start": _edit(base, add, "\tstur\tw9, [x0, #-4]\n" + add),
         "write past the end": _edit(base, add, "\tstr\tw9, [x0, #68]\n" + add),
         "const input written": _edit(base, add, "\tstr\tw9, [x0, #4]\n" + add),
+        "read past the end": _edit(base, add, "\tldr\tw10, [x0, #68]\n" + add),
         "never returns": _edit(base, ret, "1:\tb\t1b\n.Lfunc_end0"),
         "runs off its end": _edit(base, ret, ".Lfunc_end0"),
     }  # fmt: skip
@@ -121,8 +131,10 @@ def test_the_references_agree_and_equivalent_edits_are_equivalent(judged: dict) 
     ("last element dropped", "outputs differ"),
     ("unwritten register", "outputs differ"),
     ("x19 clobbered", "x19-x29 not restored"),
-    ("write past the end", "guard zone written"),
+    ("write before the start", "guard zone written"),
+    ("write past the end", "dies by signal"),  # against the inaccessible page of fenced tests
     ("const input written", "const input changed"),
+    ("read past the end", "dies by signal"),
     ("never returns", "runs past its time budget"),
     ("runs off its end", "dies by signal"),
 ])  # fmt: skip

@@ -17,7 +17,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mutants", type=int, default=3000, help="at least this many (default 3000)")
     p.add_argument("--seed", type=int, default=2026, help="draws variants, mutants, gate seeds")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
-    p.add_argument("--template", action="append", help="only these templates (repeatable)")
+    p.add_argument("--template", action="append", help="only these templates (repeatable; "
+                   "with --reuse, only the saved mutants of these)")
     p.add_argument("--variant", action="append", help="only these variants (repeatable)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     p.add_argument("--survivors", type=Path, help="also copy the survivors' digest here")

@@ -104,6 +104,11 @@ def values(dt: DType, n: int, family: str, rng: np.random.Generator) -> np.ndarr
             out = rng.choice([0.0, -0.0, 0.0, -0.0, 1.0, -1.0, 0.5, -0.5], n)
         elif family == "tiny":
             out = rng.integers(0, 3, n) * rng.choice([-1.0, 1.0], n)
+        elif family in ("high_band", "low_band"):
+            out = float(fi.max) * rng.uniform(0.5, 1.0, n) * (1 if family == "high_band" else -1)
+        elif family in ("positive", "negative"):
+            out = np.abs(rng.standard_normal(n)) * 10.0 ** rng.uniform(-span, span, n)
+            out = out if family == "positive" else -out
         else:
             raise ValueError(family)
         with np.errstate(over="ignore", invalid="ignore"):
@@ -145,6 +150,14 @@ def values(dt: DType, n: int, family: str, rng: np.random.Generator) -> np.ndarr
         out = rng.choice([0, 1, -1 if lo < 0 else 2], n)
     elif family == "tiny":
         out = rng.integers(0, 4, n)
+    elif family == "high_band":
+        out = rng.integers(hi - 15, hi, n, endpoint=True)
+    elif family == "low_band":
+        out = rng.integers(lo, lo + 15, n, endpoint=True)
+    elif family in ("positive", "negative"):  # one side of the sign (uint32: of 2^31)
+        mid = 0 if lo < 0 else 1 << 31
+        out = rng.integers(mid, hi, n, endpoint=True) if family == "positive" else \
+            rng.integers(lo, mid, n, endpoint=False)
     else:
         raise ValueError(family)
     return np.asarray(out).astype(t)
@@ -265,8 +278,70 @@ def tests(variant: Variant, seed: int) -> list[Test]:
     # compare dropped or off by equality shows at the start as anywhere else.
     for family, runs in (("small_int", False), ("random", True)) * 2:
         out.append(_repeated(variant, _test(variant, family, rng), runs, rng))
+    # Appended later still: every buffer full of one special value (each IEEE corner, each
+    # integer extreme, at every position at once); values all in the top or the bottom band of
+    # the type, or all of one sign; buffers that end against an inaccessible page (a read one
+    # element past the end faults); and for selections the extreme alone on its side of the sign
+    # boundary (0; 2^31 for uint32) at every position of the first 64 and the last 192 (every
+    # residue of a lost lane or block of up to 64 elements per iteration, and every tail).
+    for value in _specials(variant.dtype):
+        out.append(_filled(variant, _test(variant, "random", rng), value))
+    out += [_test(variant, family, rng) for family in BANDS]
+    for family in ("random", "small_int", "special", "increasing"):
+        case = _test(variant, family, rng)
+        out.append(Test(case.seed | FENCED, case.values))
+    if variant.template in SELECTIONS:
+        n = variant.params["n"]
+        for position in dict.fromkeys([*range(min(n, 64)), *range(max(0, n - 192), n)]):
+            out.append(_opposite(variant, _test(variant, "random", rng), position, rng))
     return out
 
+
+#: Seed bit the oracle harness reads as "end every buffer at an inaccessible page".
+FENCED = 1 << 63
+BANDS = ("high_band", "low_band", "positive", "negative")
+
+
+def _specials(dt: DType) -> np.ndarray:
+    t = NP[dt]
+    return _float_specials(t) if dt.is_float else _int_specials(t)
+
+
+def _filled(variant: Variant, test: Test, value: np.generic) -> Test:
+    """Every input buffer of the variant's element type filled with `value`."""
+    vals = list(test.values)
+    for i, arg in enumerate(variant.signature.args):
+        if arg.pointer and arg.role != "out" and arg.dtype is variant.dtype:
+            vals[i] = np.full(arg.length, value, dtype=NP[arg.dtype])
+    return Test(test.seed, tuple(vals))
+
+
+def _opposite(variant: Variant, test: Test, position: int, rng: np.random.Generator) -> Test:
+    """The selection's extreme at `position`, alone on its side of the sign boundary, and the
+    runner-up (beyond every other element, on their side) right after it."""
+    sign = SELECTIONS[variant.template]
+    x = [a.name for a in variant.signature.args].index("x")
+    t = NP[variant.signature.args[x].dtype]
+    n = variant.signature.args[x].length
+    if np.issubdtype(t, np.floating):
+        base = -sign * (np.abs(rng.standard_normal(n)) * 10.0 ** rng.uniform(-2, 2) + 1e-3)
+        spike, runner_up = sign * (abs(rng.standard_normal()) + 1e-3), -sign * 5e-4
+    else:
+        ii = np.iinfo(t)
+        mid = 0 if ii.min < 0 else 1 << (ii.bits - 1)
+        if sign > 0:  # base in [min, mid - 1), the runner-up mid - 1, the extreme >= mid
+            base = rng.integers(int(ii.min), mid - 1, n, endpoint=False)
+            spike, runner_up = int(rng.integers(mid, int(ii.max), endpoint=True)), mid - 1
+        else:  # base in (mid, max], the runner-up mid, the extreme < mid
+            base = rng.integers(mid + 1, int(ii.max), n, endpoint=True)
+            spike, runner_up = int(rng.integers(int(ii.min), mid, endpoint=False)), mid
+    base = np.asarray(base, dtype=np.float64 if np.issubdtype(t, np.floating) else np.int64)
+    base[position] = spike
+    if position + 1 < n:
+        base[position + 1] = runner_up
+    vals = list(test.values)
+    vals[x] = base.astype(t)
+    return Test(test.seed, tuple(vals))
 
 def _repeated(variant: Variant, test: Test, runs: bool, rng: np.random.Generator) -> Test:
     vals = list(test.values)

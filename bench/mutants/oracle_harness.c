@@ -63,6 +63,10 @@ static struct arg args[MAX_ARGS];
 static uint32_t ntests, nargs, ret_kind, ret_size;
 static const uint8_t **test_data; /* per test: seed, then each argument's bytes */
 static uint8_t *arena[MAX_ARGS];
+/* Tests whose seed has bit 63 set (inputs.FENCED) place every buffer so that it ends where an
+ * inaccessible page begins: a read or write of one element past the end faults. */
+#define FENCED (1ull << 63)
+static uint8_t *fence_end[MAX_ARGS];
 static uint8_t *stack_base;
 
 static void die(const char *why) {
@@ -120,6 +124,13 @@ static void load(const char *path) {
         if (args[k].kind == K_PTR) {
             size_t bytes = arg_bytes(&args[k]) + 2 * GUARD + 64;
             if (posix_memalign((void **)&arena[k], 64, bytes)) die("out of memory");
+            long page = sysconf(_SC_PAGESIZE);
+            size_t span = (arg_bytes(&args[k]) + GUARD + 2 * (size_t)page - 1) / page * page;
+            uint8_t *m = mmap(NULL, span + (size_t)page, PROT_READ | PROT_WRITE,
+                              MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            if (m == MAP_FAILED || mprotect(m + span, (size_t)page, PROT_NONE))
+                die("cannot map a fenced buffer");
+            fence_end[k] = m + span;
         }
     }
     test_data = malloc(sizeof(*test_data) * (ntests ? ntests : 1));
@@ -186,6 +197,7 @@ static uint32_t run_test(uint32_t fn, uint32_t t, struct sink *out) {
     static uint8_t guards[MAX_ARGS][2][GUARD], frame[FRAME_BYTES];
     const uint8_t *p = test_data[t];
     uint64_t s = rd64(p);
+    int fenced = (s & FENCED) != 0;
     p += 8;
     fill_random((uint8_t *)&r, offsetof(struct oracle_regs, nzcv), &s);
     r.nzcv = splitmix(&s) & 0xf0000000ull;
@@ -204,11 +216,12 @@ static uint32_t run_test(uint32_t fn, uint32_t t, struct sink *out) {
             size_t bytes = arg_bytes(a);
             size_t mis = (size_t)a->esize * ((t + k) % 4); /* natural alignment, not 16 bytes */
             uint8_t *lo = arena[k] + mis, *d = lo + GUARD;
+            if (fenced) d = fence_end[k] - bytes, lo = d - GUARD;
             fill_random(guards[k][0], GUARD, &s);
             fill_random(guards[k][1], GUARD, &s);
             memcpy(lo, guards[k][0], GUARD);
             memcpy(d, p, bytes);
-            memcpy(d + bytes, guards[k][1], GUARD);
+            if (!fenced) memcpy(d + bytes, guards[k][1], GUARD);
             data[k] = d;
             r.x[ngrn++] = (uint64_t)(uintptr_t)d;
         } else if (a->kind == K_INT) {
@@ -237,7 +250,7 @@ static uint32_t run_test(uint32_t fn, uint32_t t, struct sink *out) {
         if (args[k].kind != K_PTR) continue;
         size_t bytes = arg_bytes(&args[k]);
         if (memcmp(data[k] - GUARD, guards[k][0], GUARD) != 0 ||
-            memcmp(data[k] + bytes, guards[k][1], GUARD) != 0)
+            (!fenced && memcmp(data[k] + bytes, guards[k][1], GUARD) != 0))
             flags |= F_GUARD;
         if (args[k].role == R_IN && memcmp(data[k], given[k], bytes) != 0) flags |= F_INPUT;
     }

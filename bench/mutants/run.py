@@ -287,6 +287,9 @@ def execute(seed: int, count: int, jobs: int, templates: Iterable[str] | None = 
     start = time.perf_counter()
     data = load_phase1(reuse) if reuse else phase1(seed, count, jobs, templates, variant_ids,
                                                     progress)
+    if reuse and (templates or variant_ids):  # score only these of the saved mutants
+        data["mutants"] = [m for m in data["mutants"] if (templates and m.template in templates)
+                           or (variant_ids and m.variant in variant_ids)]
     flipped = recheck(data, jobs, progress) if reuse and recheck_equivalent else None
     if save and (not reuse or recheck_equivalent):
         save_phase1(data, save)

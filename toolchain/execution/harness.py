@@ -48,16 +48,56 @@ def narrow_tests(variant: Variant) -> bool:
     return variant.tolerance.ulps == 0
 
 
+#: Templates whose result is one selected element (softmax_numer: the maximum it subtracts),
+#: and which way the extreme lies.
+SELECTIONS = {"max_reduce": 1, "argmax": 1, "min_reduce": -1, "softmax_numer": 1}
+#: Fixed tests 0-30 (compare.TEST_NAMES); a selection's position tests follow them.
+BASE_TESTS = 31
+#: Bytes a vectorised selection's main loop covers per iteration, at most: four 128-bit
+#: accumulators (clang and gcc -O3 for every element type).
+UNROLL_BYTES = 64
+
+
+def selection_positions(variant: Variant) -> tuple[int, ...]:
+    """Where the position tests of a selection put its unique extreme, one test each.
+
+    A lost accumulator, lane or block (a deleted max in the reduction tree, a wrong load offset,
+    a loop that ends one block early) drops every position of one residue class modulo the
+    elements per iteration (p = 64 / element size at most), or one position of the tail. The
+    last 2p positions hold the main loop's last iteration as long as the tail after it is at
+    most p elements, and every tail position, so each such class is decisive in one test; the
+    first vector (and one more) covers a peeled head. Short arrays get every position."""
+    if variant.template not in SELECTIONS:
+        return ()
+    n, size = variant.params["n"], variant.dtype.size
+    lanes, period = 16 // size, UNROLL_BYTES // size
+    if n <= lanes + 1 + 2 * period:
+        return tuple(range(n))
+    return (*range(lanes + 1), *range(n - 2 * period, n))
+
+
+def test_count(variant: Variant, settings: Settings) -> int:
+    """Tests per attempt: the settings' count, plus a selection's position tests when that
+    count includes every fixed family (a reduced count, in some tests, runs no position test)."""
+    tests = settings.tests_per_attempt
+    return tests + len(selection_positions(variant)) if tests >= BASE_TESTS else tests
+
+
 def variant_header(variant: Variant) -> str:
     rows = ",\n    ".join(
         f"{{{_DT[a.dtype]}, {int(a.pointer)}, {a.length}, {_ROLE[a.role]}}}"
         for a in variant.signature.args
     )
+    positions = selection_positions(variant)
     return (
         f"/* {variant.id} */\n"
         f"#define NARGS {len(variant.signature.args)}\n"
         f"#define REDUCTION {int(overflow_safe(variant))}\n"
         f"#define NARROW_TESTS {int(narrow_tests(variant))}\n"
+        f"#define SELECT_SIGN {SELECTIONS.get(variant.template, 0)}\n"
+        f"#define NPOS {len(positions)}\n"
+        f"static const int POSITIONS[{max(1, len(positions))}] = "
+        f"{{{', '.join(map(str, positions)) or '0'}}};\n"
         "void kernel(void);\n"
         f"static const struct arg ARGS[NARGS] = {{\n    {rows}\n}};\n"
     )

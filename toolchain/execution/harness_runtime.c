@@ -188,7 +188,7 @@ enum {
     T_LOWP_INT,      /* floats: odd integers a narrower float cannot hold (others 1); ints: MIN */
     T_LOWP_FRAC,     /* floats: one sign, 0.625 of a narrower float's ulp off its grid; ints: MAX */
     T_HALVES,        /* floats: halves (rounding ties), saturation bounds first and last */
-    T_END
+    T_END            /* selections: tests T_END + j put the extreme at POSITIONS[j] */
 };
 
 /* What `gen_*` need to know about the element they make. */
@@ -204,6 +204,17 @@ static int ramp_down(const struct slot *s) { return s->n / 2 - 1 - s->i; }
 static int small(const struct slot *s) { return 1 + (s->i * 3 + s->ai) % 7; } /* 1..7 */
 static int alternating(const struct slot *s) { return (s->i & 1) ? -small(s) : small(s); }
 static int tie(const struct slot *s) { return s->i == 1 || s->i == s->n / 2 || s->i == s->n - 1; }
+/* A selection's position test j: the extreme (10) alone on its side of the sign boundary (0;
+ * 2^31 for uint32), every other element 2..16 on the other side, so comparing with the wrong
+ * signedness anywhere on the extreme's path loses it as surely as dropping its lane does; the
+ * element after it is the runner-up (1), so a compare against the maximum as it stood before
+ * the extreme (an unrolled loop's stale register) takes the runner-up instead. */
+static int64_t position_value(int test, const struct slot *s) {
+    int j = test - T_END;
+    if (s->i == POSITIONS[j]) return SELECT_SIGN * 10;
+    return -SELECT_SIGN * (s->i == POSITIONS[j] + 1 ? 1 : 2 + (s->i * 5 + j) % 15);
+}
+static int position_test(int test) { return test >= T_END && test < T_END + NPOS; }
 static const double HALF_CORNERS[10] = {-0.5, 0.5, -1.5, 1.5, 2.5, -2.5, 126.5, -127.5, -128.5, 127.5};
 
 /* Rounding ties of every kind, saturation bounds at both ends, halves in [-150.5, 150.5]. */
@@ -240,6 +251,10 @@ static void gen_float(enum dt t, rng_t *r, int test, const struct slot *s, int r
      * a multiply-add that overflows only in its product is finite depends on fusion */
     double ramp_unit = t == F16 ? 1.0 / 16 : 1.0;
     double v;
+    if (position_test(test)) {
+        store(t, p, (double)position_value(test, s), 0);
+        return;
+    }
     switch (test) {
     case 0: v = 0.0; break;
     case 1: v = ((s->i + s->ai) & 1) ? 0.0 : -0.0; break; /* both pairings of signs */
@@ -295,6 +310,10 @@ static void gen_int(enum dt t, rng_t *r, int test, const struct slot *s, void *p
     int_range(t, &lo, &hi);
     uint64_t span = (uint64_t)hi - (uint64_t)lo;
     int64_t mid = t == U32 ? (int64_t)1 << 31 : 0; /* unsigned data in a middle band */
+    if (position_test(test)) {
+        store(t, p, 0.0, mid + position_value(test, s));
+        return;
+    }
     switch (test) {
     case 0: v = 0; break;
     case 1: v = (s->i & 1) ? -1 : 1; break;

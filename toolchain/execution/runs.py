@@ -85,7 +85,8 @@ class ReferenceRun:
         if not self.settings.overlap or self._pending is not None:
             return  # run when needed, in the caller's thread
         with _LOCK:
-            if (self.variant.id, self.seed, self.settings.tests_per_attempt) in _REFERENCE_CACHE:
+            key = (self.variant.id, self.seed, harness.test_count(self.variant, self.settings))
+            if key in _REFERENCE_CACHE:
                 return
         self._pending = background.submit(self.settings, reference, self.variant, self.seed,
                                           self.settings)
@@ -106,7 +107,7 @@ def reference(variant: Variant, seed: int, settings: Settings, inputs_of: int | 
               ) -> Reference:
     """The C reference on the attempt's tests, in its own process, with the inputs of test
     `inputs_of` (default: the timing test); memoised per (variant, seed)."""
-    tests = settings.tests_per_attempt
+    tests = harness.test_count(variant, settings)
     wanted = timing_test(seed, tests) if inputs_of is None else inputs_of
     key = (variant.id, seed, tests)
     with _LOCK:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import ErrorKind
-from ...execution.harness import RANDOM_TESTS
+from ...execution.harness import BASE_TESTS, RANDOM_TESTS, selection_positions
 from ...execution.records import NP_DTYPE, Record
 from ...kernels.model import DType, Tolerance, Variant
 
@@ -25,6 +25,7 @@ TEST_NAMES = (
     "ramp_up", "ramp_down", "ties_max", "ties_min", "nan_last", "inf_last", "nan_first",
     "min_max_alternating", "narrow_float_integers", "narrow_float_fractions", "halves",
 )
+assert len(TEST_NAMES) == BASE_TESTS
 UNIT_ROUNDOFF = {DType.float16: 2.0**-11, DType.float32: 2.0**-24, DType.float64: 2.0**-53}
 # Integers up to 2^(mantissa bits + 1) are exact in the format.
 EXACT_INTEGERS = {DType.float16: 2.0**11, DType.float32: 2.0**24, DType.float64: 2.0**53}
@@ -32,8 +33,15 @@ X_REGS = [f"x{i}" for i in range(19, 30)]
 D_REGS = [f"d{i}" for i in range(8, 16)]
 
 
-def test_name(test: int) -> str:
-    return TEST_NAMES[test] if test < len(TEST_NAMES) else "random"
+def test_name(test: int, variant: Variant | None = None) -> str:
+    """A test's family; a selection's position tests (after the fixed ones) name the position
+    of the extreme."""
+    if test < len(TEST_NAMES):
+        return TEST_NAMES[test]
+    positions = selection_positions(variant) if variant is not None else ()
+    if test - len(TEST_NAMES) < len(positions):
+        return f"extreme_at_{positions[test - len(TEST_NAMES)]}"
+    return "random"
 
 
 @dataclass
@@ -174,11 +182,11 @@ def judge(variant: Variant, cand: list[Record], ref: list[Record]) -> Finding | 
                 where = name if name == "return value" else f"{name}[{i}]"
                 return Finding(
                     ErrorKind.wrong_output,
-                    f"test {c.test} ({test_name(c.test)}): {where} = {value!r}, expected "
+                    f"test {c.test} ({test_name(c.test, variant)}): {where} = {value!r}, expected "
                     f"{expected!r}" + (f" (bound {bound:.3g})" if bound else "")
                     + (" (exact arithmetic: no rounding in any order)" if exact else ""),
-                    {"test": c.test, "test_name": test_name(c.test), "output": name, "index": i,
-                     "expected": repr(expected), "got": repr(value), "bound": bound,
+                    {"test": c.test, "test_name": test_name(c.test, variant), "output": name,
+                     "index": i, "expected": repr(expected), "got": repr(value), "bound": bound,
                      "exact": exact},
                 )
     return None

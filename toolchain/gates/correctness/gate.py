@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ... import sandbox
 from ...errors import ErrorKind
-from ...execution import EXE_NAME, MAP_NAME, ReferenceRun, guard, link, qemu_argv
+from ...execution import EXE_NAME, MAP_NAME, ReferenceRun, guard, harness, link, qemu_argv
 from ...execution.records import parse
 from ...kernels.model import Variant
 from ...settings import Settings, get_settings
@@ -34,7 +34,7 @@ def run(variant: Variant, obj: Path, seed: int, scratch: Path,
 
 def _run(variant: Variant, obj: Path, seed: int, scratch: Path, settings: Settings,
          reference: ReferenceRun) -> GateResult:
-    tests = settings.tests_per_attempt
+    tests = harness.test_count(variant, settings)
     ref = reference.get()
     expected = ref.records
     failed = link(variant, obj, scratch, settings)
