@@ -10,17 +10,18 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from store import attempts, db, keys
-from store.settings import FarmSettings, redact
+from store.settings import FarmSettings
 from workers.dispatch import Dispatcher, make_dispatcher
 from workers.sweeper import Sweeper
 
+from .health import HealthProbe
 from .metrics import Metrics
 from .ratelimit import KeyRateLimit
 from .waiting import CompletionHub
@@ -38,6 +39,7 @@ class Farm:
     metrics: Metrics
     sweeper: Sweeper
     rate_limit: KeyRateLimit
+    health: HealthProbe
     # The last count of outstanding attempts: (monotonic time, count), raised by what this
     # process admitted since (completions only lower the true count: it errs on the safe side).
     _counted: tuple[float, int] | None = field(default=None, init=False)
@@ -58,7 +60,8 @@ class Farm:
         dispatcher = make_dispatcher(settings, sessions)
         farm = cls(settings, engine, sessions, dispatcher,
                    CompletionHub(settings.poll_interval_s), Metrics(),
-                   Sweeper(settings, sessions, dispatcher), KeyRateLimit(settings))
+                   Sweeper(settings, sessions, dispatcher), KeyRateLimit(settings),
+                   HealthProbe(settings, dispatcher))
         farm.metrics.outstanding.set_function(
             farm.metrics.guarded("database", farm.outstanding))
         farm.metrics.broker_depth.set_function(
@@ -116,14 +119,9 @@ class Farm:
                 if self._counted:
                     self._counted = (self._counted[0], self._counted[1] + incoming)
 
-    def database_status(self) -> dict[str, Any]:
-        ok, detail = db.reachable(self.engine)
-        return {"reachable": ok, "url": redact(self.settings.sqlalchemy_url),
-                "backend": self.engine.dialect.name,
-                ("revision" if ok else "error"): detail}
-
     def close(self) -> None:
         self.sweeper.close()
+        self.health.close()
         self.dispatcher.close()
         self.engine.dispose()
 
