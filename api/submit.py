@@ -144,9 +144,13 @@ def submit(farm: Farm, key_id: int, items: Sequence[attempts.NewAttempt], *,
         with farm.sessions() as session:
             cached = attempts.cached_verdicts(session, (it.content_key or "" for it in new)) \
                 if farm.settings.core.verdict_cache else {}
-            done = attempts.submit(session, key_id, new, run_id=run_id, step=step,
-                                   model=model, batch_key=batch_key, worker=CACHE_WORKER,
-                                   cached=cached, lease_s=farm.settings.sweep_grace_s)
+            try:
+                done = attempts.submit(session, key_id, new, run_id=run_id, step=step,
+                                       model=model, batch_key=batch_key, worker=CACHE_WORKER,
+                                       cached=cached, lease_s=farm.settings.sweep_grace_s,
+                                       limit=farm.settings.queue_limit)
+            except attempts.QueueFull as full:  # other API processes filled it meanwhile
+                refuse(farm, full.waiting)
     if farm.settings.fault_kill_before_enqueue:  # tests/faults: die stored but not queued
         os.kill(os.getpid(), signal.SIGKILL)
     farm.metrics.cached.inc(len(done.answered))

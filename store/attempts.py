@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import delete, func, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -34,6 +34,16 @@ from .models import (
 )
 
 CHUNK = 500  # rows per statement: well inside SQLite's bound-parameter limit
+ADMISSION_LOCK = 0x61726D67  # the advisory lock every API process admits under (PostgreSQL)
+
+
+class QueueFull(Exception):
+    """Storing a submission would take the outstanding attempts past the queue limit; nothing
+    was stored."""
+
+    def __init__(self, waiting: int) -> None:
+        super().__init__(f"{waiting} attempts waiting")
+        self.waiting = waiting
 
 
 @dataclass(frozen=True)
@@ -125,13 +135,15 @@ def submit(session: Session, key_id: int, items: Sequence[NewAttempt], *,
            run_id: str | None = None, step: int | None = None, model: str | None = None,
            batch_key: str | None = None, worker: str = "",
            cached: Mapping[str, Mapping[str, Any]] | None = None,
-           lease_s: float = 60.0) -> Submitted:
+           lease_s: float = 60.0, limit: int | None = None) -> Submitted:
     """Record a batch of attempts. An attempt whose idempotency key this API key has used before
     is not created again: the batch refers to the existing one. A batch whose own key was used
     before is returned as it is, and nothing is written. An attempt whose content key is in
     `cached` is created done, with that verdict (marked cached) and its gate rows, in the same
     transaction, and `worker` as the one that answered it. New queued attempts get a lease of
-    `lease_s`: the sweeper leaves them to the broker that long."""
+    `lease_s`: the sweeper leaves them to the broker that long. With `limit`, QueueFull (and
+    nothing stored) when the new queued attempts would take the outstanding ones past it
+    (an empty queue admits any batch)."""
     cached = cached or {}
     with session.begin():
         if batch_key:
@@ -188,10 +200,27 @@ def submit(session: Session, key_id: int, items: Sequence[NewAttempt], *,
         for part in _chunks([{"batch_id": batch_id, "position": i, "attempt_id": a}
                              for i, a in enumerate(attempt_ids)]):
             session.execute(insert(BatchItem), list(part))
+        if limit is not None:
+            _admit(session, len(made) - len(answered), limit)
     earlier = [a for a in attempt_ids if a not in made]
     with session.begin():
         pending = _not_done(session, earlier) if earlier else []
     return Submitted(batch_id, attempt_ids, created, answered=answered, pending=pending)
+
+
+def _admit(session: Session, queued: int, limit: int) -> None:
+    """Exact backpressure however many API processes submit: the last step of a submission's
+    transaction, its rows written, counts the outstanding attempts under a lock every
+    submitter takes (PostgreSQL's transaction advisory lock; SQLite's single writer is one
+    already) and held until commit, so each count sees every admission committed before it
+    and no other in progress. Only the count and the commit are serialised."""
+    if not queued:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADMISSION_LOCK})
+    waiting = outstanding(session) - queued
+    if waiting and waiting + queued > limit:
+        raise QueueFull(waiting)
 
 
 def _answer(verdict: Mapping[str, Any] | None, worker: str, now: Any) -> dict[str, Any]:
