@@ -100,6 +100,7 @@ def create_app(settings: FarmSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         farm = Farm.start(settings)
         farm.hub.bind(asyncio.get_running_loop())
+        farm.health.start()
         farm.dispatcher.on_done(farm.hub.notify)
         app.state.farm = farm
         try:

@@ -126,7 +126,9 @@ class Farm:
         self.engine.dispose()
 
 
-def get_farm(request: Request) -> Farm:
+async def get_farm(request: Request) -> Farm:
+    """Async: FastAPI runs a plain function dependency in the thread pool, where it would wait
+    behind every waiting client's database check."""
     return request.app.state.farm  # type: ignore[no-any-return]
 
 

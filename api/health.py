@@ -1,18 +1,19 @@
-"""What /health reports, gathered off the request thread pool.
+"""What /health reports, gathered in the background and answered from the event loop.
 
-With a thousand clients waiting, that pool's queue and the engine's connections are taken by the
-waiters' database checks, and a probe queued behind them made a busy replica look dead (p99 of
-2.4 s, one answer in 27 s on a busier machine). So the probe has threads and a database
-connection of its own, what cannot change while the process runs (tool versions, sandbox mode)
-is found once, and a report is reused for MAX_AGE_S: however many probes come (readiness,
-liveness, load balancers), a process checks its dependencies at most once a second, one check
-at a time, and most probes are answered from the event loop without waiting for a thread (which
-under load waits for the GIL behind every busy request thread).
+With a thousand clients waiting, the request thread pool and the engine's connections are taken
+by the waiters' database checks, and a probe queued behind them made a busy replica look dead
+(p99 of 2.4 s, one answer in 27 s on a busier machine). Threads of its own were not enough: a
+thread that does a few queries waits for the GIL behind forty busy ones at every step (seconds
+under that load). So each API process checks its database and broker every REFRESH_S in the
+background (two threads and a connection of its own; tool versions and sandbox mode found once)
+and /health answers at once with the last report and its age. A report older than STALE_S (a
+check that hangs) is answered as degraded.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -28,7 +29,9 @@ from toolchain.errors import InfraError
 from toolchain.verify import TOOLS
 from workers.dispatch import Dispatcher
 
-MAX_AGE_S = 1.0  # how old a report /health answers with may be
+log = logging.getLogger(__name__)
+REFRESH_S = 1.0  # pause between two checks of one process
+STALE_S = 30.0  # a report this old means the check itself hangs: degraded
 
 
 def tool_versions() -> dict[str, str]:
@@ -56,6 +59,7 @@ class HealthProbe:
         self._static: dict[str, Any] | None = None
         self._last: tuple[float, dict[str, Any]] | None = None  # (monotonic time, report)
         self._running: asyncio.Future[dict[str, Any]] | None = None
+        self._refresher: asyncio.Future[None] | None = None
 
     def _database(self) -> tuple[dict[str, Any], int | None]:
         ok, detail = db.reachable(self.engine)
@@ -78,13 +82,32 @@ class HealthProbe:
         return self._static
 
     async def report(self) -> dict[str, Any]:
-        """The last report if it is under MAX_AGE_S old, else the check in progress, else a
-        new one."""
-        if self._last and time.monotonic() - self._last[0] < MAX_AGE_S:
-            return self._last[1]
-        if self._running is None or self._running.done():
+        """The last report with its age (`age_s`), waiting only for the first one."""
+        if self._last is None:
+            if self._running is None or self._running.done():
+                self._running = asyncio.ensure_future(self._check())
+            await asyncio.shield(self._running)  # a client gone cancels nobody else's
+        assert self._last is not None
+        at, found = self._last
+        age = time.monotonic() - at
+        if age > STALE_S:
+            problem = f"no health check has completed for {age:.0f} s"
+            found = {**found, "database": {**found["database"], "reachable": False,
+                                           "error": problem}}
+        return {**found, "age_s": round(age, 3)}
+
+    def start(self) -> None:
+        """Check every REFRESH_S from now on (on the running event loop) until close()."""
+        self._refresher = asyncio.ensure_future(self._refresh())
+
+    async def _refresh(self) -> None:
+        while True:
             self._running = asyncio.ensure_future(self._check())
-        return await asyncio.shield(self._running)  # a client gone cancels nobody else's
+            try:
+                await self._running
+            except Exception as exc:  # never ends the loop; the report ages and turns stale
+                log.error("health check failed: %s: %s", type(exc).__name__, exc)
+            await asyncio.sleep(REFRESH_S)
 
     async def _check(self) -> dict[str, Any]:
         """Database (with the outstanding count), broker, and the fixed part, concurrently."""
@@ -99,5 +122,7 @@ class HealthProbe:
         return found
 
     def close(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
         self._threads.shutdown(wait=False, cancel_futures=True)
         self.engine.dispose()

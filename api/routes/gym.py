@@ -36,13 +36,15 @@ class HealthOut(BaseModel):
     broker: dict[str, Any]
     database: dict[str, Any]
     queue: dict[str, Any]
+    age_s: float = Field(description="how long ago this report was gathered: each API process "
+                                     "checks every second in the background")
 
 
 @router.get("/health", response_model=HealthOut, responses={503: {"model": HealthOut}})
 async def health(response: Response, farm: FarmDep) -> HealthOut:
-    """Every tool and its version, broker and database reachability, sandbox mode, queue.
-    Answered on the event loop with threads of its own (api/health.py), so it stays fast
-    however many clients are waiting."""
+    """Every tool and its version, broker and database reachability, sandbox mode, queue:
+    the last background check's report (api/health.py), so it answers at once however many
+    clients are waiting."""
     found = await farm.health.report()
     ok = found["database"]["reachable"] and found["broker"]["reachable"]
     response.status_code = 200 if ok else 503
