@@ -96,10 +96,12 @@ class Farm:
 
     @contextmanager
     def admission(self, incoming: int, limit: int, max_age_s: float) -> Iterator[int | None]:
-        """Room for `incoming` more attempts: yields None when there is, and counts them from
-        that moment until they are stored and beyond (so concurrent requests of this process
-        cannot all pass on one count), else yields the number waiting. An empty queue admits
-        anything."""
+        """Room for `incoming` more attempts by this process's count: yields None when there
+        is, and counts them from that moment until they are stored and beyond (so concurrent
+        requests of this process cannot all pass on one count), else yields the number
+        waiting. An empty queue admits anything. A cheap first refusal, no query: what other
+        API processes admitted is only seen by the store's own count when storing
+        (attempts.submit with `limit`), which is exact."""
         self.outstanding(max_age_s=max_age_s)  # refreshes the count if it is too old
         with self._count_lock:
             assert self._counted is not None

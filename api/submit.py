@@ -113,7 +113,8 @@ def validate(items: Sequence[attempts.NewAttempt], farm: Farm) -> None:
 
 def refuse(farm: Farm, waiting: int) -> None:
     """429 with Retry-After: the attempts already waiting plus these would exceed the queue
-    limit (Farm.admission decides)."""
+    limit (Farm.admission refuses early on this process's count; the store's count, exact
+    across API processes, has the last word)."""
     farm.metrics.rejected.inc()
     raise HTTPException(
         429, f"queue full: {waiting} attempts waiting, limit {farm.settings.queue_limit}; "

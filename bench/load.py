@@ -11,8 +11,11 @@ with several API processes behind one database.
    or 429 with Retry-After, none a timeout.
 3. `--apis` farm-mode API processes on one PostgreSQL database (no workers, so nothing drains),
    queue limit 200, submissions spread over all of them at once: how far the outstanding count
-   overshoots the limit (each process reuses a count up to 0.5 s old, raised by what it queued).
-   Needs PostgreSQL (./scripts/services.sh) and Redis ($ARMGYM_BENCH_REDIS).
+   overshoots the limit (it must not: the store counts under a lock at the end of each
+   submission).
+4. What that exact count costs one process: 400 single-attempt submissions, 20 at a time, to
+   one farm-mode API process far below its limit: latency (p50, p99) and submissions per second.
+   Stages 3 and 4 need PostgreSQL (./scripts/services.sh) and Redis ($ARMGYM_BENCH_REDIS).
 """
 
 from __future__ import annotations
@@ -183,6 +186,28 @@ async def replicas(urls: list[str], key: str, limit: int, per_api: int = 100
             "overshoot": max(0, accepted - limit)}
 
 
+async def submission_rate(url: str, key: str, n: int = 400, at_once: int = 20
+                          ) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=url, headers={"X-API-Key": key}, timeout=120,
+                                 limits=httpx.Limits(max_connections=at_once)) as client:
+        gate = asyncio.Semaphore(at_once)
+
+        async def one(i: int) -> tuple[int, float]:
+            async with gate:
+                t = time.perf_counter()
+                reply = await client.post("/batches", json={"attempts": [attempt(i, "rate")]})
+                return reply.status_code, time.perf_counter() - t
+
+        await one(-1)  # connections and the key lookup warm
+        start = time.perf_counter()
+        out = await asyncio.gather(*(one(i) for i in range(n)))
+        wall = time.perf_counter() - start
+    times = sorted(t for _, t in out)
+    return {"submissions": n, "at_once": at_once, "answers": dict(Counter(c for c, _ in out)),
+            "per_s": round(n / wall, 1), "p50_ms": round(1000 * statistics.median(times), 1),
+            "p99_ms": round(1000 * times[int(0.99 * (n - 1))], 1)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=1000)
@@ -231,6 +256,17 @@ def main() -> None:
         finally:
             for p, _ in procs:
                 process.stop(p)
+            admin.drop(db_url)
+        admin.create(db_url)
+        db.upgrade(db_url)
+        proc, url = start_api({**farm_env, "ARMGYM_QUEUE_LIMIT": "20000"},
+                              data / "api-rate.log")
+        try:
+            say("submission rate of one farm-mode API process, 20 at a time")
+            results["submission_rate"] = asyncio.run(submission_rate(url, key))
+            say(json.dumps(results["submission_rate"]))
+        finally:
+            process.stop(proc)
             admin.drop(db_url)
             redis.Redis.from_url(farm_env["ARMGYM_BROKER_URL"]).delete(
                 farm_env["ARMGYM_QUEUE_NAME"])  # nothing consumed these messages
