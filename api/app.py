@@ -24,7 +24,7 @@ from toolchain import VERIFIER_VERSION
 from . import errors, security
 from .farm import Farm
 from .metrics import MetricsMiddleware
-from .routes import baselines, batches, gym, history, kernels, keys, openrlhf, ui
+from .routes import attempts, baselines, batches, best, gym, keys, openrlhf, runs, ui
 
 log = logging.getLogger(__name__)
 
@@ -129,8 +129,9 @@ def create_app(settings: FarmSettings | None = None) -> FastAPI:
     def prometheus(request: Request) -> Response:
         return request.app.state.farm.metrics.render()  # type: ignore[no-any-return]
 
-    for module in (gym, baselines, batches, history, keys, kernels, openrlhf, ui):
-        app.include_router(module.router, responses=errors.RESPONSES)
+    for router in (gym.router, baselines.router, batches.router, attempts.router, best.router,
+                   runs.router, runs.errors, keys.router, openrlhf.router, ui.router):
+        app.include_router(router, responses=errors.RESPONSES)
     _mount_openenv(app, settings)
     return app
 

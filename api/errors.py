@@ -8,18 +8,15 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
 from sqlalchemy import exc as sa_exc
 
 from store.db import is_outage
 
+from .schemas import Problem
+
 INT32 = (-(2**31), 2**31 - 1)  # PostgreSQL `integer` columns (step, key ids)
 
 
-class Problem(BaseModel):
-    detail: str = Field(description="what was wrong, in one sentence")
-    errors: list[dict[str, Any]] | None = Field(
-        default=None, description="request validation only: each problem's loc, msg and type")
 
 
 def _declared(description: str) -> dict[str, Any]:

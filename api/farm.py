@@ -10,9 +10,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Annotated
 
-from fastapi import Depends, Request
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -126,12 +124,3 @@ class Farm:
         self.health.close()
         self.dispatcher.close()
         self.engine.dispose()
-
-
-async def get_farm(request: Request) -> Farm:
-    """Async: FastAPI runs a plain function dependency in the thread pool, where it would wait
-    behind every waiting client's database check."""
-    return request.app.state.farm  # type: ignore[no-any-return]
-
-
-FarmDep = Annotated[Farm, Depends(get_farm)]

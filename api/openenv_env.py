@@ -39,7 +39,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from toolchain import VERIFIER_VERSION
 
-from .auth import authorize, header_token
+from .deps import authorize, header_token
 from .farm import Farm
 from .observation import DEFAULT_PROFILE, check_profile, observation
 from .routes.gym import ResetIn, StepIn, task, verify_one

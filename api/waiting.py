@@ -13,9 +13,17 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
+
+from store import reads
+
+if TYPE_CHECKING:
+    from .farm import Farm
+
+T = TypeVar("T")
 
 MAX_POLL_S = 5.0  # the longest a waiter goes without looking at the database itself
 
@@ -90,3 +98,32 @@ class CompletionHub:
             return True
         except TimeoutError:
             return False
+
+
+async def wait_until(farm: Farm, read: Callable[[Session], T], timeout: float,
+                     attempt_id: str | None = None) -> T:
+    """The one way a request waits for results: run `read` on a session of its own (in a
+    thread) until it returns something truthy or `timeout` passes, and return its last result.
+    With `attempt_id` the wait is woken by exactly that attempt's notice, else by the farm's
+    batch-level signal; the store is re-read either way (CompletionHub.wait)."""
+
+    def check() -> T:
+        with farm.sessions() as session:
+            return read(session)
+
+    return await farm.hub.wait(check, timeout, attempt_id=attempt_id)
+
+
+def finished(attempt_id: str) -> Callable[[Session], dict[str, Any] | None]:
+    """A read for wait_until: the attempt (reads.attempt) once it is done, else None."""
+
+    def read(session: Session) -> dict[str, Any] | None:
+        found = reads.attempt(session, attempt_id)
+        return found if found and found["status"] == "done" else None
+
+    return read
+
+
+def wait_limit(farm: Farm, wait: float) -> float:
+    """A client's ?wait=, capped at ARMGYM_MAX_WAIT_S."""
+    return min(wait, farm.settings.max_wait_s)

@@ -1,1 +1,1 @@
-"""Routers, each with its request and response schemas beside it."""
+"""Routers, one per resource, each with its path prefix; their bodies are in api/schemas.py."""

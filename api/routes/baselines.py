@@ -3,44 +3,25 @@ each compiler's -O3 assembly and its cycles under the cost model once a worker m
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, HTTPException
-from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from store import baselines
 from toolchain import kernels
 
-from ..farm import FarmDep
+from ..deps import FarmDep
+from ..schemas import VariantBaselines
 
-router = APIRouter(tags=["environment"])
-
-
-class StoredBaseline(BaseModel):
-    compiler: str
-    opt: str
-    toolchain: str
-    toolchain_key: str = Field(description="compiler version and flags, hashed: the row's key")
-    flags: list[str]
-    assembly: str
-    cycles: float | None = Field(description="cycles under the cost model; null until a worker "
-                                             "measured it, and for a data-dependent baseline")
-    data_dependent: bool | None
-    cost_model: str | None
-    built_at: datetime
-    measured_at: datetime | None
+router = APIRouter(prefix="/baselines", tags=["environment"])
 
 
-class VariantBaselines(BaseModel):
-    variant_id: str
-    prototype: str
-    c_source: str
-    baselines: list[StoredBaseline]
 
 
-@router.get("/baselines/{variant_id}", response_model=VariantBaselines)
+
+
+@router.get("/{variant_id}", response_model=VariantBaselines)
 async def variant_baselines(variant_id: str, farm: FarmDep) -> dict[str, Any]:
     """A variant's C source and compiler baselines, as stored for the current toolchain (the
     first request under a new compiler builds and stores them)."""

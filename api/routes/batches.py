@@ -6,86 +6,36 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator
-from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from store import attempts, reads
 
-from ..auth import READ, SubmitKey
-from ..farm import FarmDep
+from ..deps import READ, FarmDep, SubmitKey
+from ..schemas import BatchAccepted, BatchIn, BatchOut
 from ..submit import submit
-from .gym import SEED
-from .history import WAIT, AttemptOut, wait_limit
+from ..waiting import wait_limit, wait_until
+from .attempts import WAIT
 
-router = APIRouter(tags=["batches"])
+router = APIRouter(prefix="/batches", tags=["batches"])
 STREAM_TYPES = {"ndjson": "application/x-ndjson", "sse": "text/event-stream"}
 
 
-class AttemptIn(BaseModel):
-    variant_id: str
-    assembly: str
-    idempotency_key: str | None = Field(
-        default=None, max_length=200,
-        description="the client's key; resending it (with this API key) returns the existing "
-                    "attempt instead of creating another")
-    seed: int | None = SEED
-    completion: bool = False
-    step: int | None = Field(default=None, description="overrides the batch's step")
-    meta: dict[str, Any] | None = Field(default=None, description="stored with the attempt")
 
 
-class BatchIn(BaseModel):
-    run_id: str | None = Field(default=None, max_length=200)
-    step: int | None = None
-    model: str | None = Field(default=None, max_length=200)
-    idempotency_key: str | None = Field(
-        default=None, max_length=200,
-        description="resending a batch with this key returns the first batch unchanged")
-    attempts: list[AttemptIn]
 
 
-class Accepted(BaseModel):
-    position: int
-    attempt_id: str
-    idempotency_key: str | None
 
 
-class BatchAccepted(BaseModel):
-    batch_id: str
-    total: int
-    created: int = Field(description="attempts this request created and queued")
-    existing: int = Field(description="attempts answered by earlier ones (same keys)")
-    batch_reused: bool
-    attempts: list[Accepted]
-    results: str
-    stream: str
 
 
-class BatchOut(BaseModel):
-    batch_id: str
-    idempotency_key: str | None
-    run_id: str | None
-    step: int | None
-    model: str | None
-    created_at: datetime
-    total: int
-    done: int
-    queued: int
-    running: int
-    passed: int
-    failed: int
-    infra_errors: int
-    complete: bool
-    results: list[AttemptOut] | None = None
 
 
-@router.post("/batches", status_code=202, response_model=BatchAccepted)
+@router.post("", status_code=202, response_model=BatchAccepted)
 def create_batch(body: BatchIn, farm: FarmDep, key: SubmitKey) -> dict[str, Any]:
     """Queue a batch of attempts with run / step / model metadata. Answers at once (202);
     results come from GET /batches/{id} (?wait=) or its /stream."""
@@ -103,7 +53,7 @@ def create_batch(body: BatchIn, farm: FarmDep, key: SubmitKey) -> dict[str, Any]
             "results": f"/batches/{done.batch_id}", "stream": f"/batches/{done.batch_id}/stream"}
 
 
-@router.get("/batches/{batch_id}", response_model=BatchOut, dependencies=[READ])
+@router.get("/{batch_id}", response_model=BatchOut, dependencies=[READ])
 async def get_batch(batch_id: str, farm: FarmDep, wait: float = WAIT,
                     results: bool = True) -> dict[str, Any]:
     """Progress of a batch and the results so far, in submission order; with ?wait=N, held
@@ -117,7 +67,8 @@ async def get_batch(batch_id: str, farm: FarmDep, wait: float = WAIT,
     if found is None:
         raise HTTPException(404, f"no batch {batch_id[:64]!r}")
     if not found["complete"] and wait > 0:
-        await farm.hub.wait(lambda: (status() or {}).get("complete"), wait_limit(farm, wait))
+        await wait_until(farm, lambda s: (reads.batch_status(s, batch_id) or {}).get("complete"),
+                         wait_limit(farm, wait))
         found = await run_in_threadpool(status)
     if results:
         def fetch() -> list[dict[str, Any]]:
@@ -135,7 +86,7 @@ def _frame(kind: str, payload: dict[str, Any], event: str | None = None) -> str:
     return data + "\n"
 
 
-@router.get("/batches/{batch_id}/stream", dependencies=[READ],
+@router.get("/{batch_id}/stream", dependencies=[READ],
             responses={200: {"content": {v: {} for v in STREAM_TYPES.values()}}})
 async def stream_batch(batch_id: str, request: Request, farm: FarmDep,
                        format: str | None = None) -> StreamingResponse:

@@ -8,36 +8,31 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, HTTPException, Query, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from store import attempts, reads
+from store import attempts
 from store import baselines as stored_baselines
 from toolchain import VERIFIER_VERSION, baselines, kernels
 from toolchain.errors import InfraError
 from toolchain.gates.performance import gate as performance
 
-from ..auth import SubmitKey
-from ..farm import Farm, FarmDep
+from ..deps import FarmDep, SubmitKey
+from ..farm import Farm
 from ..observation import DEFAULT_PROFILE, check_profile, observation
+from ..schemas import (
+    BaselineOut,
+    HealthOut,
+    PendingOut,
+    ResetIn,
+    ResetOut,
+    StepIn,
+    TasksOut,
+    VerdictOut,
+)
 from ..submit import submit
+from ..waiting import finished, wait_until
 
 router = APIRouter(tags=["environment"])
-SEED = Field(default=None, ge=0, lt=2**63, description="per-attempt seed (random when omitted)")
-
-
-class HealthOut(BaseModel):
-    status: Literal["ok", "degraded"]
-    mode: Literal["embedded", "farm"]
-    verifier_version: str
-    python: str
-    sandbox: str
-    tools: dict[str, str]
-    broker: dict[str, Any]
-    database: dict[str, Any]
-    queue: dict[str, Any]
-    age_s: float = Field(description="how long ago this report was gathered: each API process "
-                                     "checks every second in the background")
 
 
 @router.get("/health", response_model=HealthOut, responses={503: {"model": HealthOut}})
@@ -51,22 +46,6 @@ async def health(response: Response, farm: FarmDep) -> HealthOut:
     return HealthOut(status="ok" if ok else "degraded",
                      mode=farm.dispatcher.mode,  # type: ignore[arg-type]
                      verifier_version=VERIFIER_VERSION, **found)
-
-
-class TaskOut(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    variant_id: str
-    template: str
-    dtype: str
-    params: dict[str, int]
-    difficulty: int
-    split: str
-    signature: dict[str, Any]
-
-
-class TasksOut(BaseModel):
-    count: int
-    tasks: list[TaskOut]
 
 
 def _variants(template: str | None, dtype: str | None, difficulty: int | None,
@@ -86,44 +65,6 @@ def tasks(template: str | None = None, dtype: str | None = None,
     """Every variant with its difficulty and split, filterable."""
     found = _variants(template, dtype, difficulty, split)
     return {"count": len(found), "tasks": [v.to_json(with_source=source) for v in found]}
-
-
-class BaselineOut(BaseModel):
-    compiler: str
-    opt: str
-    toolchain: str
-    flags: list[str]
-    assembly: str
-    cycles: float | None = Field(description="cycles under the cost model on the input an "
-                                             "attempt with this seed is timed on (null when "
-                                             "this API host cannot measure)")
-
-
-class ResetIn(BaseModel):
-    """What /reset takes as a JSON body (the query parameters are still read: the body wins)."""
-
-    model_config = ConfigDict(extra="forbid")
-    seed: int | None = Field(default=None, ge=0, lt=2**63,
-                             description="picks the variant deterministically; also the seed "
-                                         "baseline cycles are measured with")
-    variant_id: str | None = Field(default=None, max_length=200)
-    template: str | None = Field(default=None, max_length=200)
-    dtype: str | None = Field(default=None, max_length=20)
-    difficulty: int | None = Field(default=None, ge=1, le=3)
-    split: Literal["train", "eval"] | None = None
-
-
-class ResetOut(TaskOut):
-    seed: int
-    c_source: str
-    prototype: str
-    baseline: BaselineOut | None
-    baselines: list[BaselineOut]
-    baseline_cycles: float | None = Field(description="the reference a candidate must beat: "
-                                                      "the faster baseline's cycles")
-    baseline_compiler: str | None
-    reward: None = None
-    done: bool = False
 
 
 def _baseline(variant: kernels.Variant, compiler: str,
@@ -197,58 +138,6 @@ async def reset(farm: FarmDep, body: Annotated[ResetIn | None, Body()] = None,
     return await run_in_threadpool(task, query, farm)
 
 
-class StepIn(BaseModel):
-    variant_id: str
-    assembly: str = Field(description="AArch64 assembly, or a completion with <assembly> tags "
-                                      "when completion=true")
-    seed: int | None = SEED
-    completion: bool = False
-    idempotency_key: str | None = Field(default=None, max_length=200)
-    run_id: str | None = Field(default=None, max_length=200)
-    step: int | None = None
-    model: str | None = Field(default=None, max_length=200)
-
-
-class ErrorOut(BaseModel):
-    kind: str
-    message: str
-
-
-class VerdictOut(BaseModel):
-    """The original environment's observation (reward under the chosen profile, speedup, cycles,
-    baseline cycles, done, error) beside the verifier's verdict as `Verdict.to_json()` gives it,
-    whose reward object (components and every profile) is `reward_detail` here; plus the
-    stored attempt's id."""
-
-    model_config = ConfigDict(extra="allow")
-    attempt_id: str
-    variant_id: str
-    seed: int
-    reward: float | None = Field(description="under `profile`; null for infra_error")
-    profile: str
-    passed: bool
-    speedup: float | None
-    cycles: float | None
-    baseline_cycles: float | None
-    baseline_compiler: str | None
-    error_kind: str | None
-    error: ErrorOut | None
-    done: bool
-    reward_detail: dict[str, Any] | None
-    message: str
-    gates: list[dict[str, Any]]
-    versions: dict[str, str]
-    verifier_version: str
-    sandbox: str
-    timings: dict[str, float] = {}
-
-
-class PendingOut(BaseModel):
-    attempt_id: str
-    status: str
-    detail: str
-
-
 @router.post("/step", response_model=VerdictOut, responses={202: {"model": PendingOut}})
 async def step(body: StepIn, farm: FarmDep, key: SubmitKey,
                profile: str = Query(default=DEFAULT_PROFILE,
@@ -278,13 +167,8 @@ async def verify_one(farm: Farm, key_id: int, body: StepIn) -> tuple[dict[str, A
     attempt_id = done.attempt_ids[0]
     if attempt_id in done.answered:  # an identical attempt's verdict: nothing to wait for
         return done.answered[attempt_id], attempt_id
-
-    def fetch() -> dict[str, Any] | None:
-        with farm.sessions() as session:
-            found = reads.attempt(session, attempt_id)
-        return found if found and found["status"] == "done" else None
-
-    result = await farm.hub.wait(fetch, farm.settings.max_wait_s, attempt_id=attempt_id)
+    result = await wait_until(farm, finished(attempt_id), farm.settings.max_wait_s,
+                              attempt_id=attempt_id)
     return (result["verdict"], attempt_id) if result else attempt_id
 
 

@@ -2,41 +2,27 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, HTTPException, Path
 
 from store import keys
 
-from ..auth import require
+from ..deps import ADMIN, FarmDep
 from ..errors import INT32
-from ..farm import FarmDep
+from ..schemas import KeyIn, KeyOut, NewKeyOut
 
-router = APIRouter(tags=["keys"], dependencies=[Depends(require(keys.ADMIN))])
+router = APIRouter(prefix="/keys", tags=["keys"], dependencies=[ADMIN])
 SCOPES = (keys.SUBMIT, keys.READ, keys.ADMIN)
 
 
-class KeyIn(BaseModel):
-    name: str = Field(min_length=1, max_length=100)
-    scopes: list[str] = Field(default=list(keys.DEFAULT_SCOPES))
 
 
-class KeyOut(BaseModel):
-    id: int
-    name: str
-    prefix: str
-    scopes: list[str]
-    created_at: datetime | None = None
-    revoked_at: datetime | None = None
 
 
-class NewKeyOut(KeyOut):
-    key: str = Field(description="the key itself; shown only now, stored only as a hash")
 
 
-@router.post("/keys", status_code=201, response_model=NewKeyOut)
+@router.post("", status_code=201, response_model=NewKeyOut)
 def create_key(body: KeyIn, farm: FarmDep) -> dict[str, Any]:
     unknown = sorted(set(body.scopes) - set(SCOPES))
     if unknown:
@@ -47,13 +33,13 @@ def create_key(body: KeyIn, farm: FarmDep) -> dict[str, Any]:
             "scopes": sorted(info.scopes), "key": plaintext}
 
 
-@router.get("/keys", response_model=list[KeyOut])
+@router.get("", response_model=list[KeyOut])
 def list_keys(farm: FarmDep) -> list[dict[str, Any]]:
     with farm.sessions() as session:
         return keys.listing(session)
 
 
-@router.delete("/keys/{key_id}", status_code=204)
+@router.delete("/{key_id}", status_code=204)
 def revoke_key(farm: FarmDep, key_id: int = Path(ge=1, le=INT32[1])) -> None:
     with farm.sessions() as session, session.begin():
         if not keys.revoke(session, key_id):

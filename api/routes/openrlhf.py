@@ -34,36 +34,36 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Hashable, Sequence
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, HTTPException, Query
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, HTTPException, Query, Request, Security
 from starlette.concurrency import run_in_threadpool
 
 from store import attempts, reads
 
-from ..auth import AUTH_HELP, authorize, header_token
-from ..farm import Farm, FarmDep
+from ..deps import (
+    API_KEY_HEADER,
+    API_KEY_QUERY,
+    AUTH_HELP,
+    BEARER,
+    FarmDep,
+    authorize,
+    header_token,
+)
+from ..farm import Farm
 from ..observation import check_profile, observation, profile_reward
+from ..schemas import RewardIn, RewardOut
 from ..submit import submit
+from ..waiting import finished, wait_until
 
-router = APIRouter(tags=["trainers"])
+router = APIRouter(prefix="/openrlhf", tags=["trainers"])
 KEY_HELP = (f"{AUTH_HELP}, or put ?api_key=<key> in --reward.remote_url (OpenRLHF sends no "
             "headers)")
 HOLD_S = 150.0  # below the 180 s total timeout of OpenRLHF's reward requests
 
 
-class RewardIn(BaseModel):
-    query: list[str] = Field(description="prompt + response, as OpenRLHF decodes them")
-    prompts: list[str] | None = Field(default=None, description="the prompts, to cut off")
-    labels: list[str] | None = Field(default=None,
-                                     description="variant ids (--data.label_key)")
 
 
-class RewardOut(BaseModel):
-    rewards: list[float]
-    scores: list[float]
-    extra_logs: dict[str, list[float]]
 
 
 def response_text(query: str, prompt: str | None) -> str:
@@ -100,22 +100,13 @@ async def _verdicts(farm: Farm, done: attempts.Submitted,
     found: dict[str, dict[str, Any]] = dict(done.answered)
     if len(pending) == 1:
         (only,) = pending
-
-        def one() -> dict[str, Any] | None:
-            with farm.sessions() as session:
-                row = reads.attempt(session, only)
-            return row if row and row["status"] == "done" else None
-
-        row = await farm.hub.wait(one, hold_s, attempt_id=only)
+        row = await wait_until(farm, finished(only), hold_s, attempt_id=only)
         if not row:
             return None
         found[only] = row["verdict"]
     elif pending:
-        def all_done() -> bool:
-            with farm.sessions() as session:
-                return len(reads.done_ids(session, pending)) == len(pending)
-
-        if not await farm.hub.wait(all_done, hold_s):
+        if not await wait_until(farm, lambda s: len(reads.done_ids(s, pending)) == len(pending),
+                                hold_s):
             return None
 
         def rows() -> list[dict[str, Any]]:
@@ -141,11 +132,13 @@ def _history_mean(farm: Farm, run_id: str | None, variant_id: str,
     return (sum(rw for rw, _ in scored) / len(scored), sum(sc for _, sc in scored) / len(scored))
 
 
-@router.post("/openrlhf/get_reward", response_model=RewardOut,
+@router.post("/get_reward", response_model=RewardOut,
              responses={503: {"description": "still verifying, or infra_error with nothing "
                                              "to stand in for it: resend"}})
-async def get_reward(body: RewardIn, farm: FarmDep,
-                     api_key: str | None = Query(default=None, description="the API key"),
+async def get_reward(body: RewardIn, farm: FarmDep, request: Request,
+                     api_key: Annotated[str | None, Security(API_KEY_QUERY)],
+                     _bearer: Annotated[object, Security(BEARER)],
+                     _header: Annotated[object, Security(API_KEY_HEADER)],
                      run_id: str | None = Query(default=None, max_length=200),
                      step: int | None = None,
                      model: str | None = Query(default=None, max_length=200),
@@ -153,11 +146,11 @@ async def get_reward(body: RewardIn, farm: FarmDep,
                      on_infra: Literal["group_mean", "error"] = "group_mean",
                      hold_s: float = Query(default=HOLD_S, gt=0, le=HOLD_S,
                                            description="longest the request is held"),
-                     authorization: str | None = Header(default=None),
-                     x_api_key: str | None = Header(default=None)) -> dict[str, Any]:
+                     ) -> dict[str, Any]:
     """Score OpenRLHF queries (one per request from OpenRLHF 0.11, or a batch); one reward
     and one score per query, in order."""
-    token = header_token(authorization, x_api_key) or api_key
+    headers = request.headers
+    token = header_token(headers.get("authorization"), headers.get("x-api-key")) or api_key
     key = await run_in_threadpool(authorize, farm, token, "submit", KEY_HELP)
     n = len(body.query)
     if body.labels is None or len(body.labels) != n:

@@ -18,16 +18,16 @@ from starlette.concurrency import run_in_threadpool
 
 from store import reads
 
-from ..auth import READ
-from ..farm import FarmDep
+from ..deps import READ, FarmDep
+from ..schemas import DashboardBatches, DashboardBest, DashboardRun, DashboardRuns
 
 UI = Path(__file__).resolve().parent.parent / "ui"
 ASSETS = {"app.js": "text/javascript", "app.css": "text/css",
           "vendor/uPlot.iife.min.js": "text/javascript", "vendor/uPlot.min.css": "text/css"}
-router = APIRouter(tags=["dashboard"])
+router = APIRouter(prefix="/ui", tags=["dashboard"])
 
 
-@router.get("/ui", include_in_schema=False)
+@router.get("", include_in_schema=False)
 def page() -> Response:
     missing = [name for name in ASSETS if not (UI / name).is_file()]
     if missing:
@@ -37,7 +37,7 @@ def page() -> Response:
                         headers={"Cache-Control": "no-cache"})
 
 
-@router.get("/ui/static/{name:path}", include_in_schema=False)
+@router.get("/static/{name:path}", include_in_schema=False)
 def asset(name: str) -> Response:
     """Only the files the page uses: nothing else under api/ui is reachable."""
     if name not in ASSETS or not (UI / name).is_file():
@@ -53,27 +53,27 @@ async def _query(farm: FarmDep, name: str, **params: Any) -> list[dict[str, Any]
     return await run_in_threadpool(run)
 
 
-@router.get("/ui/data/runs", dependencies=[READ])
+@router.get("/data/runs", response_model=DashboardRuns, dependencies=[READ])
 async def runs(farm: FarmDep) -> dict[str, Any]:
     """Runs, most recently started first (example query `runs`)."""
     return {"runs": await _query(farm, "runs")}
 
 
-@router.get("/ui/data/runs/{run_id}", dependencies=[READ])
+@router.get("/data/runs/{run_id}", response_model=DashboardRun, dependencies=[READ])
 async def run(run_id: str, farm: FarmDep) -> dict[str, Any]:
     """Per step: the learning curve (`run_curve`) and the outcome mix (`run_error_mix`)."""
     return {"run_id": run_id, "steps": await _query(farm, "run_curve", run_id=run_id),
             "mix": await _query(farm, "run_error_mix", run_id=run_id)}
 
 
-@router.get("/ui/data/best", dependencies=[READ])
+@router.get("/data/best", response_model=DashboardBest, dependencies=[READ])
 async def best(farm: FarmDep) -> dict[str, Any]:
     """The best verified kernel per variant (`best_kernels`); its assembly and verdict come
     from GET /best/{variant_id}/download?format=json."""
     return {"best": await _query(farm, "best_kernels")}
 
 
-@router.get("/ui/data/batches", dependencies=[READ])
+@router.get("/data/batches", response_model=DashboardBatches, dependencies=[READ])
 async def batches(farm: FarmDep, run_id: str | None = None,
                   limit: int = Query(default=10, ge=1, le=100)) -> dict[str, Any]:
     """The newest batches (of a run) with their progress: what the live view follows."""

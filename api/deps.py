@@ -1,0 +1,95 @@
+"""What a route needs, as Annotated dependencies: the farm, a database session, and the caller's
+API key with a scope. The key comes as `Authorization: Bearer <key>` or `X-API-Key: <key>`,
+declared to OpenAPI as two security schemes (either one will do), so /docs and generated clients
+know how to send it; keys are compared by their SHA-256 (store/keys.py), in constant time, and
+each key has a request rate limit (api/ratelimit.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, Security
+from fastapi.security import APIKeyHeader, APIKeyQuery, HTTPBearer
+from sqlalchemy.orm import Session
+
+from store import keys
+
+from .farm import Farm
+
+AUTH_HELP = "send an API key as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
+
+# auto_error=False: a missing key is answered by `authorize` with the API's own 401 body.
+BEARER = HTTPBearer(auto_error=False, scheme_name="bearer",
+                    description="`Authorization: Bearer <key>`")
+API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="apiKeyHeader",
+                              description="`X-API-Key: <key>`")
+# OpenRLHF sends no headers: its route also takes the key in the URL.
+API_KEY_QUERY = APIKeyQuery(name="api_key", auto_error=False, scheme_name="apiKeyQuery",
+                            description="`?api_key=<key>` (POST /openrlhf/get_reward only)")
+
+
+async def get_farm(request: Request) -> Farm:
+    """Async: FastAPI runs a plain function dependency in the thread pool, where it would wait
+    behind every waiting client's database check."""
+    return request.app.state.farm  # type: ignore[no-any-return]
+
+
+FarmDep = Annotated[Farm, Depends(get_farm)]
+
+
+def get_session(farm: FarmDep) -> Iterator[Session]:
+    """One session per request, closed when the response is sent."""
+    with farm.sessions() as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def header_token(authorization: str | None, x_api_key: str | None) -> str | None:
+    """The key a request's headers carry: X-API-Key, else a Bearer token. The one reading of
+    them, for the routes and for the OpenEnv mount (which sees raw headers)."""
+    token = x_api_key
+    if token is None and authorization:
+        kind, _, value = authorization.partition(" ")
+        token = value.strip() if kind.lower() == "bearer" else None
+    return token
+
+
+def authorize(farm: Farm, token: str | None, scope: str, how: str = AUTH_HELP) -> keys.KeyInfo:
+    """The key behind `token` if it has `scope`; 401 / 403 otherwise."""
+    if not token:
+        raise HTTPException(401, f"missing API key: {how}",
+                            headers={"WWW-Authenticate": "Bearer"})
+    with farm.sessions() as session:
+        info = keys.authenticate(session, token)
+    if info is None:
+        raise HTTPException(401, "unknown or revoked API key",
+                            headers={"WWW-Authenticate": "Bearer"})
+    if scope not in info.scopes:
+        raise HTTPException(403, f"this API key lacks the '{scope}' scope")
+    farm.rate_limit.check(info.id)
+    return info
+
+
+def require(scope: str) -> Callable[..., keys.KeyInfo]:
+    """A dependency that yields the caller's key, or answers 401 / 403."""
+
+    def dependency(request: Request, farm: FarmDep,
+                   _bearer: Annotated[object, Security(BEARER)],
+                   _header: Annotated[object, Security(API_KEY_HEADER)]) -> keys.KeyInfo:
+        # The security classes declare the schemes to OpenAPI; header_token reads the headers,
+        # exactly as the OpenEnv mount does.
+        headers = request.headers
+        return authorize(farm, header_token(headers.get("authorization"),
+                                            headers.get("x-api-key")), scope)
+
+    return dependency
+
+
+SubmitKey = Annotated[keys.KeyInfo, Depends(require(keys.SUBMIT))]
+ReadKey = Annotated[keys.KeyInfo, Depends(require(keys.READ))]
+AdminKey = Annotated[keys.KeyInfo, Depends(require(keys.ADMIN))]
+READ = Depends(require(keys.READ))
+ADMIN = Depends(require(keys.ADMIN))
