@@ -29,6 +29,7 @@ from toolchain.execution import harness
 from toolchain.execution.records import Record, parse
 from toolchain.gates import object_checks, performance, syntax
 from toolchain.gates.correctness.compare import judge
+from toolchain.gates.performance import crosscheck
 from toolchain.settings import Settings
 from toolchain.verdict import GateResult
 
@@ -104,7 +105,8 @@ def gate(name: str, scratch: Path, variant_id: str, seed: int) -> list[GateResul
         return [object_checks.check_object(obj, frozenset(variant.math_functions), settings)]
     if name == "correctness":
         return [correctness_gate(variant, scratch, seed, settings)]
-    return performance.run(variant, obj, text, seed, scratch, settings)
+    perf, measured = performance.performance(variant, obj, text, seed, scratch, settings)
+    return [perf] if measured is None else [perf, crosscheck.check(measured, variant)]
 
 
 def verify_by_processes(item: Submission) -> tuple[str, float]:

@@ -28,8 +28,8 @@ ONE_PER_FAMILY = sorted({(v.template, v.dtype): v.id for v in kernels.suite()
 def test_baselines_pass_every_gate(variant_id: str, compiler: str) -> None:
     verdict = check(variant_id, baseline(variant_id, compiler))
     assert verdict.passed, f"{verdict.error_kind}: {verdict.message}"
-    assert [g.name for g in verdict.gates][:5] == ["input", "directives", "syntax", "object",
-                                                   "correctness"]
+    assert [g.name for g in verdict.gates][:6] == ["input", "variant", "directives", "syntax",
+                                                   "object", "correctness"]
 
 
 # (variant, C text to find, replacement, what the mutant gets wrong)

@@ -341,14 +341,20 @@ def test_input_within_limits() -> None:
 # ----------------------------------------------------------------------------- whole gate
 
 
-def test_check_runs_the_steps_in_order(scratch: Path) -> None:
-    result, obj = syntax.check(b'.incbin "/etc/passwd"\n', scratch)
-    assert result.kind is ErrorKind.forbidden_directive and obj is None
-    assert not (scratch / "kernel.s").exists()
-    result, obj = syntax.check(b"\xff", scratch)
-    assert result.kind is ErrorKind.input_rejected and result.seconds > 0
-    result, obj = syntax.check(VEC_ADD_NEON.encode(), scratch)
-    assert result.passed and obj is not None
+def test_the_pipeline_runs_the_steps_in_order_each_under_its_own_name() -> None:
+    """Input limits, the directive screen and the assembler, as verify() runs them: a result
+    carries its gate's name whether it passed or failed."""
+    from toolchain.verify import verify
+    refused = verify("vec_add_n1024_float32", b'.incbin "/etc/passwd"\n', 1)
+    assert [(g.name, g.passed) for g in refused.gates] == [
+        ("input", True), ("variant", True), ("directives", False)]
+    assert refused.error_kind is ErrorKind.forbidden_directive
+    rejected = verify("vec_add_n1024_float32", b"\xff", 1)
+    assert [(g.name, g.passed) for g in rejected.gates] == [("input", False)]
+    assert rejected.error_kind is ErrorKind.input_rejected and rejected.gates[0].seconds > 0
+    broken = verify("vec_add_n1024_float32", "kernel:\n    fadd.x v0, v1\n", 1)
+    assert [(g.name, g.passed) for g in broken.gates][-1] == ("syntax", False)
+    assert broken.error_kind is ErrorKind.assemble_error
 
 
 def test_missing_assembler_is_an_infra_error(tmp_path: Path, scratch: Path) -> None:

@@ -54,5 +54,22 @@ ERROR_KIND_DOCS: dict[ErrorKind, str] = {
 }
 
 
+class GateName(StrEnum):
+    """The gates of the pipeline (toolchain/pipeline.py), in order; a gate's result carries its
+    name whether it passed or failed. `infra` is the record of a verification the verifier's
+    own machinery could not finish."""
+
+    input = "input"
+    format = "format"
+    variant = "variant"
+    directives = "directives"
+    syntax = "syntax"
+    object = "object"
+    correctness = "correctness"
+    performance = "performance"
+    cross_check = "cross_check"
+    infra = "infra"
+
+
 class InfraError(RuntimeError):
     """A failure of the verifier's own machinery, never to be blamed on the submission."""

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .errors import ErrorKind
+from .errors import ErrorKind, GateName
 from .verdict import Verdict
 
 SPEEDUP_CAP = 3.0
@@ -50,15 +50,15 @@ def components(verdict: Verdict) -> Components | None:
         return None
     gates = {g.name: g for g in verdict.gates}
 
-    def ok(name: str) -> bool:
+    def ok(name: GateName) -> bool:
         return name in gates and gates[name].passed
 
-    fmt = (1.0 if ok("format") else 0.0) if "format" in gates else None
-    syntax = float(ok("syntax") and ok("object"))
-    perf = gates.get("performance")
+    fmt = (1.0 if ok(GateName.format) else 0.0) if GateName.format in gates else None
+    syntax = float(ok(GateName.syntax) and ok(GateName.object))
+    perf = gates.get(GateName.performance)
     perf_broke_it = perf is not None and not perf.passed and \
         perf.kind != ErrorKind.cross_check_disagreement
-    correct = float(ok("correctness") and not perf_broke_it)
+    correct = float(ok(GateName.correctness) and not perf_broke_it)
     withheld = verdict.error_kind == ErrorKind.cross_check_disagreement
     speedup = None
     if correct and perf is not None and perf.passed and not withheld:

@@ -1,20 +1,15 @@
 """The verification pipeline: one submission in, one verdict out.
 
-Gates run in order and stop at the first failure; any failure of the verifier's own machinery
-becomes `infra_error`, so a missing tool or a broken sandbox is never scored as the model's fault.
+Gates run in order (pipeline.py) and stop at the first failure; any failure of the verifier's
+own machinery becomes `infra_error`, so a missing tool or a broken sandbox is never scored as the
+model's fault.
 """
 
 from __future__ import annotations
 
-import shutil
-import time
-
-from . import VERIFIER_VERSION, kernels, reward, sandbox, tools, verdict_cache
-from . import scratch as scratch_dirs
-from .completion import extract_assembly
-from .errors import ErrorKind, InfraError
-from .execution import ReferenceRun
-from .gates import correctness, object_checks, performance, syntax
+from . import VERIFIER_VERSION, pipeline, reward, sandbox, tools, verdict_cache
+from .attempt import Attempt
+from .errors import ErrorKind, GateName, InfraError
 from .settings import Settings, get_settings
 from .verdict import GateResult, Verdict
 
@@ -55,14 +50,17 @@ def verify(
 
 def _verify(variant_id: str, assembly: str | bytes, seed: int, completion: bool,
             settings: Settings) -> Verdict:
-    gates: list[GateResult] = []
+    attempt = Attempt(variant_id, seed, assembly, completion, settings)
     try:
         mode = sandbox.sandbox_mode(settings)
         versions = tools.versions(TOOLS if mode == "bwrap" else TOOLS[:-1])
-        _run_gates(variant_id, assembly, seed, completion, settings, gates)
+        pipeline.run(attempt, pipeline.gates(completion))
     except InfraError as exc:
-        gates.append(GateResult.fail("infra", ErrorKind.infra_error, str(exc)))
+        attempt.results.append(GateResult.fail(GateName.infra, ErrorKind.infra_error, str(exc)))
         mode, versions = "unknown", {}
+    finally:
+        attempt.close()
+    gates = attempt.results
     failed = next((g for g in gates if not g.passed), None)
     verdict = Verdict(
         variant_id=variant_id,
@@ -77,57 +75,3 @@ def _verify(variant_id: str, assembly: str | bytes, seed: int, completion: bool,
     )
     verdict.extra["reward"] = reward.summary(verdict)
     return verdict
-
-
-def _timed(gates: list[GateResult], start: float, result: GateResult | None, name: str) -> bool:
-    """Record a gate's result (None = passed); True when the pipeline may go on."""
-    result = result or GateResult(name, True)
-    if not result.seconds:
-        result.seconds = time.perf_counter() - start
-    gates.append(result)
-    return result.passed
-
-
-def _run_gates(variant_id: str, assembly: str | bytes, seed: int, completion: bool,
-               settings: Settings, gates: list[GateResult]) -> None:
-    start = time.perf_counter()
-    if not _timed(gates, start, syntax.check_input(assembly, settings), "input"):
-        return
-    text = assembly.decode() if isinstance(assembly, bytes) else assembly
-    if completion:
-        start = time.perf_counter()
-        body = extract_assembly(text)
-        bad = None if body else GateResult.fail(
-            "format", ErrorKind.format_error, "expected exactly one <assembly>...</assembly> block")
-        if not _timed(gates, start, bad, "format"):
-            return
-        text = body or ""
-    try:
-        variant = kernels.get(variant_id)
-    except KeyError:
-        gates.append(GateResult.fail("variant", ErrorKind.unknown_variant,
-                                     f"unknown variant id {variant_id[:100]!r}"))
-        return
-    start = time.perf_counter()
-    if not _timed(gates, start, syntax.check_directives(text), "directives"):
-        return
-    scratch = scratch_dirs.make("verify")
-    reference: ReferenceRun | None = None
-    try:
-        result, obj = syntax.assemble(text, scratch, settings)
-        if not _timed(gates, start, result, "syntax") or obj is None:
-            return
-        reference = ReferenceRun(variant, seed, settings)
-        reference.start()  # runs while the object is checked
-        start = time.perf_counter()
-        allowed = frozenset(variant.math_functions)
-        if not _timed(gates, start, object_checks.check_object(obj, allowed, settings), "object"):
-            return
-        result = correctness.run(variant, obj, seed, scratch, settings, reference)
-        gates.append(result)
-        if result.passed:
-            gates.extend(performance.run(variant, obj, text, seed, scratch, settings, reference))
-    finally:
-        if reference is not None:
-            reference.settle()
-        shutil.rmtree(scratch, ignore_errors=True)

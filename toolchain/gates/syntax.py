@@ -34,12 +34,12 @@ from pathlib import Path
 from typing import Any
 
 from .. import sandbox
-from ..errors import ErrorKind, InfraError
+from ..errors import ErrorKind, GateName, InfraError
 from ..settings import Settings, get_settings
 from ..tools import GAS_MARCH, tool
 from ..verdict import GateResult
 
-GATE = "syntax"
+GATE = GateName.syntax.value
 SOURCE_NAME = "kernel.s"
 OBJECT_NAME = "kernel.o"
 MAX_LITERAL_FILL = 1 << 20
@@ -62,7 +62,7 @@ def check_input(text: str | bytes, settings: Settings | None = None) -> GateResu
     problem = _input_problem(text, settings)
     if problem is None:
         return None
-    return GateResult.fail(GATE, ErrorKind.input_rejected, problem)
+    return GateResult.fail(GateName.input, ErrorKind.input_rejected, problem)
 
 
 def _input_problem(text: str | bytes, settings: Settings) -> str | None:
@@ -178,7 +178,7 @@ def check_directives(text: str) -> GateResult | None:
         return None
     first = errors[0]
     return GateResult.fail(
-        GATE, ErrorKind.forbidden_directive,
+        GateName.directives, ErrorKind.forbidden_directive,
         _summary(errors), errors=errors[:MAX_REPORTED_ERRORS],
         directive=first["directive"], line=first["line"],
     )
@@ -506,22 +506,3 @@ def _operand_start(line: str, stmt_start: int, operand: int) -> int:
             end = i + 1
         i += 1
     return end
-
-
-# --------------------------------------------------------------------------- the whole gate
-
-
-def check(text: str | bytes, scratch: Path,
-          settings: Settings | None = None) -> tuple[GateResult, Path | None]:
-    """Input limits, directive screen and assembly in order, as one timed gate result."""
-    settings = settings or get_settings()
-    start = time.perf_counter()
-    early = check_input(text, settings)
-    if early is None:
-        early = check_directives(decode_source(text))
-    if early is not None:
-        early.seconds = time.perf_counter() - start
-        return early, None
-    result, obj = assemble(decode_source(text), scratch, settings)
-    result.seconds = time.perf_counter() - start
-    return result, obj

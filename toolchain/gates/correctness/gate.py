@@ -4,36 +4,26 @@ from __future__ import annotations
 
 import re
 import signal
-import time
 from pathlib import Path
 
 from ... import sandbox
-from ...errors import ErrorKind
+from ...errors import ErrorKind, GateName
 from ...execution import EXE_NAME, MAP_NAME, ReferenceRun, guard, harness, link, qemu_argv
 from ...execution.records import parse
 from ...kernels.model import Variant
-from ...settings import Settings, get_settings
+from ...settings import Settings
 from ...verdict import GateResult
 from .compare import judge
 
-NAME = "correctness"
+NAME = GateName.correctness.value
 _GUEST_SIGNAL = re.compile(rb"uncaught target signal (\d+)")
 
 
-def run(variant: Variant, obj: Path, seed: int, scratch: Path,
-        settings: Settings | None = None, reference: ReferenceRun | None = None) -> GateResult:
+def run(variant: Variant, obj: Path, seed: int, scratch: Path, settings: Settings,
+        reference: ReferenceRun | None = None) -> GateResult:
     """Link `obj` (already through the object checks) and judge it on the attempt's tests
     against the attempt's C reference run."""
-    settings = settings or get_settings()
-    start = time.perf_counter()
-    result = _run(variant, obj, seed, scratch, settings,
-                  reference or ReferenceRun(variant, seed, settings))
-    result.seconds = time.perf_counter() - start
-    return result
-
-
-def _run(variant: Variant, obj: Path, seed: int, scratch: Path, settings: Settings,
-         reference: ReferenceRun) -> GateResult:
+    reference = reference or ReferenceRun(variant, seed, settings)
     tests = harness.test_count(variant, settings)
     ref = reference.get()
     expected = ref.records

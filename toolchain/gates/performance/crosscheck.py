@@ -18,7 +18,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ...errors import ErrorKind, InfraError
+from ...errors import ErrorKind, GateName, InfraError
 from ...verdict import GateResult
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from .measurement import Measurement
     from .trace import Insn
 
-NAME = "cross_check"
+NAME = GateName.cross_check.value
 CALIBRATION = Path(__file__).with_name("calibration.json")
 
 

@@ -19,7 +19,6 @@ import json
 import os
 import shutil
 import tempfile
-import time
 from collections.abc import Callable
 from concurrent import futures
 from dataclasses import asdict
@@ -29,7 +28,7 @@ from typing import Any
 
 from ... import background, baselines, sandbox, tools
 from ... import scratch as scratch_dirs
-from ...errors import ErrorKind, InfraError
+from ...errors import ErrorKind, GateName, InfraError
 from ...execution import EXE_NAME, MAP_NAME, ReferenceRun, harness, link, qemu_argv, timing_test
 from ...execution.records import parse
 from ...kernels.model import Variant
@@ -54,7 +53,7 @@ from .trace import (
     parse_log,
 )
 
-NAME = "performance"
+NAME = GateName.performance.value
 BASELINE_OPT = "-O3"
 # (seed, test) inputs that decide whether a baseline's cost depends on its data: one from each
 # family of random tests (10-14 draw from [-1, 1), 15-19 over many magnitudes).
@@ -273,25 +272,12 @@ def _measure_assembly(variant: Variant, assembly: str, seed: int, test: int,
 # --------------------------------------------------------------------------- the gates
 
 
-def run(variant: Variant, obj: Path, text: str, seed: int, scratch: Path,
-        settings: Settings, reference: ReferenceRun | None = None) -> list[GateResult]:
-    """The performance gate and, when it measured, the cross-check gate."""
-    start = time.perf_counter()
-    perf, measured = _performance(variant, obj, text, seed, scratch, settings,
-                                  reference or ReferenceRun(variant, seed, settings))
-    perf.seconds = time.perf_counter() - start
-    if measured is None:
-        return [perf]
-    start = time.perf_counter()
-    check = crosscheck.check(measured, variant)
-    check.seconds = time.perf_counter() - start
-    perf.details["speedup_withheld"] = not check.passed
-    return [perf, check]
-
-
-def _performance(variant: Variant, obj: Path, text: str, seed: int, scratch: Path,
-                 settings: Settings, reference: ReferenceRun
-                 ) -> tuple[GateResult, Measurement | None]:
+def performance(variant: Variant, obj: Path, text: str, seed: int, scratch: Path,
+                settings: Settings, reference: ReferenceRun | None = None
+                ) -> tuple[GateResult, Measurement | None]:
+    """The performance gate's result and, when it measured, the candidate's measurement (which
+    the cross-check gate judges)."""
+    reference = reference or ReferenceRun(variant, seed, settings)
     test = timing_test(seed, settings.tests_per_attempt)
     # the whole-listing figure is computed while the kernel is traced
     listing = background.submit(settings, mca.whole_listing, text, settings)

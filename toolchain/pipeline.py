@@ -1,0 +1,128 @@
+"""The gates, in order, as one list: each a name and a check over the attempt context.
+
+A check returns a `GateResult` (passed or failed), or None for a pass with nothing to report;
+`run` names and times every result in one place, stops at the first failure, and lets an
+`InfraError` through (verify() turns it into an `infra_error` verdict). To add a gate, write a
+check `(Attempt) -> GateResult | None`, give it a name in `GateName` and put a `Step` where it
+belongs in `gates()` (docs/gates.md, "Adding a gate").
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from . import kernels
+from .attempt import Attempt
+from .completion import extract_assembly
+from .errors import ErrorKind, GateName
+from .gates import correctness, object_checks, syntax
+from .gates.performance import crosscheck
+from .gates.performance import gate as performance
+from .verdict import GateResult
+
+
+class Gate(Protocol):
+    name: GateName
+
+    def run(self, attempt: Attempt) -> GateResult | None: ...
+
+
+@dataclass(frozen=True)
+class Step:
+    """A gate made of a function."""
+
+    name: GateName
+    run: Callable[[Attempt], GateResult | None]
+
+
+def _input(a: Attempt) -> GateResult | None:
+    found = syntax.check_input(a.submission, a.settings)
+    if found is None:
+        a.text = syntax.decode_source(a.submission)
+    return found
+
+
+def _format(a: Attempt) -> GateResult | None:
+    body = extract_assembly(a.text)
+    if not body:
+        return GateResult.fail(GateName.format, ErrorKind.format_error,
+                               "expected exactly one <assembly>...</assembly> block")
+    a.text = body
+    return None
+
+
+def _variant(a: Attempt) -> GateResult | None:
+    try:
+        a.variant = kernels.get(a.variant_id)
+    except KeyError:
+        return GateResult.fail(GateName.variant, ErrorKind.unknown_variant,
+                               f"unknown variant id {a.variant_id[:100]!r}")
+    return None
+
+
+def _directives(a: Attempt) -> GateResult | None:
+    return syntax.check_directives(a.text)
+
+
+def _assemble(a: Attempt) -> GateResult:
+    result, a.object = syntax.assemble(a.text, a.scratch, a.settings)
+    return result
+
+
+def _object(a: Attempt) -> GateResult:
+    assert a.variant is not None and a.object is not None
+    a.reference.start()  # the C reference runs while the object is checked
+    return object_checks.check_object(a.object, frozenset(a.variant.math_functions), a.settings)
+
+
+def _correctness(a: Attempt) -> GateResult:
+    assert a.variant is not None and a.object is not None
+    return correctness.run(a.variant, a.object, a.seed, a.scratch, a.settings, a.reference)
+
+
+def _performance(a: Attempt) -> GateResult:
+    assert a.variant is not None and a.object is not None
+    result, a.measurement = performance.performance(a.variant, a.object, a.text, a.seed,
+                                                    a.scratch, a.settings, a.reference)
+    return result
+
+
+def _cross_check(a: Attempt) -> GateResult:
+    assert a.variant is not None and a.measurement is not None
+    check = crosscheck.check(a.measurement, a.variant)
+    perf = a.result(GateName.performance)
+    assert perf is not None
+    perf.details["speedup_withheld"] = not check.passed
+    return check
+
+
+INPUT = Step(GateName.input, _input)
+FORMAT = Step(GateName.format, _format)
+VARIANT = Step(GateName.variant, _variant)
+DIRECTIVES = Step(GateName.directives, _directives)
+SYNTAX = Step(GateName.syntax, _assemble)
+OBJECT = Step(GateName.object, _object)
+CORRECTNESS = Step(GateName.correctness, _correctness)
+PERFORMANCE = Step(GateName.performance, _performance)
+CROSS_CHECK = Step(GateName.cross_check, _cross_check)
+
+
+def gates(completion: bool) -> list[Gate]:
+    """The pipeline of one attempt: the format gate only for a raw completion."""
+    return [INPUT, *([FORMAT] if completion else []), VARIANT, DIRECTIVES, SYNTAX, OBJECT,
+            CORRECTNESS, PERFORMANCE, CROSS_CHECK]
+
+
+def run(attempt: Attempt, pipeline: Sequence[Gate]) -> None:
+    """Each gate in order into `attempt.results`, timed, until one fails."""
+    for gate in pipeline:
+        start = time.perf_counter()
+        result = gate.run(attempt) or GateResult(gate.name, True)
+        result.name = gate.name.value
+        result.seconds = time.perf_counter() - start
+        attempt.results.append(result)
+        if not result.passed:
+            return
