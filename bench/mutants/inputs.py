@@ -294,7 +294,32 @@ def tests(variant: Variant, seed: int) -> list[Test]:
         n = variant.params["n"]
         for position in dict.fromkeys([*range(min(n, 64)), *range(max(0, n - 192), n)]):
             out.append(_opposite(variant, _test(variant, "random", rng), position, rng))
+    # Appended after the first full run on the position tests: each special value first and
+    # last among ordinary values (a NaN first decides a selection), and zeros of alternating
+    # sign starting with either (the first of equal zeros is the one a selection keeps).
+    for value in _specials(variant.dtype):
+        for where in (0, -1):
+            out.append(_placed(variant, _test(variant, "random", rng), value, where))
+    if variant.dtype.is_float:
+        for first in (-0.0, 0.0):
+            out.append(_placed(variant, _test(variant, "zeros", rng), first, None))
     return out
+
+
+def _placed(variant: Variant, test: Test, value: float, where: int | None) -> Test:
+    """`value` at position `where` of every input buffer of the variant's element type; with
+    `where` None, zeros of alternating sign starting with `value`."""
+    vals = list(test.values)
+    for i, arg in enumerate(variant.signature.args):
+        if arg.pointer and arg.role != "out" and arg.dtype is variant.dtype:
+            arr = np.array(vals[i], dtype=NP[arg.dtype])
+            if where is None:
+                sign = np.where(np.arange(arg.length) % 2 == 0, 1.0, -1.0) * np.copysign(1, value)
+                arr = np.copysign(np.zeros(arg.length), sign).astype(NP[arg.dtype])
+            else:
+                arr[where] = value
+            vals[i] = arr
+    return Test(test.seed, tuple(vals))
 
 
 #: Seed bit the oracle harness reads as "end every buffer at an inaccessible page".
