@@ -25,7 +25,8 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-# The farm and the trainer-side client (clients/python, its own distribution), both editable.
+# The farm (the core and the extras of its services and reports) and the trainer-side client
+# (clients/python, its own distribution), both editable.
 stamp=.venv/.installed-$(cat pyproject.toml clients/python/pyproject.toml | sha256sum | cut -c1-16)
 if [ ! -f "$stamp" ]; then
   .venv/bin/pip install -q --upgrade pip
@@ -36,7 +37,7 @@ if [ ! -f "$stamp" ]; then
   mapfile -t no_deps < <("$PY" -c 'import tomllib; print("\n".join(tomllib.load(open(
       "pyproject.toml", "rb"))["tool"]["armgym"]["no-deps"]))')
   .venv/bin/pip install -q --no-deps "${no_deps[@]}"
-  .venv/bin/pip install -q -e ".[dev,frameworks]" -e clients/python
+  .venv/bin/pip install -q -e ".[farm,reports,dev,frameworks]" -e clients/python
   rm -f .venv/.installed-*; touch "$stamp"
 fi
 # The run dashboard's chart library (uPlot, pinned with its integrity hash in
