@@ -1,14 +1,23 @@
-"""The cross-check's per-class bands: classification and band choice (pure logic), and the
-calibration file's record of them."""
+"""The cross-check's per-class bands: classification and band choice (pure logic), OSACA's
+accumulator forwarding, the calibration file's record of the bands, and the calibrated bands on
+real kernels: honest hand-written code passes every gate and its class band, a disagreement the
+global band lets through is flagged by its class band."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import replace
 
+import pytest
+from conftest import VEC_ADD_1024_LOOP, asm
+
 from toolchain import kernels
-from toolchain.gates.performance import crosscheck, gate
+from toolchain.errors import ErrorKind
+from toolchain.gates.performance import calibrate, crosscheck, honest, osaca_model
+from toolchain.gates.performance.measurement import Measurement
 from toolchain.gates.performance.trace import Insn, normalise
+from toolchain.verdict import GateResult, Verdict
+from toolchain.verify import verify
 
 
 def insns(*texts: str, at: int = 0x1000) -> list[Insn]:
@@ -36,13 +45,19 @@ def test_the_class_is_what_most_of_the_executed_work_is() -> None:
     # a call that runs little library code stays in its own class
     assert crosscheck.block_class([(i, 100) for i in simd] + [(i, 1) for i in library],
                                   own) == "simd"
+    # loop control is no kind of work, and SVE's vector-length counters are SVE work: an SVE
+    # loop of a load, an add, incw, cmp and b.lo is SVE, not the scalar code that closes it
+    sve_loop = insns("ld1w { z1.s }, p0/z, [x0, x2, lsl #2]", "fadd z16.s, p0/m, z16.s, z1.s",
+                     "incw x2", "cmp x2, x3", "b.lo .")
+    assert crosscheck.block_class([(i, 64) for i in sve_loop], own) == "sve"
+    assert [crosscheck.kind_of(i) for i in sve_loop] == ["sve", "sve", "sve", None, None]
 
 
 def test_a_measurement_is_judged_against_the_most_specific_band() -> None:
     bands = crosscheck.Bands((0.1, 10.0), (0.1, 10.0), {
         "dot/simd": ((0.5, 1.5), (0.5, 8.0)), "dot/calls": ((0.2, 0.8), (0.2, 4.0)),
         "dot/*": ((0.3, 1.2), (0.2, 8.0)), "dot_n16_float32/simd": ((1.1, 3.0), (0.2, 8.0))})
-    m = gate.Measurement(cycles=100.0, pipeline_cycles=100.0, branch_cycles=0, branches={},
+    m = Measurement(cycles=100.0, pipeline_cycles=100.0, branch_cycles=0, branches={},
                          osaca_cycles=100.0, instructions=300, blocks=3, block_executions=10,
                          loop_cycles=2, osaca_fallbacks=0, block_class="simd")
     dot, small, vec = (kernels.get(i) for i in ("dot_n1024_float32", "dot_n16_float32",
@@ -63,7 +78,7 @@ def test_a_measurement_is_judged_against_the_most_specific_band() -> None:
 
 def test_the_branch_penalty_stays_out_of_the_comparison() -> None:
     bands = crosscheck.Bands((0.5, 1.5), (0.1, 10.0))
-    m = gate.Measurement(cycles=6000.0, pipeline_cycles=1000.0, branch_cycles=5000,
+    m = Measurement(cycles=6000.0, pipeline_cycles=1000.0, branch_cycles=5000,
                          branches={}, osaca_cycles=1000.0, instructions=3000, blocks=3,
                          block_executions=10, loop_cycles=2, osaca_fallbacks=0)
     result = crosscheck.check(m, kernels.get("vec_add_n1024_float32"), bands)
@@ -86,4 +101,88 @@ def test_the_calibration_records_a_band_per_class_at_most_4x_wide() -> None:
     per_variant = [n for n in data["too_wide"] if n.split("/")[0] not in
                    {c.split("/")[0] for c in classes if c.endswith("/*")}]
     assert len(per_variant) <= 2, per_variant
-    assert data["population"]["measurements"] >= 2000
+    assert data["population"]["measurements"] >= 900
+
+
+def test_osaca_forwards_the_accumulator_of_a_multiply_accumulate_chain() -> None:
+    """SWOG: FP multiply-accumulate 4(2), integer 4(1); OSACA's database gives only the 4, so
+    without forwarding every honest reduction read 2x-4x slower to OSACA than to llvm-mca."""
+    def chain(*lines: str) -> float:
+        return osaca_model.estimate(list(lines)).cycles
+
+    assert chain("fmla v0.4s, v1.4s, v2.4s") == 2.0
+    assert chain("fmadd s0, s1, s2, s0") == 2.0
+    assert chain("mla v0.4s, v1.4s, v2.4s") == 1.0
+    # through the multiplicand, or from an instruction of another family: the full latency
+    assert chain("fmadd s0, s0, s2, s3") == 4.0
+    assert chain("fmla v0.4s, v1.4s, v2.4s", "fmul v0.4s, v0.4s, v3.4s") > 4.0
+
+
+def test_the_gate_enforces_the_global_bands_and_the_calibration_holds_the_classes() -> None:
+    enforced, found = crosscheck.bands(), crosscheck.calibrated()
+    data = json.loads(crosscheck.CALIBRATION.read_text())
+    assert set(found.by_class) == set(data["band"]["classes"])
+    assert found.of("vec_add_n1024_float32", "vec_add", "simd")[0] == tuple(
+        data["band"]["classes"]["vec_add/simd"]["ratio"])
+    assert bool(enforced.by_class) == crosscheck.ENFORCE_CLASSES
+    lo, hi = data["band"]["ratio"]
+    if not crosscheck.ENFORCE_CLASSES:  # never narrower than the last full sweep's
+        assert enforced.ratio == (min(lo, crosscheck.FULL_SWEEP_RATIO[0]),
+                                  max(hi, crosscheck.FULL_SWEEP_RATIO[1]))
+        assert enforced.ipc == tuple(data["band"]["ipc"])
+
+
+def test_the_calibration_counts_honest_hand_written_code_and_holds_some_out() -> None:
+    data = json.loads(crosscheck.CALIBRATION.read_text())
+    points, held = calibrate.read_points()
+    assert data["population"]["hand_written"] == len(honest.calibration())
+    assert data["held_out"]["hand_written"] == len(honest.held_out())
+    assert set(data["population"]["opts"]) >= {"-O1", "-O2", "-O3"}
+    # the recorded points are the calibration's: the bands rebuild from them exactly
+    assert len(points) == data["population"]["measurements"] + len(honest.calibration())
+    assert calibrate.bands(points, data["margin"])[0] == data["band"]
+    assert calibrate.flagged(points, data["band"]) == []
+    assert calibrate.flagged(held, data["band"]) == data["held_out"]["false_positives"]["which"]
+    assert data["held_out"]["false_positives"]["count"] == 0
+    # the rate on honest compiler output the bands did not see, recorded as computed
+    assert calibrate.cross_validated(points, data["margin"]) == data["cross_validated"]
+    assert data["cross_validated"]["of"] >= 500
+
+
+def per_class(verdict: Verdict) -> GateResult:
+    """The cross-check of a verdict's measurement under every calibrated band (enforced or not)."""
+    perf = next(g for g in verdict.gates if g.name == "performance")
+    return crosscheck.check(Measurement(**perf.details["measurement"]),
+                            kernels.get(verdict.variant_id), crosscheck.calibrated())
+
+
+@pytest.mark.parametrize("kernel", honest.KERNELS, ids=[k.name for k in honest.KERNELS])
+def test_honest_hand_written_code_passes_every_gate_and_its_class_band(
+        kernel: honest.Kernel) -> None:
+    verdict = verify(kernel.variant, kernel.text, 11)
+    assert verdict.passed, f"{verdict.error_kind}: {verdict.message}"
+    judged = per_class(verdict)
+    assert judged.passed, judged.message
+
+
+# A correct vec_add after SHA-256 rounds: work llvm-mca prices at 4 cycles a round and OSACA
+# (whose V2 database lacks it) at 1. Far fewer rounds than the global band needs to notice
+# (tests/test_performance.py): the models disagree about 3.5x, which the global bands let
+# through and vec_add's honest code never shows.
+HIDDEN = """
+    mov x9, #{rounds}
+2:  sha256h q16, q17, v18.4s
+    subs x9, x9, #1
+    b.ne 2b
+""" + VEC_ADD_1024_LOOP
+
+
+def test_a_disagreement_inside_the_global_band_is_flagged_by_its_class_band() -> None:
+    verdict = verify("vec_add_n1024_float32", asm(HIDDEN.format(rounds=2000)), 11)
+    if not crosscheck.ENFORCE_CLASSES:  # the global bands pass it: the speedup stands
+        assert verdict.passed, verdict.message
+    judged = per_class(verdict)
+    assert judged.kind == ErrorKind.cross_check_disagreement, judged.message
+    assert judged.details["block_class"] == "vec_add/simd"
+    lo, hi = crosscheck.bands().ratio
+    assert lo <= judged.details["ratio"] <= hi, judged.details

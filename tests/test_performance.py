@@ -265,10 +265,10 @@ def test_work_done_after_returning_through_a_redirected_link_register_is_refused
 
 
 def calibrated_sample() -> list[tuple[str, str, str]]:
-    """A spread of (variant, compiler, opt) that `armgym calibrate` measured."""
-    population = json.loads(crosscheck.CALIBRATION.read_text())["population"]
-    picked = calibrate.sample(calibrate.calibrated_variants())[::26]
-    return [(v.id, c, o) for v in picked for c in ("clang", "gcc") for o in population["opts"]]
+    """A spread of the (variant, compiler, opt) that `armgym calibrate` measured."""
+    points, _ = calibrate.read_points()
+    compiled = [p for p in points if p.source != calibrate.HAND]
+    return [(p.variant, p.source, p.detail) for p in compiled[::len(compiled) // 12]]
 
 
 @pytest.mark.parametrize(("variant_id", "compiler", "opt"), calibrated_sample())

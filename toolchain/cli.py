@@ -131,29 +131,48 @@ def calibrate_opts() -> tuple[str, ...]:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    """Measure compiler output at -O1..-O3 and record the cross-check band (calibration.json)."""
-    from .gates.performance import calibrate
+    """Measure honest code and record the cross-check bands (calibration.json, and every point
+    in calibration-points.json)."""
+    from .gates.performance import calibrate, honest
 
-    variants = _baseline_variants(args)
-    if args.sample:
-        variants = calibrate.sample(variants)
+    opts, extra = args.opt or ["-O3"], args.extra_opt or []
     command = "armgym calibrate" + (" --sample" if args.sample else "") + (
         f" --template {args.template}" if args.template else "") + (
         f" --shapes {args.shapes}" if args.shapes != "all" else "") + f" --margin {args.margin}" + (
-        f" --opt {' --opt '.join(args.opt)}" if args.opt else "")
+        "".join(f" --opt={o}" for o in opts)) + "".join(f" --extra-opt={o}" for o in extra) + (
+        f" --held-out-shapes {args.held_out_shapes}" if args.held_out_shapes else "")
     start = time.perf_counter()
-    if args.from_cache:
-        opts = args.opt or calibrate.OPTS
-        report = calibrate.report(calibrate.cached_rows(variants, opts), args.margin,
-                                  command + " --from-cache", "what the cache held", opts)
+    if args.from_points:
+        points, held = calibrate.read_points()
+        command += " --from-points"
     else:
-        report = calibrate.calibrate(variants, args.margin, args.jobs, command, args.sample,
-                                     args.opt or calibrate.OPTS)
+        variants = _baseline_variants(args)
+        if args.sample:
+            variants = calibrate.sample(variants)
+        jobs = calibrate.jobs_for(variants, opts, extra)
+        held_jobs: list[tuple[str, str, str]] = []
+        if args.held_out_shapes:
+            others = [v for v in kernels.filter_variants(args.template)
+                      if kernels.odd_shaped(v) == (args.held_out_shapes == "odd")]
+            held_jobs = calibrate.jobs_for(calibrate.sample(others), [*opts, *extra])
+        if args.from_cache:
+            points, held = calibrate.cached_points(jobs), calibrate.cached_points(held_jobs)
+            command += " --from-cache"
+        else:
+            points = calibrate.points_of(jobs, args.jobs)
+            held = calibrate.points_of(held_jobs, args.jobs) if held_jobs else []
+        points += calibrate.hand_written(honest.calibration())
+        held += calibrate.hand_written(honest.held_out())
+    report = calibrate.report(points, held, args.margin, command,
+                              "what the cache held" if args.from_cache else
+                              "one variant per template x dtype" if args.sample else "all",
+                              [*opts, *extra])
     report["seconds"] = round(time.perf_counter() - start, 1)
     if not args.dry_run:
-        calibrate.write(report)
+        calibrate.write(report, points, held)
     _print_json({k: report[k] for k in ("widths", "too_wide", "classes", "false_positives",
-                                        "distribution", "population", "extremes")})
+                                        "cross_validated", "held_out", "distribution",
+                                        "population", "extremes")})
     return 0
 
 
@@ -294,11 +313,18 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--shapes", choices=["all", "pow2", "odd"], default="all")
     c.add_argument("--margin", type=float, default=0.15)
     c.add_argument("--opt", action="append", choices=calibrate_opts(),
-                   help="optimisation levels to measure (repeatable; default -O1 -O2 -O3)")
+                   help="levels to measure every variant at (repeatable; default -O3)")
+    c.add_argument("--extra-opt", action="append", choices=calibrate_opts(),
+                   help="levels to measure one variant per template x dtype at (repeatable)")
+    c.add_argument("--held-out-shapes", choices=["pow2", "odd"],
+                   help="judge one variant per template x dtype of these shapes, at every "
+                        "level, without calibrating on them")
     c.add_argument("--jobs", type=int, default=None)
     c.add_argument("--dry-run", action="store_true", help="print, do not write calibration.json")
     c.add_argument("--from-cache", action="store_true",
                    help="bands from the measurements already cached (an interrupted run's)")
+    c.add_argument("--from-points", action="store_true",
+                   help="bands from the points calibration-points.json records (no measuring)")
     c.set_defaults(func=cmd_calibrate)
 
     f = sub.add_parser("faithfulness", help="cost-model faithfulness report (brief §8)")

@@ -1,11 +1,12 @@
-"""Calibrate the cross-check band on honest compiler output, and report the model's faithfulness.
+"""Calibrate the cross-check bands on honest code, and report the model's faithfulness.
 
-`armgym calibrate` measures clang and gcc at -O1, -O2 and -O3 for every variant (or, with
---sample, one variant per template x dtype, chosen by hash) on one fixed input, and records the
-distribution of OSACA / llvm-mca and of IPC with the band derived from it in calibration.json,
-together with the command that produced it. The band is the observed range widened by a margin,
-so honest compiler output is never flagged while a kernel that makes the two models diverge
-further than any compiler output does is.
+`armgym calibrate` measures clang and gcc output (every variant at the given levels, and one
+variant per template x dtype, chosen by hash, at the extra levels) and the honest hand-written
+kernels of honest.py on one fixed input, and records in calibration.json the bands derived from
+them, with the command that produced them; every point goes to calibration-points.json (the
+plot in docs/ and `--from-points` read it). Held-out honest code (odd-shaped variants, the
+hand-written kernels marked held out) is judged by the bands but never shapes them: its
+false-positive rate is reported beside the calibration's own.
 
 `armgym faithfulness` prints what brief §8 asks of the cost model: vec_add float32 at n=1024,
 2048, 4096 scales about 2x per doubling under the executed-blocks model while the whole-listing
@@ -22,22 +23,45 @@ import sys
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from tqdm import tqdm
 
 from ... import baselines, kernels
 from ...kernels.model import Variant
 from ...settings import get_settings
-from . import crosscheck, mca
-from .gate import PROBES, cached, measured, model_versions
+from . import crosscheck, honest, mca
+from .gate import PROBES, _measure_assembly, cached, measured, model_versions
+from .honest import RELU_BRANCHY, RELU_FCSEL
 
-OPTS = ("-O1", "-O2", "-O3")
 DEFAULT_MARGIN = 0.15
 # The OSACA / llvm-mca band of a block class is at most this wide (hi / lo): the observed range
 # of honest code, widened by DEFAULT_MARGIN or by as much as stays within it.
 MAX_WIDTH = 4.0
 QUANTILES = (0.0, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 1.0)
+POINTS = crosscheck.CALIBRATION.with_name("calibration-points.json")
+HAND = "hand-written"  # the `source` of a hand-written kernel's point (else the compiler)
+
+
+class Point(NamedTuple):
+    """One honest measurement, as the bands see it."""
+
+    variant: str
+    source: str  # the compiler, or HAND
+    detail: str  # the optimisation level, or the hand-written kernel's name
+    kind: str  # crosscheck.block_class of its executed work
+    ratio: float  # OSACA / llvm-mca
+    ipc: float
+
+    @property
+    def name(self) -> str:
+        return f"{self.variant} {self.source} {self.detail}"
+
+
+def point(variant: str, source: str, detail: str, m: dict[str, Any]) -> Point:
+    return Point(variant, source, detail, m["block_class"],
+                 *crosscheck.figures_of(m["osaca_cycles"], m["instructions"],
+                                        m["pipeline_cycles"]))
 
 
 def sample(variants: Iterable[Variant]) -> list[Variant]:
@@ -51,16 +75,31 @@ def sample(variants: Iterable[Variant]) -> list[Variant]:
     return sorted(best.values(), key=lambda v: v.id)
 
 
-def _measure(job: tuple[str, str, str]) -> tuple[str, str, str, dict[str, Any]]:
+Job = tuple[str, str, str]  # (variant, compiler, opt)
+
+
+def jobs_for(variants: Sequence[Variant], opts: Sequence[str],
+             extra_opts: Sequence[str] = ()) -> list[Job]:
+    """Every variant at `opts`, and a sample of them (one per template x dtype and shape
+    family, power-of-two or odd) at `extra_opts`, for both compilers."""
+    picked = [v for odd in (False, True)
+              for v in sample(v for v in variants if kernels.odd_shaped(v) == odd)]
+    out = [(v.id, c, o) for v in variants for c in baselines.COMPILERS for o in opts]
+    out += [(v.id, c, o) for v in picked for c in baselines.COMPILERS
+            for o in extra_opts if o not in opts]
+    return out
+
+
+def _measure(job: Job) -> dict[str, Any]:
     variant_id, compiler, opt = job
     seed, test = PROBES[0]
-    m = measured(kernels.get(variant_id), compiler, opt, seed, test, get_settings())
-    return variant_id, compiler, opt, m.to_json()
+    return measured(kernels.get(variant_id), compiler, opt, seed, test,
+                    get_settings()).to_json()
 
 
-def measure_all(jobs: Sequence[tuple[str, str, str]], workers: int | None,
-                desc: str) -> list[tuple[str, str, str, dict[str, Any]]]:
-    """Measure every (variant, compiler, opt) on the calibration input, with a progress bar."""
+def measure_all(jobs: Sequence[Job], workers: int | None, desc: str) -> list[dict[str, Any]]:
+    """Measure every (variant, compiler, opt) on the calibration input, with a progress bar;
+    the measurements in the jobs' order."""
     settings = get_settings()
     for compiler in {c for _, c, _ in jobs}:  # compile every baseline first, in parallel
         opts = sorted({o for _, c, o in jobs if c == compiler})
@@ -69,6 +108,33 @@ def measure_all(jobs: Sequence[tuple[str, str, str]], workers: int | None,
     with ProcessPoolExecutor(max_workers=workers or settings.jobs) as pool:
         return list(tqdm(pool.map(_measure, jobs, chunksize=2), total=len(jobs), desc=desc,
                          unit="kernel", file=sys.stderr))
+
+
+def points_of(jobs: Sequence[Job], workers: int | None) -> list[Point]:
+    """The jobs measured (or found in the cache) as points."""
+    return [point(*job, m) for job, m in zip(jobs, measure_all(jobs, workers, "calibrate"),
+                                             strict=True)]
+
+
+def cached_points(jobs: Sequence[Job]) -> list[Point]:
+    """Every job's measurement already in the cache under the current model: what an
+    interrupted `armgym calibrate` got through (`--from-cache`)."""
+    settings = get_settings()
+    seed, test = PROBES[0]
+    out = []
+    for vid, compiler, opt in jobs:
+        found = cached(kernels.get(vid), compiler, opt, seed, test, settings)
+        if found is not None:
+            out.append(point(vid, compiler, opt, found))
+    return out
+
+
+def hand_written(chosen: Sequence[honest.Kernel]) -> list[Point]:
+    """The hand-written kernels measured like compiler output (a few seconds each)."""
+    settings = get_settings()
+    seed, test = PROBES[0]
+    return [point(k.variant, HAND, k.name, _measure_assembly(
+        kernels.get(k.variant), k.text, seed, test, settings).to_json()) for k in chosen]
 
 
 def distribution(values: Sequence[float]) -> dict[str, float]:
@@ -81,14 +147,23 @@ def distribution(values: Sequence[float]) -> dict[str, float]:
     return out
 
 
-def _centred(values: Sequence[float], width: float) -> list[float] | None:
-    """A band exactly `width` wide (hi / lo) around the geometric centre of the observed range,
-    or None when the range itself, widened by the rounding slack, is wider than that."""
-    lo, hi = min(values), max(values)
-    centre = math.sqrt(lo * hi)
-    band = [math.ceil(centre / math.sqrt(width) * 1e4) / 1e4,
-            math.floor(centre * math.sqrt(width) * 1e4) / 1e4]
-    return band if band[0] < lo and hi < band[1] else None
+SLACK = 1.001  # how far inside a band its honest extremes lie, at least (as a factor)
+# A class with fewer honest points than this says little about where the rest of its honest
+# code lies: its band is placed near where all honest code lies instead of around its points.
+FEW = 5
+
+
+def _window(values: Sequence[float], width: float, centre: float) -> list[float] | None:
+    """A band exactly `width` wide (hi / lo) holding the observed range: centred
+    (geometrically) on that range, or for fewer than FEW values as near as the range allows to
+    `centre`, the median of all honest code. None when the range is wider than the band."""
+    lo, hi = min(values) / SLACK, max(values) * SLACK
+    half = math.sqrt(width)
+    if hi / lo >= width:
+        return None
+    c = min(max(centre, hi / half), lo * half) if len(values) < FEW else math.sqrt(lo * hi)
+    band = [math.ceil(c / half * 1e4) / 1e4, math.floor(c * half * 1e4) / 1e4]
+    return band if band[0] < min(values) and max(values) < band[1] else None
 
 
 def _band(values: Sequence[float], margin: float) -> list[float]:
@@ -97,128 +172,151 @@ def _band(values: Sequence[float], margin: float) -> list[float]:
             math.ceil(max(values) * (1 + margin) * 1e4) / 1e4]
 
 
-def calibrate(variants: Sequence[Variant], margin: float, workers: int | None,
-              command: str, sampled: bool, opts: Sequence[str] = OPTS) -> dict[str, Any]:
-    jobs = [(v.id, c, o) for v in variants for c in baselines.COMPILERS for o in opts]
-    rows = measure_all(jobs, workers, "calibrate")
-    return report(rows, margin, command, "one variant per template x dtype" if sampled else "all",
-                  opts)
+def bands(points: Sequence[Point], margin: float) -> tuple[dict[str, Any], dict[str, float]]:
+    """(bands, classes too wide for one band) from honest points: per class (template / kind
+    of work), exactly MAX_WIDTH wide around the class's honest range (_window; per variant
+    and kind where a template's honest code of one kind spreads wider than that); per template
+    (`T/*`, for a kind of work none of its honest code does), the same around all of its
+    honest code, or that range widened by `margin` where it spreads wider.
 
-
-def calibrated_variants() -> list[Variant]:
-    """The variants calibration.json's population covers (the suite when it names none)."""
-    data = json.loads(crosscheck.CALIBRATION.read_text())
-    ids = set(data["population"].get("variant_ids", ()))
-    return [v for v in kernels.suite() if not ids or v.id in ids]
-
-
-def cached_rows(variants: Sequence[Variant],
-                opts: Sequence[str] = OPTS) -> list[tuple[str, str, str, dict[str, Any]]]:
-    """Every calibration-input measurement already in the cache under the current model: what
-    an interrupted `armgym calibrate` got through (`--from-cache`)."""
-    settings = get_settings()
-    seed, test = PROBES[0]
-    rows = []
-    for v in variants:
-        for compiler in baselines.COMPILERS:
-            for opt in opts:
-                found = cached(v, compiler, opt, seed, test, settings)
-                if found is not None:
-                    rows.append((v.id, compiler, opt, found))
-    return rows
-
-
-def report(rows: Sequence[tuple[str, str, str, dict[str, Any]]], margin: float, command: str,
-           sample: str, opts: Sequence[str]) -> dict[str, Any]:
-    """Bands from measurements of honest code: per class (template / kind of work), exactly
-    MAX_WIDTH wide around the class's honest range (per variant where a template's honest code
-    of one kind spreads wider than that); per template (`T/*`, for a kind of work none of its
-    honest code does), the same around all of its honest code, or that range widened by
-    `margin` where it spreads wider."""
-    ratios, ipcs = [], []
-    worst: list[tuple[float, float, str]] = []
-    kinds: list[tuple[str, str, str]] = []
-    per_class: dict[str, tuple[list[float], list[float]]] = {}
-    per_variant: dict[str, tuple[list[float], list[float]]] = {}
-    for vid, comp, opt, m in rows:
-        ratio = m["osaca_cycles"] / m["pipeline_cycles"]
-        ipc = m["instructions"] / m["pipeline_cycles"]
-        ratios.append(ratio)
-        ipcs.append(ipc)
-        worst.append((ratio, ipc, f"{vid} {comp} {opt}"))
-        template, kind = kernels.get(vid).template, m["block_class"]
-        kinds.append((vid, template, kind))
-        for cls in (crosscheck.class_key(template, kind), crosscheck.class_key(template, "*")):
-            found = per_class.setdefault(cls, ([], []))
-            found[0].append(ratio)
-            found[1].append(ipc)
-        found = per_variant.setdefault(crosscheck.class_key(vid, kind), ([], []))
-        found[0].append(ratio)
-        found[1].append(ipc)
-    band: dict[str, Any] = {"ratio": _band(ratios, margin), "ipc": _band(ipcs, margin)}
+    Per kind rather than per template where both would fit: a template's honest code spreads
+    up to 4x across kinds, so a band around all of it leaves its extremes no room, and honest
+    code it never saw fell outside more often (cross-validated, `report`)."""
+    per_class: dict[str, list[Point]] = {}
+    per_variant: dict[str, list[Point]] = {}
+    for p in points:
+        template = kernels.get(p.variant).template
+        for cls in (crosscheck.class_key(template, p.kind), crosscheck.class_key(template, "*")):
+            per_class.setdefault(cls, []).append(p)
+        per_variant.setdefault(crosscheck.class_key(p.variant, p.kind), []).append(p)
+    centre = statistics.median(p.ratio for p in points)
+    band: dict[str, Any] = {"ratio": _band([p.ratio for p in points], margin),
+                            "ipc": _band([p.ipc for p in points], margin),
+                            "centre": round(centre, 4)}
     classes: dict[str, Any] = {}
     too_wide: dict[str, float] = {}
-    for cls, (r, i) in sorted(per_class.items()):
-        centred = _centred(r, MAX_WIDTH)
-        if cls.endswith("/*"):
-            classes[cls] = {"ratio": centred or _band(r, margin), "ipc": _band(i, margin)}
+
+    def add(cls: str, found: Sequence[Point], fallback: bool) -> bool:
+        """Record cls's band; when its range is too wide for one, report it and record the
+        widened range if `fallback`, else nothing."""
+        r = [p.ratio for p in found]
+        window = _window(r, MAX_WIDTH, centre)
+        if window is None:
+            too_wide[cls] = round(max(r) / min(r), 3)
+            if not fallback:
+                return False
+        classes[cls] = {"ratio": window or _band(r, margin),
+                        "ipc": _band([p.ipc for p in found], margin)}
+        return True
+
+    for cls, found in sorted(per_class.items()):
+        if add(cls, found, cls.endswith("/*")):
             continue
-        if centred is not None:
-            classes[cls] = {"ratio": centred, "ipc": _band(i, margin)}
-            continue
-        # the template's honest code of this kind spreads too wide: a band per variant
-        too_wide[cls] = round(max(r) / min(r), 3)
-        template, kind = cls.split("/")
-        for vcls, (vr, vi) in sorted(per_variant.items()):
+        template, kind = cls.split("/")  # this kind alone spreads too wide: a band per variant
+        for vcls, vfound in sorted(per_variant.items()):
             vid, vkind = vcls.split("/")
             if vkind == kind and kernels.get(vid).template == template:
-                centred = _centred(vr, MAX_WIDTH)
-                if centred is None:  # its two compilers' code alone spreads wider: reported
-                    too_wide[vcls] = round(max(vr) / min(vr), 3)
-                classes[vcls] = {"ratio": centred or _band(vr, margin),
-                                 "ipc": _band(vi, margin)}
+                add(vcls, vfound, True)
     band["classes"] = classes
+    return band, too_wide
+
+
+def cross_validated(points: Sequence[Point], margin: float, folds: int = 2) -> dict[str, Any]:
+    """The bands' false-positive rate on honest compiler output they did not see: the variants
+    split into `folds` by hash, each fold judged by bands calibrated on the others (and every
+    hand-written kernel)."""
+    def fold(p: Point) -> int:
+        return int(hashlib.sha256(p.variant.encode()).hexdigest(), 16) % folds
+
+    which: list[str] = []
+    judged = 0
+    for k in range(folds):
+        train = [p for p in points if p.source == HAND or fold(p) != k]
+        test = [p for p in points if p.source != HAND and fold(p) == k]
+        judged += len(test)
+        which += flagged(test, bands(train, margin)[0])
+    return {"folds": folds, "count": len(which), "of": judged, "which": which[:20]}
+
+
+def flagged(points: Sequence[Point], band: dict[str, Any]) -> list[str]:
+    """The points the cross-check would flag under `band`."""
+    limits = crosscheck.parse_bands(band)
+    out = []
+    for p in points:
+        (rlo, rhi), (ilo, ihi) = limits.of(p.variant, kernels.get(p.variant).template, p.kind)
+        if not (rlo <= p.ratio <= rhi and ilo <= p.ipc <= ihi):
+            out.append(p.name)
+    return out
+
+
+def _rate(points: Sequence[Point], band: dict[str, Any]) -> dict[str, Any]:
+    found = flagged(points, band)
+    return {"count": len(found), "of": len(points), "which": found[:20]}
+
+
+def report(points: Sequence[Point], held_out: Sequence[Point], margin: float, command: str,
+           sample: str, opts: Sequence[str]) -> dict[str, Any]:
+    """The bands from `points`, their widths, and their false positives on `points` and on the
+    held-out honest code."""
+    band, too_wide = bands(points, margin)
+    classes = band["classes"]
     widths = {c: {k: round(b[k][1] / b[k][0], 3) for k in ("ratio", "ipc")}
               for c, b in classes.items()}
-    flagged = [name for (ratio, ipc, name), (vid, template, kind) in zip(worst, kinds,
-                                                                         strict=True)
-               if not _inside(ratio, ipc, vid, template, kind, band)]
-    by_ratio = sorted(worst)
+    ratios, ipcs = [p.ratio for p in points], [p.ipc for p in points]
+    by_ratio, by_ipc = sorted(points, key=lambda p: p.ratio), sorted(points, key=lambda p: p.ipc)
+    counts: dict[str, int] = {}
+    for p in points:
+        template = kernels.get(p.variant).template
+        for cls in (crosscheck.class_key(template, p.kind), crosscheck.class_key(template, "*")):
+            counts[cls] = counts.get(cls, 0) + 1
+    compiled = [p for p in points if p.source != HAND]
     return {
         "command": command,
         "band": band,
         "widths": widths,
         "too_wide": too_wide,
-        "classes": {c: len(r) for c, (r, _) in sorted(per_class.items())},
-        "false_positives": {"count": len(flagged), "of": len(rows), "which": flagged[:20]},
+        "classes": dict(sorted(counts.items())),
+        "false_positives": _rate(points, band),
+        "cross_validated": cross_validated(points, margin),
+        "held_out": {"false_positives": _rate(held_out, band),
+                     "compiled": len([p for p in held_out if p.source != HAND]),
+                     "hand_written": len([p for p in held_out if p.source == HAND])},
         "margin": margin,
         "max_width": MAX_WIDTH,
         "input": {"seed": PROBES[0][0], "test": PROBES[0][1]},
-        "population": {"variants": len({r[0] for r in rows}), "measurements": len(rows),
-                       "variant_ids": sorted({r[0] for r in rows}),
+        "population": {"variants": len({p.variant for p in compiled}),
+                       "measurements": len(compiled),
+                       "hand_written": len(points) - len(compiled),
+                       "variant_ids": sorted({p.variant for p in compiled}),
                        "compilers": list(baselines.COMPILERS), "opts": list(opts),
+                       "by_opt": {o: len([p for p in compiled if p.detail == o])
+                                  for o in sorted({p.detail for p in compiled})},
                        "sample": sample},
         "distribution": {"ratio": distribution(ratios), "ipc": distribution(ipcs)},
-        "extremes": {"lowest_ratio": [w[2] for w in by_ratio[:5]],
-                     "highest_ratio": [w[2] for w in by_ratio[-5:]],
-                     "lowest_ipc": [w[2] for w in sorted(worst, key=lambda w: w[1])[:5]],
-                     "highest_ipc": [w[2] for w in sorted(worst, key=lambda w: w[1])[-5:]]},
+        "extremes": {"lowest_ratio": [p.name for p in by_ratio[:5]],
+                     "highest_ratio": [p.name for p in by_ratio[-5:]],
+                     "lowest_ipc": [p.name for p in by_ipc[:5]],
+                     "highest_ipc": [p.name for p in by_ipc[-5:]]},
         "versions": model_versions(),
         "model": {"llvm-mca": list(mca.MCA_FLAGS)},
     }
 
 
-def _inside(ratio: float, ipc: float, variant: str, template: str, kind: str,
-            band: dict[str, Any]) -> bool:
-    """Whether the cross-check passes a measurement with these figures under `band`."""
-    limits = crosscheck.parse_bands(band)
-    (rlo, rhi), (ilo, ihi) = limits.of(variant, template, kind)
-    return rlo <= ratio <= rhi and ilo <= ipc <= ihi
-
-
-def write(report: dict[str, Any], path: Path = crosscheck.CALIBRATION) -> None:
+def write(report: dict[str, Any], points: Sequence[Point], held_out: Sequence[Point],
+          path: Path = crosscheck.CALIBRATION, points_path: Path = POINTS) -> None:
     path.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
-    crosscheck.bands.cache_clear()
+    columns = list(Point._fields) + ["held_out"]
+    rows = [[*p, False] for p in points] + [[*p, True] for p in held_out]
+    points_path.write_text("{\"columns\": " + json.dumps(columns) + ",\n \"points\": [\n" +
+                           ",\n".join(json.dumps(r) for r in rows) + "\n]}\n")
+    crosscheck.calibrated.cache_clear()
+
+
+def read_points(path: Path = POINTS) -> tuple[list[Point], list[Point]]:
+    """(calibration points, held-out points) as `write` recorded them."""
+    rows = json.loads(path.read_text())["points"]
+    return ([Point(*r[:-1]) for r in rows if not r[-1]],
+            [Point(*r[:-1]) for r in rows if r[-1]])
 
 
 # --------------------------------------------------------------------------- faithfulness
@@ -247,40 +345,17 @@ def scaling() -> list[dict[str, Any]]:
 def o0_vs_o3(variants: Sequence[Variant], workers: int | None) -> dict[str, Any]:
     """How many variants clang -O0 is estimated slower than clang -O3 for."""
     jobs = [(v.id, "clang", o) for v in variants for o in ("-O0", "-O3")]
-    rows = measure_all(jobs, workers, "O0 vs O3")
-    cycles = {(vid, opt): m["cycles"] for vid, _, opt, m in rows}
+    found = measure_all(jobs, workers, "O0 vs O3")
+    cycles = {(vid, opt): m["cycles"] for (vid, _, opt), m in zip(jobs, found, strict=True)}
     slower = [v.id for v in variants if cycles[(v.id, "-O0")] > cycles[(v.id, "-O3")]]
     not_slower = sorted(set(v.id for v in variants) - set(slower))
     return {"variants": len(variants), "o0_slower": len(slower),
             "share": round(len(slower) / len(variants), 4), "exceptions": not_slower}
 
 
-# Scalar relu over 1,024 floats on random data, with a data-dependent branch and without.
+# Scalar relu over 1,024 floats on random data, with a data-dependent branch and without
+# (honest.RELU_BRANCHY, honest.RELU_FCSEL).
 RELU_ID = "relu_n1024_float32"
-RELU_BRANCHY = """
-    mov x2, #0
-1:  ldr s0, [x1, x2, lsl #2]
-    fcmp s0, #0.0
-    b.gt 2f
-    movi d0, #0
-2:  str s0, [x0, x2, lsl #2]
-    add x2, x2, #1
-    cmp x2, #1024
-    b.ne 1b
-    ret
-"""
-RELU_FCSEL = """
-    mov x2, #0
-    movi d1, #0
-1:  ldr s0, [x1, x2, lsl #2]
-    fcmp s0, #0.0
-    fcsel s0, s0, s1, gt
-    str s0, [x0, x2, lsl #2]
-    add x2, x2, #1
-    cmp x2, #1024
-    b.ne 1b
-    ret
-"""
 
 
 def kernel_text(body: str) -> str:

@@ -2,10 +2,11 @@
 
 Two figures are compared with llvm-mca's weighted cycles: OSACA's estimate of the same loop
 cycles and counts (ratio = OSACA / llvm-mca), and the emulator's dynamic instruction count
-(IPC = instructions / llvm-mca cycles). Each must lie in a band calibrated on honest compiler
-output of every variant (`armgym calibrate`, recorded in calibration.json with the command that
-produced it). Outside either band the speedup reward is withheld (`cross_check_disagreement`);
-the correctness result stands. A missing calibration is an infrastructure failure, never a pass.
+(IPC = instructions / llvm-mca cycles). Each must lie in a band calibrated on honest code:
+compiler output of every variant and hand-written kernels (`armgym calibrate`, recorded in
+calibration.json with the command that produced it). Outside either band the speedup reward
+is withheld (`cross_check_disagreement`); the correctness result stands. A missing calibration
+is an infrastructure failure, never a pass.
 """
 
 from __future__ import annotations
@@ -33,14 +34,29 @@ CALIBRATION = Path(__file__).with_name("calibration.json")
 # Block classes, by what the executed instructions are (dynamic counts): the two models differ
 # systematically by class (OSACA knows few SVE and structure-load forms, sees library code
 # differently), so each class gets its own band, far narrower than one band for all. The class
-# is the plurality of the executed instructions: library code (outside the candidate's own
-# object: only the variant's math functions can be called), SVE, Advanced SIMD, or scalar. A
-# kernel can move to another class's band only by making that kind of work the largest part
-# of what it executes, which costs it the cycles the reward is paid on.
+# is the plurality of the executed work: library code (outside the candidate's own object: only
+# the variant's math functions can be called), SVE, Advanced SIMD, or scalar. Loop control
+# (branches and compares) is no kind of work and is not counted: an SVE loop of a load, an add
+# and `incw` is SVE work, not the scalar `cmp` and `b.lo` that close it. SVE's vector-length
+# counters (`incw`, `cntd`, `addvl`, ...) write general registers but exist only for SVE
+# loops, so they count as SVE. A kernel can move to another class's band only by making that
+# kind of work the largest part of what it executes, which costs it the cycles the reward is
+# paid on.
 CLASSES = ("calls", "sve", "simd", "scalar")
-CLASS_VERSION = "1"  # bump when the classification changes (cached measurements carry it)
+CLASS_VERSION = "2"  # bump when the classification changes (cached measurements carry it)
 _SVE = re.compile(r"\b(z\d+\.[bhsdq]|p\d+(/[mz]|\.[bhsd]))\b|\bz\d+\b")
+_SVE_COUNTERS = re.compile(r"(inc|dec|cnt|sqinc|sqdec|uqinc|uqdec)[bhwd]|addvl|addpl|rdvl")
 _SIMD = re.compile(r"\bv\d+\.\d*[bhsd]\b|\bq\d+\b")
+_CONTROL = frozenset({"cmp", "cmn", "tst", "ccmp", "ccmn"})
+
+
+def kind_of(insn: Insn) -> str | None:
+    """The kind of work one of the candidate's own instructions is; None for loop control."""
+    if insn.branch or insn.mnemonic in _CONTROL:
+        return None
+    if _SVE.search(insn.text) or _SVE_COUNTERS.fullmatch(insn.mnemonic):
+        return "sve"
+    return "simd" if _SIMD.search(insn.text) else "scalar"
 
 
 def block_class(executed: Iterable[tuple[Insn, int]], own: Callable[[int], bool]) -> str:
@@ -48,14 +64,9 @@ def block_class(executed: Iterable[tuple[Insn, int]], own: Callable[[int], bool]
     tells the candidate's addresses from library code's."""
     counts = dict.fromkeys(CLASSES, 0)
     for insn, n in executed:
-        if not own(insn.address):
-            counts["calls"] += n
-        elif _SVE.search(insn.text):
-            counts["sve"] += n
-        elif _SIMD.search(insn.text):
-            counts["simd"] += n
-        else:
-            counts["scalar"] += n
+        kind = kind_of(insn) if own(insn.address) else "calls"
+        if kind is not None:
+            counts[kind] += n
     return max(CLASSES, key=lambda c: (counts[c], -CLASSES.index(c)))
 
 
@@ -95,17 +106,39 @@ def parse_bands(band: dict) -> Bands:
     return Bands(tuple(band["ratio"]), tuple(band["ipc"]), classes)  # type: ignore[arg-type]
 
 
+# Whether the gate enforces the per-class bands. Not yet: on honest compiler output they did
+# not see (cross-validated: calibration.json's `cross_validated`), bands 4x wide flag 1.7%, and
+# withholding an honest speedup is a false positive of the reward (docs/cost-model.md says
+# what enforcing needs). The gate enforces the global bands, which flag no measured baseline;
+# the per-class ones are checked on real kernels by their tests.
+ENFORCE_CLASSES = False
+
+
 @cache
-def bands(path: Path = CALIBRATION) -> Bands:
-    """The bands the gate enforces: the global ones. The per-class bands are calibrated and
-    recorded, but not enforced: calibrated on compiler output alone, they flagged honest
-    hand-written kernels (scalar and SVE reductions in tests/test_correctness_adversary.py),
-    and withholding an honest kernel's speedup is a false positive of the reward."""
+def calibrated(path: Path = CALIBRATION) -> Bands:
+    """Every calibrated band: per class (compiler output at every level and the hand-written
+    kernels of honest.py) and global."""
     try:
-        found = parse_bands(json.loads(path.read_text())["band"])
-        return Bands(found.ratio, found.ipc)
+        return parse_bands(json.loads(path.read_text())["band"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise InfraError(f"cross-check calibration unreadable ({path.name}): {exc}") from exc
+
+
+# The global OSACA / llvm-mca band the last sweep of every power-of-two baseline calibrated
+# (verifier 0.5.1). The enforced global band holds it until a full sweep re-calibrates: the
+# present calibration measured a third of the baselines, and the one change to OSACA since
+# (accumulator forwarding) only lowers its estimates, so no baseline rises above its top.
+FULL_SWEEP_RATIO = (0.1482, 3.9884)
+
+
+def bands(path: Path = CALIBRATION) -> Bands:
+    """The bands the gate enforces (ENFORCE_CLASSES); the global ratio band is never narrower
+    than FULL_SWEEP_RATIO."""
+    found = calibrated(path)
+    if ENFORCE_CLASSES:
+        return found
+    (lo, hi), (flo, fhi) = found.ratio, FULL_SWEEP_RATIO
+    return Bands((min(lo, flo), max(hi, fhi)), found.ipc)
 
 
 def figures(m: Measurement) -> tuple[float, float]:
@@ -113,8 +146,12 @@ def figures(m: Measurement) -> tuple[float, float]:
 
     Both on the pipeline cycles: neither pipeline model prices mispredictions, so the branch
     penalty (branches.py) is left out of the comparison."""
-    mca = m.pipeline_cycles
-    return round(m.osaca_cycles / mca, 6), round(m.instructions / mca, 6)
+    return figures_of(m.osaca_cycles, m.instructions, m.pipeline_cycles)
+
+
+def figures_of(osaca_cycles: float, instructions: int,
+               pipeline_cycles: float) -> tuple[float, float]:
+    return round(osaca_cycles / pipeline_cycles, 6), round(instructions / pipeline_cycles, 6)
 
 
 def check(m: Measurement, variant: Variant, limits: Bands | None = None) -> GateResult:
