@@ -14,10 +14,6 @@ from store.db import is_outage
 
 from .schemas import Problem
 
-INT32 = (-(2**31), 2**31 - 1)  # PostgreSQL `integer` columns (step, key ids)
-
-
-
 
 def _declared(description: str) -> dict[str, Any]:
     return {"model": Problem, "description": description}
@@ -25,10 +21,12 @@ def _declared(description: str) -> dict[str, Any]:
 
 # Every router's operations declare these (a route adds its own, e.g. 202 or 503 bodies).
 RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: _declared("malformed JSON body, or a malformed cursor"),
+    400: _declared("malformed JSON body"),
     401: _declared("missing, unknown or revoked API key"),
     403: _declared("the API key lacks the scope this needs"),
-    404: _declared("no such attempt, batch, key or kernel"),
+    404: _declared("no such attempt, batch, key, kernel or variant (also a variant id in a "
+                   "submission)"),
+    409: _declared("one idempotency key used for two attempts of one request"),
     413: _declared("request body, batch or assembly over its limit"),
     422: _declared("the request's shape or values are wrong (`errors` lists each)"),
     429: _declared("queue full, or this key's request rate exceeded: see Retry-After"),

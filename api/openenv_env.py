@@ -32,7 +32,7 @@ from openenv.core.env_server.types import (
     Observation,
     State,
 )
-from pydantic import Field
+from pydantic import Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect
@@ -127,8 +127,12 @@ class ArmGymEnvironment(Environment[ArmGymAction, ArmGymObservation, ArmGymState
                           api_key: str | None = None, **_: Any) -> ArmGymObservation:
         """A task, as POST /reset picks it."""
         check_profile(profile)
-        query = ResetIn(seed=seed, variant_id=variant_id, template=template, dtype=dtype,
-                        difficulty=difficulty, split=split)
+        try:
+            query = ResetIn(seed=seed, variant_id=variant_id, template=template, dtype=dtype,
+                            difficulty=difficulty, split=split)
+        except ValidationError as exc:  # what the HTTP route's own validation would say: 422
+            raise HTTPException(422, "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                                               for e in exc.errors())) from None
         found = await run_in_threadpool(task, query, self._farm())
         self._task, self._key = found, api_key or self._key
         self._state = ArmGymState(episode_id=episode_id, variant_id=found["variant_id"],

@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
 from store import keys
 
+from .vocab import NO_NUL, STEP_RANGE, DType, Scope, Split, Template
+
 SEED = Field(default=None, ge=0, lt=2**63, description="per-attempt seed (random when omitted)")
 # A count or a figure as the SQL views give it: PostgreSQL and SQLite may differ int / float.
 Number = int | float
@@ -80,10 +82,10 @@ class ResetIn(BaseModel):
                              description="picks the variant deterministically; also the seed "
                                          "baseline cycles are measured with")
     variant_id: str | None = Field(default=None, max_length=200)
-    template: str | None = Field(default=None, max_length=200)
-    dtype: str | None = Field(default=None, max_length=20)
+    template: Template | None = None
+    dtype: DType | None = None
     difficulty: int | None = Field(default=None, ge=1, le=3)
-    split: Literal["train", "eval"] | None = None
+    split: Split | None = None
 
 
 class ResetOut(TaskOut):
@@ -100,15 +102,15 @@ class ResetOut(TaskOut):
 
 
 class StepIn(BaseModel):
-    variant_id: str
+    variant_id: str = Field(json_schema_extra=NO_NUL)
     assembly: str = Field(description="AArch64 assembly, or a completion with <assembly> tags "
-                                      "when completion=true")
+                                      "when completion=true", json_schema_extra=NO_NUL)
     seed: int | None = SEED
     completion: bool = False
-    idempotency_key: str | None = Field(default=None, max_length=200)
-    run_id: str | None = Field(default=None, max_length=200)
-    step: int | None = None
-    model: str | None = Field(default=None, max_length=200)
+    idempotency_key: str | None = Field(default=None, max_length=200, json_schema_extra=NO_NUL)
+    run_id: str | None = Field(default=None, max_length=200, json_schema_extra=NO_NUL)
+    step: int | None = Field(default=None, **STEP_RANGE)
+    model: str | None = Field(default=None, max_length=200, json_schema_extra=NO_NUL)
 
 
 class ErrorOut(BaseModel):
@@ -209,26 +211,28 @@ class HistoryOut(BaseModel):
 
 
 class AttemptIn(BaseModel):
-    variant_id: str
-    assembly: str
+    variant_id: str = Field(json_schema_extra=NO_NUL)
+    assembly: str = Field(json_schema_extra=NO_NUL)
     idempotency_key: str | None = Field(
-        default=None, max_length=200,
+        default=None, max_length=200, json_schema_extra=NO_NUL,
         description="the client's key; resending it (with this API key) returns the existing "
                     "attempt instead of creating another")
     seed: int | None = SEED
     completion: bool = False
-    step: int | None = Field(default=None, description="overrides the batch's step")
-    meta: dict[str, Any] | None = Field(default=None, description="stored with the attempt")
+    step: int | None = Field(default=None, description="overrides the batch's step",
+                             **STEP_RANGE)
+    meta: dict[str, Any] | None = Field(default=None, description="stored with the attempt; "
+                                        "any JSON without NUL characters")
 
 
 class BatchIn(BaseModel):
-    run_id: str | None = Field(default=None, max_length=200)
-    step: int | None = None
-    model: str | None = Field(default=None, max_length=200)
+    run_id: str | None = Field(default=None, max_length=200, json_schema_extra=NO_NUL)
+    step: int | None = Field(default=None, **STEP_RANGE)
+    model: str | None = Field(default=None, max_length=200, json_schema_extra=NO_NUL)
     idempotency_key: str | None = Field(
-        default=None, max_length=200,
+        default=None, max_length=200, json_schema_extra=NO_NUL,
         description="resending a batch with this key returns the first batch unchanged")
-    attempts: list[AttemptIn]
+    attempts: list[AttemptIn] = Field(min_length=1)
 
 
 class Accepted(BaseModel):
@@ -271,7 +275,7 @@ class BatchOut(BaseModel):
 
 class KeyIn(BaseModel):
     name: str = Field(min_length=1, max_length=100)
-    scopes: list[str] = Field(default=list(keys.DEFAULT_SCOPES))
+    scopes: list[Scope] = Field(default=list(keys.DEFAULT_SCOPES))
 
 
 class KeyOut(BaseModel):

@@ -16,8 +16,8 @@ from store import attempts
 from toolchain import kernels, verdict_cache
 from toolchain.verify import derive_seed
 
-from .errors import INT32
 from .farm import Farm
+from .vocab import INT32
 
 MAX_REPORTED = 20  # problems listed per error response
 OUTSTANDING_MAX_AGE_S = 0.5  # how stale the queue depth behind backpressure may be
@@ -71,7 +71,7 @@ def _problem(item: attempts.NewAttempt, max_bytes: int) -> tuple[int, str] | Non
     try:
         kernels.get(item.variant_id)
     except KeyError:
-        return 422, f"unknown variant_id {item.variant_id[:100]!r} (see GET /tasks)"
+        return 404, f"unknown variant_id {item.variant_id[:100]!r} (see GET /tasks)"
     return None
 
 
@@ -91,20 +91,19 @@ def validate(items: Sequence[attempts.NewAttempt], farm: Farm) -> None:
     if len(items) > farm.settings.max_batch:
         raise HTTPException(413, f"{len(items)} attempts in one request; the limit is "
                                  f"{farm.settings.max_batch} (ARMGYM_MAX_BATCH)")
+    keys = [it.idempotency_key for it in items if it.idempotency_key is not None]
+    if len(set(keys)) < len(keys):  # the request contradicts itself: answered before the rest
+        twice = next(k for i, k in enumerate(keys) if k in keys[:i])
+        raise HTTPException(409, f"idempotency_key {twice[:100]!r} appears twice in this "
+                                 "request: one key names one attempt")
     problems = []
     for position, item in enumerate(items):
         found = _problem(item, farm.settings.core.max_source_bytes)
         if found:
             problems.append((position, *found))
-    seen: set[str] = set()
-    for position, item in enumerate(items):
-        if item.idempotency_key is not None:
-            if item.idempotency_key in seen:
-                problems.append((position, 422, f"idempotency_key {item.idempotency_key!r} "
-                                                "appears twice in this request"))
-            seen.add(item.idempotency_key)
     if problems:
-        status = 413 if all(p[1] == 413 for p in problems) else 422
+        kinds = {p[1] for p in problems}  # one kind of problem is answered as that kind
+        status = kinds.pop() if len(kinds) == 1 else 422
         listed = "; ".join(f"attempt {pos}: {msg}" for pos, _, msg in problems[:MAX_REPORTED])
         more = f" (and {len(problems) - MAX_REPORTED} more)" if len(problems) > MAX_REPORTED \
             else ""

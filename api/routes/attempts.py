@@ -11,8 +11,8 @@ from starlette.concurrency import run_in_threadpool
 from store import reads
 
 from ..deps import READ, FarmDep, SessionDep
-from ..errors import INT32
 from ..schemas import AttemptOut, HistoryOut
+from ..vocab import INT32, ErrorKindName, Status
 from ..waiting import finished, wait_limit, wait_until
 
 router = APIRouter(prefix="/attempts", tags=["results"], dependencies=[READ])
@@ -41,9 +41,10 @@ def history(session: SessionDep, run_id: str | None = None,
             step: int | None = Query(default=None, ge=INT32[0], le=INT32[1]),
             model: str | None = None,
             variant_id: str | None = None, passed: bool | None = None,
-            error_kind: str | None = None, status: str | None = None,
+            error_kind: ErrorKindName | None = None, status: Status | None = None,
             limit: int = Query(default=100, ge=1, le=1000),
-            cursor: str | None = Query(default=None, description="next_cursor of the last page"),
+            cursor: str | None = Query(default=None, pattern=reads.CURSOR_PATTERN,
+                                       description="next_cursor of the last page"),
             ) -> dict[str, Any]:
     """Attempt history, newest first, filterable, paginated by cursor (without verdicts; fetch
     one attempt for its verdict)."""

@@ -18,6 +18,7 @@ from store import attempts, reads
 from ..deps import READ, FarmDep, SubmitKey
 from ..schemas import BatchAccepted, BatchIn, BatchOut
 from ..submit import submit
+from ..vocab import StreamFormat
 from ..waiting import wait_limit, wait_until
 from .attempts import WAIT
 
@@ -89,7 +90,7 @@ def _frame(kind: str, payload: dict[str, Any], event: str | None = None) -> str:
 @router.get("/{batch_id}/stream", dependencies=[READ],
             responses={200: {"content": {v: {} for v in STREAM_TYPES.values()}}})
 async def stream_batch(batch_id: str, request: Request, farm: FarmDep,
-                       format: str | None = None) -> StreamingResponse:
+                       format: StreamFormat | None = None) -> StreamingResponse:
     """Each attempt's result as soon as it is done, one JSON object per line (NDJSON), or as
     server-sent events with ?format=sse or `Accept: text/event-stream`; a final
     `{"event": "end", ...progress}` closes the stream."""

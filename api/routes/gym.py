@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Query, Response
 from fastapi.responses import JSONResponse
@@ -30,6 +30,7 @@ from ..schemas import (
     VerdictOut,
 )
 from ..submit import submit
+from ..vocab import DType, Profile, Split, Template
 from ..waiting import finished, wait_until
 
 router = APIRouter(tags=["environment"])
@@ -50,16 +51,13 @@ async def health(response: Response, farm: FarmDep) -> HealthOut:
 
 def _variants(template: str | None, dtype: str | None, difficulty: int | None,
               split: str | None) -> list[kernels.Variant]:
-    if dtype is not None and dtype not in kernels.DType.__members__:
-        raise HTTPException(422, f"unknown dtype {dtype!r}; one of "
-                                 f"{', '.join(kernels.DType.__members__)}")
     return kernels.filter_variants(template, dtype, difficulty, split)
 
 
 @router.get("/tasks", response_model=TasksOut)
-def tasks(template: str | None = None, dtype: str | None = None,
+def tasks(template: Template | None = None, dtype: DType | None = None,
           difficulty: int | None = Query(default=None, ge=1, le=3),
-          split: Literal["train", "eval"] | None = None,
+          split: Split | None = None,
           source: bool = Query(default=False, description="include each variant's C source"),
           ) -> dict[str, Any]:
     """Every variant with its difficulty and split, filterable."""
@@ -125,10 +123,10 @@ def task(query: ResetIn, farm: Farm) -> dict[str, Any]:
 async def reset(farm: FarmDep, body: Annotated[ResetIn | None, Body()] = None,
                 seed: int | None = Query(default=None, ge=0, lt=2**63,
                                          description="picks the variant deterministically"),
-                variant_id: str | None = None, template: str | None = None,
-                dtype: str | None = None,
+                variant_id: str | None = None, template: Template | None = None,
+                dtype: DType | None = None,
                 difficulty: int | None = Query(default=None, ge=1, le=3),
-                split: Literal["train", "eval"] | None = None) -> dict[str, Any]:
+                split: Split | None = None) -> dict[str, Any]:
     """A task: variant id, C source, signature, the compiler baselines (assembly, cycles) and
     the baseline cycles to beat. Parameters come as a JSON body or as query parameters."""
     query = ResetIn(seed=seed, variant_id=variant_id, template=template, dtype=dtype,
@@ -140,8 +138,8 @@ async def reset(farm: FarmDep, body: Annotated[ResetIn | None, Body()] = None,
 
 @router.post("/step", response_model=VerdictOut, responses={202: {"model": PendingOut}})
 async def step(body: StepIn, farm: FarmDep, key: SubmitKey,
-               profile: str = Query(default=DEFAULT_PROFILE,
-                                    description="the reward profile of the top-level reward"),
+               profile: Annotated[Profile, Query(
+                   description="the reward profile of the top-level reward")] = DEFAULT_PROFILE,
                ) -> Any:
     """Verify one submission and answer with the original's observation and the verdict
     (synchronously, up to ARMGYM_MAX_WAIT_S; after that 202 with the attempt id to fetch it

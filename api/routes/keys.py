@@ -9,8 +9,8 @@ from fastapi import APIRouter, HTTPException, Path
 from store import keys
 
 from ..deps import ADMIN, FarmDep
-from ..errors import INT32
 from ..schemas import KeyIn, KeyOut, NewKeyOut
+from ..vocab import INT32
 
 router = APIRouter(prefix="/keys", tags=["keys"], dependencies=[ADMIN])
 SCOPES = (keys.SUBMIT, keys.READ, keys.ADMIN)

@@ -54,6 +54,7 @@ from ..farm import Farm
 from ..observation import check_profile, observation, profile_reward
 from ..schemas import RewardIn, RewardOut
 from ..submit import submit
+from ..vocab import STEP_RANGE, Profile
 from ..waiting import finished, wait_until
 
 router = APIRouter(prefix="/openrlhf", tags=["trainers"])
@@ -140,9 +141,9 @@ async def get_reward(body: RewardIn, farm: FarmDep, request: Request,
                      _bearer: Annotated[object, Security(BEARER)],
                      _header: Annotated[object, Security(API_KEY_HEADER)],
                      run_id: str | None = Query(default=None, max_length=200),
-                     step: int | None = None,
+                     step: int | None = Query(default=None, **STEP_RANGE),
                      model: str | None = Query(default=None, max_length=200),
-                     profile: str = Query(default="additive", description="reward profile"),
+                     profile: Annotated[Profile, Query(description="reward profile")] = "additive",
                      on_infra: Literal["group_mean", "error"] = "group_mean",
                      hold_s: float = Query(default=HOLD_S, gt=0, le=HOLD_S,
                                            description="longest the request is held"),

@@ -99,7 +99,11 @@ def test_bad_requests_get_clear_4xx(api: Api) -> None:
                             headers={"content-type": "application/json"})
     assert malformed.status_code == 400 and "malformed JSON" in malformed.json()["detail"]
     unknown = client.post("/step", json={"variant_id": "nope_n1_int8", "assembly": "ret"})
-    assert unknown.status_code == 422 and "unknown variant_id" in unknown.json()["detail"]
+    assert unknown.status_code == 404 and "unknown variant_id" in unknown.json()["detail"]
+    mixed = client.post("/batches", json={"attempts": [
+        {"variant_id": "nope_n1_int8", "assembly": "ret"},
+        {"variant_id": HONEST, "assembly": "ret\x00"}]})
+    assert mixed.status_code == 422 and "unknown variant_id" in mixed.json()["detail"]
     missing = client.post("/step", json={"variant_id": HONEST})
     assert missing.status_code == 422 and "assembly" in missing.json()["detail"]
     oversize = client.post("/step", json={"variant_id": HONEST, "assembly": "x" * 300_000})
@@ -108,11 +112,11 @@ def test_bad_requests_get_clear_4xx(api: Api) -> None:
     assert nul.status_code == 422 and "NUL" in nul.json()["detail"]
     twice = client.post("/batches", json={"attempts": [
         {"variant_id": HONEST, "assembly": "ret", "idempotency_key": "same"}] * 2})
-    assert twice.status_code == 422 and "appears twice" in twice.json()["detail"]
+    assert twice.status_code == 409 and "appears twice" in twice.json()["detail"]
     assert client.post("/batches", json={"attempts": []}).status_code == 422
     assert client.get(f"/attempts/{uuid.uuid4()}").status_code == 404
     assert client.get(f"/batches/{uuid.uuid4()}").status_code == 404
-    assert client.get("/attempts", params={"cursor": "garbage"}).status_code == 400
+    assert client.get("/attempts", params={"cursor": "garbage"}).status_code == 422
 
 
 def test_no_request_without_a_key_can_submit(api: Api) -> None:

@@ -1,6 +1,8 @@
 """Schemathesis over every operation of the API's OpenAPI schema, against a real API process
 (embedded farm), with the user's key, without a key, and with the admin key: no 5xx, every
-response's status declared, and its body and headers what the schema says (422s included).
+response's status declared, its body and headers what the schema says (422s included), and
+every request the schema calls valid accepted (2xx, or 401, 403, 404, 409, 429: closed sets
+such as templates, dtypes and profiles are enums in the schema).
 
 The budget is bounded (ARMGYM_FUZZ_EXAMPLES examples per operation, 12 by default, so CI takes
 well under a minute); run a longer fuzz by hand with a larger value, e.g.
@@ -103,14 +105,39 @@ def call_with_each_key(case: schemathesis.Case) -> None:
                    if k.lower() not in ("authorization", "x-api-key")}
         if key:
             headers["X-API-Key"] = key
-        # Not checked: that every schema-valid request is accepted. A variant id, dtype or
-        # template the suite does not have is schema-valid text and a deliberate 422.
         # /reset may compile a baseline and run the cost model on first use: a minute or more
         # on a busy machine, so the timeout is generous (the check is the answer, not speed).
         # Nor ignored_auth: schemathesis sends a made-up credential for the declared security
         # schemes, and the X-API-Key set here, a real one, is what the API reads first
         # (tests/farm/test_security.py checks refusals).
-        case.call_and_validate(headers=headers,
-                               excluded_checks=[positive_data_acceptance, ignored_auth],
+        # Held to every check but acceptance: a NUL inside `meta` (free-form JSON, which no
+        # pattern can hold; refused with 422 as the schema says in words), and a float past
+        # 2**53 in an integer field (a seed near 2**63 sent as 9.2e18 reaches the API as a
+        # double, already rounded, maybe to the bound itself).
+        skip = [positive_data_acceptance] if nul_in_meta(case.body) or big_float(case.body) \
+            else []
+        case.call_and_validate(headers=headers, excluded_checks=[*skip, ignored_auth],
                                timeout=300)
+
+
+def nul_in_meta(body: object) -> bool:
+    items = body.get("attempts") if isinstance(body, dict) else None
+    return isinstance(items, list) and any(
+        isinstance(it, dict) and has_nul(it.get("meta")) for it in items)
+
+
+def big_float(value: object) -> bool:
+    if isinstance(value, float):
+        return abs(value) >= 2**53
+    if isinstance(value, dict):
+        return any(big_float(v) for v in value.values())
+    return isinstance(value, list) and any(big_float(v) for v in value)
+
+
+def has_nul(value: object) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(has_nul(k) or has_nul(v) for k, v in value.items())
+    return isinstance(value, list) and any(has_nul(v) for v in value)
 

@@ -45,7 +45,8 @@ def test_reset_takes_a_json_body_and_reports_baseline_cycles(api: Api) -> None:
         client.post("/reset", params={"seed": 5, "template": "dot"}).json()["variant_id"]
     for bad, status in (({"seed": -1}, 422), ({"varient_id": HONEST}, 422),
                         ({"difficulty": 9}, 422), ({"variant_id": "nope_n1_int8"}, 404),
-                        ({"template": "nope"}, 404), ([1, 2], 422)):
+                        ({"template": "nope"}, 422), ({"template": "matmul", "dtype": "int8",
+                                                       "difficulty": 1}, 404), ([1, 2], 422)):
         answer = client.post("/reset", json=bad)
         assert answer.status_code == status, (bad, answer.text)
     malformed = client.post("/reset", content=b"{", headers={"content-type": "application/json"})
@@ -68,7 +69,7 @@ def test_step_answers_the_original_observation_beside_the_verdict(api: Api) -> N
     assert bad["error"] == {"kind": bad["error_kind"], "message": bad["message"]}
     assert bad["error_kind"] == "wrong_output"
     refused = client.post("/step", params={"profile": "nope"}, json=body)
-    assert refused.status_code == 422 and "unknown profile" in refused.json()["detail"]
+    assert refused.status_code == 422 and "binary_plus_speedup" in refused.json()["detail"]
 
 
 def test_openenv_client_session_over_websocket(embedded_server: Api) -> None:
