@@ -11,6 +11,7 @@ names are all specific to the process.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -22,7 +23,8 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
-from sqlalchemy import Engine
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.exc import DBAPIError
 
 from api import process
 from store import admin, db
@@ -44,6 +46,42 @@ def database_url(name: str) -> str:
     return POSTGRES.rsplit("/", 1)[0] + "/" + name
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def drop_stale_databases() -> list[str]:
+    """Drop the armgym_test_<pid>[_...] databases of test sessions that were killed before
+    they could drop their own: only those whose pid is no longer running on this host and
+    that nobody is connected to (a live session's, or another host's sharing this server,
+    has its pid running or a connection open, and is left alone)."""
+    admin_engine = create_engine(database_url("postgres"), isolation_level="AUTOCOMMIT")
+    dropped = []
+    try:
+        with admin_engine.connect() as conn:
+            rows = conn.execute(text(
+                "SELECT datname, (SELECT count(*) FROM pg_stat_activity a "
+                "WHERE a.datname = d.datname) FROM pg_database d "
+                "WHERE datname LIKE 'armgym\\_test\\_%'")).all()
+            for name, connections in rows:
+                found = re.fullmatch(r"armgym_test_(\d+)(_\w*)?", name)
+                if found and not connections and not _alive(int(found.group(1))):
+                    try:
+                        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+                    except DBAPIError:  # someone connected meanwhile: not stale after all
+                        continue
+                    dropped.append(name)
+    finally:
+        admin_engine.dispose()
+    return dropped
+
+
 @pytest.fixture(scope="session")
 def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("farm-logs")
@@ -54,6 +92,7 @@ def pg_url() -> Iterator[str]:
     """A database of this session's own, migrated to head, dropped at the end."""
     url = database_url(f"armgym_test_{TAG}")
     try:
+        drop_stale_databases()
         admin.drop(url)
     except Exception as exc:
         pytest.fail(f"PostgreSQL is not reachable at {POSTGRES} ({exc}); "
