@@ -10,10 +10,9 @@ from typing import Any
 from fastapi import HTTPException
 
 from store import extract
-from toolchain.errors import ErrorKind
-from toolchain.reward import PROFILES
+from toolchain.reward import DEFAULT_PROFILE, PROFILES, reward_of
 
-DEFAULT_PROFILE = extract.DEFAULT_PROFILE
+__all__ = ["DEFAULT_PROFILE", "check_profile", "observation", "profile_reward"]
 
 
 def check_profile(profile: str) -> str:
@@ -23,17 +22,9 @@ def check_profile(profile: str) -> str:
 
 
 def profile_reward(verdict: Mapping[str, Any], profile: str) -> float | None:
-    """The verdict's reward under `profile`; None for infra_error (the farm failed, not the
-    model: a trainer drops it rather than scoring it)."""
-    if verdict.get("error_kind") == ErrorKind.infra_error:
-        return None
-    reward = verdict.get("reward")
-    if isinstance(reward, Mapping):
-        value = (reward.get("profiles") or {}).get(profile)
-        if value is not None:
-            return float(value)
-    total, _ = extract.reward(verdict)
-    return float(total) if total is not None and profile == DEFAULT_PROFILE else 0.0
+    """The verdict's reward under `profile` (toolchain.reward.reward_of); None for infra_error
+    (the farm failed, not the model: a trainer drops it rather than scoring it)."""
+    return reward_of(verdict, profile)
 
 
 def observation(verdict: Mapping[str, Any], profile: str = DEFAULT_PROFILE) -> dict[str, Any]:

@@ -100,3 +100,45 @@ def test_group_zscores_leave_infra_errors_out() -> None:
     assert reward.group_zscores([None, 1.0, 3.0, None]) == [None, -1.0, 1.0, None]
     assert reward.group_zscores([2.0, 2.0, None]) == [0.0, 0.0, None]
     assert reward.group_zscores([None, None]) == [None, None]
+
+
+def _served(v: Verdict) -> dict:
+    """A verdict as the farm stores and serves it (the reward summary attached)."""
+    v.extra["reward"] = reward.summary(v)
+    return v.to_json()
+
+
+SERVED = {
+    "faster": lambda: verdict(*passed(*FIRST), *perf(1.8)),
+    "withheld": lambda: verdict(*passed(*FIRST), *perf(2.5, agree=False)),
+    "wrong": lambda: verdict(*passed(*FIRST[:4]),
+                             GateResult.fail("correctness", ErrorKind.wrong_output, "x")),
+    "completion without a block": lambda: verdict(
+        *passed("input"), GateResult.fail("format", ErrorKind.format_error, "x")),
+    "infra": lambda: verdict(*passed("input"),
+                             GateResult.fail("infra", ErrorKind.infra_error, "x")),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SERVED))
+def test_one_reward_under_a_profile_for_the_store_the_api_and_the_client(case: str) -> None:
+    """reward_of (store, routes) and the client's copy (armgym_client.models, which may not
+    import the server's code) give the same reward for every profile, and the same default."""
+    from armgym_client import models
+
+    doc = _served(SERVED[case]())
+    attempt = {"status": "done", "error_kind": doc["error_kind"], "verdict": doc}
+    assert models.DEFAULT_PROFILE == reward.DEFAULT_PROFILE
+    for profile in [*reward.PROFILES, None]:
+        args = () if profile is None else (profile,)
+        ours = reward.reward_of(doc, *args)
+        theirs = models.profile_reward(attempt, profile or models.DEFAULT_PROFILE)
+        assert ours == theirs, (profile, ours, theirs)
+        if case != "infra":
+            assert ours == reward.reward(SERVED[case](), profile or reward.DEFAULT_PROFILE)
+    assert (reward.reward_of(doc) is None) == (case == "infra")
+    if case == "infra":  # no reward under any name
+        assert reward.reward_of(doc, "no_such_profile") is None
+    else:
+        with pytest.raises(KeyError):
+            reward.reward_of(doc, "no_such_profile")

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -30,6 +30,10 @@ from .verdict import Verdict
 
 SPEEDUP_CAP = 3.0
 Z_CLIP = 1.5
+# The profile a reward is reported under when none is asked for: the store's `reward` column,
+# the API's observations and OpenRLHF route, and the client (armgym_client.models, which keeps
+# its own copy of `reward_of`; tests/test_client.py checks the two agree).
+DEFAULT_PROFILE = "additive"
 
 
 @dataclass(frozen=True)
@@ -101,10 +105,24 @@ PROFILES: dict[str, Profile] = {
 }
 
 
-def reward(verdict: Verdict, profile: str = "binary_plus_speedup") -> float | None:
+def reward(verdict: Verdict, profile: str = DEFAULT_PROFILE) -> float | None:
     """The verdict's reward under a profile; None for infra_error."""
     c = components(verdict)
     return None if c is None else PROFILES[profile].score(c)
+
+
+def reward_of(verdict: Mapping[str, Any], profile: str = DEFAULT_PROFILE) -> float | None:
+    """The reward under `profile` of a verdict as stored and served (its JSON: the profiles
+    `summary` attached); None for infra_error and for a verdict that carries no reward.
+    KeyError for a profile the verdict does not report."""
+    if verdict.get("error_kind") == ErrorKind.infra_error:
+        return None
+    found = verdict.get("reward")
+    profiles = found.get("profiles") if isinstance(found, Mapping) else None
+    if not isinstance(profiles, Mapping):
+        return None
+    value = profiles[profile]
+    return None if value is None else float(value)
 
 
 def summary(verdict: Verdict) -> dict[str, Any] | None:

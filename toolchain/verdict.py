@@ -7,10 +7,12 @@ serialises to the same bytes every time; wall-clock figures live in their own fi
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ErrorKind
+from .errors import ErrorKind, GateName
 
 
 @dataclass
@@ -94,3 +96,27 @@ class Verdict:
     def canonical(self) -> str:
         """The deterministic part, as the bytes that identical inputs must reproduce."""
         return json.dumps(self.to_json(with_timings=False), sort_keys=True, separators=(",", ":"))
+
+
+def performance_figures(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """The performance gate's headline figures from a verdict's JSON (None where the gate did
+    not measure): the candidate's cycles and speedup, the faster baseline's cycles and compiler,
+    and llvm-mca's whole-listing figure."""
+    gate = next((g for g in doc.get("gates") or [] if isinstance(g, Mapping)
+                 and g.get("name") == GateName.performance), None)
+    details = gate.get("details") if gate else None
+    details = details if isinstance(details, Mapping) else {}
+    baseline = details.get("baseline") if isinstance(details.get("baseline"), Mapping) else {}
+    listing = details.get("whole_listing")
+    listing = listing if isinstance(listing, Mapping) else {}
+    return {"cycles": _number(details.get("cycles")), "speedup": _number(details.get("speedup")),
+            "baseline_cycles": _number(baseline.get("cycles")),
+            "baseline_compiler": baseline.get("compiler") if isinstance(
+                baseline.get("compiler"), str) else None,
+            "listing_cycles": _number(listing.get("total_cycles"))}
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None

@@ -51,7 +51,7 @@ from ..deps import (
     header_token,
 )
 from ..farm import Farm
-from ..observation import check_profile, observation, profile_reward
+from ..observation import DEFAULT_PROFILE, check_profile, observation, profile_reward
 from ..schemas import RewardIn, RewardOut
 from ..submit import submit
 from ..vocab import STEP_RANGE, Profile
@@ -143,7 +143,8 @@ async def get_reward(body: RewardIn, farm: FarmDep, request: Request,
                      run_id: str | None = Query(default=None, max_length=200),
                      step: int | None = Query(default=None, **STEP_RANGE),
                      model: str | None = Query(default=None, max_length=200),
-                     profile: Annotated[Profile, Query(description="reward profile")] = "additive",
+                     profile: Annotated[Profile, Query(description="reward profile")
+                                        ] = DEFAULT_PROFILE,
                      on_infra: Literal["group_mean", "error"] = "group_mean",
                      hold_s: float = Query(default=HOLD_S, gt=0, le=HOLD_S,
                                            description="longest the request is held"),
