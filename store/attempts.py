@@ -9,7 +9,6 @@ second attempt or a second set of gate results.
 from __future__ import annotations
 
 import hashlib
-import secrets
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -46,13 +45,22 @@ class QueueFull(Exception):
         self.waiting = waiting
 
 
+def _seed(item: NewAttempt) -> int:
+    """The seed is the caller's (the API's submission derives a missing one from the content:
+    toolchain.verify.derive_seed); the store invents none, so there is one fallback."""
+    if item.seed is None:
+        raise ValueError("an attempt is stored with its seed (toolchain.verify.derive_seed "
+                         "for one the client did not send)")
+    return item.seed
+
+
 @dataclass(frozen=True)
 class NewAttempt:
     variant_id: str
     assembly: str
     template: str | None = None
     idempotency_key: str | None = None
-    seed: int | None = None
+    seed: int | None = None  # required when stored (_seed)
     completion: bool = False
     step: int | None = None
     meta: dict[str, Any] | None = None
@@ -170,7 +178,7 @@ def submit(session: Session, key_id: int, items: Sequence[NewAttempt], *,
                 "model": model, "meta": it.meta, "variant_id": it.variant_id,
                 "template": it.template, "assembly_sha256": sha256(it.assembly),
                 "completion": it.completion,
-                "seed": secrets.randbits(63) if it.seed is None else it.seed,
+                "seed": _seed(it),
                 "content_key": it.content_key,
                 "status": QUEUED, "tries": 0, "created_at": now, "lease_until": lease,
                 **_answer(cached.get(it.content_key or ""), worker, now),

@@ -18,7 +18,14 @@ from toolchain.errors import ErrorKind
 from toolchain.gates import object_checks as oc
 from toolchain.gates import syntax
 from toolchain.settings import Settings
-from toolchain.tools import CLANG_FLAGS, COMMON_CFLAGS, GCC_FLAGS, tool
+from toolchain.tools import (
+    CLANG_FLAGS,
+    COMMON_CFLAGS,
+    GCC_FLAGS,
+    REQUIRED_LINK_FLAGS,
+    link_argv,
+    tool,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 HEAD = "\t.text\n\t.globl kernel\n\t.type kernel, %function\nkernel:\n"
@@ -295,10 +302,17 @@ def test_required_link_flags_keep_rodata_out_of_executable_segments(
     plain, hardened = tmp_path / "plain.elf", tmp_path / "hardened.elf"
     ld = [tool("ld").path, "-static", "-e", "kernel", str(obj)]
     subprocess.run([*ld, "-o", str(plain)], check=True)
-    subprocess.run([*ld, *oc.REQUIRED_LINK_FLAGS, "-o", str(hardened)], check=True)
+    subprocess.run([*ld, *REQUIRED_LINK_FLAGS, "-o", str(hardened)], check=True)
     # GNU ld's default layout for AArch64 maps read-only data into the executable segment.
     assert {".text", ".rodata", ".eh_frame"} <= _executable_sections(plain)
     assert _executable_sections(hardened) == {".text"}
+
+
+
+def test_every_candidate_link_uses_the_required_flags() -> None:
+    argv = link_argv(["harness.o", "kernel.o"], "candidate.elf", "candidate.map", runtime=False)
+    n = len(REQUIRED_LINK_FLAGS)
+    assert any(tuple(argv[i:i + n]) == REQUIRED_LINK_FLAGS for i in range(len(argv)))
 
 
 def test_missing_objdump_is_an_infra_error(tmp_path: Path, scratch: Path) -> None:

@@ -84,7 +84,7 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> str:
         key = keys.ensure(session, "alice", "agk_reports_test", keys.DEFAULT_SCOPES)
     for s, row in enumerate(plan()):
         items = [attempts.NewAttempt(variant_id=v, assembly=f"; step {s} attempt {i}\n",
-                                     template=TEMPLATES[v], completion=True)
+                                     template=TEMPLATES[v], completion=True, seed=i)
                  for i, (v, _, _) in enumerate(row)]
         with sessions() as session:
             done = attempts.submit(session, key.id, items, run_id=RUN, step=s, model="m")

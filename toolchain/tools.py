@@ -144,6 +144,13 @@ def link_inputs() -> tuple[list[str], list[str]]:
     return before, after
 
 
+# The object checks decode only .text* (gates/object_checks.py), which is sound only when the
+# link keeps everything else out of executable segments: GNU ld for AArch64 puts .rodata and
+# .eh_frame in the R+X segment unless told otherwise. Every link of a candidate uses these;
+# tests/test_gate_object.py checks that they do keep data out.
+REQUIRED_LINK_FLAGS = ("-z", "separate-code", "-z", "noexecstack")
+
+
 def link_argv(objects: list[str], output: str, map_file: str | None = None, *,
               runtime: bool = True) -> list[str]:
     """The static link; `map_file` also writes ld's map (where each input section landed).
@@ -152,10 +159,8 @@ def link_argv(objects: list[str], output: str, map_file: str | None = None, *,
     `prelink_argv`): ld then resolves nothing from archives, which is most of its time."""
     before, after = link_inputs() if runtime else ([], [])
     extra = ["-Map", map_file] if map_file else []
-    # separate-code keeps .rodata/.eh_frame out of the executable segment: the object checks
-    # only vet executable sections, so data must never become executable.
-    return [tool("ld").path, "-static", "-X", "-EL", "-maarch64linux", "-z", "separate-code",
-            "-z", "noexecstack", *extra, "-o", output, *before, *objects, *after]
+    return [tool("ld").path, "-static", "-X", "-EL", "-maarch64linux", *REQUIRED_LINK_FLAGS,
+            *extra, "-o", output, *before, *objects, *after]
 
 
 def prelink_argv(objects: list[str], output: str, keep: list[str]) -> list[str]:

@@ -7,6 +7,8 @@ model's fault.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from . import VERIFIER_VERSION, pipeline, reward, sandbox, tools, verdict_cache
 from .attempt import Attempt
 from .errors import ErrorKind, GateName, InfraError
@@ -55,12 +57,16 @@ def _verify(variant_id: str, assembly: str | bytes, seed: int, completion: bool,
         mode = sandbox.sandbox_mode(settings)
         versions = tools.versions(TOOLS if mode == "bwrap" else TOOLS[:-1])
         pipeline.run(attempt, pipeline.gates(completion))
-    except InfraError as exc:
-        attempt.results.append(GateResult.fail(GateName.infra, ErrorKind.infra_error, str(exc)))
-        mode, versions = "unknown", {}
+    except InfraError as exc:  # the gates that ran before it stay on record
+        return infra_verdict(variant_id, seed, str(exc), attempt.results)
     finally:
         attempt.close()
-    gates = attempt.results
+    return verdict_of(variant_id, seed, attempt.results, versions, mode)
+
+
+def verdict_of(variant_id: str, seed: int, gates: list[GateResult], versions: dict[str, str],
+               mode: str) -> Verdict:
+    """The verdict of these gate results: the first failure decides it; the reward attached."""
     failed = next((g for g in gates if not g.passed), None)
     verdict = Verdict(
         variant_id=variant_id,
@@ -75,3 +81,11 @@ def _verify(variant_id: str, assembly: str | bytes, seed: int, completion: bool,
     )
     verdict.extra["reward"] = reward.summary(verdict)
     return verdict
+
+
+def infra_verdict(variant_id: str, seed: int, message: str,
+                  before: Sequence[GateResult] = ()) -> Verdict:
+    """The verdict of an attempt the verifier could not finish (a tool missing, a worker that
+    gave up), after the gates in `before`: no reward, to be dropped rather than scored."""
+    failed = GateResult.fail(GateName.infra, ErrorKind.infra_error, message)
+    return verdict_of(variant_id, seed, [*before, failed], {}, "unknown")

@@ -135,7 +135,8 @@ def verify_attempt(self: Task, attempt_id: str) -> str:
     # Waiting for the database must end before the soft time limit interrupts it.
     deadline = time.monotonic() + max(1.0, settings.task_soft_time_limit_s - 10.0)
     worker = f"{self.request.hostname}:{os.getpid()}"
-    final = self.request.retries >= settings.max_retries
+    retries = self.request.retries
+    final = pipeline.is_final(retries, settings)
     # A message Redis hands out again because its worker was lost may take the attempt over;
     # a first delivery leaves it to a worker that holds it under a live lease (a duplicate).
     redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
@@ -148,16 +149,13 @@ def verify_attempt(self: Task, attempt_id: str) -> str:
         except Exception as exc:
             if pipeline.is_outage(exc):
                 raise
-            if not final:
+            delay = pipeline.retry_after(retries, exc, settings)
+            if delay is not None:
                 metrics.record_retry(type(exc).__name__)
-                raise self.retry(exc=exc, countdown=pipeline.backoff(
-                    self.request.retries, settings.retry_backoff_s)) from exc
-            log.error("attempt %s failed %d times: %r", attempt_id, self.request.retries + 1,
-                      exc)
+                raise self.retry(exc=exc, countdown=delay) from exc
+            log.error("attempt %s failed %d times: %r", attempt_id, retries + 1, exc)
             stored = pipeline.give_up(session_factory, attempt_id, worker,
-                                      f"verification failed after {self.request.retries + 1} "
-                                      f"tries: {type(exc).__name__}: {exc}", settings,
-                                      deadline)
+                                      pipeline.give_up_reason(retries, exc), settings, deadline)
             if stored:
                 metrics.record_given_up()
     except Exception as exc:

@@ -70,18 +70,17 @@ def _child_run(attempt_id: str) -> None:
     assert _child is not None
     settings, session_factory, worker = _child
     for retry in range(settings.max_retries + 1):
-        final = retry == settings.max_retries
         try:
             pipeline.process(session_factory, attempt_id, worker=worker, settings=settings,
-                             final=final)
+                             final=pipeline.is_final(retry, settings))
             return
         except Exception as exc:
-            if final:
+            delay = pipeline.retry_after(retry, exc, settings)
+            if delay is None:
                 pipeline.give_up(session_factory, attempt_id, worker,
-                                 f"verification failed after {retry + 1} tries: "
-                                 f"{type(exc).__name__}: {exc}", settings)
+                                 pipeline.give_up_reason(retry, exc), settings)
                 return
-            time.sleep(pipeline.backoff(retry, settings.retry_backoff_s))
+            time.sleep(delay)
 
 
 class EmbeddedDispatcher:

@@ -33,10 +33,10 @@ from store import attempts, baselines
 from store.db import is_outage
 from store.models import Attempt
 from store.settings import FarmSettings
-from toolchain import VERIFIER_VERSION, scratch
+from toolchain import scratch
 from toolchain.errors import ErrorKind
-from toolchain.verdict import GateResult, Verdict
-from toolchain.verify import verify
+from toolchain.verdict import Verdict
+from toolchain.verify import infra_verdict, verify
 
 Sessions = Callable[[], Session]
 T = TypeVar("T")
@@ -65,6 +65,24 @@ def backoff(retries: int, base_s: float) -> float:
     return min(base_s * 2 ** retries, 60.0)
 
 
+def is_final(retries: int, settings: FarmSettings) -> bool:
+    """Whether the try after `retries` earlier ones is the last (a failure then is stored)."""
+    return retries >= settings.max_retries
+
+
+def retry_after(retries: int, exc: BaseException, settings: FarmSettings) -> float | None:
+    """The one retry decision of both dispatchers, after a try failed with `exc`: the seconds
+    to wait before the next try, or None when it was the last (then `give_up` with
+    `give_up_reason`)."""
+    if is_final(retries, settings):
+        return None
+    return backoff(retries, settings.retry_backoff_s)
+
+
+def give_up_reason(retries: int, exc: BaseException) -> str:
+    return f"verification failed after {retries + 1} tries: {type(exc).__name__}: {exc}"
+
+
 def durably(settings: FarmSettings, fn: Callable[[], T], deadline: float | None = None) -> T:
     """`fn()` (a database round trip), retried through an outage of the database for
     `store_retry_s`, or until the monotonic `deadline` (a Celery task's soft time limit)."""
@@ -83,13 +101,6 @@ def running_lease_s(settings: FarmSettings) -> float:
     """How long a worker may hold an attempt before the sweeper re-queues it: the task's hard
     time limit (Celery kills it then) plus the sweeper's grace."""
     return settings.task_time_limit_s + settings.sweep_grace_s
-
-
-def infra_verdict(variant_id: str, seed: int, message: str) -> Verdict:
-    gate = GateResult.fail("infra", ErrorKind.infra_error, message)
-    return Verdict(variant_id=variant_id, seed=seed, passed=False,
-                   error_kind=ErrorKind.infra_error, message=message, gates=[gate], versions={},
-                   verifier_version=VERIFIER_VERSION, sandbox="unknown")
 
 
 def process(sessions: Sessions, attempt_id: str, *, worker: str, settings: FarmSettings,

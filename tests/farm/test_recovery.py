@@ -34,7 +34,7 @@ def store(empty_db: str) -> Iterator[tuple[sessionmaker[Session], int, str]]:  #
 def submit(sessions: sessionmaker[Session], key_id: int, n: int, lease_s: float = 60.0,
            prefix: str = "k") -> list[str]:
     items = [attempts.NewAttempt(VARIANTS[0], asm(f"    ret // {prefix}{i}"),
-                                 idempotency_key=f"{prefix}{i}") for i in range(n)]
+                                 idempotency_key=f"{prefix}{i}", seed=i) for i in range(n)]
     with sessions() as session:
         return attempts.submit(session, key_id, items, lease_s=lease_s).attempt_ids
 
@@ -103,8 +103,8 @@ def test_a_live_lease_keeps_a_duplicate_message_away(store) -> None:
 def test_resubmitting_a_stuck_key_finds_it(store) -> None:
     sessions, key_id, _ = store
     ids = submit(sessions, key_id, 3)
-    items = [attempts.NewAttempt(VARIANTS[0], asm(f"    ret // k{i}"), idempotency_key=f"k{i}")
-             for i in range(3)]
+    items = [attempts.NewAttempt(VARIANTS[0], asm(f"    ret // k{i}"), idempotency_key=f"k{i}",
+                                 seed=i) for i in range(3)]
     with sessions() as session:
         again = attempts.submit(session, key_id, items)
     assert again.created == [] and sorted(again.pending) == sorted(ids)
@@ -132,3 +132,20 @@ def test_two_sweeps_at_once_never_take_the_same_attempt(store) -> None:
     assert sorted(recover(sessions)) == sorted(ids[:3])
     assert recover(sessions) == []
     assert {status(sessions, a)[0] for a in ids} == {QUEUED}
+
+
+def test_both_dispatchers_take_one_retry_decision() -> None:
+    """workers.pipeline.retry_after decides for the Celery task and the embedded pool alike:
+    back off exponentially (capped), and after max_retries give up with one reason."""
+    from store.settings import FarmSettings
+    from workers import pipeline
+
+    settings = FarmSettings(max_retries=3, retry_backoff_s=1.0)
+    boom = OSError("disk full")
+    delays = [pipeline.retry_after(r, boom, settings) for r in range(5)]
+    assert delays == [1.0, 2.0, 4.0, None, None]
+    assert [pipeline.is_final(r, settings) for r in range(5)] == [False, False, False, True, True]
+    assert pipeline.give_up_reason(3, boom) == \
+        "verification failed after 4 tries: OSError: disk full"
+    assert pipeline.retry_after(10, boom, FarmSettings(max_retries=20, retry_backoff_s=1.0)) \
+        == 60.0

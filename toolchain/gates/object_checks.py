@@ -39,7 +39,7 @@ rule is checked on the object GNU as wrote. Policy:
   `.word`) is decoded as code too and refused when it is not a V2 instruction: deliberate, since
   the CPU would execute it if branched to. Keep data in `.rodata`.
 * Bytes outside `.text*` are not decoded: the link must map `.rodata`/`.eh_frame` non-executable
-  (see REQUIRED_LINK_FLAGS), and data sections are never executable.
+  (tools.REQUIRED_LINK_FLAGS, which every link uses), and data sections are never executable.
 """
 
 from __future__ import annotations
@@ -67,9 +67,6 @@ MAX_ALLOC_BYTES = 1024 * 1024
 MAX_ALIGN = 64 * 1024
 MAX_REPORTED = 20
 OBJDUMP_TIMEOUT_S = 60.0
-# The bytes check assumes only .text* is executable after linking. GNU ld for AArch64 puts
-# .rodata and .eh_frame in the R+X segment unless told otherwise, so the link must use these.
-REQUIRED_LINK_FLAGS = ("-z", "separate-code", "-z", "noexecstack")
 
 # ELF constants (ELF64, AArch64).
 EM_AARCH64 = 183
