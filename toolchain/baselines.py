@@ -6,7 +6,6 @@ made of the compiler's version and flags, so a new compiler never serves stale a
 
 from __future__ import annotations
 
-import os
 import subprocess
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -17,6 +16,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from . import tools
+from .cache import texts
 from .errors import InfraError
 from .kernels.model import Variant
 from .settings import Settings, get_settings
@@ -72,20 +72,18 @@ def compile_variant(variant: Variant, compiler: str, opt: str = "-O3") -> str:
         return out.read_text()
 
 
+_TEXTS = texts(0)  # the files only: compiler output is read once per verification at most
+
+
 def get(variant: Variant, compiler: str = "clang", opt: str = "-O3",
         settings: Settings | None = None) -> Baseline:
     """The cached baseline, compiled now if this toolchain has not built it yet."""
     settings = settings or get_settings()
     path = cache_path(variant.id, compiler, opt, settings)
-    if path.exists():
-        text = path.read_text()
-    else:
+    text = _TEXTS.get(path)
+    if text is None:
         text = compile_variant(variant, compiler, opt)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
+        _TEXTS.put(path, text)
     return Baseline(variant.id, compiler, opt, tools.tool(compiler).version,
                     flags(compiler, opt), text)
 

@@ -13,11 +13,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
-from collections import OrderedDict
 from pathlib import Path
 
 from . import VERIFIER_VERSION, kernels, tools
+from .cache import DiskCache
 from .errors import ErrorKind
 from .settings import Settings
 from .verdict import Verdict
@@ -52,22 +51,17 @@ def key(variant_id: str, assembly: str | bytes, seed: int, completion: bool,
 class VerdictCache:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self._memory: OrderedDict[str, dict] = OrderedDict()
+        self._docs: DiskCache[dict] = DiskCache(
+            MEMORY_ENTRIES, lambda doc: json.dumps(doc, sort_keys=True), json.loads)
         self._puts = 0
 
     def _path(self, k: str) -> Path:
         return self.directory / k[:2] / f"{k}.json"
 
     def get(self, k: str) -> Verdict | None:
-        doc = self._memory.get(k)
+        doc = self._docs.get(self._path(k))
         if doc is None:
-            try:
-                doc = json.loads(self._path(k).read_text())
-            except (OSError, ValueError):
-                return None
-            self._remember(k, doc)
-        else:
-            self._memory.move_to_end(k)
+            return None
         verdict = Verdict.from_json(doc)
         verdict.cached = True
         return verdict
@@ -75,25 +69,14 @@ class VerdictCache:
     def put(self, k: str, verdict: Verdict) -> None:
         if verdict.error_kind is ErrorKind.infra_error:
             return
-        doc = verdict.to_json()
-        self._remember(k, doc)
         path = self._path(k)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-            with os.fdopen(fd, "w") as fh:
-                json.dump(doc, fh, sort_keys=True)
-            os.replace(tmp, path)
+            self._docs.put(path, verdict.to_json())
             self._puts += 1
             if self._puts % PRUNE_EVERY == 0:
                 _prune(path.parent, max(1, DISK_ENTRIES // 256))
         except OSError:
             pass  # a full or read-only disk costs speed, never a verdict
-
-    def _remember(self, k: str, doc: dict) -> None:
-        self._memory[k] = doc
-        while len(self._memory) > MEMORY_ENTRIES:
-            self._memory.popitem(last=False)
 
 
 def _prune(folder: Path, keep: int) -> None:

@@ -1,56 +1,31 @@
-"""Figures per content key: an in-process LRU in front of one small file per key on disk.
-
-Both cost models use it, keyed by a hash of the cycle text and the model's version, so a figure
-is computed once per toolchain and shared by every worker process on the machine.
-"""
+"""Figures per content key, for both cost models: keyed by a hash of the cycle text and the
+model's version, so a figure is computed once per toolchain and shared by every worker process
+on the machine (toolchain/cache.py keeps them)."""
 
 from __future__ import annotations
 
-import os
-import tempfile
-import threading
-from collections import OrderedDict
 from pathlib import Path
+
+from ...cache import DiskCache, texts
 
 LRU_SIZE = 65536
 
 
 class FigureCache:
-    """Text values by key; writes are atomic renames, so concurrent workers never see half."""
+    """Text values by key, one file per key under `directory`."""
 
     def __init__(self, directory: Path, size: int = LRU_SIZE) -> None:
         self.directory = directory
-        self.size = size
-        self.lru: OrderedDict[str, str] = OrderedDict()
-        self.lock = threading.Lock()
+        self._cache: DiskCache[str] = texts(size)
+
+    def _path(self, key: str) -> Path:
+        return self.directory / key[:2] / key
 
     def get(self, key: str) -> str | None:
-        with self.lock:
-            if key in self.lru:
-                self.lru.move_to_end(key)
-                return self.lru[key]
-        try:
-            value = (self.directory / key[:2] / key).read_text()
-        except OSError:
-            return None
-        self._remember(key, value)
-        return value
+        return self._cache.get(self._path(key))
 
     def put(self, key: str, value: str) -> None:
-        self._remember(key, value)
-        folder = self.directory / key[:2]
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-        with os.fdopen(fd, "w") as fh:
-            fh.write(value)
-        os.replace(tmp, folder / key)
-
-    def _remember(self, key: str, value: str) -> None:
-        with self.lock:
-            self.lru[key] = value
-            self.lru.move_to_end(key)
-            while len(self.lru) > self.size:
-                self.lru.popitem(last=False)
+        self._cache.put(self._path(key), value)
 
 
 _CACHES: dict[Path, FigureCache] = {}

@@ -16,9 +16,7 @@ path depends on the argument), the baseline is measured on the attempt's own inp
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from concurrent import futures
 from dataclasses import asdict
@@ -28,6 +26,7 @@ from typing import Any
 
 from ... import background, baselines, sandbox, tools
 from ... import scratch as scratch_dirs
+from ...cache import DiskCache
 from ...errors import ErrorKind, GateName, InfraError
 from ...execution import EXE_NAME, MAP_NAME, ReferenceRun, harness, link, qemu_argv, timing_test
 from ...execution.records import parse
@@ -226,29 +225,17 @@ def _path(variant: Variant, compiler: str, opt: str, base: baselines.Baseline, s
             / f"{compiler}{opt}-{key[:24]}.json")
 
 
-_MEMO: dict[Path, dict[str, Any]] = {}
+# Measured baselines (Measurement fields as JSON), shared by every worker on the machine.
+_MEASURED: DiskCache[dict[str, Any]] = DiskCache(
+    4096, lambda data: json.dumps(data, sort_keys=True), json.loads)
 
 
 def _load(path: Path) -> dict[str, Any] | None:
-    if path in _MEMO:
-        return _MEMO[path]
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    if len(_MEMO) > 4096:
-        _MEMO.clear()
-    _MEMO[path] = data
-    return data
+    return _MEASURED.get(path)
 
 
 def _store(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, sort_keys=True)
-    os.replace(tmp, path)
-    _MEMO[path] = data
+    _MEASURED.put(path, data)
 
 
 def _measure_assembly(variant: Variant, assembly: str, seed: int, test: int,

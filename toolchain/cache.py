@@ -1,0 +1,65 @@
+"""Values by file path: an in-process LRU in front of one small file per entry on disk.
+
+The one memory-plus-file cache of the core: the cost models' figures, the baselines' measured
+cycles, the compiler baselines and the verdict cache all keep their entries through it. Writes
+are atomic renames, so concurrent workers sharing the directory never read half a file; an
+unreadable or undecodable file is a miss, never an error.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+def write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+class DiskCache(Generic[T]):
+    """`size` entries kept in memory (0: none, the files only); `encode`/`decode` turn a value
+    into a file's text and back."""
+
+    def __init__(self, size: int, encode: Callable[[T], str], decode: Callable[[str], T]) -> None:
+        self.size, self.encode, self.decode = size, encode, decode
+        self._memory: OrderedDict[Path, T] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, path: Path) -> T | None:
+        with self._lock:
+            if path in self._memory:
+                self._memory.move_to_end(path)
+                return self._memory[path]
+        try:
+            value = self.decode(path.read_text())
+        except (OSError, ValueError):
+            return None
+        self._remember(path, value)
+        return value
+
+    def put(self, path: Path, value: T) -> None:
+        """Remember `value` and write it (an OSError is the caller's to handle)."""
+        self._remember(path, value)
+        write_atomic(path, self.encode(value))
+
+    def _remember(self, path: Path, value: T) -> None:
+        with self._lock:
+            self._memory[path] = value
+            self._memory.move_to_end(path)
+            while len(self._memory) > self.size:
+                self._memory.popitem(last=False)
+
+
+def texts(size: int) -> DiskCache[str]:
+    return DiskCache(size, str, str)
