@@ -232,6 +232,8 @@ LOST_LANE = [
      "smax\tv0.4s, v0.4s, v3.4s", "one signed step in an unsigned reduction tree"),
     ("softmax_numer_n1024_float64", "clang", "fcmp\td1, d0", "fcmp\td1, d8",
      "an unrolled compare against the maximum before the previous element's update"),
+    ("max_reduce_n64_float32", "clang", "ldp\ts1, s2, [x0, #32]", "ldp\ts1, s2, [x0, #64]",
+     "a completely unrolled selection loading one pair from the wrong offset"),
 ]
 
 
@@ -248,7 +250,8 @@ def test_a_selection_losing_a_block_or_lane_is_rejected_on_a_fixed_test(
 
 def test_selection_position_tests_cover_every_residue_and_the_tail() -> None:
     """Every residue modulo the elements of four 128-bit vectors lies in the window of the last
-    two periods (and so does every tail position); short arrays get every position."""
+    two periods (and so does every tail position); arrays of up to 512 elements, which clang
+    may unroll completely, get every position."""
     from toolchain.execution.harness import selection_positions, test_count
 
     for variant_id, period in (("max_reduce_n4096_int8", 64), ("argmax_n1023_int32", 16),
@@ -259,6 +262,7 @@ def test_selection_position_tests_cover_every_residue_and_the_tail() -> None:
         assert {p % period for p in positions if p >= n - 2 * period} == set(range(period))
         assert test_count(variant, get_settings()) == 31 + len(positions)
     assert selection_positions(kernels.get("argmax_n17_int8")) == tuple(range(17))
+    assert selection_positions(kernels.get("max_reduce_n512_int32")) == tuple(range(512))
     assert selection_positions(kernels.get("dot_n4096_float32")) == ()
 
 

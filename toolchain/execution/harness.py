@@ -56,6 +56,9 @@ BASE_TESTS = 31
 #: Bytes a vectorised selection's main loop covers per iteration, at most: four 128-bit
 #: accumulators (clang and gcc -O3 for every element type).
 UNROLL_BYTES = 64
+#: Up to this many elements clang unrolls a selection completely (max_reduce float32 at n = 64,
+#: int32 at n = 512: every element its own load and compare), so every position is its own class.
+FULLY_UNROLLED = 512
 
 
 def selection_positions(variant: Variant) -> tuple[int, ...]:
@@ -66,12 +69,13 @@ def selection_positions(variant: Variant) -> tuple[int, ...]:
     elements per iteration (p = 64 / element size at most), or one position of the tail. The
     last 2p positions hold the main loop's last iteration as long as the tail after it is at
     most p elements, and every tail position, so each such class is decisive in one test; the
-    first vector (and one more) covers a peeled head. Short arrays get every position."""
+    first vector (and one more) covers a peeled head. Arrays a compiler may unroll completely
+    (at most FULLY_UNROLLED elements) get every position."""
     if variant.template not in SELECTIONS:
         return ()
     n, size = variant.params["n"], variant.dtype.size
     lanes, period = 16 // size, UNROLL_BYTES // size
-    if n <= lanes + 1 + 2 * period:
+    if n <= FULLY_UNROLLED:
         return tuple(range(n))
     return (*range(lanes + 1), *range(n - 2 * period, n))
 
