@@ -35,7 +35,9 @@ os.environ["ARMGYM_VERDICT_CACHE"] = "0"
 from toolchain import VERIFIER_VERSION
 from toolchain.settings import get_settings
 from toolchain.verify import verify
-settings = dataclasses.replace(get_settings(), verdict_cache=False)
+base = get_settings()  # a dataclass in older checkouts, a validated model with replace() now
+settings = base.replace(verdict_cache=False) if hasattr(base, "replace") else \
+    dataclasses.replace(base, verdict_cache=False)
 def cpu():
     a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
