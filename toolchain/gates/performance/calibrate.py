@@ -32,7 +32,7 @@ from ...kernels.model import Variant
 from ...settings import get_settings
 from . import crosscheck, honest, mca
 from .gate import PROBES, _measure_assembly, cached, measured, model_versions
-from .honest import RELU_BRANCHY, RELU_FCSEL
+from .honest import RELU_BRANCHY, RELU_FCSEL, kernel_text
 
 DEFAULT_MARGIN = 0.15
 # The OSACA / llvm-mca band of a block class is at most this wide (hi / lo): the observed range
@@ -356,10 +356,6 @@ def o0_vs_o3(variants: Sequence[Variant], workers: int | None) -> dict[str, Any]
 # Scalar relu over 1,024 floats on random data, with a data-dependent branch and without
 # (honest.RELU_BRANCHY, honest.RELU_FCSEL).
 RELU_ID = "relu_n1024_float32"
-
-
-def kernel_text(body: str) -> str:
-    return f"    .text\n    .globl kernel\n    .type kernel, %function\nkernel:\n{body}\n"
 
 
 def branchy_vs_branchless(seed: int = 11) -> dict[str, Any]:

@@ -13,6 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+def kernel_text(body: str) -> str:
+    """A function body as a whole submission: the one exported `kernel`."""
+    return f"    .text\n    .globl kernel\n    .type kernel, %function\nkernel:\n{body}\n"
+
+
 @dataclass(frozen=True)
 class Kernel:
     name: str  # what the kernel is, as the calibration and its report name it
@@ -22,8 +27,7 @@ class Kernel:
 
     @property
     def text(self) -> str:
-        return (f"    .text\n    .globl kernel\n    .type kernel, %function\nkernel:\n"
-                f"{self.body}\n")
+        return kernel_text(self.body)
 
 
 # NEON reductions, reassociated into several accumulators.
