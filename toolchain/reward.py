@@ -22,11 +22,11 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from .errors import ErrorKind, GateName
-from .verdict import Components, Reward, Verdict
+from .verdict import Verdict
 
 SPEEDUP_CAP = 3.0
 Z_CLIP = 1.5
@@ -36,8 +36,16 @@ Z_CLIP = 1.5
 DEFAULT_PROFILE = "additive"
 
 
-__all__ = ["DEFAULT_PROFILE", "PROFILES", "Components", "Profile", "components", "reward",
-           "reward_of", "summary"]
+@dataclass(frozen=True)
+class Components:
+    format: float | None
+    syntax: float
+    correctness: float
+    speedup: float | None
+    speedup_withheld: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 def components(verdict: Verdict) -> Components | None:
@@ -59,8 +67,7 @@ def components(verdict: Verdict) -> Components | None:
     speedup = None
     if correct and perf is not None and perf.passed and not withheld:
         speedup = float(perf.details["speedup"])
-    return Components(format=fmt, syntax=syntax, correctness=correct, speedup=speedup,
-                      speedup_withheld=withheld)
+    return Components(fmt, syntax, correct, speedup, withheld)
 
 
 def speedup_term(speedup: float | None, cap: float = SPEEDUP_CAP) -> float:
@@ -104,24 +111,27 @@ def reward(verdict: Verdict, profile: str = DEFAULT_PROFILE) -> float | None:
     return None if c is None else PROFILES[profile].score(c)
 
 
-def reward_of(verdict: Verdict | Mapping[str, Any] | None,
-              profile: str = DEFAULT_PROFILE) -> float | None:
-    """The reward under `profile` of a verdict as stored and served (the profiles `summary`
-    attached; its JSON is read as a `Verdict`); None for infra_error and for a verdict that
-    carries no reward. KeyError for a profile the verdict does not report."""
-    typed = Verdict.load(verdict)
-    if typed is None or typed.error_kind == ErrorKind.infra_error or typed.reward is None:
+def reward_of(verdict: Mapping[str, Any], profile: str = DEFAULT_PROFILE) -> float | None:
+    """The reward under `profile` of a verdict as stored and served (its JSON: the profiles
+    `summary` attached); None for infra_error and for a verdict that carries no reward.
+    KeyError for a profile the verdict does not report."""
+    if verdict.get("error_kind") == ErrorKind.infra_error:
         return None
-    return typed.reward.profiles[profile]
+    found = verdict.get("reward")
+    profiles = found.get("profiles") if isinstance(found, Mapping) else None
+    if not isinstance(profiles, Mapping):
+        return None
+    value = profiles[profile]
+    return None if value is None else float(value)
 
 
-def summary(verdict: Verdict) -> Reward | None:
+def summary(verdict: Verdict) -> dict[str, Any] | None:
     """Components and every profile's reward, as attached to the verdict."""
     c = components(verdict)
     if c is None:
         return None
-    return Reward(components=c,
-                  profiles={name: p.score(c) for name, p in sorted(PROFILES.items())})
+    return {"components": c.to_json(),
+            "profiles": {name: p.score(c) for name, p in sorted(PROFILES.items())}}
 
 
 def group_zscores(rewards: Sequence[float | None], clip: float = Z_CLIP) -> list[float | None]:

@@ -16,7 +16,6 @@ from .models import (
     StepResult,
     Submission,
     SubmissionLike,
-    Verdict,
     as_submission,
     batch_key,
     derive_key,
@@ -151,8 +150,7 @@ def step(sub: Submission, *, run_id: str | None, step: int | None, model: str | 
 
 
 def _speedup(verdict: Mapping[str, Any]) -> float | None:
-    """The speedup the reward counts (None when withheld or not measured)."""
-    components = Verdict.read(verdict).components or {}
+    components = (verdict.get("reward") or {}).get("components") or {}
     value = components.get("speedup")
     return float(value) if isinstance(value, int | float) else None
 
