@@ -3,7 +3,9 @@ command and by the integration tests, which talk to it over real HTTP."""
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -14,6 +16,20 @@ from pathlib import Path
 import httpx
 
 FARM_VARIABLES = ("ARMGYM_DATABASE_URL", "ARMGYM_BROKER_URL")
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """`preexec_fn` for a child that must not outlive whoever started it: a demo or a test run
+    that is killed (Ctrl-C twice, a CI timeout) would otherwise leave its servers running and
+    holding their ports. Linux only; elsewhere a no-op."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return
+    libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
 
 
 def free_port() -> int:
@@ -35,7 +51,7 @@ def start(env: Mapping[str, str], port: int, log: Path | None = None,
             "--host", "127.0.0.1", "--port", str(port), "--log-level", log_level]
     with open(log or os.devnull, "ab") as out:  # the child keeps its own descriptor
         proc = subprocess.Popen(argv, env=dict(env), stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=die_with_parent)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
 from store import keys
+from toolchain.verdict import GateResult, Reward, Verdict
 
 from .vocab import NO_NUL, STEP_RANGE, DType, Scope, Split, Template
 
@@ -120,9 +121,9 @@ class ErrorOut(BaseModel):
 
 class VerdictOut(BaseModel):
     """The original environment's observation (reward under the chosen profile, speedup, cycles,
-    baseline cycles, done, error) beside the verifier's verdict as `Verdict.to_json()` gives it,
-    whose reward object (components and every profile) is `reward_detail` here; plus the
-    stored attempt's id."""
+    baseline cycles, done, error) beside the verifier's verdict (toolchain.verdict.Verdict, as
+    its JSON), whose reward object (components and every profile) is `reward_detail` here; plus
+    the stored attempt's id."""
 
     model_config = ConfigDict(extra="allow")
     attempt_id: str
@@ -138,9 +139,9 @@ class VerdictOut(BaseModel):
     error_kind: str | None
     error: ErrorOut | None
     done: bool
-    reward_detail: dict[str, Any] | None
+    reward_detail: Reward | None
     message: str
-    gates: list[dict[str, Any]]
+    gates: list[GateResult]
     versions: dict[str, str]
     verifier_version: str
     sandbox: str
@@ -199,7 +200,7 @@ class AttemptOut(BaseModel):
     reward: float | None = None
     speedup: float | None = None
     cycles: float | None = None
-    verdict: dict[str, Any] | None = None
+    verdict: Verdict | None = None
 
 
 class HistoryOut(BaseModel):

@@ -236,7 +236,7 @@ def _answer(verdict: Mapping[str, Any] | None, worker: str, now: Any) -> dict[st
     verdict columns left empty (every row of one insert has the same columns)."""
     if verdict is None:
         return {"verdict": None, "worker": None, "started_at": None, "finished_at": None,
-                **dict.fromkeys(extract.columns({}))}
+                **dict.fromkeys(extract.COLUMNS)}
     doc = extract.jsonable({**verdict, "cached": True})
     return {"verdict": doc, "status": DONE, "worker": worker, "started_at": now,
             "lease_until": None,

@@ -1,19 +1,21 @@
 """From a verdict's JSON to the attempt's first-class columns and its gate rows.
 
-The figures are read where the verifier puts them (toolchain.verdict.performance_figures, the
-reward under the default profile by toolchain.reward.reward_of); a column is NULL where the
-verdict has no such figure (the attempt failed before it was measured). The full JSON is kept
-next to the columns either way.
+The JSON is read as the verifier's typed `Verdict` (toolchain.verdict): the figures are its
+fields (the reward's components, the performance gate's cycles, speedup and baseline), the
+reward the default profile's by toolchain.reward.reward_of. A column is NULL where the verdict
+has no such figure (the attempt failed before it was measured). The full JSON is kept next to
+the columns either way.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import asdict
 from typing import Any
 
 from toolchain.reward import reward_of
-from toolchain.verdict import performance_figures
+from toolchain.verdict import Verdict
 
 
 def jsonable(value: Any) -> Any:
@@ -30,30 +32,29 @@ def jsonable(value: Any) -> Any:
     return value
 
 
-def columns(verdict: Mapping[str, Any]) -> dict[str, Any]:
+def columns(verdict: Verdict | Mapping[str, Any]) -> dict[str, Any]:
     """The attempt columns a verdict fills."""
-    timings = verdict.get("timings") or {}
-    kind = verdict.get("error_kind")
-    figures = performance_figures(verdict)
-    found = verdict.get("reward")
-    components = found.get("components") if isinstance(found, Mapping) else None
-    compiler = figures["baseline_compiler"]
+    typed = Verdict.load(verdict)
+    if typed is None:
+        raise ValueError("not a verdict: " + str(verdict)[:200])
+    perf = typed.performance
+    baseline = perf.baseline if perf else None
+    compiler = baseline.compiler if baseline else None
     return {
-        "passed": bool(verdict.get("passed")),
-        "error_kind": str(kind) if kind else None,
-        "message": str(verdict.get("message") or "")[:4000],
-        "reward": reward_of(verdict),
-        "reward_components": dict(components) if isinstance(components, Mapping)
-        and components else None,
-        "speedup": figures["speedup"],
-        "cycles": figures["cycles"],
-        "baseline_cycles": figures["baseline_cycles"],
-        "listing_cycles": figures["listing_cycles"],
+        "passed": typed.passed,
+        "error_kind": typed.error_kind.value if typed.error_kind else None,
+        "message": typed.message[:4000],
+        "reward": reward_of(typed),
+        "reward_components": asdict(typed.reward.components) if typed.reward else None,
+        "speedup": perf.speedup if perf else None,
+        "cycles": perf.cycles if perf else None,
+        "baseline_cycles": baseline.cycles if baseline else None,
+        "listing_cycles": perf.listing_cycles if perf else None,
         "baseline_compiler": compiler[:40] if compiler else None,
-        "verify_seconds": sum(v for v in timings.values() if _number(v) is not None) or None,
-        "verifier_version": verdict.get("verifier_version"),
-        "sandbox": verdict.get("sandbox"),
-        "versions": verdict.get("versions") or None,
+        "verify_seconds": sum(typed.timings.values()) or None,
+        "verifier_version": typed.verifier_version,
+        "sandbox": typed.sandbox,
+        "versions": typed.versions or None,
     }
 
 
@@ -78,3 +79,8 @@ def gate_rows(verdict: Mapping[str, Any]) -> list[dict[str, Any]]:
             "details": gate.get("details") or None,
         })
     return rows
+
+
+# The attempt columns a verdict fills, by name (those of a row still without one are all NULL).
+COLUMNS = tuple(columns(Verdict(variant_id="", seed=0, passed=False, gates=[],
+                                verifier_version="")))

@@ -13,8 +13,10 @@ FIRST = ("input", "directives", "syntax", "object", "correctness")
 
 def verdict(*gates: GateResult) -> Verdict:
     failed = next((g for g in gates if not g.passed), None)
-    return Verdict("vec_add_n16_float32", 1, failed is None, failed.kind if failed else None,
-                   failed.message if failed else "", list(gates), {}, "t", "bwrap")
+    return Verdict(variant_id="vec_add_n16_float32", seed=1, passed=failed is None,
+                   error_kind=failed.kind if failed else None,
+                   message=failed.message if failed else "", gates=list(gates),
+                   verifier_version="t", sandbox="bwrap")
 
 
 def passed(*names: str) -> list[GateResult]:
@@ -104,7 +106,7 @@ def test_group_zscores_leave_infra_errors_out() -> None:
 
 def _served(v: Verdict) -> dict:
     """A verdict as the farm stores and serves it (the reward summary attached)."""
-    v.extra["reward"] = reward.summary(v)
+    v.reward = reward.summary(v)
     return v.to_json()
 
 

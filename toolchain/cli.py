@@ -12,9 +12,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from . import baselines, kernels, sandbox, tools
+from . import baselines, kernels, tools
 from .errors import InfraError
-from .execution import guard
+from .prepare import prepare
 from .settings import SettingsError, get_settings
 from .verdict import Verdict
 from .verify import verify
@@ -249,14 +249,13 @@ def _variant(variant_id: str) -> kernels.Variant:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    cache_dir = get_settings().cache_dir
-    helper = sandbox.spawn_helper(cache_dir)
-    print(f"spawn helper: {helper or 'unavailable (limits fall back to a Python preexec_fn)'}")
     try:
-        print(f"execution guard: {guard.prepare(cache_dir)}")
+        done = prepare(get_settings().cache_dir)
     except InfraError as exc:
         print(f"execution guard: unavailable: {exc}", file=sys.stderr)
         return 1
+    helper = done.spawn_helper or "unavailable (limits fall back to a Python preexec_fn)"
+    print(f"spawn helper: {helper}\nexecution guard: {done.guard}")
     return 0
 
 

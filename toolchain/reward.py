@@ -22,11 +22,11 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from .errors import ErrorKind, GateName
-from .verdict import Verdict
+from .verdict import Components, Reward, Verdict
 
 SPEEDUP_CAP = 3.0
 Z_CLIP = 1.5
@@ -36,16 +36,8 @@ Z_CLIP = 1.5
 DEFAULT_PROFILE = "additive"
 
 
-@dataclass(frozen=True)
-class Components:
-    format: float | None
-    syntax: float
-    correctness: float
-    speedup: float | None
-    speedup_withheld: bool = False
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+__all__ = ["DEFAULT_PROFILE", "PROFILES", "Components", "Profile", "components", "reward",
+           "reward_of", "summary"]
 
 
 def components(verdict: Verdict) -> Components | None:
@@ -67,7 +59,8 @@ def components(verdict: Verdict) -> Components | None:
     speedup = None
     if correct and perf is not None and perf.passed and not withheld:
         speedup = float(perf.details["speedup"])
-    return Components(fmt, syntax, correct, speedup, withheld)
+    return Components(format=fmt, syntax=syntax, correctness=correct, speedup=speedup,
+                      speedup_withheld=withheld)
 
 
 def speedup_term(speedup: float | None, cap: float = SPEEDUP_CAP) -> float:
@@ -111,27 +104,24 @@ def reward(verdict: Verdict, profile: str = DEFAULT_PROFILE) -> float | None:
     return None if c is None else PROFILES[profile].score(c)
 
 
-def reward_of(verdict: Mapping[str, Any], profile: str = DEFAULT_PROFILE) -> float | None:
-    """The reward under `profile` of a verdict as stored and served (its JSON: the profiles
-    `summary` attached); None for infra_error and for a verdict that carries no reward.
-    KeyError for a profile the verdict does not report."""
-    if verdict.get("error_kind") == ErrorKind.infra_error:
+def reward_of(verdict: Verdict | Mapping[str, Any] | None,
+              profile: str = DEFAULT_PROFILE) -> float | None:
+    """The reward under `profile` of a verdict as stored and served (the profiles `summary`
+    attached; its JSON is read as a `Verdict`); None for infra_error and for a verdict that
+    carries no reward. KeyError for a profile the verdict does not report."""
+    typed = Verdict.load(verdict)
+    if typed is None or typed.error_kind == ErrorKind.infra_error or typed.reward is None:
         return None
-    found = verdict.get("reward")
-    profiles = found.get("profiles") if isinstance(found, Mapping) else None
-    if not isinstance(profiles, Mapping):
-        return None
-    value = profiles[profile]
-    return None if value is None else float(value)
+    return typed.reward.profiles[profile]
 
 
-def summary(verdict: Verdict) -> dict[str, Any] | None:
+def summary(verdict: Verdict) -> Reward | None:
     """Components and every profile's reward, as attached to the verdict."""
     c = components(verdict)
     if c is None:
         return None
-    return {"components": c.to_json(),
-            "profiles": {name: p.score(c) for name, p in sorted(PROFILES.items())}}
+    return Reward(components=c,
+                  profiles={name: p.score(c) for name, p in sorted(PROFILES.items())})
 
 
 def group_zscores(rewards: Sequence[float | None], clip: float = Z_CLIP) -> list[float | None]:

@@ -1,7 +1,16 @@
-"""Gate results and the verdict: the one record a verification produces.
+"""Gate results and the verdict: the one record a verification produces, as one typed model.
+
+`Verdict` is a pydantic model whose JSON is the wire form everywhere: what a worker stores in
+PostgreSQL, what the verdict cache keeps, what the API serves (api/schemas.py builds on it) and
+what the store's columns are read from (`Verdict.load` of the stored JSON). The reward
+(components and every profile) is a typed field; the performance gate's figures (cycles,
+speedup, the baseline) and the cross-check's are typed views of those gates' details, read in
+one place (`performance`, `cross_check`) instead of searched for by each reader.
 
 Everything but `timings` is a pure function of (variant, assembly, seed, versions), so a verdict
-serialises to the same bytes every time; wall-clock figures live in their own field.
+serialises to the same bytes every time; wall-clock figures live in their own field. Verdicts
+stored by earlier versions load: every field a verdict of any version carried is optional where
+some version lacked it, and keys this model does not know are kept as they were.
 """
 
 from __future__ import annotations
@@ -9,114 +18,272 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
+from pydantic.dataclasses import dataclass
 
 from .errors import ErrorKind, GateName
 
 
 @dataclass
 class GateResult:
+    """One gate's outcome. In JSON: name, passed, error_kind, message, details (its time goes
+    to the verdict's `timings`)."""
+
     name: str
     passed: bool
-    kind: ErrorKind | None = None
+    error_kind: ErrorKind | None = None
     message: str = ""
-    details: dict[str, Any] = field(default_factory=dict)
-    seconds: float = 0.0
+    details: dict[str, Any] = Field(default_factory=dict)
+    seconds: float = Field(default=0.0, exclude=True)
+
+    @property
+    def kind(self) -> ErrorKind | None:
+        return self.error_kind
+
+    @field_serializer("error_kind")
+    def _kind(self, kind: ErrorKind | None) -> str | None:
+        return kind.value if kind else None
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "passed": self.passed,
-            "error_kind": self.kind.value if self.kind else None,
-            "message": self.message,
-            "details": self.details,
-        }
+        return {"name": self.name, "passed": self.passed,
+                "error_kind": self.error_kind.value if self.error_kind else None,
+                "message": self.message, "details": self.details}
 
     @classmethod
     def fail(cls, name: str, kind: ErrorKind, message: str, **details: Any) -> GateResult:
         return cls(name, False, kind, message, details)
 
 
-@dataclass
-class Verdict:
+# ------------------------------------------------------------------ the reward
+
+
+@dataclass(frozen=True)
+class Components:
+    """The reward's components (toolchain.reward): None where not applicable or withheld."""
+
+    format: float | None
+    syntax: float
+    correctness: float
+    speedup: float | None
+    speedup_withheld: bool = False
+
+
+class Reward(BaseModel):
+    """The reward attached to a verdict: its components and the reward under every profile."""
+
+    components: Components
+    profiles: dict[str, float | None]
+
+
+# ------------------------------------------- typed views of the measuring gates
+
+
+def _finite(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+class _View(BaseModel):
+    """A lenient typed view of a gate's details: a figure that is absent, not a number or not
+    finite reads as None (the store writes non-finite floats as strings)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _numbers(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return {}
+        numeric = {n for n, f in cls.model_fields.items() if f.annotation == float | None}
+        return {k: (_finite(v) if k in numeric else v) for k, v in data.items()}
+
+
+class Baseline(_View):
+    """The faster compiler baseline the speedup is measured against."""
+
+    compiler: str | None = None
+    opt: str | None = None
+    cycles: float | None = None
+    data_dependent: bool | None = None
+
+    @field_validator("compiler", "opt", mode="before")
+    @classmethod
+    def _text(cls, value: Any) -> str | None:
+        return value if isinstance(value, str) else None
+
+    @field_validator("data_dependent", mode="before")
+    @classmethod
+    def _flag(cls, value: Any) -> bool | None:
+        return value if isinstance(value, bool) else None
+
+
+class Performance(_View):
+    """The performance gate's figures (None where it failed before measuring them)."""
+
+    passed: bool = False
+    timing_test: int | None = None
+    cycles: float | None = None
+    speedup: float | None = None
+    speedup_withheld: bool | None = None
+    baseline: Baseline = Baseline()
+    listing_cycles: float | None = Field(default=None, description="llvm-mca's whole-listing "
+                                         "figure (the original verifier's; decides nothing)")
+
+    @field_validator("baseline", mode="before")
+    @classmethod
+    def _baseline(cls, value: Any) -> Any:
+        return value if isinstance(value, Mapping) else {}
+
+    @field_validator("timing_test", mode="before")
+    @classmethod
+    def _test(cls, value: Any) -> int | None:
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+class CrossCheck(_View):
+    """The cross-check's figures: OSACA against llvm-mca, IPC, and the calibrated bands."""
+
+    passed: bool = False
+    osaca_cycles: float | None = None
+    mca_cycles: float | None = None
+    ratio: float | None = None
+    ipc: float | None = None
+    block_class: str | None = None
+    ratio_band: list[float] | None = None
+    ipc_band: list[float] | None = None
+
+    @field_validator("block_class", mode="before")
+    @classmethod
+    def _text(cls, value: Any) -> str | None:
+        return value if isinstance(value, str) else None
+
+    @field_validator("ratio_band", "ipc_band", mode="before")
+    @classmethod
+    def _band(cls, value: Any) -> list[float] | None:
+        ok = isinstance(value, list) and len(value) == 2 and all(
+            _finite(v) is not None for v in value)
+        return [float(v) for v in value] if ok else None
+
+
+# ------------------------------------------------------------------ the verdict
+
+
+def _timings_schema(schema: dict[str, Any]) -> None:
+    schema["properties"]["timings"] = {
+        "type": "object", "additionalProperties": {"type": "number"},
+        "description": "seconds per gate, by name (wall clock: not part of the canonical form)"}
+
+
+class Verdict(BaseModel):
+    """One verification's record (see the module docstring)."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra=_timings_schema)
     variant_id: str
     seed: int
     passed: bool
-    error_kind: ErrorKind | None
-    message: str
+    error_kind: ErrorKind | None = None
+    message: str = ""
     gates: list[GateResult]
-    versions: dict[str, str]
+    versions: dict[str, str] = Field(default_factory=dict)
     verifier_version: str
-    sandbox: str
-    extra: dict[str, Any] = field(default_factory=dict)
-    cached: bool = False  # served from the verdict cache (like timings: not part of canonical)
+    sandbox: str = "unknown"
+    reward: Reward | None = Field(default=None, description="null for infra_error (no reward: "
+                                  "drop, don't score)")
+    cached: bool = Field(default=False, description="served from the verdict cache (like "
+                         "timings, not part of the canonical form)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _timings_into_gates(cls, data: Any) -> Any:
+        """The JSON's `timings` go back into the gates (the inverse of the serializer)."""
+        if not isinstance(data, Mapping) or "timings" not in data:
+            return data
+        timings = data.get("timings") or {}
+        out = {k: v for k, v in data.items() if k != "timings"}
+        out["gates"] = [g if not isinstance(g, Mapping) else
+                        {**g, "seconds": float(timings.get(g.get("name"), 0.0) or 0.0)}
+                        for g in data.get("gates") or []]
+        return out
+
+    @field_validator("reward", mode="before")
+    @classmethod
+    def _reward(cls, value: Any) -> Any:
+        # verdicts before the reward profiles had no reward object
+        return value if isinstance(value, Mapping) and "components" in value else None
+
+    @field_serializer("error_kind")
+    def _kind(self, kind: ErrorKind | None) -> str | None:
+        return kind.value if kind else None
+
+    @model_serializer(mode="wrap")
+    def _with_timings(self, handler: Any):  # unannotated: the JSON schema stays the model's
+        out = handler(self)
+        out["timings"] = self.timings
+        if not self.cached:
+            out.pop("cached", None)
+        return out
 
     @property
     def timings(self) -> dict[str, float]:
         return {g.name: round(g.seconds, 6) for g in self.gates}
 
+    def gate(self, name: GateName) -> GateResult | None:
+        return next((g for g in self.gates if g.name == name), None)
+
+    @property
+    def performance(self) -> Performance | None:
+        """The performance gate's figures; None when it did not run."""
+        gate = self.gate(GateName.performance)
+        if gate is None:
+            return None
+        listing = gate.details.get("whole_listing")
+        return Performance.model_validate({
+            **gate.details, "passed": gate.passed,
+            "listing_cycles": listing.get("total_cycles") if isinstance(listing, Mapping)
+            else None})
+
+    @property
+    def cross_check(self) -> CrossCheck | None:
+        """The cross-check's figures; None when it did not run."""
+        gate = self.gate(GateName.cross_check)
+        return None if gate is None else CrossCheck.model_validate(
+            {**gate.details, "passed": gate.passed})
+
     def to_json(self, with_timings: bool = True) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "variant_id": self.variant_id,
-            "seed": self.seed,
-            "passed": self.passed,
-            "error_kind": self.error_kind.value if self.error_kind else None,
-            "message": self.message,
-            "gates": [g.to_json() for g in self.gates],
-            "versions": self.versions,
-            "verifier_version": self.verifier_version,
-            "sandbox": self.sandbox,
-            **self.extra,
-        }
-        if with_timings:
-            out["timings"] = self.timings
-            if self.cached:
-                out["cached"] = True
+        out = self.model_dump()
+        if not with_timings:
+            out.pop("timings")
+            out.pop("cached", None)
         return out
 
     @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> Verdict:
+    def from_json(cls, doc: Mapping[str, Any]) -> Verdict:
         """The inverse of to_json (timings go back into the gates)."""
-        timings = doc.get("timings") or {}
-        gates = [GateResult(g["name"], g["passed"],
-                            ErrorKind(g["error_kind"]) if g.get("error_kind") else None,
-                            g.get("message", ""), g.get("details") or {},
-                            float(timings.get(g["name"], 0.0))) for g in doc["gates"]]
-        known = {"variant_id", "seed", "passed", "error_kind", "message", "gates", "versions",
-                 "verifier_version", "sandbox", "timings", "cached"}
-        return cls(
-            variant_id=doc["variant_id"], seed=doc["seed"], passed=doc["passed"],
-            error_kind=ErrorKind(doc["error_kind"]) if doc.get("error_kind") else None,
-            message=doc["message"], gates=gates, versions=doc.get("versions") or {},
-            verifier_version=doc["verifier_version"], sandbox=doc["sandbox"],
-            extra={k: v for k, v in doc.items() if k not in known},
-        )
+        return cls.model_validate(doc)
+
+    @classmethod
+    def load(cls, doc: Verdict | Mapping[str, Any] | None) -> Verdict | None:
+        """A verdict as stored or served, typed; None for no verdict or a document that is
+        not one (a reader's figures are then all None, never a guess)."""
+        if doc is None or isinstance(doc, Verdict):
+            return doc
+        try:
+            return cls.model_validate(doc)
+        except ValidationError:
+            return None
 
     def canonical(self) -> str:
         """The deterministic part, as the bytes that identical inputs must reproduce."""
         return json.dumps(self.to_json(with_timings=False), sort_keys=True, separators=(",", ":"))
-
-
-def performance_figures(doc: Mapping[str, Any]) -> dict[str, Any]:
-    """The performance gate's headline figures from a verdict's JSON (None where the gate did
-    not measure): the candidate's cycles and speedup, the faster baseline's cycles and compiler,
-    and llvm-mca's whole-listing figure."""
-    gate = next((g for g in doc.get("gates") or [] if isinstance(g, Mapping)
-                 and g.get("name") == GateName.performance), None)
-    details = gate.get("details") if gate else None
-    details = details if isinstance(details, Mapping) else {}
-    baseline = details.get("baseline") if isinstance(details.get("baseline"), Mapping) else {}
-    listing = details.get("whole_listing")
-    listing = listing if isinstance(listing, Mapping) else {}
-    return {"cycles": _number(details.get("cycles")), "speedup": _number(details.get("speedup")),
-            "baseline_cycles": _number(baseline.get("cycles")),
-            "baseline_compiler": baseline.get("compiler") if isinstance(
-                baseline.get("compiler"), str) else None,
-            "listing_cycles": _number(listing.get("total_cycles"))}
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) else None

@@ -79,7 +79,7 @@ def verdict_of(variant_id: str, seed: int, gates: list[GateResult], versions: di
         verifier_version=VERIFIER_VERSION,
         sandbox=mode,
     )
-    verdict.extra["reward"] = reward.summary(verdict)
+    verdict.reward = reward.summary(verdict)
     return verdict
 
 

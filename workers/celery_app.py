@@ -35,6 +35,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from store.db import make_engine, sessions
 from store.settings import FarmSettings, get_farm_settings
+from toolchain.errors import InfraError
+from toolchain.prepare import prepare
 
 from . import metrics, pipeline
 
@@ -78,6 +80,19 @@ def make_celery(settings: FarmSettings) -> Celery:
 
 settings = get_farm_settings()
 app = make_celery(settings)
+
+
+@celeryd_init.connect
+def _prepare_tools(**_: object) -> None:
+    """Before the pool forks and before any message is taken: the spawn helper and the execution
+    guard (toolchain/prepare.py). A worker that cannot have the guard exits instead of turning
+    every attempt it takes into an infra_error."""
+    try:
+        done = prepare(settings.core.cache_dir)
+    except InfraError as exc:
+        log.critical("the verifier cannot run on this machine, not starting: %s", exc)
+        raise SystemExit(78) from exc  # EX_CONFIG, as for settings that do not validate
+    log.info("execution guard %s, spawn helper %s", done.guard, done.spawn_helper)
 
 
 @celeryd_init.connect

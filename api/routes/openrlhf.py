@@ -40,6 +40,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Security
 from starlette.concurrency import run_in_threadpool
 
 from store import attempts, reads
+from toolchain.verdict import Verdict
 
 from ..deps import (
     API_KEY_HEADER,
@@ -51,7 +52,7 @@ from ..deps import (
     header_token,
 )
 from ..farm import Farm
-from ..observation import DEFAULT_PROFILE, check_profile, observation, profile_reward
+from ..observation import DEFAULT_PROFILE, check_profile, profile_reward
 from ..schemas import RewardIn, RewardOut
 from ..submit import submit
 from ..vocab import STEP_RANGE, Profile
@@ -174,9 +175,10 @@ async def get_reward(body: RewardIn, farm: FarmDep, request: Request,
     if verdicts is None:
         raise HTTPException(503, f"still being verified (batch {done.batch_id}); resend the "
                                  "same request to collect it", headers={"Retry-After": "1"})
-    rewards = [profile_reward(v, profile) for v in verdicts]
-    scores = [None if r is None else float(bool(v.get("passed")))
-              for r, v in zip(rewards, verdicts, strict=True)]
+    typed = [Verdict.load(v) for v in verdicts]  # one that does not read: no reward, as infra
+    rewards = [profile_reward(v, profile) for v in typed]
+    scores = [None if r is None else float(v.passed)
+              for r, v in zip(rewards, typed, strict=True)]
     infra = [float(r is None) for r in rewards]
     if any(infra) and on_infra == "group_mean":
         groups = list(zip(body.labels, prompts, strict=True))
@@ -194,10 +196,10 @@ async def get_reward(body: RewardIn, farm: FarmDep, request: Request,
                                     "or run stands in for them")
                                  + f"; see batch {done.batch_id}",
                             headers={"Retry-After": "5"})
-    components = [(v.get("reward") or {}).get("components") or {} for v in verdicts]
-    figures = [observation(v, profile) for v in verdicts]
+    perf = [v.performance if v else None for v in typed]
     return {"rewards": rewards, "scores": scores, "extra_logs": {
-        "correct": [float(bool(v.get("passed"))) for v in verdicts],
-        "format": [float(c.get("format") or 0.0) for c in components],
-        "speedup": [float(f["speedup"] or 0.0) for f in figures],
+        "correct": [float(bool(v and v.passed)) for v in typed],
+        "format": [float(v.reward.components.format or 0.0) if v and v.reward else 0.0
+                   for v in typed],
+        "speedup": [float(p.speedup or 0.0) if p else 0.0 for p in perf],
         "infra_error": infra}}

@@ -161,7 +161,8 @@ class Workers:
         with open(self.logs / f"{name}.log", "ab") as log:
             self.procs[name] = subprocess.Popen(argv, env=env, stdout=log,
                                                 stderr=subprocess.STDOUT,
-                                                start_new_session=True)
+                                                start_new_session=True,
+                                                preexec_fn=process.die_with_parent)
 
     def wait_ready(self, timeout: float = 60) -> None:
         app = make_celery(FarmSettings.from_env(self.env))

@@ -84,7 +84,7 @@ def own_redis(tmp: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     proc = subprocess.Popen(["redis-server", "--bind", "127.0.0.1", "--port", str(port),
                              "--save", "", "--appendonly", "no", "--dir", str(tmp)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=process.die_with_parent)
     url = f"redis://127.0.0.1:{port}/0"
     deadline = time.monotonic() + 30
     import redis
@@ -136,7 +136,7 @@ class Prometheus:
         self.log = tmp / "prometheus.log"
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+                                         start_new_session=True, preexec_fn=process.die_with_parent)
         deadline = time.monotonic() + 60
         while True:
             try:

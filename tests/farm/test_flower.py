@@ -24,7 +24,8 @@ def test_flower_api_lists_the_workers(celery_workers: Workers, farm_env: dict[st
             "--address=127.0.0.1", f"--port={port}"]
     env = {**farm_env, "FLOWER_UNAUTHENTICATED_API": "true"}
     with open(logs / "flower.log", "ab") as log:
-        flower = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+        flower = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                  preexec_fn=process.die_with_parent)
     try:
         names: set[str] = set()
         want = {celery_workers.node("w1"), celery_workers.node("w2")}
@@ -58,7 +59,8 @@ def test_flower_forgets_a_worker_that_went_away(celery_workers: Workers,
     celery_workers.start("gone")
     node = celery_workers.node("gone")
     with open(logs / "flower-purge.log", "ab") as log:
-        flower = subprocess.Popen(argv, env=farm_env, stdout=log, stderr=subprocess.STDOUT)
+        flower = subprocess.Popen(argv, env=farm_env, stdout=log, stderr=subprocess.STDOUT,
+                                  preexec_fn=process.die_with_parent)
 
     def online() -> set[str]:
         try:

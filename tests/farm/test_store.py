@@ -4,6 +4,7 @@ verifier adds."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -132,29 +133,43 @@ def test_docs_document_the_example_queries() -> None:
     assert section, "docs/store.md lacks the section 'Store and example queries'"
 
 
-def test_columns_read_the_figures_where_the_verifier_puts_them() -> None:
-    bare = {"passed": True, "error_kind": None, "gates": [], "timings": {"syntax": 0.5}}
-    cols = extract.columns(bare)
-    assert cols["passed"] and cols["reward"] is None and cols["speedup"] is None
-    assert cols["cycles"] is None and cols["verify_seconds"] == 0.5
-    infra = extract.columns({"passed": False, "error_kind": "infra_error", "reward": None,
-                             "gates": [{"name": "infra", "passed": False}]})
-    assert infra["reward"] is None and infra["reward_components"] is None
-    failed = extract.columns({"passed": False, "error_kind": "timeout", "gates": [
-        {"name": "performance", "passed": False, "details": {"timing_test": 12}}]})
-    assert failed["cycles"] is None and failed["speedup"] is None
-    # The shape the performance gate reports (gate details), reward with profiles.
-    gated = extract.columns({
-        "passed": True, "error_kind": None,
-        "reward": {"profiles": {"additive": 2.0, "binary_plus_speedup": 0.0},
-                   "components": {"syntax": 1.0, "correctness": 1.0, "speedup": 1.0}},
-        "gates": [{"name": "performance", "passed": True, "details": {
-            "cycles": 1564.0, "speedup": 0.9987,
-            "baseline": {"cycles": 1562.0, "compiler": "clang"},
-            "whole_listing": {"total_cycles": 517}}}]})
-    assert (gated["reward"], gated["speedup"], gated["cycles"], gated["baseline_cycles"],
-            gated["listing_cycles"], gated["baseline_compiler"]) == \
-        (2.0, 0.9987, 1564.0, 1562.0, 517, "clang")
-    assert gated["reward_components"] == {"syntax": 1.0, "correctness": 1.0, "speedup": 1.0}
+def test_stored_verdicts_load_from_the_database(empty_db: str) -> None:
+    """Verdicts stored by verifier 0.6.3 (before the verdict had a model; and one without a
+    reward object, as before the reward profiles) go into each backend as a worker stores them
+    and come back through the API's read as the typed Verdict, unchanged (the old one gains a
+    null reward), with the same columns."""
+    from api.schemas import AttemptOut
+    from store import reads
+    from toolchain.verdict import Verdict
+
+    cases = json.loads((Path(__file__).parents[1] / "data" / "stored_verdicts.json").read_text())
+    old = {k: v for k, v in cases[0]["verdict"].items() if k != "reward"}
+    docs = [c["verdict"] for c in cases] + [old]
+    db.upgrade(empty_db)
+    engine = db.make_engine(empty_db, pool_size=1)
+    sessions = db.sessions(engine)
+    with sessions() as session, session.begin():
+        key = keys.ensure(session, "alice", "agk_stored", keys.DEFAULT_SCOPES)
+    items = [attempts.NewAttempt(d["variant_id"], f"; stored {i}", seed=d["seed"],
+                                 idempotency_key=f"s{i}") for i, d in enumerate(docs)]
+    with sessions() as session:
+        done = attempts.submit(session, key.id, items)
+    for attempt_id, doc in zip(done.attempt_ids, docs, strict=True):
+        with sessions() as session:
+            assert attempts.claim(session, attempt_id, "test") is not None
+        with sessions() as session:
+            assert attempts.finish(session, attempt_id, doc, "test")
+        with sessions() as session:
+            row = reads.attempt(session, attempt_id)
+        assert row is not None and row["verdict"] == doc
+        verdict = Verdict.from_json(row["verdict"])
+        assert verdict.to_json() == {"reward": None, **doc} and row["passed"] == verdict.passed
+        assert row["reward"] == extract.columns(doc)["reward"]
+        assert AttemptOut.model_validate(row).model_dump(mode="json")["verdict"] == \
+            verdict.to_json()
+    engine.dispose()
+
+
+def test_jsonable_makes_any_figure_storable() -> None:
     weird = extract.jsonable({"x": float("nan"), "y": [float("-inf")], "z": "a\x00b"})
     assert weird == {"x": "nan", "y": ["-inf"], "z": "a\ufffdb"}

@@ -2,8 +2,10 @@
 cluster and a Redis server of this test process's own, which the tests kill and restart.
 
 Nothing here touches the shared servers: the cluster is initdb'ed into a temporary directory and
-both listen on loopback ports of their own (Redis 6410+n, PostgreSQL 55410+n for xdist worker
-n). Every wait is bounded. Each test adds a row to the fault matrix printed at the end of the
+both listen on free loopback ports, picked once per test process and kept across the restarts
+(a server left behind by an interrupted run holds its own port, not the next run's: the Redis
+dies with its parent, and a cluster whose test process is gone is stopped at the next start).
+Every wait is bounded. Each test adds a row to the fault matrix printed at the end of the
 run (and written to $ARMGYM_FAULT_MATRIX as JSON lines when that is set).
 """
 
@@ -36,8 +38,7 @@ from store import admin, db
 from .matrix import MATRIX_PROPERTY
 
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
-OFFSET = int(WORKER.removeprefix("gw") or 0) % 10
-REDIS_PORT, PG_PORT = 6410 + OFFSET, 55410 + OFFSET
+CLUSTER_PREFIX = "armgym-faults-pg-"
 
 
 def _pg_bin() -> Path:
@@ -51,10 +52,12 @@ def _pg_bin() -> Path:
 class Postgres:
     """A throwaway cluster: trust authentication on loopback, no fsync (it is thrown away)."""
 
-    def __init__(self, root: Path, port: int) -> None:
+    def __init__(self, root: Path, port: int, init: bool = True) -> None:
         self.bin, self.root, self.port = _pg_bin(), root, port
         self.data, self.log = root / "data", root / "server.log"
         self.user = "postgres" if os.getuid() == 0 else None  # initdb refuses to run as root
+        if not init:
+            return
         if self.user:
             pw = pwd.getpwnam(self.user)
             os.chown(root, pw.pw_uid, pw.pw_gid)
@@ -78,8 +81,13 @@ class Postgres:
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", opts, "-w",
                   "-t", "60", "start")
 
-    def stop(self) -> None:
-        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "-t", "60", "stop")
+    @classmethod
+    def attach(cls, root: Path) -> Postgres:
+        """An existing cluster (its port is of no interest: pg_ctl finds it by directory)."""
+        return cls(root, 0, init=False)
+
+    def stop(self, mode: str = "fast") -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop")
 
     def restart(self) -> None:
         self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "-t", "60", "restart")
@@ -100,7 +108,8 @@ class Redis:
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
                 ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
-                 "--appendonly", "no"], stdout=out, stderr=subprocess.STDOUT)
+                 "--appendonly", "no"], stdout=out, stderr=subprocess.STDOUT,
+                preexec_fn=process.die_with_parent)
         client = redis.Redis(port=self.port)
         for _ in range(100):
             try:
@@ -117,12 +126,42 @@ class Redis:
             self.proc = None
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stop_orphaned_clusters() -> list[Path]:
+    """Stop and remove the clusters of earlier test processes that are gone (pg_ctl daemonizes
+    the server, so it does not die with its parent). A cluster's directory names its owner."""
+    stopped = []
+    for root in Path(tempfile.gettempdir()).glob(f"{CLUSTER_PREFIX}*"):
+        try:
+            owner = int(root.name.removeprefix(CLUSTER_PREFIX).split("-")[0])
+        except ValueError:
+            continue
+        if _alive(owner):
+            continue
+        if (root / "data" / "postmaster.pid").exists():
+            with contextlib.suppress(Exception):
+                Postgres.attach(root).stop(mode="immediate")
+        shutil.rmtree(root, ignore_errors=True)
+        stopped.append(root)
+    return stopped
+
+
 @pytest.fixture(scope="session")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Postgres, Redis]]:
-    root = Path(tempfile.mkdtemp(prefix=f"armgym-faults-pg-{WORKER}-"))
-    pg = Postgres(root, PG_PORT)
+    stop_orphaned_clusters()
+    root = Path(tempfile.mkdtemp(prefix=f"{CLUSTER_PREFIX}{os.getpid()}-{WORKER}-"))
+    pg = Postgres(root, process.free_port())
     pg.start()
-    rd = Redis(REDIS_PORT, tmp_path_factory.mktemp("redis") / "redis.log")
+    rd = Redis(process.free_port(), tmp_path_factory.mktemp("redis") / "redis.log")
     rd.start()
     yield pg, rd
     rd.kill()

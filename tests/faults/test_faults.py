@@ -12,15 +12,24 @@ a test's verification work to seconds, so what is measured is the farm's recover
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from farm.mix import HOSTILE, VARIANTS, Case, asm, honest
 
-from .conftest import Farm, kill, record
+from api import process
+
+from .conftest import CLUSTER_PREFIX, Farm, Postgres, kill, record, stop_orphaned_clusters
 
 pytestmark = pytest.mark.xdist_group("faults")
 N = 512
@@ -213,3 +222,28 @@ def test_api_killed_between_storing_and_queueing(farm: Farm,
     wait_done(farm, reply.json()["batch_id"], N, RECOVER_S)
     check(farm, request, tag, batch, "SIGKILL of the API between storing and queueing",
           time.monotonic() - ended, time.monotonic() - start)
+
+
+def test_orphaned_cluster_is_stopped_and_its_port_freed(tmp_path: Path) -> None:
+    """A cluster whose test process died (an interrupted run) is stopped and removed by the next
+    run instead of holding its port; a live owner's cluster is left alone."""
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    orphan_root = Path(tempfile.mkdtemp(prefix=f"{CLUSTER_PREFIX}{gone.pid}-gw9-"))
+    live_root = Path(tempfile.mkdtemp(prefix=f"{CLUSTER_PREFIX}{os.getpid()}-gw9-"))
+    orphan = Postgres(orphan_root, process.free_port())
+    orphan.start()
+    try:
+        with socket.create_connection(("127.0.0.1", orphan.port), timeout=5):
+            pass
+        stopped = stop_orphaned_clusters()
+        assert orphan_root in stopped and live_root not in stopped
+        assert not orphan_root.exists() and live_root.exists()
+        with pytest.raises(OSError), socket.create_connection(("127.0.0.1", orphan.port), 2):
+            pass
+    finally:
+        if orphan_root.exists():
+            with contextlib.suppress(Exception):
+                orphan.stop(mode="immediate")
+            shutil.rmtree(orphan_root, ignore_errors=True)
+        shutil.rmtree(live_root, ignore_errors=True)

@@ -6,12 +6,13 @@ __version__ = "0.1.0"
 
 from .client import AsyncClient, Client  # noqa: E402
 from .errors import APIError, ArmGymError, FarmUnavailable, InfraErrorResult  # noqa: E402
-from .models import BestKernel, Result, StepResult, Submission  # noqa: E402
+from .models import BestKernel, Result, StepResult, Submission, Verdict  # noqa: E402
 from .plans import PendingStep  # noqa: E402
 from .retry import RetryPolicy  # noqa: E402
 
 __all__ = [
     "APIError", "ArmGymError", "AsyncClient", "BestKernel", "Client", "FarmUnavailable",
     "InfraErrorResult", "PendingStep", "Result", "RetryPolicy", "StepResult", "Submission",
+    "Verdict",
     "__version__",
 ]

@@ -87,19 +87,64 @@ def batch_key(item_keys: Iterable[str]) -> str:
     return "batch/" + hashlib.sha256("\n".join(item_keys).encode()).hexdigest()
 
 
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) \
+        and value == value and abs(value) != float("inf") else None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the client reads of a verdict, typed: the fields of the farm's verdict model
+    (toolchain.verdict.Verdict, the API's `Verdict` schema) that a trainer needs. The client
+    may not import the server's code, so this is a reading of the same JSON;
+    tests/test_client.py checks it reads what the server's model reads on stored verdicts."""
+
+    passed: bool
+    error_kind: str | None
+    profiles: Mapping[str, float | None] | None  # the reward under every profile
+    components: Mapping[str, Any] | None  # format, syntax, correctness, speedup, withheld
+    cycles: float | None  # the performance gate's figures (None where it did not measure)
+    speedup: float | None
+    baseline_cycles: float | None
+    baseline_compiler: str | None
+
+    @classmethod
+    def read(cls, doc: Mapping[str, Any]) -> Verdict:
+        reward = doc.get("reward")
+        reward = reward if isinstance(reward, Mapping) and "components" in reward else {}
+        profiles, components = reward.get("profiles"), reward.get("components")
+        perf = next((g for g in doc.get("gates") or [] if isinstance(g, Mapping)
+                     and g.get("name") == "performance"), {})
+        details = perf.get("details") if isinstance(perf.get("details"), Mapping) else {}
+        base = details.get("baseline") if isinstance(details.get("baseline"), Mapping) else {}
+        compiler = base.get("compiler")
+        return cls(passed=bool(doc.get("passed")), error_kind=doc.get("error_kind"),
+                   profiles=profiles if isinstance(profiles, Mapping) else None,
+                   components=components if isinstance(components, Mapping) else None,
+                   cycles=_number(details.get("cycles")), speedup=_number(details.get("speedup")),
+                   baseline_cycles=_number(base.get("cycles")),
+                   baseline_compiler=compiler if isinstance(compiler, str) else None)
+
+    def reward(self, profile: str = DEFAULT_PROFILE) -> float | None:
+        """The reward under `profile`; None for infra_error or a verdict without a reward.
+        ValueError for a profile the farm does not report."""
+        if self.error_kind == INFRA_ERROR or self.profiles is None:
+            return None
+        if profile not in self.profiles:
+            known = ", ".join(sorted(self.profiles))
+            raise ValueError(f"unknown reward profile {profile!r}; the farm reports {known}")
+        value = self.profiles[profile]
+        return None if value is None else float(value)
+
+
 def profile_reward(attempt: Mapping[str, Any], profile: str) -> float | None:
     """The attempt's reward under `profile` (from the verdict's reward profiles); None for
     infra_error and unfinished attempts."""
     if attempt.get("status") != "done" or attempt.get("error_kind") == INFRA_ERROR:
         return None
-    verdict = attempt.get("verdict") or {}
-    reward = verdict.get("reward")
-    if isinstance(reward, Mapping) and isinstance(reward.get("profiles"), Mapping):
-        value = reward["profiles"].get(profile)
-        if value is None:
-            known = ", ".join(sorted(reward["profiles"]))
-            raise ValueError(f"unknown reward profile {profile!r}; the farm reports {known}")
-        return float(value)
+    verdict = Verdict.read(attempt.get("verdict") or {})
+    if verdict.profiles is not None:
+        return verdict.reward(profile)
     # Older verdicts carry one number; the stored column is the additive profile.
     column = attempt.get("reward")
     return float(column) if column is not None and profile == DEFAULT_PROFILE else None
@@ -125,8 +170,7 @@ class Result:
     @classmethod
     def from_attempt(cls, attempt: Mapping[str, Any], profile: str = DEFAULT_PROFILE) -> Result:
         verdict = attempt.get("verdict")
-        reward = (verdict or {}).get("reward") if isinstance(verdict, Mapping) else None
-        components = reward.get("components") if isinstance(reward, Mapping) else None
+        components = Verdict.read(verdict).components if isinstance(verdict, Mapping) else None
         return cls(attempt_id=attempt["attempt_id"], variant_id=attempt["variant_id"],
                    status=attempt.get("status", "done"), passed=attempt.get("passed"),
                    error_kind=attempt.get("error_kind"), message=attempt.get("message"),

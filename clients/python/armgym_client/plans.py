@@ -16,6 +16,7 @@ from .models import (
     StepResult,
     Submission,
     SubmissionLike,
+    Verdict,
     as_submission,
     batch_key,
     derive_key,
@@ -150,7 +151,8 @@ def step(sub: Submission, *, run_id: str | None, step: int | None, model: str | 
 
 
 def _speedup(verdict: Mapping[str, Any]) -> float | None:
-    components = (verdict.get("reward") or {}).get("components") or {}
+    """The speedup the reward counts (None when withheld or not measured)."""
+    components = Verdict.read(verdict).components or {}
     value = components.get("speedup")
     return float(value) if isinstance(value, int | float) else None
 
