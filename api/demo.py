@@ -15,6 +15,7 @@ import httpx
 
 from store.keys import new_plaintext
 from toolchain.demo import CASES
+from toolchain.settings import get_settings
 
 from . import process
 
@@ -33,7 +34,8 @@ def score(base_url: str, key: str, seed: int | None) -> int:
     """Submit CASES as one batch, wait for it, print the table; return the mismatch count."""
     client = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {key}"},
                           timeout=120)
-    attempts = [{"variant_id": c.variant_id, "assembly": c.make(), "seed": seed,
+    settings = get_settings()  # baselines come from this process's cache
+    attempts = [{"variant_id": c.variant_id, "assembly": c.make(settings), "seed": seed,
                  "meta": {"label": c.label}} for c in CASES]
     accepted = client.post("/batches", json={"run_id": "demo", "step": 0, "model": "demo",
                                              "attempts": attempts})

@@ -67,7 +67,7 @@ def main() -> int:
         tests = harness.test_count(variant, settings)
         scratch = Path(tempfile.mkdtemp(prefix="armgym-guard-bench-"))
         try:
-            text = baselines.get(variant, "clang", "-O3", settings).assembly
+            text = baselines.get(variant, "clang", "-O3", settings=settings).assembly
             _, obj = syntax.assemble(text, scratch, settings)
             assert obj is not None and execution.link(variant, obj, scratch, settings) is None
             start = time.perf_counter()

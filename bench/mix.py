@@ -79,13 +79,13 @@ def spread(count: int, rng: random.Random) -> list[kernels.Variant]:
 
 def compiler_outputs(variants: list[kernels.Variant]) -> list[tuple[str, str, str]]:
     """(variant id, label, assembly) for every compiler and level, identical texts once."""
-    baselines.build(variants, COMPILERS, OPTS, progress=True)
     settings = get_settings()
+    baselines.build(variants, COMPILERS, OPTS, progress=True, settings=settings)
     out, seen = [], set()
     for v in variants:
         for compiler in COMPILERS:
             for opt in OPTS:
-                text = baselines.get(v, compiler, opt, settings).assembly
+                text = baselines.get(v, compiler, opt, settings=settings).assembly
                 if (v.id, text) not in seen:
                     seen.add((v.id, text))
                     out.append((v.id, f"{compiler} {opt}", text))

@@ -74,7 +74,7 @@ def launch_cost(repeats: int) -> dict[str, float]:
 
 def run(n: int, rounds: int) -> dict[str, object]:
     variants = pick_variants(n)
-    sources = {v.id: baselines.get(v, "clang").assembly for v in variants}
+    sources = {v.id: baselines.get(v, "clang", settings=get_settings()).assembly for v in variants}
     settings = {mode: settings_for(mode) for mode in MODES}
     reference: dict[str, str] = {}
     for v in variants:  # warm every cache in both modes, and check the modes agree

@@ -34,6 +34,7 @@ from deploy.measure import POSTGRES, rss_mib
 from store import admin, db
 from store.keys import new_plaintext
 from toolchain import baselines, kernels
+from toolchain.settings import get_settings
 
 VARIANTS = ("relu_n64_float32", "vec_add_n64_float32", "dot_n64_float32", "saxpy_n64_float32")
 HEADER = "    .text\n    .globl kernel\n    .type kernel, %function\nkernel:\n"
@@ -49,7 +50,8 @@ def say(text: str) -> None:
 def text_for(i: int) -> str:
     variant = VARIANTS[i % len(VARIANTS)]
     if i % 16 == 0:
-        body = baselines.get(kernels.get(variant), "gcc" if i % 32 else "clang").assembly
+        body = baselines.get(kernels.get(variant), "gcc" if i % 32 else "clang",
+                             settings=get_settings()).assembly
     elif i % 16 == 1:
         body = HEADER + "    ret\n"
     elif i % 4 == 2:

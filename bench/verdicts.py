@@ -25,6 +25,7 @@ from typing import Any
 os.environ["ARMGYM_VERDICT_CACHE"] = "0"  # every item is verified, none answered from a cache
 
 from toolchain import demo  # noqa: E402
+from toolchain.settings import get_settings  # noqa: E402
 from toolchain.verify import verify  # noqa: E402
 
 from . import mix  # noqa: E402
@@ -49,7 +50,8 @@ def sample(n: int, variants: int) -> list[dict[str, Any]]:
               "seed": s.seed, "completion": False} for s in mix.build(n, 8, variants)]
     for i, case in enumerate(demo.CASES):
         items.append({"label": f"demo: {case.label}", "variant_id": case.variant_id,
-                      "assembly": case.make(), "seed": 7000 + i, "completion": False})
+                      "assembly": case.make(get_settings()), "seed": 7000 + i,
+                      "completion": False})
     honest = demo.DOT_1024_F32_NEON
     items += [
         {"label": "empty", "variant_id": "dot_n1024_float32", "assembly": "  \n",

@@ -28,6 +28,7 @@ from store import admin
 from store.keys import new_plaintext
 from toolchain import baselines, kernels
 from toolchain.demo import CASES
+from toolchain.settings import get_settings
 
 from .entrypoints import command
 
@@ -90,11 +91,11 @@ def attempts(n: int, variants: int) -> list[dict[str, object]]:
     for i in range(n):
         if i % 5 == 4:
             case = broken[(i // 5) % len(broken)]
-            variant, text = case.variant_id, case.make()
+            variant, text = case.variant_id, case.make(get_settings())
         else:
             variant = spread[i % len(spread)].id
             compiler = ("clang", "gcc")[i % 2]
-            text = baselines.get(kernels.get(variant), compiler).assembly
+            text = baselines.get(kernels.get(variant), compiler, settings=get_settings()).assembly
         out.append({"variant_id": variant, "assembly": text, "seed": 1000 + i,
                     "idempotency_key": f"measure-{i}"})
     return out

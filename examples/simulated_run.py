@@ -19,6 +19,8 @@ import sys
 from _farm import ROOT, farm
 from armgym_client import Client, Submission
 
+from toolchain.settings import get_settings
+
 VARIANTS = ("vec_add_n1024_float32", "dot_n1024_float32", "relu_n256_float32",
             "saxpy_n256_float32", "l2_norm_sq_n256_float32", "max_reduce_n256_float32")
 HEADER = "    .text\n    .globl kernel\n    .type kernel, %function\nkernel:\n"
@@ -40,8 +42,8 @@ def ladder(variant: str) -> list[str]:
         tagged(HEADER + "    mov x8, #93\n    svc #0\n    ret\n"),
         tagged(HEADER + "    ret\n"),
         tagged(HEADER + "    mov x19, #1\n    ret\n"),
-        tagged(baselines.get(kernels.get(variant), "gcc").assembly),
-        tagged(baselines.get(kernels.get(variant), "clang").assembly),
+        tagged(baselines.get(kernels.get(variant), "gcc", settings=get_settings()).assembly),
+        tagged(baselines.get(kernels.get(variant), "clang", settings=get_settings()).assembly),
     ]
     if variant == "dot_n1024_float32":
         rungs.append(tagged(DOT_1024_F32_NEON))

@@ -26,6 +26,7 @@ from toolchain import baselines as compiled
 from toolchain import kernels
 from toolchain.errors import InfraError
 from toolchain.kernels.model import Variant
+from toolchain.settings import Settings
 
 from .models import BaselineRow, utcnow
 
@@ -44,7 +45,7 @@ def _insert(session: Session) -> Any:
     return dialect.insert(BaselineRow)
 
 
-def get_or_build(session: Session, variant: Variant, compiler: str,
+def get_or_build(session: Session, variant: Variant, compiler: str, settings: Settings,
                  opt: str = OPT) -> BaselineRow:
     """This toolchain's row, compiled and stored first if nobody has yet (concurrent builders
     insert the same bytes; the first wins). Raises InfraError when the compiler is missing."""
@@ -52,7 +53,7 @@ def get_or_build(session: Session, variant: Variant, compiler: str,
     row = session.get(BaselineRow, (variant.id, compiler, opt, key))
     if row is not None:
         return row
-    base = compiled.get(variant, compiler, opt)
+    base = compiled.get(variant, compiler, opt, settings=settings)
     session.execute(_insert(session).values(
         variant_id=variant.id, compiler=compiler, opt=opt, toolchain_key=key,
         toolchain=base.toolchain[:300], flags=list(base.flags), c_source=variant.c_source,
@@ -71,25 +72,28 @@ def row_json(row: BaselineRow) -> dict[str, Any]:
             "built_at": row.built_at, "measured_at": row.measured_at}
 
 
-def for_variant(session: Session, variant: Variant) -> list[dict[str, Any]]:
+def for_variant(session: Session, variant: Variant, settings: Settings) -> list[dict[str, Any]]:
     """Every compiler's baseline this host can produce, from the table (built when missing)."""
     found = []
     for compiler in compiled.COMPILERS:
         try:
-            found.append(row_json(get_or_build(session, variant, compiler)))
+            found.append(row_json(get_or_build(session, variant, compiler, settings)))
         except InfraError:
             continue  # this host has no such compiler; the others still serve
     return found
 
 
 def record_measured(session: Session, variant: Variant, compiler: str, cycles: float,
-                    data_dependent: bool, cost_model: str, opt: str = OPT) -> bool:
+                    data_dependent: bool, settings: Settings, opt: str = OPT) -> bool:
     """Store a measurement in the row (built first if missing); True when this call stored it.
     A data-dependent baseline keeps cycles NULL: its cost depends on the input."""
     key = (variant.id, compiler, opt, toolchain_key(compiler, opt))
     if key in _measured:
         return False
-    get_or_build(session, variant, compiler, opt)
+    from toolchain.gates.performance.gate import model_key
+
+    get_or_build(session, variant, compiler, settings, opt)
+    cost_model = model_key(settings)
     result = session.execute(
         update(BaselineRow)
         .where(BaselineRow.variant_id == key[0], BaselineRow.compiler == compiler,
@@ -102,34 +106,30 @@ def record_measured(session: Session, variant: Variant, compiler: str, cycles: f
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-def record_from_verdict(session: Session, verdict: dict[str, Any]) -> int:
+def record_from_verdict(session: Session, verdict: dict[str, Any], settings: Settings) -> int:
     """The baseline measurements a performance gate made for this verdict, into the table."""
     gate = next((g for g in verdict.get("gates") or [] if g.get("name") == "performance"
                  and g.get("passed")), None)
     measured = (gate or {}).get("details", {}).get("baselines") or {}
     if not measured:
         return 0
-    from toolchain.gates.performance.gate import model_key
-
     variant = kernels.get(verdict["variant_id"])
     return sum(record_measured(session, variant, compiler, float(m["cycles"]),
-                               bool(m["data_dependent"]), model_key())
+                               bool(m["data_dependent"]), settings)
                for compiler, m in sorted(measured.items()) if compiler in compiled.COMPILERS)
 
 
-def measure(session: Session, variant: Variant, compiler: str) -> bool:
+def measure(session: Session, variant: Variant, compiler: str, settings: Settings) -> bool:
     """Measure a baseline now (a worker's job: emulator and cost model) and store it."""
     from toolchain.gates.performance import gate as perf
-    from toolchain.settings import get_settings
 
     seed, test = perf.PROBES[0]
-    found, dependent = perf.baseline_measurement(variant, compiler, seed, test, get_settings())
-    return record_measured(session, variant, compiler, found.cycles, dependent,
-                           perf.model_key())
+    found, dependent = perf.baseline_measurement(variant, compiler, seed, test, settings)
+    return record_measured(session, variant, compiler, found.cycles, dependent, settings)
 
 
-def build(sessions: Sessions, variants: Sequence[Variant], cycles: bool = False,
-          progress: bool = True) -> dict[str, int]:
+def build(sessions: Sessions, variants: Sequence[Variant], settings: Settings,
+          cycles: bool = False, progress: bool = True) -> dict[str, int]:
     """Every missing row of this toolchain (and with `cycles`, every missing measurement)."""
     from tqdm import tqdm
 
@@ -138,10 +138,10 @@ def build(sessions: Sessions, variants: Sequence[Variant], cycles: bool = False,
     with sessions() as session:
         for variant, compiler in tqdm(work, desc="baselines", unit="row", disable=not progress):
             try:
-                get_or_build(session, variant, compiler)
+                get_or_build(session, variant, compiler, settings)
                 counts["rows"] += 1
                 if cycles:
-                    counts["measured"] += measure(session, variant, compiler)
+                    counts["measured"] += measure(session, variant, compiler, settings)
             except InfraError as exc:
                 log.warning("%s %s: %s", variant.id, compiler, exc)
                 counts["unavailable"] += 1
@@ -164,9 +164,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyError as exc:
         print(f"unknown variant {exc}", file=sys.stderr)
         return 2
-    engine = make_engine(FarmSettings.from_env().sqlalchemy_url, pool_size=1)
+    farm = FarmSettings.from_env()
+    engine = make_engine(farm.sqlalchemy_url, pool_size=1)
     try:
-        counts = build(sessions(engine), chosen, cycles=args.cycles)
+        counts = build(sessions(engine), chosen, farm.core, cycles=args.cycles)
     finally:
         engine.dispose()
     print(counts)

@@ -11,6 +11,7 @@ import pytest
 os.environ.setdefault("ARMGYM_VERDICT_CACHE", "0")
 
 from toolchain import baselines, kernels
+from toolchain.settings import get_settings
 from toolchain.verdict import Verdict
 from toolchain.verify import verify
 
@@ -35,7 +36,7 @@ def asm(body: str) -> str:
 
 
 def baseline(variant_id: str, compiler: str = "clang") -> str:
-    return baselines.get(kernels.get(variant_id), compiler).assembly
+    return baselines.get(kernels.get(variant_id), compiler, settings=get_settings()).assembly
 
 
 def check(variant_id: str, text: str, seed: int = 11) -> Verdict:

@@ -241,7 +241,7 @@ LOST_LANE = [
                          ids=[f"{c[0]} {c[1]}: {c[4]}" for c in LOST_LANE])
 def test_a_selection_losing_a_block_or_lane_is_rejected_on_a_fixed_test(
         variant_id: str, compiler: str, find: str, replace: str, why: str) -> None:
-    text = baselines.get(kernels.get(variant_id), compiler).assembly
+    text = baselines.get(kernels.get(variant_id), compiler, settings=get_settings()).assembly
     assert find in text
     results = _rejected(variant_id, text.replace(find, replace, 1), SEEDS_FIXED)
     _on_fixed_tests(results)

@@ -17,7 +17,7 @@ from toolchain import kernels
 from toolchain.errors import ErrorKind
 from toolchain.gates import object_checks as oc
 from toolchain.gates import syntax
-from toolchain.settings import Settings
+from toolchain.settings import Settings, get_settings
 from toolchain.tools import (
     CLANG_FLAGS,
     COMMON_CFLAGS,
@@ -42,14 +42,14 @@ def scratch() -> Iterator[Path]:
 
 
 def build(scratch: Path, src: str) -> Path:
-    result, obj = syntax.assemble(src, scratch)
+    result, obj = syntax.assemble(src, scratch, settings=get_settings())
     assert result.passed and obj is not None, result.message
     return obj
 
 
 def judge(scratch: Path, src: str, allowed: frozenset[str] = MATH,
           settings: Settings | None = None) -> oc.GateResult:
-    return oc.check_object(build(scratch, src), allowed, settings)
+    return oc.check_object(build(scratch, src), allowed, settings or get_settings())
 
 
 def rejected(scratch: Path, src: str, needle: str, allowed: frozenset[str] = MATH) -> None:
@@ -253,7 +253,7 @@ def test_smstart_rejected(scratch: Path) -> None:
 def test_malformed_elf_rejected(scratch: Path, mangle) -> None:  # type: ignore[no-untyped-def]
     obj = build(scratch, GOOD)
     obj.write_bytes(mangle(obj.read_bytes()))
-    result = oc.check_object(obj, MATH)
+    result = oc.check_object(obj, MATH, settings=get_settings())
     assert not result.passed and result.kind is ErrorKind.object_rejected
     assert "not a valid ELF64" in result.message
 
@@ -266,7 +266,7 @@ def test_corrupt_symbol_table_rejected(scratch: Path) -> None:
     entry = symtab.offset + oc._SYM.size * (len(elf.symbols) - 1)
     data[entry: entry + 4] = (10**8).to_bytes(4, "little")   # name offset far outside .strtab
     obj.write_bytes(bytes(data))
-    assert "string table" in oc.check_object(obj, MATH).message
+    assert "string table" in oc.check_object(obj, MATH, settings=get_settings()).message
 
 
 def test_elf_reader_sees_sections_symbols_relocations(scratch: Path) -> None:
@@ -321,8 +321,9 @@ def test_missing_objdump_is_an_infra_error(tmp_path: Path, scratch: Path) -> Non
         "import sys; from pathlib import Path\n"
         "from toolchain.errors import InfraError\n"
         "from toolchain.gates import object_checks\n"
+        "from toolchain.settings import get_settings\n"
         "try:\n"
-        "    object_checks.check_object(Path(sys.argv[1]), frozenset())\n"
+        "    object_checks.check_object(Path(sys.argv[1]), frozenset(), get_settings())\n"
         "except InfraError as exc:\n"
         "    print('infra:', exc); sys.exit(0)\n"
         "sys.exit(1)\n"

@@ -20,7 +20,7 @@ from conftest import VEC_ADD_1024_LOOP
 from toolchain import kernels
 from toolchain.errors import ErrorKind
 from toolchain.gates import syntax
-from toolchain.settings import Settings
+from toolchain.settings import Settings, get_settings
 from toolchain.tools import CLANG_FLAGS, COMMON_CFLAGS, GCC_FLAGS, tool
 
 REPO = Path(__file__).resolve().parents[1]
@@ -83,7 +83,7 @@ def no_host_paths(result: object, *extra: str) -> None:
 
 
 def test_vec_add_neon_assembles(scratch: Path) -> None:
-    result, obj = syntax.assemble(VEC_ADD_NEON, scratch)
+    result, obj = syntax.assemble(VEC_ADD_NEON, scratch, settings=get_settings())
     assert result.passed and result.kind is None, result.message
     assert result.name == "syntax"
     assert obj == scratch / "kernel.o" and obj.is_file()
@@ -106,13 +106,13 @@ def test_vec_add_neon_assembles(scratch: Path) -> None:
     "ldadd x0, x1, [x2]",                        # LSE atomics
 ])
 def test_neoverse_v2_extensions_assemble(scratch: Path, insn: str) -> None:
-    result, obj = syntax.assemble(wrap(f"\t{insn}"), scratch)
+    result, obj = syntax.assemble(wrap(f"\t{insn}"), scratch, settings=get_settings())
     assert result.passed, result.message
     assert obj is not None
 
 
 def test_gcc_style_arch_header_assembles(scratch: Path) -> None:
-    result, _ = syntax.assemble(GCC_HEADER, scratch)
+    result, _ = syntax.assemble(GCC_HEADER, scratch, settings=get_settings())
     assert result.passed, result.message
     assert "warnings" not in result.details
 
@@ -131,21 +131,21 @@ def test_compiler_baselines_assemble_without_warnings(
         cmd = [tool("gcc").path, *GCC_FLAGS]
     out = tmp_path / "k.s"
     subprocess.run([*cmd, "-O3", *COMMON_CFLAGS, "-S", "-o", str(out), str(c_file)], check=True)
-    result, obj = syntax.assemble(out.read_text(), scratch)
+    result, obj = syntax.assemble(out.read_text(), scratch, settings=get_settings())
     assert result.passed, result.message
     assert "warnings" not in result.details
     assert obj is not None
 
 
 def test_benign_warning_does_not_fail(scratch: Path) -> None:
-    result, obj = syntax.assemble(wrap("\t.byte 300"), scratch)
+    result, obj = syntax.assemble(wrap("\t.byte 300"), scratch, settings=get_settings())
     assert result.passed and obj is not None
     assert result.details["warnings"][0]["line"] == 4
     assert "truncated" in result.details["warnings"][0]["message"]
 
 
 def test_unpredictable_encoding_is_an_error(scratch: Path) -> None:
-    result, obj = syntax.assemble(wrap("\tldp x0, x0, [x1]"), scratch)
+    result, obj = syntax.assemble(wrap("\tldp x0, x0, [x1]"), scratch, settings=get_settings())
     assert not result.passed and obj is None
     assert result.kind is ErrorKind.assemble_error
     assert "unpredictable" in result.details["errors"][0]["message"]
@@ -156,7 +156,7 @@ def test_unpredictable_encoding_is_an_error(scratch: Path) -> None:
 
 def test_unknown_mnemonic_reports_line_column_message(scratch: Path) -> None:
     src = "\t.text\n\t.globl kernel\nkernel:  FOO   x0,  x1\n\tret\n"
-    result, obj = syntax.assemble(src, scratch)
+    result, obj = syntax.assemble(src, scratch, settings=get_settings())
     assert not result.passed and obj is None
     assert result.kind is ErrorKind.assemble_error
     err = result.details["errors"][0]
@@ -170,7 +170,7 @@ def test_unknown_mnemonic_reports_line_column_message(scratch: Path) -> None:
 
 def test_operand_errors_point_at_the_operand(scratch: Path) -> None:
     src = wrap("\tadd x0, x1, lsl #3\n\tadd x0,x1\n\tnop ; bogus x1")
-    result, _ = syntax.assemble(src, scratch)
+    result, _ = syntax.assemble(src, scratch, settings=get_settings())
     errors = {e["line"]: e for e in result.details["errors"]}
     assert errors[4]["column"] == 14  # `lsl`, operand 3
     assert errors[5]["column"] == 11  # just past `x1`, where operand 3 is missing
@@ -180,14 +180,14 @@ def test_operand_errors_point_at_the_operand(scratch: Path) -> None:
 
 
 def test_repeated_statements_on_one_line_get_their_own_columns(scratch: Path) -> None:
-    result, _ = syntax.assemble("nop; zork x0 ; zork x0\n", scratch)
+    result, _ = syntax.assemble("nop; zork x0 ; zork x0\n", scratch, settings=get_settings())
     assert [(e["line"], e["column"]) for e in result.details["errors"]] == [(1, 6), (1, 16)]
 
 
 def test_error_flood_is_capped_and_fast(scratch: Path) -> None:
     flood = "; ".join(["zork x0, x1"] * 20000)[: 250 * 1024]
     start = time.monotonic()
-    result, _ = syntax.assemble(flood, scratch)
+    result, _ = syntax.assemble(flood, scratch, settings=get_settings())
     assert time.monotonic() - start < 3
     assert len(result.details["errors"]) == syntax.MAX_REPORTED_ERRORS
     assert result.details["errors"][1]["column"] == 14
@@ -195,13 +195,14 @@ def test_error_flood_is_capped_and_fast(scratch: Path) -> None:
 
 
 def test_error_without_quote_points_at_first_non_blank(scratch: Path) -> None:
-    result, _ = syntax.assemble(wrap("   mov x0, #0x123456789"), scratch)
+    result, _ = syntax.assemble(wrap("   mov x0, #0x123456789"), scratch, settings=get_settings())
     err = result.details["errors"][0]
     assert (err["line"], err["column"]) == (4, 4)
 
 
 def test_sme_instruction_text_is_refused(scratch: Path) -> None:
-    result, obj = syntax.assemble(wrap("\tfmopa za0.s, p0/m, p1/m, z0.s, z1.s"), scratch)
+    result, obj = syntax.assemble(wrap("\tfmopa za0.s, p0/m, p1/m, z0.s, z1.s"), scratch,
+                                  settings=get_settings())
     assert not result.passed and obj is None
     assert result.kind is ErrorKind.assemble_error
     assert "does not support" in result.details["errors"][0]["message"]
@@ -273,7 +274,7 @@ def test_macro_built_include_leaks_nothing(tmp_path: Path, scratch: Path) -> Non
         ' m2 "/etc/passwd"\n'
     )
     assert syntax.check_directives(src) is None  # documented: the sandbox's job
-    result, obj = syntax.assemble(src, scratch)
+    result, obj = syntax.assemble(src, scratch, settings=get_settings())
     assert not result.passed and obj is None
     assert result.kind is ErrorKind.assemble_error
     messages = [e["message"] for e in result.details["errors"]]
@@ -335,7 +336,7 @@ def test_input_within_limits() -> None:
     settings = Settings(max_source_lines=10, max_source_bytes=100)
     assert syntax.check_input("nop\n" * 10, settings) is None
     assert syntax.check_input("nop // é\n".encode(), settings) is None
-    assert syntax.check_input(VEC_ADD_NEON) is None
+    assert syntax.check_input(VEC_ADD_NEON, settings=get_settings()) is None
 
 
 # ----------------------------------------------------------------------------- whole gate
@@ -362,8 +363,9 @@ def test_missing_assembler_is_an_infra_error(tmp_path: Path, scratch: Path) -> N
         "import sys; from pathlib import Path\n"
         "from toolchain.errors import InfraError\n"
         "from toolchain.gates import syntax\n"
+        "from toolchain.settings import get_settings\n"
         "try:\n"
-        "    syntax.assemble('nop\\n', Path(sys.argv[1]))\n"
+        "    syntax.assemble('nop\\n', Path(sys.argv[1]), get_settings())\n"
         "except InfraError as exc:\n"
         "    print('infra:', exc); sys.exit(0)\n"
         "sys.exit(1)\n"

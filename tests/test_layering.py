@@ -7,6 +7,7 @@ a cycle of the design, which only the guard keeps from failing at run time).
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -88,3 +89,54 @@ def test_the_performance_gate_uses_the_execution_machinery_not_correctness_inter
             if name.startswith("toolchain.gates.performance") for m in deps}
     internals = {m for m in perf if m.startswith("toolchain.gates.correctness.")}
     assert not internals, internals
+
+
+# ----------------------------------------------------------------------------------- settings
+
+# Who may read the process environment, and why (everything else is handed its settings).
+ENVIRONMENT_READERS = {
+    "toolchain/settings.py": "the core's settings (and the XDG cache directory they default to)",
+    "store/settings.py": "the farm's settings (and the XDG data directory they default to)",
+    "api/process.py": "starts an API process with a copy of the environment",
+    "deploy/measure.py": "starts the services it measures with a copy of the environment",
+    "toolchain/gates/performance/fidelity.py": "runs llvm-mca with a copy of it and LC_ALL=C",
+    "workers/metrics.py": "PROMETHEUS_MULTIPROC_DIR, which prometheus_client reads from there",
+    "clients/python/armgym_client/client.py": "the trainer-side client's ARMGYM_URL and key",
+    "clients/python/armgym_client/adapters/verl.py": "the client's ARMGYM_RUN_ID under verl",
+    "examples/_farm.py": "the examples' ARMGYM_URL and key, as the client takes them",
+}
+# Where the core may fetch the process-wide settings rather than be handed them: the entry
+# points a process starts at. Everything beneath them takes `settings` as an argument.
+SETTINGS_ENTRY_POINTS = {
+    "toolchain/cli.py": "the armgym command builds them once per process",
+    "toolchain/verify.py": "verify(), the library's front door, for callers that pass none",
+    "toolchain/gates/performance/calibrate.py": "armgym calibrate / faithfulness, commands run "
+                                                 "in their own (pool) processes",
+}
+PRODUCT = ("toolchain", "api", "workers", "store", "deploy", "reports", "clients", "examples",
+           "migrations", "monitoring")
+
+
+def _product_sources() -> list[Path]:
+    return sorted(p for d in PRODUCT for p in (ROOT / d).rglob("*.py")
+                  if "build" not in p.parts and ".venv" not in p.parts)
+
+
+def test_no_module_reads_the_environment_but_the_settings() -> None:
+    readers = {str(p.relative_to(ROOT)) for p in _product_sources()
+               if re.search(r"\bos\.environ\b|\bgetenv\(|\benviron\.get\(", p.read_text())}
+    assert readers - set(ENVIRONMENT_READERS) == set(), "read the environment outside the " \
+        "settings (pass settings in, or document the exception here)"
+    assert set(ENVIRONMENT_READERS) <= readers, "a documented reader no longer reads it"
+
+
+def test_the_core_is_handed_its_settings() -> None:
+    """No `settings or get_settings()` fallback (nor `or Settings()`) in the core, and
+    get_settings() only at the entry points."""
+    fallback = re.compile(r"settings or (get_settings\(\)|Settings\(\))")
+    fetch = re.compile(r"\bget_settings\(\)")
+    found = {str(p.relative_to(ROOT)): p.read_text() for p in sorted(CORE.rglob("*.py"))}
+    assert [f for f, text in found.items() if fallback.search(text)
+            and f != "toolchain/verify.py"] == []
+    fetching = {f for f, text in found.items() if fetch.search(text)} - {"toolchain/settings.py"}
+    assert fetching == set(SETTINGS_ENTRY_POINTS), fetching ^ set(SETTINGS_ENTRY_POINTS)

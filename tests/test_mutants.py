@@ -31,7 +31,7 @@ SUM = "sum_reduce_n17_int32"
 
 
 def _clang(variant_id: str) -> str:
-    return baselines.get(kernels.get(variant_id), "clang").assembly
+    return baselines.get(kernels.get(variant_id), "clang", settings=get_settings()).assembly
 
 
 def _edit(text: str, old: str, new: str) -> str:
@@ -41,7 +41,8 @@ def _edit(text: str, old: str, new: str) -> str:
 
 def test_operators_are_deterministic_and_cover_every_class() -> None:
     v = kernels.get("argmax_n100_int32")
-    pools = [mutate.candidates(baselines.get(v, c).assembly, v.params) for c in ("clang", "gcc")]
+    pools = [mutate.candidates(baselines.get(v, c, settings=get_settings()).assembly, v.params)
+             for c in ("clang", "gcc")]
     classes = {m.cls for pool in pools for m in pool}
     assert classes == set(mutate.CLASSES)
     for pool in pools:

@@ -350,7 +350,7 @@ def test_a_system_call_made_by_the_kernel_is_refused(tmp_path: Path) -> None:
     (tmp_path / "k.s").write_text(text(0))
     subprocess.run([tools.tool("as").path, f"-march={tools.GAS_MARCH}", "-o",
                     str(tmp_path / "k.o"), str(tmp_path / "k.s")], check=True)
-    built = harness.build(kernels.get(VEC))
+    built = harness.build(kernels.get(VEC), settings=get_settings())
     subprocess.run(tools.link_argv([str(built.object), str(tmp_path / "k.o")],
                                    str(tmp_path / "k.elf"), runtime=False), check=True)
     write = Executable.read(tmp_path / "k.elf").symbol("write")

@@ -43,6 +43,7 @@ def scratch() -> Iterator[Path]:
 
 def sh(script: str, scratch: Path, **kwargs: object) -> sandbox.RunResult:
     kwargs.setdefault("timeout_s", 10)
+    kwargs.setdefault("settings", get_settings())
     return sandbox.run([BASH, "-c", script], scratch, **kwargs)  # type: ignore[arg-type]
 
 
@@ -118,9 +119,11 @@ def test_limits_come_from_the_spawn_helper_not_a_python_fork(scratch: Path,
 def test_a_helper_that_cannot_set_up_is_infra_error(scratch: Path) -> None:
     impossible = sandbox.Limits(open_files=2 ** 40)  # above the kernel's ceiling
     with pytest.raises(InfraError, match="RLIMIT_NOFILE"):
-        sandbox.run(["/bin/true"], scratch, timeout_s=20, limits=impossible, confine=False)
+        sandbox.run(["/bin/true"], scratch, timeout_s=20, limits=impossible, confine=False,
+                    settings=get_settings())
     with pytest.raises(InfraError):
-        sandbox.run(["/bin/true"], scratch, timeout_s=20, limits=impossible)
+        sandbox.run(["/bin/true"], scratch, timeout_s=20, limits=impossible,
+                    settings=get_settings())
 
 
 def test_output_is_capped(scratch: Path) -> None:

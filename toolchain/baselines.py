@@ -19,7 +19,7 @@ from . import tools
 from .cache import texts
 from .errors import InfraError
 from .kernels.model import Variant
-from .settings import Settings, get_settings
+from .settings import Settings
 
 COMPILERS = ("clang", "gcc")
 OPT_LEVELS = ("-O0", "-O1", "-O2", "-O3")
@@ -75,10 +75,9 @@ def compile_variant(variant: Variant, compiler: str, opt: str = "-O3") -> str:
 _TEXTS = texts(0)  # the files only: compiler output is read once per verification at most
 
 
-def get(variant: Variant, compiler: str = "clang", opt: str = "-O3",
-        settings: Settings | None = None) -> Baseline:
+def get(variant: Variant, compiler: str = "clang", opt: str = "-O3", *,
+        settings: Settings) -> Baseline:
     """The cached baseline, compiled now if this toolchain has not built it yet."""
-    settings = settings or get_settings()
     path = cache_path(variant.id, compiler, opt, settings)
     text = _TEXTS.get(path)
     if text is None:
@@ -94,15 +93,15 @@ def build(
     opts: Iterable[str] = ("-O3",),
     jobs: int | None = None,
     progress: bool = True,
-    settings: Settings | None = None,
+    *,
+    settings: Settings,
 ) -> dict[str, int]:
     """Build every missing baseline; return how many were built and how many were cached."""
-    settings = settings or get_settings()
     work = [(v, c, o) for c in compilers for o in opts for v in variants]
     todo = [w for w in work if not cache_path(w[0].id, w[1], w[2], settings).exists()]
     with ThreadPoolExecutor(max_workers=jobs or settings.jobs) as pool, tqdm(
         total=len(todo), desc="baselines", unit="kernel", disable=not progress or not todo
     ) as bar:
-        for _ in pool.map(lambda w: get(w[0], w[1], w[2], settings), todo):
+        for _ in pool.map(lambda w: get(w[0], w[1], w[2], settings=settings), todo):
             bar.update()
     return {"built": len(todo), "cached": len(work) - len(todo), "total": len(work)}

@@ -37,7 +37,7 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     variant = _variant(args.variant)
-    base = baselines.get(variant, args.compiler, args.opt)
+    base = baselines.get(variant, args.compiler, args.opt, settings=get_settings())
     if args.json:
         _print_json({**variant.to_json(), "baseline": {"compiler": base.compiler, "opt": base.opt,
                      "toolchain": base.toolchain, "flags": list(base.flags),
@@ -65,7 +65,8 @@ def summary(verdict: Verdict) -> str:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
-    verdict = verify(args.variant, data, args.seed, completion=args.completion)
+    verdict = verify(args.variant, data, args.seed, completion=args.completion,
+                     settings=get_settings())
     if args.json:
         _print_json(verdict.to_json())
     else:
@@ -85,7 +86,8 @@ def _baseline_variants(args: argparse.Namespace) -> list[kernels.Variant]:
 def cmd_baselines_build(args: argparse.Namespace) -> int:
     variants = _baseline_variants(args)
     start = time.perf_counter()
-    stats = baselines.build(variants, args.compiler, args.opt, jobs=args.jobs)
+    stats = baselines.build(variants, args.compiler, args.opt, jobs=args.jobs,
+                            settings=get_settings())
     print(f"{stats['built']} built, {stats['cached']} cached, {stats['total']} total in "
           f"{time.perf_counter() - start:.1f} s")
     return 0
@@ -93,8 +95,9 @@ def cmd_baselines_build(args: argparse.Namespace) -> int:
 
 def _check_one(job: tuple[str, str, str, int]) -> tuple[str, str, bool, str, dict[str, float]]:
     variant_id, compiler, opt, seed = job
-    base = baselines.get(kernels.get(variant_id), compiler, opt)
-    verdict = verify(variant_id, base.assembly, seed)
+    settings = get_settings()  # a pool process: the same validated environment as its parent
+    base = baselines.get(kernels.get(variant_id), compiler, opt, settings=settings)
+    verdict = verify(variant_id, base.assembly, seed, settings=settings)
     kind = verdict.error_kind.value if verdict.error_kind else ""
     return variant_id, compiler, verdict.passed, f"{kind} {verdict.message}", verdict.timings
 
@@ -102,7 +105,8 @@ def _check_one(job: tuple[str, str, str, int]) -> tuple[str, str, bool, str, dic
 def cmd_baselines_check(args: argparse.Namespace) -> int:
     """Every baseline through every gate: the suite's own proof that honest code passes."""
     variants = _baseline_variants(args)
-    baselines.build(variants, args.compiler, [args.opt], jobs=args.jobs)
+    baselines.build(variants, args.compiler, [args.opt], jobs=args.jobs,
+                    settings=get_settings())
     jobs = [(v.id, c, args.opt, args.seed) for c in args.compiler for v in variants]
     start = time.perf_counter()
     failures, walls = [], []
@@ -228,9 +232,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import CASES
 
     print(f"{'submission':38} {'variant':24} {'verdict':18} {'expected':16} ms")
-    mismatches = 0
+    mismatches, settings = 0, get_settings()
     for case in CASES:
-        verdict = verify(case.variant_id, case.make(), args.seed)
+        verdict = verify(case.variant_id, case.make(settings), args.seed, settings=settings)
         got = "pass" if verdict.passed else verdict.error_kind.value  # type: ignore[union-attr]
         mismatches += got != case.expect
         ms = sum(verdict.timings.values()) * 1000

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import baselines, kernels
+from .settings import Settings
 
 # Sixteen partial sums (4 vectors x 4 lanes), the reassociation clang refuses without
 # -ffast-math; legitimate under the documented tolerance.
@@ -57,19 +58,19 @@ CLOBBER_X19 = (
 class DemoCase:
     label: str
     variant_id: str
-    make: Callable[[], str]
+    make: Callable[[Settings], str]  # the submission (baselines come from the settings' cache)
     expect: str  # "pass" or the error kind the case demonstrates
 
 
-def _baseline(variant_id: str, compiler: str) -> Callable[[], str]:
-    return lambda: baselines.get(kernels.get(variant_id), compiler).assembly
+def _baseline(variant_id: str, compiler: str) -> Callable[[Settings], str]:
+    return lambda s: baselines.get(kernels.get(variant_id), compiler, settings=s).assembly
 
 
-def _skip_last(variant_id: str) -> Callable[[], str]:
+def _skip_last(variant_id: str) -> Callable[[Settings], str]:
     """The clang baseline with the loop count one vector short: the last elements are skipped."""
 
-    def make() -> str:
-        text = baselines.get(kernels.get(variant_id), "clang").assembly
+    def make(settings: Settings) -> str:
+        text = baselines.get(kernels.get(variant_id), "clang", settings=settings).assembly
         return text.replace("#1024", "#1008", 1)  # one 16-element iteration short
 
     return make
@@ -83,15 +84,15 @@ CASES: tuple[DemoCase, ...] = (
     DemoCase("clang -O3 baseline", "dot_n1024_float32", _baseline("dot_n1024_float32", "clang"),
              "pass"),
     DemoCase("hand-written NEON, 16 partial sums", "dot_n1024_float32",
-             lambda: DOT_1024_F32_NEON, "pass"),
+             lambda _: DOT_1024_F32_NEON, "pass"),
     DemoCase("loop count short (skips the tail)", "vec_add_n1024_float32",
              _skip_last("vec_add_n1024_float32"), "wrong_output"),
-    DemoCase("returns without computing", "dot_n1024_float32", lambda: RETURN_ZERO,
+    DemoCase("returns without computing", "dot_n1024_float32", lambda _: RETURN_ZERO,
              "wrong_output"),
-    DemoCase("exit through a system call", "dot_n1024_float32", lambda: SVC_EXIT,
+    DemoCase("exit through a system call", "dot_n1024_float32", lambda _: SVC_EXIT,
              "object_rejected"),
-    DemoCase("clobbers callee-saved x19", "dot_n1024_float32", lambda: CLOBBER_X19,
+    DemoCase("clobbers callee-saved x19", "dot_n1024_float32", lambda _: CLOBBER_X19,
              "abi_violation"),
-    DemoCase("unknown mnemonic", "relu_n256_float32", lambda: "kernel:\n    fadd.x v0, v1\n",
+    DemoCase("unknown mnemonic", "relu_n256_float32", lambda _: "kernel:\n    fadd.x v0, v1\n",
              "assemble_error"),
 )

@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import IO
 
 from .errors import InfraError
-from .settings import Settings, get_settings
+from .settings import Settings
 
 NOBODY = 65534
 SANDBOX_ROOT = Path("/work")
@@ -89,17 +89,17 @@ class RunResult:
 # --------------------------------------------------------------------------- which sandbox
 
 
-def bwrap_path(settings: Settings | None = None) -> str | None:
+def bwrap_path(settings: Settings) -> str | None:
     """The bwrap executable: `settings.bwrap_path` when set (it may not exist), else PATH's."""
-    configured = (settings or get_settings()).bwrap_path
+    configured = settings.bwrap_path
     if configured:
         return configured if os.access(configured, os.X_OK) else None
     return shutil.which("bwrap")
 
 
-def bwrap_works(settings: Settings | None = None) -> bool:
+def bwrap_works(settings: Settings) -> bool:
     exe = bwrap_path(settings)
-    return exe is not None and _probe(exe, (settings or get_settings()).cache_dir) is None
+    return exe is not None and _probe(exe, settings.cache_dir) is None
 
 
 @lru_cache(maxsize=8)
@@ -130,13 +130,12 @@ def _probe(exe: str, cache_dir: Path) -> str | None:
     return None
 
 
-def sandbox_mode(settings: Settings | None = None) -> str:
+def sandbox_mode(settings: Settings) -> str:
     """The confinement that will actually run ("bwrap" or "none"), or InfraError to refuse.
 
     bwrap is used when configured and it works. The weaker mode needs both `sandbox="none"` and
     `allow_unsandboxed`: a broken bwrap never silently falls back to it.
     """
-    settings = settings or get_settings()
     if settings.sandbox == "none":
         if settings.allow_unsandboxed:
             return "none"
@@ -449,7 +448,7 @@ def run(
     ro_files: Sequence[Path] = (),
     stdin: bytes | None = None,
     limits: Limits = Limits(),
-    settings: Settings | None = None,
+    settings: Settings,
     confine: bool = True,
     writable: bool | Sequence[str] = True,
 ) -> RunResult:
@@ -461,7 +460,6 @@ def run(
     `confine=False` is only for the verifier's own trusted programs (the C reference): they
     keep the limits and the timeout but skip the namespace set-up.
     """
-    settings = settings or get_settings()
     mode = sandbox_mode(settings) if confine else "none"
     os.chmod(scratch, 0o777)
     if mode != "bwrap":

@@ -142,16 +142,17 @@ def process(sessions: Sessions, attempt_id: str, *, worker: str, settings: FarmS
     if stored:
         if observe is not None:
             observe(verdict, seconds)
-        record_baselines(sessions, doc)
+        record_baselines(sessions, doc, settings)
     return stored
 
 
-def record_baselines(sessions: Sessions, verdict: dict[str, Any]) -> None:
+def record_baselines(sessions: Sessions, verdict: dict[str, Any],
+                     settings: FarmSettings) -> None:
     """The baseline cycles this verification measured, into the baselines table (once per row
     and process); a failure here costs the table a figure, never the attempt its verdict."""
     try:
         with sessions() as session:
-            baselines.record_from_verdict(session, verdict)
+            baselines.record_from_verdict(session, verdict, settings.core)
     except Exception:
         log.warning("could not store the baseline measurements of %s",
                     verdict.get("variant_id"), exc_info=True)

@@ -32,7 +32,7 @@ async def variant_baselines(variant_id: str, farm: FarmDep) -> dict[str, Any]:
 
     def read() -> list[dict[str, Any]]:
         with farm.sessions() as session:
-            return baselines.for_variant(session, variant)
+            return baselines.for_variant(session, variant, farm.settings.core)
 
     return {"variant_id": variant.id, "prototype": variant.signature.c_prototype(),
             "c_source": variant.c_source, "baselines": await run_in_threadpool(read)}

@@ -15,6 +15,7 @@ from store import baselines as stored_baselines
 from toolchain import VERIFIER_VERSION, baselines, kernels
 from toolchain.errors import InfraError
 from toolchain.gates.performance import gate as performance
+from toolchain.settings import Settings
 
 from ..deps import FarmDep, SubmitKey
 from ..farm import Farm
@@ -65,10 +66,10 @@ def tasks(template: Template | None = None, dtype: DType | None = None,
     return {"count": len(found), "tasks": [v.to_json(with_source=source) for v in found]}
 
 
-def _baseline(variant: kernels.Variant, compiler: str,
-              cycles: dict[str, float]) -> BaselineOut | None:
+def _baseline(variant: kernels.Variant, compiler: str, cycles: dict[str, float],
+              settings: Settings) -> BaselineOut | None:
     try:
-        base = baselines.get(variant, compiler)
+        base = baselines.get(variant, compiler, settings=settings)
     except InfraError:
         return None  # this API host has no such compiler; the task is still valid
     return BaselineOut(compiler=base.compiler, opt=base.opt, toolchain=base.toolchain,
@@ -85,7 +86,7 @@ def _cycles(variant: kernels.Variant, seed: int, farm: Farm) -> dict[str, float]
     except (InfraError, OSError):
         pass
     with farm.sessions() as session:
-        rows = stored_baselines.for_variant(session, variant)
+        rows = stored_baselines.for_variant(session, variant, farm.settings.core)
     found = {r["compiler"]: float(r["cycles"]) for r in rows if r["cycles"] is not None}
     return found if set(found) == set(baselines.COMPILERS) else {}
 
@@ -110,7 +111,8 @@ def task(query: ResetIn, farm: Farm) -> dict[str, Any]:
     baseline with its cycles, and the reference cycles a candidate must beat."""
     variant, seed = pick_variant(query)
     cycles = _cycles(variant, seed, farm)
-    found = [b for b in (_baseline(variant, c, cycles) for c in baselines.COMPILERS) if b]
+    found = [b for b in (_baseline(variant, c, cycles, farm.settings.core)
+                           for c in baselines.COMPILERS) if b]
     best = min(cycles, key=lambda c: (cycles[c], c)) if cycles else None
     return {**variant.to_json(with_source=True), "seed": seed,
             "prototype": variant.signature.c_prototype(),

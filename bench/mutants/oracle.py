@@ -33,6 +33,7 @@ import numpy as np
 from toolchain import baselines, tools
 from toolchain.errors import InfraError
 from toolchain.kernels.model import Variant
+from toolchain.settings import get_settings
 
 from . import inputs
 
@@ -183,7 +184,7 @@ class Group:
         self.objects: list[Path] = []
         self.original: dict[str, bytes] = {}  # compiler -> code bytes of its baseline
         for i, compiler in enumerate(REFERENCES[:2]):
-            text = baselines.get(variant, compiler).assembly
+            text = baselines.get(variant, compiler, settings=get_settings()).assembly
             obj = workdir / f"{fn_name(i)}.o"
             error = assemble(rename(text, fn_name(i)), obj)
             if error:

@@ -123,7 +123,7 @@ def classify(job: tuple[str, int, dict[str, int], str]) -> GroupResult:
     mutants: list[Mutant] = []
     stats = {"drawn": 0, "does not assemble": 0, "same object as its baseline": 0}
     for compiler in COMPILERS:
-        text = baselines.get(variant, compiler).assembly
+        text = baselines.get(variant, compiler, settings=get_settings()).assembly
         lines = text.splitlines()
         rng = random.Random(f"mutants:{seed}:{variant_id}:{compiler}")
 
@@ -229,7 +229,8 @@ def phase1(seed: int, count: int, jobs: int, templates: Iterable[str] | None,
     start = time.perf_counter()
     chosen = plan(seed, count, templates, variant_ids)
     variants = [v for v, _ in chosen]
-    baselines.build(variants, COMPILERS, ("-O3",), jobs=jobs, progress=progress)
+    baselines.build(variants, COMPILERS, ("-O3",), jobs=jobs, progress=progress,
+                    settings=get_settings())
     root = oracle.workspace("armgym-mutants-")
     try:
         with ProcessPoolExecutor(max_workers=jobs) as pool:
@@ -240,8 +241,9 @@ def phase1(seed: int, count: int, jobs: int, templates: Iterable[str] | None,
         shutil.rmtree(root, ignore_errors=True)
     return {
         "seed": seed, "requested": count, "variants": [v.id for v in variants],
-        "baselines": {v.id: {c: hashlib.sha256(baselines.get(v, c).assembly.encode())
-                             .hexdigest()[:16] for c in COMPILERS} for v in variants},
+        "baselines": {v.id: {c: hashlib.sha256(
+            baselines.get(v, c, settings=get_settings()).assembly.encode()).hexdigest()[:16]
+            for c in COMPILERS} for v in variants},
         "drawn": sum(g.drawn for g in groups),
         "not_assembling": sum(g.not_assembling for g in groups),
         "identical_objects": sum(g.identical for g in groups),
@@ -263,7 +265,8 @@ def load_phase1(path: Path) -> dict[str, Any]:
         data = json.load(fh)
     for vid, hashes in data["baselines"].items():
         for c, h in hashes.items():
-            now = hashlib.sha256(baselines.get(kernels.get(vid), c).assembly.encode())
+            text = baselines.get(kernels.get(vid), c, settings=get_settings()).assembly
+            now = hashlib.sha256(text.encode())
             if now.hexdigest()[:16] != h:
                 raise SystemExit(f"{path}: the {c} baseline of {vid} has changed; rerun phase 1")
     fields = {f.name for f in dataclasses.fields(Mutant)}

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from toolchain import baselines, kernels
+from toolchain.settings import get_settings
 
 VARIANTS = ("relu_n64_float32", "vec_add_n64_float32", "dot_n64_float32", "saxpy_n64_float32")
 HEADER = "    .text\n    .globl kernel\n    .type kernel, %function\nkernel:\n"
@@ -46,7 +47,7 @@ class Case:
 
 
 def honest(variant_id: str, compiler: str) -> str:
-    return baselines.get(kernels.get(variant_id), compiler).assembly
+    return baselines.get(kernels.get(variant_id), compiler, settings=get_settings()).assembly
 
 
 def mixed(n: int, infinite: int = 2) -> list[Case]:

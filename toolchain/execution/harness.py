@@ -16,7 +16,7 @@ from pathlib import Path
 from .. import tools
 from ..errors import InfraError
 from ..kernels.model import DType, Variant
-from ..settings import Settings, get_settings
+from ..settings import Settings
 
 RUNTIME_C = Path(__file__).with_name("harness_runtime.c")
 GUARD = 256
@@ -137,8 +137,7 @@ def _publish(src: Path, dest: Path) -> None:
 _BUILT: dict[Path, Harness] = {}
 
 
-def build(variant: Variant, settings: Settings | None = None) -> Harness:
-    settings = settings or get_settings()
+def build(variant: Variant, settings: Settings) -> Harness:
     out_dir = settings.cache_dir / "harness" / f"{variant.id}-{_fingerprint(variant)}"
     if out_dir in _BUILT:
         return _BUILT[out_dir]

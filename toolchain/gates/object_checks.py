@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ErrorKind, InfraError
-from ..settings import Settings, get_settings
+from ..settings import Settings
 from ..tools import OBJDUMP_MATTR, tool
 from ..verdict import GateResult
 
@@ -549,10 +549,9 @@ def _disassemble(image: bytes, workdir: Path) -> str:
 
 
 def check_object(
-    obj: Path, allowed_undefined: frozenset[str], settings: Settings | None = None
+    obj: Path, allowed_undefined: frozenset[str], settings: Settings
 ) -> GateResult:
     """Judge the assembled object; object_rejected with every problem found, else a pass."""
-    settings = settings or get_settings()
     start = time.perf_counter()
     result = _check(Path(obj), allowed_undefined, settings)
     result.seconds = time.perf_counter() - start

@@ -35,7 +35,7 @@ from typing import Any
 
 from .. import sandbox
 from ..errors import ErrorKind, GateName, InfraError
-from ..settings import Settings, get_settings
+from ..settings import Settings
 from ..tools import GAS_MARCH, tool
 from ..verdict import GateResult
 
@@ -56,9 +56,8 @@ WITHHELD_MESSAGE = "error in text that is not part of the submission (content wi
 # --------------------------------------------------------------------------- input limits
 
 
-def check_input(text: str | bytes, settings: Settings | None = None) -> GateResult | None:
+def check_input(text: str | bytes, settings: Settings) -> GateResult | None:
     """Refuse input no assembler run should be spent on; None when the text may go on."""
-    settings = settings or get_settings()
     problem = _input_problem(text, settings)
     if problem is None:
         return None
@@ -292,10 +291,9 @@ def assembler_limits(settings: Settings) -> sandbox.Limits:
 
 
 def assemble(
-    text: str, scratch: Path, settings: Settings | None = None
+    text: str, scratch: Path, settings: Settings
 ) -> tuple[GateResult, Path | None]:
     """Assemble `text` as kernel.s in `scratch` under the sandbox; the object on success."""
-    settings = settings or get_settings()
     start = time.perf_counter()
     result, obj = _assemble(text, Path(scratch), settings)
     result.seconds = time.perf_counter() - start

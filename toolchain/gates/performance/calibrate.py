@@ -332,7 +332,7 @@ def scaling() -> list[dict[str, Any]]:
     for vid in SCALING_IDS:
         v = kernels.get(vid)
         m = measured(v, "clang", "-O3", seed, test, settings)
-        listing = mca.whole_listing(baselines.get(v, "clang", "-O3", settings).assembly,
+        listing = mca.whole_listing(baselines.get(v, "clang", "-O3", settings=settings).assembly,
                                     settings)
         rows.append({"variant": vid, "cycles": m.cycles,
                      "whole_listing": listing["total_cycles"]})

@@ -71,8 +71,8 @@ def model_versions() -> dict[str, str]:
     return {"mca": tools.tool("mca").version, "osaca": tools.tool("osaca").version}
 
 
-def model_key(settings: Settings | None = None) -> str:
-    predictor = "on" if (settings or Settings()).branch_prediction else "off"
+def model_key(settings: Settings) -> str:
+    predictor = "on" if settings.branch_prediction else "off"
     return tools.fingerprint(mca.model_key(), osaca_model.model_key(), branches.MODEL,
                              branches.MODEL_VERSION, str(branches.PENALTY_CYCLES),
                              predictor, crosscheck.CLASS_VERSION)[:16]
@@ -196,7 +196,7 @@ def measured(variant: Variant, compiler: str, opt: str, seed: int, test: int,
              settings: Settings) -> Measurement:
     """A compiler's output for the variant, measured on one input; cached on disk per toolchain,
     harness and model versions."""
-    base = baselines.get(variant, compiler, opt, settings)
+    base = baselines.get(variant, compiler, opt, settings=settings)
     path = _path(variant, compiler, opt, base, seed, test, settings)
     stored = _load(path)
     if stored is None:
@@ -212,7 +212,7 @@ def cached(variant: Variant, compiler: str, opt: str, seed: int, test: int,
             and (settings.cache_dir / "perf-baselines" / model_key(settings)
                  / variant.id).exists()):
         return None
-    base = baselines.get(variant, compiler, opt, settings)
+    base = baselines.get(variant, compiler, opt, settings=settings)
     return _load(_path(variant, compiler, opt, base, seed, test, settings))
 
 
