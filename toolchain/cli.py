@@ -149,6 +149,12 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if args.from_points:
         points, held = calibrate.read_points()
         command += " --from-points"
+        if args.remeasure:
+            points, again = calibrate.remeasured(points, args.remeasure, args.jobs)
+            held, again_held = calibrate.remeasured(held, args.remeasure, args.jobs)
+            command += f" --remeasure '{args.remeasure}'"
+            print(f"re-measured {again} of {len(points)} points and {again_held} of "
+                  f"{len(held)} held out", file=sys.stderr)
     else:
         variants = _baseline_variants(args)
         if args.sample:
@@ -168,6 +174,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         points += calibrate.hand_written(honest.calibration())
         held += calibrate.hand_written(honest.held_out())
     report = calibrate.report(points, held, args.margin, command,
+                              "the recorded points" if args.from_points else
                               "what the cache held" if args.from_cache else
                               "one variant per template x dtype" if args.sample else "all",
                               [*opts, *extra])
@@ -328,6 +335,9 @@ def parser() -> argparse.ArgumentParser:
                    help="bands from the measurements already cached (an interrupted run's)")
     c.add_argument("--from-points", action="store_true",
                    help="bands from the points calibration-points.json records (no measuring)")
+    c.add_argument("--remeasure", metavar="REGEX",
+                   help="with --from-points: measure again the points whose code (compiler "
+                        "output or hand-written kernel) matches REGEX, keep the others")
     c.set_defaults(func=cmd_calibrate)
 
     f = sub.add_parser("faithfulness", help="cost-model faithfulness report (brief §8)")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import statistics
 import sys
 from collections.abc import Iterable, Sequence
@@ -317,6 +318,32 @@ def read_points(path: Path = POINTS) -> tuple[list[Point], list[Point]]:
     rows = json.loads(path.read_text())["points"]
     return ([Point(*r[:-1]) for r in rows if not r[-1]],
             [Point(*r[:-1]) for r in rows if r[-1]])
+
+
+def code_of(p: Point) -> str:
+    """The assembly a point measured: the compiler's output, or the hand-written kernel."""
+    if p.source == HAND:
+        return next(k.text for k in honest.KERNELS if k.name == p.detail)
+    return baselines.get(kernels.get(p.variant), p.source, p.detail).assembly
+
+
+def remeasured(points: Sequence[Point], pattern: str,
+               workers: int | None) -> tuple[list[Point], int]:
+    """(the points, those whose code matches `pattern` measured again under the current model;
+    how many were). After a change to an estimate that only code of some form can see (a
+    pattern matching every such form, and every call: library code is not in the text), the
+    rest of the points stand as recorded, and a calibration costs minutes instead of hours."""
+    found = re.compile(pattern, re.M)
+    redo = [i for i, p in enumerate(points) if found.search(code_of(p))]
+    jobs = [(points[i].variant, points[i].source, points[i].detail) for i in redo
+            if points[i].source != HAND]
+    fresh = iter(points_of(jobs, workers) if jobs else [])
+    hands = iter(hand_written([next(k for k in honest.KERNELS if k.name == points[i].detail)
+                               for i in redo if points[i].source == HAND]))
+    out = list(points)
+    for i in redo:
+        out[i] = next(hands) if points[i].source == HAND else next(fresh)
+    return out, len(redo)
 
 
 # --------------------------------------------------------------------------- faithfulness

@@ -59,7 +59,7 @@ from .trace import Insn
 ARCH = "V2"
 LCD_LIMIT = 256
 PARSE_CACHE_SIZE = 4096  # parsed forms are a few kB each
-METHOD_VERSION = "6"  # bump when the estimate below changes
+METHOD_VERSION = "7"  # bump when the estimate below changes
 # A cycle with more distinct instruction shapes than this is not priced (the cross-check then
 # disagrees): compiler output stays far below it, a hostile unrolled kernel could not.
 DISTINCT_LIMIT = 1024
@@ -257,12 +257,14 @@ def _fallback(form: Any, model: Any, flags: Any, generic: bool) -> None:
 def dependencies(kernel: list[Any], lines: Sequence[str]) -> tuple[float, float]:
     """(longest path from an instruction to its own copy one iteration later, longest path within
     one iteration including its last instruction's latency), over register and slot
-    dependencies."""
-    n = len(kernel)
-    slots = memory.slot_dependencies(list(lines))
-    edges = _edges(kernel + kernel, slots + slots)
-    latency = [float(f.latency or 0.0) for f in kernel] * 2
-    reach = [0.0] * n  # longest path ending where instruction i starts, within one iteration
+    dependencies; a writeback access is two nodes, the access and its base update (_nodes)."""
+    nodes = _nodes(kernel, memory.slot_dependencies(list(lines)))
+    n = len(nodes)
+    edges = _edges(nodes + nodes)
+    index_latency = float(_osaca()[1].get("p_index_latency", 1))
+    latency = [index_latency if node.update else float(node.form.latency or 0.0)
+               for node in nodes] * 2
+    reach = [0.0] * n  # longest path ending where node i starts, within one iteration
     for i in range(n):
         for j, w in edges[i]:
             if j < n:
@@ -281,21 +283,69 @@ def dependencies(kernel: list[Any], lines: Sequence[str]) -> tuple[float, float]
     return lcd, critical
 
 
-def _edges(forms: list[Any],
-           slots: list[memory.Access | None]) -> list[list[tuple[int, float]]]:
+@dataclass(frozen=True)
+class _Node:
+    """One node of the dependency graph: an instruction, or the access or the base update of a
+    writeback access (`update` is then its pre/post-indexed memory operand)."""
+
+    form: Any
+    slot: memory.Access | None
+    writeback: Any = None  # the access of a writeback instruction: its memory operand
+    update: Any = None  # the base update of one: its memory operand
+
+
+def _writeback(form: Any) -> Any:
+    """The pre- or post-indexed memory operand of an instruction, or None."""
+    ops = form.semantic_operands or {}
+    return next((op for op in ops.get("source", []) + ops.get("destination", [])
+                 if _is_memory(op) and (getattr(op, "pre_indexed", False) or
+                                        getattr(op, "post_indexed", False))), None)
+
+
+def _nodes(kernel: list[Any], slots: list[memory.Access | None]) -> list[_Node]:
+    """The graph's nodes in program order. OSACA's graph has one node per instruction, so the
+    base update of a writeback store started when the stored data was ready: a loop whose
+    stores post-increment their base carried the loads' and arithmetic's latency into the
+    next iteration through the base register (clang's saxpy, `ldp`/`stp q, q, [x], #64`: 11
+    cycles an iteration, where the core, the guide and llvm-mca update the base as soon as
+    the old base is ready). The access and the base update are separate nodes, both reading
+    the old base, as in the cost layer's split (mca.writeback); for a load the two coincide."""
+    out = []
+    for form, slot in zip(kernel, slots, strict=True):
+        mem = _writeback(form)
+        if mem is None:
+            out.append(_Node(form, slot))
+        else:
+            out += [_Node(form, slot, writeback=mem), _Node(form, None, update=mem)]
+    return out
+
+
+def _edges(nodes: list[_Node]) -> list[list[tuple[int, float]]]:
     """Read-after-write edges (writer, reader, the writer's latency; a pre/post-indexed base
-    register's write-back takes OSACA's p_index_latency), from OSACA's source/destination
+    register's update takes OSACA's p_index_latency), from OSACA's source/destination
     operands; each read depends on the last earlier writer of that register (w/x, and
     b/h/s/d/q/v/z, alias). A load from a fixed slot depends on the last store to it with no
     extra latency: the load's own latency stands for the forwarding (memory.py)."""
     _, model, _, _, _ = _osaca()
     index_latency = float(model.get("p_index_latency", 1))
     last: dict[Any, tuple[int, float]] = {}
-    edges: list[list[tuple[int, float]]] = [[] for _ in forms]
-    for j, (form, slot) in enumerate(zip(forms, slots, strict=True)):
+    edges: list[list[tuple[int, float]]] = [[] for _ in nodes]
+    for j, node in enumerate(nodes):
+        form, slot = node.form, node.slot
+        if node.update is not None:  # reads the old base (and a register increment)
+            base = _key(node.update.base)
+            for key in dict.fromkeys([base, _increment(node.update)]):
+                if key and key in last:
+                    edges[last[key][0]].append((j, last[key][1]))
+            if base:
+                last[base] = (j, index_latency)
+            continue
         ops = form.semantic_operands or {}
-        reads: list[Any] = [k for op in ops.get("source", []) + ops.get("src_dst", [])
-                            for k in _regs(op)]
+        # the written-back base register is the update node's (OSACA lists it in src_dst)
+        written_back = _key(node.writeback.base) if node.writeback is not None else None
+        src_dst = [op for op in ops.get("src_dst", []) if written_back not in _regs(op)]
+        reads: list[Any] = [k for op in ops.get("source", []) + src_dst for k in _regs(op)]
+        reads += [written_back] if written_back else []
         reads += [k for op in ops.get("destination", []) if _is_memory(op) for k in _regs(op)]
         if slot is not None and not slot.store:
             reads += [("slot", s) for s, _, _ in slot.pairs]
@@ -304,7 +354,7 @@ def _edges(forms: list[Any],
             if key in last:
                 writer, w = last[key]
                 if accumulator and key == accumulator[1]:
-                    family = _FORWARDED.get(str(forms[writer].mnemonic).lower())
+                    family = _FORWARDED.get(str(nodes[writer].form.mnemonic).lower())
                     if family and family[0] == accumulator[0]:
                         w = min(w, family[2])
                 edges[writer].append((j, w))
@@ -316,16 +366,18 @@ def _edges(forms: list[Any],
             if not _is_memory(op):
                 for key in _regs(op):
                     last[key] = (j, own)
-        for op in ops.get("src_dst", []):
+        for op in src_dst:
             for key in _regs(op):
                 last[key] = (j, index_latency if _is_memory(op) else own)
-        for op in ops.get("source", []) + ops.get("destination", []):
-            if _is_memory(op) and (getattr(op, "pre_indexed", False) or
-                                   getattr(op, "post_indexed", False)):
-                base = _key(getattr(op, "base", None))
-                if base:
-                    last[base] = (j, index_latency)
     return edges
+
+
+def _increment(mem: Any) -> tuple[str, str] | None:
+    """The register a register post-increment (`[x0], x2`) adds to the base, or None."""
+    post = getattr(mem, "post_indexed", None)
+    name = post.get("identifier", {}).get("name") if isinstance(post, dict) else None
+    m = re.fullmatch(r"[xw](\d+)", str(name or ""))
+    return ("r", m.group(1)) if m else None
 
 
 def _accumulator(form: Any) -> tuple[str, tuple[str, str]] | None:
