@@ -116,6 +116,16 @@ def test_osaca_forwards_the_accumulator_of_a_multiply_accumulate_chain() -> None
     # through the multiplicand, or from an instruction of another family: the full latency
     assert chain("fmadd s0, s0, s2, s3") == 4.0
     assert chain("fmla v0.4s, v1.4s, v2.4s", "fmul v0.4s, v0.4s, v3.4s") > 4.0
+    # scalar integer 2(1), as llvm-mca has it; through the multiplicand 2
+    assert chain("madd x0, x1, x2, x0") == chain("smaddl x0, w1, w2, x0") == 1.0
+    assert chain("madd x0, x0, x2, x3") == 2.0
+    # SVE integer on D elements: latency 5, accumulator 3, 2 micro-ops on V0/V2, for mla as
+    # for mad (OSACA's database gave mla.d the S form's one micro-op on any FP pipe)
+    assert chain("mla z0.d, p0/m, z1.d, z2.d") == 3.0
+    assert chain("mla z0.s, p0/m, z1.s, z2.s") == 1.0
+    assert chain(*(f"mla z{i}.d, p0/m, z1.d, z2.d" for i in range(3, 7))) == 4.0
+    # a merging-predicated destination is read (its inactive lanes are kept): mad's multiplicand
+    assert chain("mad z0.d, p0/m, z1.d, z2.d") == 5.0
 
 
 # clang -O3's saxpy float32 loop (n = 1024): the second store post-increments x9, which the

@@ -20,10 +20,16 @@ for determinism or speed:
   instructions are costed by throughput alone.
 * Multiply-accumulate forwarding, which OSACA's database does not model: the accumulator of a
   multiply-accumulate written by one of the same family is ready after the forwarded latency
-  the SWOG gives (3.13, 3.15, 3.25: FP 4(2), ASIMD and SVE integer 4(1)), not the full one.
-  Without it a reduction's accumulator chain was priced 2x (FP) to 4x (integer) llvm-mca's,
-  the largest systematic difference between the two models, so honest reductions fell out of
-  any band narrow enough to catch a kernel that hides work.
+  the SWOG gives (3.5, 3.13, 3.15, 3.25: FP 4(2), ASIMD and SVE integer 4(1), SVE integer on
+  D elements 5(3), scalar integer 2(1)), not the full one. Without it a reduction's
+  accumulator chain was priced 2x (FP) to 4x (integer) llvm-mca's, the largest systematic
+  difference between the two models, so honest reductions fell out of any band narrow enough
+  to catch a kernel that hides work. SVE `mla`/`mls` on D elements take the guide's figures
+  (those of OSACA's own `mad`): the database gave them the S form's single micro-op.
+* Reads OSACA's semantics leave out: the register a lane load or insert keeps the other lanes
+  of, a merging-predicated (`p0/m`) destination, and a register post-increment.
+* A writeback access is two nodes of the graph, the access and its base update (`_nodes`), so a
+  post-indexed store's base update does not wait for the data it stores.
 * Lines are parsed with integer immediates canonicalised (OSACA prices operand kinds, not
   values), each distinct shape once per process (OSACA's parser takes milliseconds a line); a
   cycle with more than DISTINCT_LIMIT distinct shapes is declined rather than parsed for minutes.
@@ -76,7 +82,15 @@ _FORWARDED: dict[str, tuple[str, int, float]] = {
     **{m: ("fp", -1, 2.0) for m in ("fmad", "fmsb", "fnmad", "fnmsb")},
     **{m: ("int", 0, 1.0) for m in ("mla", "mls")},
     **{m: ("int", -1, 1.0) for m in ("mad", "msb")},
+    # scalar: SWOG 3.5 multiply accumulate, W- and X-form and long, 2(1) (LLVM's V2 model:
+    # latency 2, the accumulator read 1 cycle late)
+    **{m: ("gpr", 3, 1.0) for m in ("madd", "msub", "smaddl", "umaddl", "smsubl", "umsubl")},
 }
+# SVE integer multiply-accumulate on D elements: latency 5, the accumulator read 2 cycles late,
+# 2 micro-ops on V0/V2 (SWOG 3.25 "Multiply accumulate, D element size", as LLVM's V2 model has
+# it); the B/H/S forms are 4(1).
+_SVE_D_FORWARDED = 3.0
+_SVE_D_MLA = ("mla", "mls", "mad", "msb")
 
 
 @dataclass(frozen=True)
@@ -219,7 +233,22 @@ def _process(shape: str) -> tuple[Any, bool]:
     guessed = generic or flags.TP_UNKWN in form.flags or flags.LT_UNKWN in form.flags
     if guessed:
         _fallback(form, model, flags, generic)
+    elif _sve_d(form) and str(form.mnemonic).lower() in ("mla", "mls"):
+        # OSACA's database gives mla/mls on D elements one micro-op on any of the four FP
+        # pipes, latency 4 (the S form's pipes), and its own mad/msb on D elements the guide's
+        # figures, which the guide gives all four in one row: those
+        form.port_uops = [[2, ["8", "10"]]]
+        form.port_pressure = model.average_port_pressure(form.port_uops)
+        form.latency = form.latency_wo_load = 5.0
+        form.throughput = max(form.port_pressure)
     return form, guessed
+
+
+def _sve_d(form: Any) -> bool:
+    """Whether an instruction is an SVE integer multiply-accumulate on D elements."""
+    ops = [op for op in form.operands or [] if getattr(op, "prefix", None) == "z"]
+    return str(form.mnemonic).lower() in _SVE_D_MLA and bool(ops) and \
+        all(str(getattr(op, "shape", "")).lower() == "d" for op in ops)
 
 
 def _parse(parser: Any, line: str) -> Any:
@@ -347,7 +376,9 @@ def _edges(nodes: list[_Node]) -> list[list[tuple[int, float]]]:
         reads: list[Any] = [k for op in ops.get("source", []) + src_dst for k in _regs(op)]
         reads += [written_back] if written_back else []
         reads += [k for op in ops.get("destination", []) if _is_memory(op) for k in _regs(op)]
-        reads += [k for op in ops.get("destination", []) if _lane(op) for k in _regs(op)]
+        merging = _merging(form)
+        reads += [k for op in ops.get("destination", []) if _lane(op) or
+                  (merging and not _is_memory(op)) for k in _regs(op)]
         if slot is not None and not slot.store:
             reads += [("slot", s) for s, _, _ in slot.pairs]
         accumulator = _accumulator(form)
@@ -357,7 +388,8 @@ def _edges(nodes: list[_Node]) -> list[list[tuple[int, float]]]:
                 if accumulator and key == accumulator[1]:
                     family = _FORWARDED.get(str(nodes[writer].form.mnemonic).lower())
                     if family and family[0] == accumulator[0]:
-                        w = min(w, family[2])
+                        w = min(w, _SVE_D_FORWARDED if _sve_d(nodes[writer].form)
+                                else family[2])
                 edges[writer].append((j, w))
         own = float(form.latency or 0.0)
         if slot is not None and slot.store:
@@ -381,6 +413,14 @@ def _lane(op: Any) -> bool:
     llvm-mca chains at 8 cycles each) was priced as if every load were independent."""
     return not _is_memory(op) and getattr(op, "index", None) is not None and \
         str(getattr(op, "prefix", "")).lower() == "v"
+
+
+def _merging(form: Any) -> bool:
+    """Whether an SVE instruction is merging-predicated (`p0/m`): its inactive lanes keep the
+    destination's values, so the destination is read too. OSACA's semantics read it only
+    where the syntax repeats it (`fadd z0.s, p0/m, z0.s, z1.s`), not in `mad`, a merging
+    `mov`/`movprfx`, or a unary operation (`frinta z0.s, p0/m, z1.s`)."""
+    return any(getattr(op, "predication", None) == "m" for op in form.operands or [])
 
 
 def _increment(mem: Any) -> tuple[str, str] | None:
