@@ -157,6 +157,15 @@ def test_osaca_updates_a_writeback_base_without_waiting_for_the_stored_data() ->
     assert cycles("ldr q0, [x0], #16", "fadd v2.4s, v2.4s, v0.4s") == 2.0
 
 
+def test_osaca_prices_the_first_pass_of_long_straight_line_code_by_its_critical_path() -> None:
+    """Past LCD_LIMIT instructions only the loop-carried search is skipped: a 300-long fadd
+    chain run once costs its 600-cycle path, not its throughput (75)."""
+    chain = [f"fadd s0, s0, s{1 + i % 30}" for i in range(300)]
+    assert len(chain) > osaca_model.LCD_LIMIT
+    found = osaca_model.estimate(chain)
+    assert (found.first, found.cycles) == (600.0, 75.0)
+
+
 def test_osaca_reads_the_register_a_lane_write_keeps_the_other_lanes_of() -> None:
     """A lane load or insert keeps the other lanes: 15 lane loads into one register are a
     chain (llvm-mca: 8 cycles each, 123 in all), which OSACA's semantics (destination only)

@@ -149,10 +149,14 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if args.from_points:
         points, held = calibrate.read_points()
         command += " --from-points"
-        if args.remeasure:
-            points, again = calibrate.remeasured(points, args.remeasure, args.jobs)
-            held, again_held = calibrate.remeasured(held, args.remeasure, args.jobs)
-            command += f" --remeasure '{args.remeasure}'"
+        if args.remeasure or args.remeasure_longer is not None:
+            points, again = calibrate.remeasured(points, args.remeasure, args.remeasure_longer,
+                                                 args.jobs)
+            held, again_held = calibrate.remeasured(held, args.remeasure, args.remeasure_longer,
+                                                    args.jobs)
+            command += (f" --remeasure '{args.remeasure}'" if args.remeasure else "") + (
+                f" --remeasure-longer {args.remeasure_longer}"
+                if args.remeasure_longer is not None else "")
             print(f"re-measured {again} of {len(points)} points and {again_held} of "
                   f"{len(held)} held out", file=sys.stderr)
     else:
@@ -338,6 +342,9 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--remeasure", metavar="REGEX",
                    help="with --from-points: measure again the points whose code (compiler "
                         "output or hand-written kernel) matches REGEX, keep the others")
+    c.add_argument("--remeasure-longer", type=int, metavar="N",
+                   help="with --from-points: measure again the points whose code has more "
+                        "than N instructions too")
     c.set_defaults(func=cmd_calibrate)
 
     f = sub.add_parser("faithfulness", help="cost-model faithfulness report (brief §8)")

@@ -230,13 +230,20 @@ def cross_validated(points: Sequence[Point], margin: float, folds: int = 2) -> d
         return int(hashlib.sha256(p.variant.encode()).hexdigest(), 16) % folds
 
     which: list[str] = []
+    by_class: dict[str, int] = {}
     judged = 0
     for k in range(folds):
         train = [p for p in points if p.source == HAND or fold(p) != k]
         test = [p for p in points if p.source != HAND and fold(p) == k]
         judged += len(test)
-        which += flagged(test, bands(train, margin)[0])
-    return {"folds": folds, "count": len(which), "of": judged, "which": which[:20]}
+        found = flagged(test, bands(train, margin)[0])
+        which += found
+        for p in test:
+            if p.name in found:
+                cls = crosscheck.class_key(kernels.get(p.variant).template, p.kind)
+                by_class[cls] = by_class.get(cls, 0) + 1
+    return {"folds": folds, "count": len(which), "of": judged, "which": which[:20],
+            "by_class": dict(sorted(by_class.items()))}
 
 
 def flagged(points: Sequence[Point], band: dict[str, Any]) -> list[str]:
@@ -327,14 +334,29 @@ def code_of(p: Point) -> str:
     return baselines.get(kernels.get(p.variant), p.source, p.detail).assembly
 
 
-def remeasured(points: Sequence[Point], pattern: str,
+_INSTRUCTION = re.compile(r"^\s*(?:[.\w$]+:\s*)?[a-z][\w.]*(?:\s|$)", re.M)
+
+
+def instructions_in(text: str) -> int:
+    """How many instruction lines an assembly text has (labels, directives and comments not)."""
+    return len(_INSTRUCTION.findall(text))
+
+
+def remeasured(points: Sequence[Point], pattern: str | None, longer: int | None,
                workers: int | None) -> tuple[list[Point], int]:
-    """(the points, those whose code matches `pattern` measured again under the current model;
-    how many were). After a change to an estimate that only code of some form can see (a
-    pattern matching every such form, and every call: library code is not in the text), the
-    rest of the points stand as recorded, and a calibration costs minutes instead of hours."""
-    found = re.compile(pattern, re.M)
-    redo = [i for i, p in enumerate(points) if found.search(code_of(p))]
+    """(the points, those whose code matches `pattern` or has more than `longer` instructions
+    measured again under the current model; how many were). After a change to an estimate
+    that only code of some form can see (a pattern matching every such form, and every call:
+    library code is not in the text), the rest of the points stand as recorded, and a
+    calibration costs minutes instead of hours."""
+    found = re.compile(pattern, re.M) if pattern else None
+
+    def again(p: Point) -> bool:
+        code = code_of(p)
+        return bool(found and found.search(code)) or (
+            longer is not None and instructions_in(code) > longer)
+
+    redo = [i for i, p in enumerate(points) if again(p)]
     jobs = [(points[i].variant, points[i].source, points[i].detail) for i in redo
             if points[i].source != HAND]
     fresh = iter(points_of(jobs, workers) if jobs else [])
