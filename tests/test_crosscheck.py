@@ -248,3 +248,17 @@ def test_a_disagreement_inside_the_global_band_is_flagged_by_its_class_band() ->
     assert judged.details["block_class"] == "vec_add/simd"
     lo, hi = crosscheck.bands().ratio
     assert lo <= judged.details["ratio"] <= hi, judged.details
+
+
+def test_remeasuring_the_recorded_points_that_match_gives_what_was_recorded() -> None:
+    """`calibrate --from-points --remeasure`: the matching points are measured again under the
+    current model (which the recorded points are of), the others kept as they are."""
+    points, _ = calibrate.read_points()
+    fcsel = [p for p in points if p.source == calibrate.HAND and "fcsel" in p.detail]
+    others = [p for p in points if p.source == calibrate.HAND][:3]
+    assert fcsel and calibrate.remeasured(others, None, None, 1) == (others, 0)
+    assert calibrate.remeasured(fcsel + others, r"^\s*fcsel\s", None, 1) == (fcsel + others,
+                                                                             len(fcsel))
+    assert calibrate.instructions_in(honest.RELU_FCSEL) == len(
+        [line for line in honest.RELU_FCSEL.splitlines() if line.strip()
+         and not line.strip().endswith(":")])
