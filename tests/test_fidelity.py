@@ -14,6 +14,21 @@ from toolchain import tools
 from toolchain.gates.performance import fidelity, mca
 
 COST_MODEL_PAGE = Path(__file__).resolve().parents[1] / "docs" / "cost-model.md"
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _rows(page: Path, section: str = "") -> dict[str, list[str]]:
+    """The table rows of a page (of its `section` only, when given), by micro-kernel: the cells
+    after the name."""
+    text = page.read_text()
+    if section:
+        text = text.split(section, 1)[1].split("\n## ", 1)[0]
+    out = {}
+    for line in text.splitlines():
+        if line.strip().startswith("| `"):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            out[cells[0]] = cells[1:]
+    return out
 
 
 def test_the_table_covers_what_the_issue_asks_for() -> None:
@@ -56,6 +71,16 @@ def test_the_cost_model_page_carries_the_table() -> None:
     text = COST_MODEL_PAGE.read_text()
     for row in fidelity.ROWS:
         assert f"| `{row.name}` |" in text, row.name
+
+
+def test_the_readme_carries_the_same_table() -> None:
+    """The README's short form: every row, with the page's figure, published value, model
+    value and band (the page adds sources and the llvm-mca 22 column)."""
+    page, readme = _rows(COST_MODEL_PAGE), _rows(README, "## Cost-model fidelity")
+    assert set(readme) == {f"`{row.name}`" for row in fidelity.ROWS} <= set(page)
+    for name, cells in readme.items():
+        figure, published, model, _mca22, band, _source = page[name]
+        assert cells == [figure, published, model, band], name
 
 
 @pytest.mark.parametrize(("text", "expected"), [
