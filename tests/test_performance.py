@@ -187,7 +187,7 @@ BURN = """
 
 
 def test_a_trace_longer_than_its_budget_is_timeout() -> None:
-    settings = get_settings().replace(trace_limit_mb=8)
+    settings = get_settings().replace(trace_limit_blocks=100_000)
     burn = asm(BURN.format(lo=200_000 & 0xFFFF, hi=200_000 >> 16))
     v = verify(VEC, burn, SEED, settings=settings)
     assert v.error_kind == ErrorKind.timeout, v.message
@@ -237,8 +237,8 @@ saved: .skip 32"""
 
 
 def traced_only(text: str) -> gate.Failed:
-    """The timing run of `text` on its own, as if the correctness gate had let it through: the
-    trace's own defences, behind the execution guard that now stops these in every test."""
+    """The timing run of `text` on its own (as baselines are measured), as if the correctness
+    gate had let it through: the same guard stops it there."""
     settings = get_settings()
     scratch = Path(tempfile.mkdtemp(prefix="armgym-traced-"))
     try:
@@ -258,7 +258,7 @@ def test_work_done_after_returning_through_a_redirected_link_register_is_refused
     assert v.gates[-1].name == "correctness"  # the execution guard, in the first test
     assert v.error_kind == ErrorKind.abi_violation, v.message
     failed = traced_only(asm(LATE_WORK))
-    assert failed.kind == ErrorKind.abi_violation and "after it had returned" in str(failed)
+    assert failed.kind == ErrorKind.abi_violation and "outside a call" in str(failed)
 
 
 # --------------------------------------------------------------------------- the cross-check
@@ -339,8 +339,7 @@ SYSCALL = """
 
 
 def test_a_system_call_made_by_the_kernel_is_refused(tmp_path: Path) -> None:
-    from toolchain.execution import harness
-    from toolchain.gates.performance.trace import Executable
+    from toolchain.execution import guard, harness
 
     def text(address: int) -> str:
         return asm(SYSCALL.format(a0=address & 0xFFFF, a1=(address >> 16) & 0xFFFF,
@@ -353,7 +352,7 @@ def test_a_system_call_made_by_the_kernel_is_refused(tmp_path: Path) -> None:
     built = harness.build(kernels.get(VEC), settings=get_settings())
     subprocess.run(tools.link_argv([str(built.object), str(tmp_path / "k.o")],
                                    str(tmp_path / "k.elf"), runtime=False), check=True)
-    write = Executable.read(tmp_path / "k.elf").symbol("write")
+    write = guard.Image.read(tmp_path / "k.elf").symbol("write")
     v = verify(VEC, text(write), SEED)
     assert v.gates[-1].name == "correctness"  # the execution guard, in the first test
     assert v.error_kind == ErrorKind.abi_violation, v.message

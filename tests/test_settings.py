@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
     ({"ARMGYM_VERDICT_CACHE": ""}, "ARMGYM_VERDICT_CACHE"),
     ({"ARMGYM_SANDBOX": "bwarp"}, "ARMGYM_SANDBOX"),
     ({"ARMGYM_RUN_TIMEOUT_BASE_S": "-1"}, "ARMGYM_RUN_TIMEOUT_BASE_S"),
-    ({"ARMGYM_TRACE_LIMIT_MB": "1.5"}, "ARMGYM_TRACE_LIMIT_MB"),
+    ({"ARMGYM_TRACE_LIMIT_BLOCKS": "1.5"}, "ARMGYM_TRACE_LIMIT_BLOCKS"),
 ])
 def test_a_mistyped_core_value_is_refused_by_name(env: dict[str, str], variable: str) -> None:
     with pytest.raises(SettingsError, match=variable):

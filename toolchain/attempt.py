@@ -1,8 +1,9 @@
 """The attempt context: what one verification knows so far, handed from gate to gate.
 
 Each gate reads what earlier gates left (the decoded text, the variant, the object, the C
-reference run, the measurement) and adds its own; nothing passes between gates through module
-state. `close` ends what the attempt started (a reference run in the background, its scratch).
+reference run, the recorded timing test, the measurement) and adds its own; nothing passes
+between gates through module state. `close` ends what the attempt started (a reference run in
+the background, its scratch).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from . import scratch as scratch_dirs
 from .errors import GateName
-from .execution import ReferenceRun
+from .execution import ReferenceRun, Timed
 from .gates.performance.measurement import Measurement
 from .kernels.model import Variant
 from .settings import Settings
@@ -30,6 +31,7 @@ class Attempt:
     text: str = ""  # the assembly, once the input and format gates accepted it
     variant: Variant | None = None  # once the variant gate found it
     object: Path | None = None  # once the assembler made it (in `scratch`)
+    timed: Timed | None = None  # the correctness run's record of the timing test
     measurement: Measurement | None = None  # the performance gate's, for the cross-check
     results: list[GateResult] = field(default_factory=list)
     _scratch: Path | None = None

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from . import kernels
+from . import execution, kernels
 from .attempt import Attempt
 from .completion import extract_assembly
 from .errors import ErrorKind, GateName
@@ -79,14 +79,18 @@ def _object(a: Attempt) -> GateResult:
 
 
 def _correctness(a: Attempt) -> GateResult:
+    """The tests, in one emulator run that also records the timing test's blocks."""
     assert a.variant is not None and a.object is not None
-    return correctness.run(a.variant, a.object, a.seed, a.scratch, a.settings, a.reference)
+    timing = execution.timing_test(a.seed, a.settings.tests_per_attempt)
+    result, a.timed = correctness.run_timed(a.variant, a.object, a.seed, a.scratch, a.settings,
+                                            a.reference, timing)
+    return result
 
 
 def _performance(a: Attempt) -> GateResult:
     assert a.variant is not None and a.object is not None
     result, a.measurement = performance.performance(a.variant, a.object, a.text, a.seed,
-                                                    a.scratch, a.settings, a.reference)
+                                                    a.scratch, a.settings, a.reference, a.timed)
     return result
 
 

@@ -151,9 +151,10 @@ class Settings(EnvSettings):
     run_timeout_factor: float = Field(20.0, ge=0)
     memory_limit_mb: int = Field(1024, ge=16)
     output_limit_bytes: int = Field(64 * 1024 * 1024, ge=1024)
-    # The performance gate's qemu trace of one test (about 90 bytes per executed translation
-    # block); a kernel whose trace outgrows it is `timeout`.
-    trace_limit_mb: int = Field(192, ge=1)
+    # Translation blocks the execution guard records of the timing test (4 bytes each; the
+    # default is the 192 MiB that qemu's log of one test was allowed, at its 90 bytes a block);
+    # a kernel that runs more is `timeout`.
+    trace_limit_blocks: int = Field(192 * 1024 * 1024 // 90, ge=1, le=1 << 23)
     # Mispredicted branches cost the V2's penalty on top of llvm-mca's cycles (performance/
     # branches.py); off only to compare with the pipeline-only figure.
     branch_prediction: bool = True

@@ -31,7 +31,7 @@ PRUNE_EVERY = 64  # puts between two checks of the directory written to
 # do not.
 DECIDING = ("tests_per_attempt", "max_source_bytes", "max_source_lines", "max_object_bytes",
             "assemble_timeout_s", "link_timeout_s", "run_timeout_base_s", "run_timeout_factor",
-            "memory_limit_mb", "output_limit_bytes", "trace_limit_mb", "sandbox",
+            "memory_limit_mb", "output_limit_bytes", "trace_limit_blocks", "sandbox",
             "branch_prediction")
 
 

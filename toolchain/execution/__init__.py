@@ -7,12 +7,15 @@ from .runs import (
     MAP_NAME,
     Reference,
     ReferenceRun,
+    Timed,
+    guarded_run,
     link,
     needs_abs_run,
     qemu_argv,
     reference,
+    timed,
     timing_test,
 )
 
-__all__ = ["EXE_NAME", "MAP_NAME", "Reference", "ReferenceRun", "link", "needs_abs_run",
-           "qemu_argv", "reference", "timing_test"]
+__all__ = ["EXE_NAME", "MAP_NAME", "Reference", "ReferenceRun", "Timed", "guarded_run", "link",
+           "needs_abs_run", "qemu_argv", "reference", "timed", "timing_test"]

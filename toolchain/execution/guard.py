@@ -40,7 +40,7 @@ import subprocess
 import tarfile
 import tempfile
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -48,6 +48,7 @@ import numpy as np
 
 from .. import tools
 from ..errors import InfraError
+from . import blocks
 
 PLUGIN_C = Path(__file__).with_name("guard_plugin.c")
 HEADER = "qemu-plugin.h"
@@ -299,15 +300,15 @@ class Image:
         i = int(np.searchsorted(self._starts, hi, side="left"))  # functions starting before hi
         return bool(i and (self._ends[:i] > lo).any())
 
+    def bytes_at(self, address: int, size: int) -> bytes:
+        for vaddr, offset, filesz in self.segments:
+            if vaddr <= address and address + size <= vaddr + filesz:
+                return self.data[offset + address - vaddr: offset + address - vaddr + size]
+        raise InfraError(f"code at {address:#x} is not in a loaded segment")
+
     def words(self, start: int, end: int) -> Iterable[tuple[int, int]]:
-        for vaddr, offset, size in self.segments:
-            if vaddr <= start and end <= vaddr + size:
-                base = offset + start - vaddr
-                for i, (w,) in enumerate(struct.iter_unpack("<I", self.data[base: base + end
-                                                                              - start])):
-                    yield start + 4 * i, w
-                return
-        raise InfraError(f"code at {start:#x} is not in a loaded segment")
+        for i, (w,) in enumerate(struct.iter_unpack("<I", self.bytes_at(start, end - start))):
+            yield start + 4 * i, w
 
 
 def _segments(data: bytes) -> tuple[tuple[int, int, int], ...]:
@@ -434,6 +435,13 @@ class Guard:
     ret: int
     text: tuple[Range, ...]
     allowed: tuple[Range, ...]
+    # record=: the kernel call (0-based) whose blocks are recorded, and the sequence's bound
+    record: int | None = None
+    limit: int = 0
+    # the linked executable as read before the run, and the candidate's own code ranges (one
+    # per section): what the performance gate decodes and calls the candidate's
+    image: Image | None = field(default=None, compare=False, repr=False)
+    code: tuple[Range, ...] = ()
 
     def qemu_args(self, plugin_name: str) -> list[str]:
         """`-plugin` for qemu, the plugin being visible to it as `plugin_name`."""
@@ -444,7 +452,14 @@ class Guard:
                 f"entry={self.entry:x}", f"return={self.ret:x}", f"text={spans(self.text)}"]
         if self.allowed:
             args.append(f"allow={spans(self.allowed)}")
+        if self.record is not None:
+            args += [f"record={self.record:x}", f"limit={self.limit:x}",
+                     f"out={blocks.RECORD_NAME}"]
         return ["-plugin", ",".join(args)]
+
+    def recorded(self, scratch: Path) -> blocks.Trace:
+        """The blocks of the recorded call (blocks.read), once the run has ended."""
+        return blocks.read(scratch / blocks.RECORD_NAME, self.token)
 
     def lines(self, stderr: bytes) -> list[str]:
         prefix = f"armgym-guard {self.token} ".encode()
@@ -453,14 +468,19 @@ class Guard:
 
 
 def for_link(scratch: Path, exe_name: str, map_name: str, object_name: str,
-             math_functions: Iterable[str], cache_dir: Path) -> Guard:
-    """The guard for the candidate linked in `scratch` (its executable and ld's map)."""
+             math_functions: Iterable[str], cache_dir: Path, record: int | None = None,
+             limit: int = 0) -> Guard:
+    """The guard for the candidate linked in `scratch` (its executable and ld's map); with
+    `record`, it also records the blocks of that kernel call (at most `limit`)."""
     candidate = code_ranges(scratch / map_name, object_name)
     image = Image.read(scratch / exe_name)
     allowed = allowed_functions(image, math_functions, candidate)
+    if record is not None and not 0 < limit <= blocks.MAX_SEQUENCE:
+        raise InfraError(f"the block record's limit must be in 1..{blocks.MAX_SEQUENCE}")
     return Guard(plugin_path(cache_dir), secrets.token_hex(16), image.symbol(KERNEL_SYMBOL),
                  image.symbol(RETURN_SYMBOL), tuple(close_padding(image, merge(candidate))),
-                 tuple(merge((f.start, f.end) for f in allowed)))
+                 tuple(merge((f.start, f.end) for f in allowed)), record, limit, image,
+                 tuple(candidate))
 
 
 def close_padding(image: Image, ranges: list[Range]) -> list[Range]:

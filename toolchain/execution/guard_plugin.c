@@ -17,9 +17,18 @@
  * outside block between an entry and its return, no candidate instruction between a return and
  * the next entry. A system call is checked when it is made.
  *
+ * The same run records what the performance gate costs (record=): the order in which the translated
+ * blocks that hold the candidate's or allowed code ran during one chosen call of the kernel (the
+ * timing test), from its entry up to its return, bounded by limit= blocks. Each such block gets
+ * an execution callback (only those: the harness's blocks get none); at exit the block table
+ * (first and last instruction address of each translation) and the sequence are written to the
+ * file out=, under the run's token. That is what qemu's `-d in_asm,exec,nochain` log gave in a
+ * run of its own, without the log.
+ *
  * Arguments (all numbers hexadecimal, no prefix): token=<text>, status=<n>, entry=<addr>, return=<addr>,
  * text=<lo>-<hi>[:<lo>-<hi>...] (the candidate's sections), allow=<lo>-<hi>[:...] (may be
- * empty).
+ * empty); optionally record=<call> (0-based), limit=<blocks> and out=<file name>, all three or
+ * none.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -29,6 +38,8 @@
 QEMU_PLUGIN_EXPORT int qemu_plugin_version = QEMU_PLUGIN_VERSION;
 
 #define MAX_RANGES 4096 /* guard.py's MAX_RANGES */
+#define MAX_TBS (1 << 17) /* translations recorded: guard.py's MAX_TBS */
+#define MAX_SEQUENCE (1 << 23) /* guard.py's MAX_SEQUENCE: the largest limit= */
 
 /* No C library: the plugin is built freestanding (no libc to link, so it builds in a fraction of
  * a second and depends on nothing but qemu's plugin API), with two raw system calls. */
@@ -38,7 +49,14 @@ static long sys3(long n, long a, long b, long c) {
     __asm__ volatile("syscall" : "=a"(r) : "a"(n), "D"(a), "S"(b), "d"(c) : "rcx", "r11", "memory");
     return r;
 }
-enum { SYS_WRITE = 1, SYS_EXIT_GROUP = 231 };
+static long sys4(long n, long a, long b, long c, long d) {
+    long r;
+    register long r10 __asm__("r10") = d;
+    __asm__ volatile("syscall" : "=a"(r) : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10)
+                     : "rcx", "r11", "memory");
+    return r;
+}
+enum { SYS_WRITE = 1, SYS_EXIT_GROUP = 231, SYS_OPENAT = 257, SYS_CLOSE = 3 };
 #elif defined(__aarch64__)
 static long sys3(long n, long a, long b, long c) {
     register long x8 __asm__("x8") = n, x0 __asm__("x0") = a, x1 __asm__("x1") = b,
@@ -46,7 +64,13 @@ static long sys3(long n, long a, long b, long c) {
     __asm__ volatile("svc #0" : "+r"(x0) : "r"(x8), "r"(x1), "r"(x2) : "memory");
     return x0;
 }
-enum { SYS_WRITE = 64, SYS_EXIT_GROUP = 94 };
+static long sys4(long n, long a, long b, long c, long d) {
+    register long x8 __asm__("x8") = n, x0 __asm__("x0") = a, x1 __asm__("x1") = b,
+                  x2 __asm__("x2") = c, x3 __asm__("x3") = d;
+    __asm__ volatile("svc #0" : "+r"(x0) : "r"(x8), "r"(x1), "r"(x2), "r"(x3) : "memory");
+    return x0;
+}
+enum { SYS_WRITE = 64, SYS_EXIT_GROUP = 94, SYS_OPENAT = 56, SYS_CLOSE = 57 };
 #else
 #error "unsupported host architecture"
 #endif
@@ -65,6 +89,18 @@ static uint64_t cand_count, outside_count;
 static uint64_t cand_at_return, outside_at_entry;
 static int active;
 static uint64_t entries, returns;
+
+/* The recorded call (record=): translations that hold code which is not outside, by id, and the
+ * ids in the order they ran. */
+struct tbinfo { uint64_t first, last; };
+static struct tbinfo tbs[MAX_TBS];
+static uint32_t sequence[MAX_SEQUENCE];
+static uint64_t ntbs, nseq, seq_limit;
+static int64_t record_call = -1;
+static int recording;
+static uint32_t flags; /* REC_* */
+enum { REC_DONE = 1, REC_OVER_LIMIT = 2, REC_TOO_MANY_TBS = 4 };
+static char out_path[128];
 
 struct line { char buf[256]; size_t n; };
 
@@ -108,11 +144,32 @@ static enum kind kind_of(uint64_t pc) {
     return OUTSIDE;
 }
 
+static void append(uint64_t id) {
+    if (nseq < seq_limit) {
+        sequence[nseq++] = (uint32_t)id;
+    } else {
+        flags |= REC_OVER_LIMIT;
+        recording = 0;
+    }
+}
+
+/* Every execution of a translation that holds the candidate's or allowed code. qemu calls a
+ * block's callbacks before its first instruction's, so the entry block itself is appended by
+ * on_entry (its udata is that block's id + 1). */
+static void on_tb(unsigned int vcpu, void *udata) {
+    (void)vcpu;
+    if (recording) append((uint64_t)(uintptr_t)udata);
+}
+
 static void on_entry(unsigned int vcpu, void *udata) {
-    (void)vcpu; (void)udata;
+    (void)vcpu;
     if (active) return; /* recursion, or a loop back to the first instruction */
     if (cand_count != cand_at_return) halt("violation stray", 0, 0);
     active = 1;
+    if ((int64_t)entries == record_call && !(flags & REC_TOO_MANY_TBS)) {
+        recording = 1;
+        if (udata) append((uint64_t)(uintptr_t)udata - 1);
+    }
     entries++;
     outside_at_entry = outside_count;
 }
@@ -121,6 +178,10 @@ static void on_return(unsigned int vcpu, void *udata) {
     (void)vcpu; (void)udata;
     if (!active) return;
     if (outside_count != outside_at_entry) halt("violation outside", 0, 0);
+    if (recording) {
+        recording = 0;
+        flags |= REC_DONE;
+    }
     active = 0;
     returns++;
     cand_at_return = cand_count;
@@ -135,8 +196,43 @@ static void on_syscall(qemu_plugin_id_t id, unsigned int vcpu, int64_t num, uint
     if (cand_count != cand_at_return) halt("violation stray-syscall", 1, num);
 }
 
+static int put_all(long fd, const void *p, uint64_t n) {
+    const char *c = p;
+    while (n) {
+        long w = sys3(SYS_WRITE, fd, (long)c, (long)(n > (1 << 20) ? (1 << 20) : n));
+        if (w <= 0) return -1;
+        c += w;
+        n -= (uint64_t)w;
+    }
+    return 0;
+}
+
+/* The record file: "armgym-blocks\0\0\0", the token (64 bytes, zero-padded), flags, the number
+ * of translations and of sequence entries (u32, u32, u64), the translations (first and last
+ * instruction address, u64 each), the sequence (u32 ids); little-endian, as the host is. */
+static void write_record(void) {
+    long fd = sys4(SYS_OPENAT, -100 /* AT_FDCWD */, (long)out_path,
+                   01 | 0100 | 01000 /* O_WRONLY | O_CREAT | O_TRUNC */, 0600);
+    if (fd < 0) {
+        say("record-failed", 1, -fd, 0);
+        return;
+    }
+    static char head[96]; /* zeroed: the plugin has no memset to call */
+    static const char magic[] = "armgym-blocks";
+    for (size_t i = 0; magic[i]; i++) head[i] = magic[i];
+    for (size_t i = 0; token[i]; i++) head[16 + i] = token[i];
+    uint32_t counts[2] = {flags, (uint32_t)ntbs};
+    for (size_t i = 0; i < 8; i++) head[80 + i] = ((const char *)counts)[i];
+    for (size_t i = 0; i < 8; i++) head[88 + i] = ((const char *)&nseq)[i];
+    if (put_all(fd, head, sizeof head) || put_all(fd, tbs, ntbs * sizeof tbs[0]) ||
+        put_all(fd, sequence, nseq * sizeof sequence[0]))
+        say("record-failed", 0, 0, 0);
+    sys3(SYS_CLOSE, fd, 0, 0);
+}
+
 static void on_exit_cb(qemu_plugin_id_t id, void *udata) {
     (void)id; (void)udata;
+    if (out_path[0]) write_record();
     say("end", 2, (int64_t)entries, (int64_t)returns);
 }
 
@@ -169,17 +265,21 @@ static void on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb) {
     size_t n = qemu_plugin_tb_n_insns(tb);
     enum kind prev = OUTSIDE;
     struct qemu_plugin_insn *outside_start = 0;
+    int own = 0; /* any instruction that is not outside: a block the record= call may run */
+    uint64_t tid = ntbs; /* this block's id, should it be recorded */
     for (size_t i = 0; i < n; i++) {
         struct qemu_plugin_insn *insn = qemu_plugin_tb_get_insn(tb, i);
         uint64_t pc = qemu_plugin_insn_vaddr(insn);
         enum kind k = kind_of(pc);
+        own |= k != OUTSIDE;
         if (outside_start && k != OUTSIDE) { /* an outside run that leads on into other code */
             qemu_plugin_register_vcpu_insn_exec_inline(outside_start, QEMU_PLUGIN_INLINE_ADD_U64,
                                                        &outside_count, 1);
             outside_start = 0;
         }
         if (pc == entry_pc && k == CANDIDATE) {
-            qemu_plugin_register_vcpu_insn_exec_cb(insn, on_entry, QEMU_PLUGIN_CB_NO_REGS, 0);
+            void *first = record_call >= 0 && i == 0 && tid < MAX_TBS ? (void *)(uintptr_t)(tid + 1) : 0;
+            qemu_plugin_register_vcpu_insn_exec_cb(insn, on_entry, QEMU_PLUGIN_CB_NO_REGS, first);
         } else if (pc == return_pc && i == 0) {
             qemu_plugin_register_vcpu_insn_exec_cb(insn, on_return, QEMU_PLUGIN_CB_NO_REGS, 0);
             k = ALLOWED; /* the rest of this block is the harness after a proper return */
@@ -202,6 +302,15 @@ static void on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb) {
         }
         prev = k;
     }
+    if (record_call < 0 || !own || n == 0) return;
+    if (tid >= MAX_TBS) {
+        flags |= REC_TOO_MANY_TBS; /* the record would miss blocks: it is refused */
+        return;
+    }
+    tbs[tid].first = qemu_plugin_insn_vaddr(qemu_plugin_tb_get_insn(tb, 0));
+    tbs[tid].last = qemu_plugin_insn_vaddr(qemu_plugin_tb_get_insn(tb, n - 1));
+    ntbs = tid + 1;
+    qemu_plugin_register_vcpu_tb_exec_cb(tb, on_tb, QEMU_PLUGIN_CB_NO_REGS, (void *)(uintptr_t)tid);
 }
 
 /* Hexadecimal digits at *p (no prefix); -1 when there are none or too many. */
@@ -263,11 +372,31 @@ QEMU_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_
             have |= 16;
         } else if ((v = value_of(argv[i], "allow"))) {
             if (parse_ranges(v, allowed, &nallowed)) return -1;
+        } else if ((v = value_of(argv[i], "record"))) {
+            uint64_t call;
+            if (parse_hex(&v, &call) || *v || call > 0xFFFFFFFF) return -1;
+            record_call = (int64_t)call;
+            have |= 32;
+        } else if ((v = value_of(argv[i], "limit"))) {
+            if (parse_hex(&v, &seq_limit) || *v || seq_limit == 0 || seq_limit > MAX_SEQUENCE)
+                return -1;
+            have |= 64;
+        } else if ((v = value_of(argv[i], "out"))) {
+            size_t n = 0;
+            for (; v[n] && n < sizeof out_path - 1; n++) {
+                char c = v[n];
+                if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                      c == '.' || c == '_' || c == '-'))
+                    return -1; /* a plain file name in the working directory */
+                out_path[n] = c;
+            }
+            if (v[n] || n == 0) return -1;
+            have |= 128;
         } else {
             return -1;
         }
     }
-    if (have != 31 || kind_of(entry_pc) != CANDIDATE || kind_of(return_pc) != OUTSIDE)
+    if ((have != 31 && have != 255) || kind_of(entry_pc) != CANDIDATE || kind_of(return_pc) != OUTSIDE)
         return -1;
     qemu_plugin_register_vcpu_tb_trans_cb(id, on_translate);
     qemu_plugin_register_vcpu_syscall_cb(id, on_syscall);

@@ -23,7 +23,8 @@ from .. import scratch as scratch_dirs
 from ..errors import InfraError
 from ..kernels.model import Variant
 from ..settings import Settings
-from . import harness
+from . import blocks, guard, harness
+from .blocks import Trace
 from .harness import RANDOM_TESTS
 from .records import Record, parse, split_inputs
 
@@ -153,3 +154,42 @@ def link(variant: Variant, obj: Path, scratch: Path, settings: Settings) -> str 
         lines = [ln.split(": ", 1)[-1] for ln in text.splitlines() if ln.strip()][:5]
         return "; ".join(lines) or ("linker timed out" if res.timed_out else "link failed")
     return None
+
+
+@dataclass(frozen=True)
+class Timed:
+    """The timing test as the guard recorded it, for the performance gate to cost."""
+
+    test: int
+    image: guard.Image  # the linked executable as read before the run
+    code: tuple[guard.Range, ...]  # the candidate's code sections in it
+    trace: Trace | None  # None: the call ran more blocks than trace_limit_blocks
+
+
+def guarded_run(variant: Variant, object_name: str, seed: int, scratch: Path,
+                settings: Settings, *, budget_s: float, tests: int, first: int = 0,
+                record: int | None = None) -> tuple[sandbox.RunResult, guard.Guard]:
+    """Tests first..tests-1 of the candidate linked in `scratch`, under the execution guard;
+    with `record`, the guard also records the blocks of that kernel call (0 = test `first`)."""
+    watch = guard.for_link(scratch, EXE_NAME, MAP_NAME, object_name, variant.math_functions,
+                           settings.cache_dir, record, settings.trace_limit_blocks)
+    res = sandbox.run(
+        qemu_argv(f"./{EXE_NAME}", seed, tests, False, first=first,
+                  plugin=watch.qemu_args(str(watch.plugin))),
+        scratch, timeout_s=budget_s, ro_files=[watch.plugin],
+        limits=sandbox.Limits(cpu_seconds=int(budget_s) + 2), settings=settings,
+        # the records go to stdout; the candidate may not write a file at all (the guard's
+        # record is written by the plugin, at exit)
+        writable=[blocks.RECORD_NAME] if record is not None else False,
+    )
+    return res, watch
+
+
+def timed(watch: guard.Guard, test: int, scratch: Path) -> Timed:
+    """What the guard recorded of test `test` in a run that completed."""
+    try:
+        trace: Trace | None = watch.recorded(scratch)
+    except blocks.OverBudget:
+        trace = None
+    assert watch.image is not None
+    return Timed(test, watch.image, watch.code, trace)

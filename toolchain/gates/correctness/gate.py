@@ -1,4 +1,8 @@
-"""The correctness gate: link, run candidate and C reference under qemu, compare."""
+"""The correctness gate: link, run candidate and C reference under qemu, compare.
+
+The candidate's one emulator run covers every test under the execution guard, which also records
+the executed blocks of the timing test for the performance gate (execution/blocks.py).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from pathlib import Path
 
 from ... import sandbox
 from ...errors import ErrorKind, GateName
-from ...execution import EXE_NAME, MAP_NAME, ReferenceRun, guard, harness, link, qemu_argv
+from ...execution import ReferenceRun, Timed, guard, guarded_run, harness, link, timed
 from ...execution.records import parse
 from ...kernels.model import Variant
 from ...settings import Settings
@@ -23,23 +27,37 @@ def run(variant: Variant, obj: Path, seed: int, scratch: Path, settings: Setting
         reference: ReferenceRun | None = None) -> GateResult:
     """Link `obj` (already through the object checks) and judge it on the attempt's tests
     against the attempt's C reference run."""
+    return run_timed(variant, obj, seed, scratch, settings, reference, None)[0]
+
+
+def run_timed(variant: Variant, obj: Path, seed: int, scratch: Path, settings: Settings,
+              reference: ReferenceRun | None, timing: int | None
+              ) -> tuple[GateResult, Timed | None]:
+    """`run`, recording the blocks of test `timing` as well (when given and the tests pass)."""
+    result, watch = _run(variant, obj, seed, scratch, settings, reference, timing)
+    if not result.passed or watch is None or timing is None:
+        return result, None
+    return result, timed(watch, timing, scratch)
+
+
+def _run(variant: Variant, obj: Path, seed: int, scratch: Path, settings: Settings,
+         reference: ReferenceRun | None, timing: int | None
+         ) -> tuple[GateResult, guard.Guard | None]:
     reference = reference or ReferenceRun(variant, seed, settings)
     tests = harness.test_count(variant, settings)
     ref = reference.get()
     expected = ref.records
     failed = link(variant, obj, scratch, settings)
     if failed:
-        return GateResult.fail(NAME, ErrorKind.link_error, failed)
+        return GateResult.fail(NAME, ErrorKind.link_error, failed), None
     budget = settings.run_timeout_base_s + settings.run_timeout_factor * ref.wall_s
-    watch = guard.for_link(scratch, EXE_NAME, MAP_NAME, obj.name, variant.math_functions,
-                           settings.cache_dir)
-    res = sandbox.run(
-        qemu_argv(f"./{EXE_NAME}", seed, tests, False,
-                  plugin=watch.qemu_args(str(watch.plugin))),
-        scratch, timeout_s=budget, ro_files=[watch.plugin],
-        limits=sandbox.Limits(cpu_seconds=int(budget) + 2), settings=settings,
-        writable=False,  # the records go to stdout; the candidate may not write a file at all
-    )
+    res, watch = guarded_run(variant, obj.name, seed, scratch, settings, budget_s=budget,
+                             tests=tests, record=timing)
+    return _judged(variant, res, watch, tests, budget, expected), watch
+
+
+def _judged(variant: Variant, res: sandbox.RunResult, watch: guard.Guard, tests: int,
+            budget: float, expected: list) -> GateResult:
     records, clean = parse(variant, res.stdout, False)
     done = len(records)
     if res.timed_out:

@@ -1,10 +1,12 @@
 """Gates 4 and 5: cycles on what executes, speedup over the faster compiler, and the cross-check.
 
-Runs after correctness passed, in the same scratch directory: the candidate is already linked
-there as candidate.elf (with ld's map). The timing input is one of the attempt's randomized
-tests, chosen by its seed (so a policy cannot special-case a public input, and the candidate has
-already been shown correct on it). The traced run's own outputs are compared with the C reference
-again, so a kernel that behaves differently when traced gains nothing.
+Runs after correctness passed, on what the correctness gate's run recorded: the timing test is
+one of the attempt's randomized tests, chosen by its seed (so a policy cannot special-case a
+public input), and the execution guard recorded the blocks the kernel ran in that test, in the
+same emulator run whose outputs were judged (execution/blocks.py). So what is costed is exactly
+what was shown correct; there is no second, traced run a kernel could tell apart. A caller with
+no such record (a baseline, the original design's bench) runs the timing test alone under the
+same guard.
 
 Baselines (clang -O3 and gcc -O3) are measured by the same model on the same input. Their cost is
 data-independent for most kernels: two fixed probe inputs decide that once per (variant,
@@ -28,7 +30,16 @@ from ... import background, baselines, sandbox, tools
 from ... import scratch as scratch_dirs
 from ...cache import DiskCache
 from ...errors import ErrorKind, GateName, InfraError
-from ...execution import EXE_NAME, MAP_NAME, ReferenceRun, harness, link, qemu_argv, timing_test
+from ...execution import (
+    ReferenceRun,
+    Timed,
+    guard,
+    guarded_run,
+    harness,
+    link,
+    timed,
+    timing_test,
+)
 from ...execution.records import parse
 from ...kernels.model import Variant
 from ...settings import Settings
@@ -37,20 +48,7 @@ from .. import syntax
 from ..correctness import judge
 from . import branches, crosscheck, mca, osaca_model
 from .measurement import Measurement
-from .trace import (
-    QEMU_LOG_FLAGS,
-    RETURN_SYMBOL,
-    TRACE_NAME,
-    Executable,
-    Profile,
-    TraceError,
-    TraceSink,
-    build_profile,
-    candidate_ranges,
-    disassemble,
-    executed_blocks,
-    parse_log,
-)
+from .trace import Profile, build_profile, disassemble, executed_blocks
 
 NAME = GateName.performance.value
 BASELINE_OPT = "-O3"
@@ -84,45 +82,36 @@ def model_key(settings: Settings) -> str:
 def measure(variant: Variant, scratch: Path, object_name: str, seed: int, test: int,
             settings: Settings, budget_s: float, check_outputs: bool,
             reference: ReferenceRun | None = None) -> Measurement:
-    """Trace test `test` of the executable linked in `scratch` and cost what it executed
-    (the inputs and, with check_outputs, the expected records from the reference run)."""
-    reference = reference or ReferenceRun(variant, seed, settings)
-    # Read before the kernel runs again: what is disassembled is what qemu loads (trace doc).
-    exe = Executable.read(scratch / EXE_NAME)
-    ranges = candidate_ranges(scratch / MAP_NAME, object_name)
-    # The inputs come from the C reference's run (harness mode S): generating them here would
-    # put the generator's work into the trace, many times the kernel's own.
-    inputs = reference.get(inputs_of=test).inputs[test]
-    argv = qemu_argv(f"./{EXE_NAME}", seed, test + 1, False, first=test,
-                                 log=(QEMU_LOG_FLAGS, TRACE_NAME), mode="S")
-    limits = sandbox.Limits(cpu_seconds=int(budget_s) + 2)
-    sink = TraceSink(scratch, settings.trace_limit_mb * 1024 * 1024)
-    try:
-        try:
-            res = sandbox.run(argv, scratch, timeout_s=budget_s, limits=limits, stdin=inputs,
-                              settings=settings)
-        finally:
-            log = sink.close()
-        if res.timed_out:
-            raise Failed(ErrorKind.timeout, f"timing run (test {test}) exceeded "
-                         f"{budget_s:.1f} s")
-        try:
-            executed = parse_log(log, exe.symbol("kernel"), exe.symbol(RETURN_SYMBOL), ranges,
-                                 sink.truncated)
-        except TraceError as exc:
-            kind = ErrorKind.timeout if exc.kind == "timeout" else ErrorKind.abi_violation
-            raise Failed(kind, f"timing run (test {test}): {exc}") from None
-    finally:
-        sink.remove()
+    """Run test `test` alone on the executable linked in `scratch`, recorded by the guard, and
+    cost what it executed (with check_outputs, its outputs are judged against the reference)."""
+    res, watch = guarded_run(variant, object_name, seed, scratch, settings, budget_s=budget_s,
+                             tests=test + 1, first=test, record=0)
+    if res.timed_out:
+        raise Failed(ErrorKind.timeout, f"timing run (test {test}) exceeded {budget_s:.1f} s")
+    escaped = guard.violation(watch, res.stderr, res.returncode)
+    if escaped:
+        raise Failed(ErrorKind.abi_violation, f"timing run (test {test}): {escaped}")
     if check_outputs:
-        _check_outputs(variant, res, test, reference)
-    insns = disassemble(exe, executed.addresses(), scratch, settings)
+        _check_outputs(variant, res, test, reference or ReferenceRun(variant, seed, settings))
+    elif res.returncode != 0:
+        raise Failed(ErrorKind.crash, f"timing run (test {test}) did not complete "
+                     f"(exit status {res.returncode})")
+    return measure_timed(timed(watch, 0, scratch), test, scratch, settings)
+
+
+def measure_timed(run: Timed, test: int, scratch: Path, settings: Settings) -> Measurement:
+    """Cost the blocks the guard recorded of test `test`."""
+    if run.trace is None:
+        raise Failed(ErrorKind.timeout, f"timing run (test {test}): the kernel ran more than "
+                     f"{settings.trace_limit_blocks} blocks")
+    executed = run.trace
+    insns = disassemble(run.image, executed.addresses(), scratch, settings)
     calls = sorted(a for a, i in insns.items() if i.mnemonic == "svc")
     if calls:
         raise Failed(ErrorKind.abi_violation, f"timing run (test {test}): the kernel made a "
                      f"system call (svc at {calls[0]:#x})")
     stats = branches.predict(executed_blocks(executed, insns), insns)
-    own = lambda a: any(lo <= a < hi for lo, hi in ranges)  # noqa: E731
+    own = lambda a: any(lo <= a < hi for lo, hi in run.code)  # noqa: E731
     return cost(build_profile(executed, insns), stats, scratch, settings, own)
 
 
@@ -260,17 +249,18 @@ def _measure_assembly(variant: Variant, assembly: str, seed: int, test: int,
 
 
 def performance(variant: Variant, obj: Path, text: str, seed: int, scratch: Path,
-                settings: Settings, reference: ReferenceRun | None = None
-                ) -> tuple[GateResult, Measurement | None]:
+                settings: Settings, reference: ReferenceRun | None = None,
+                recorded: Timed | None = None) -> tuple[GateResult, Measurement | None]:
     """The performance gate's result and, when it measured, the candidate's measurement (which
-    the cross-check gate judges)."""
+    the cross-check gate judges); `recorded`: the correctness run's record of the timing test
+    (without it, the timing test runs again on its own)."""
     reference = reference or ReferenceRun(variant, seed, settings)
     test = timing_test(seed, settings.tests_per_attempt)
     # the whole-listing figure is computed while the kernel is traced
     listing = background.submit(settings, mca.whole_listing, text, settings)
     try:
         return _measured_against_baselines(variant, obj, seed, test, scratch, settings, listing,
-                                           reference)
+                                           reference, recorded)
     finally:
         futures.wait([listing])  # never left running, whatever the outcome
 
@@ -278,11 +268,16 @@ def performance(variant: Variant, obj: Path, text: str, seed: int, scratch: Path
 def _measured_against_baselines(variant: Variant, obj: Path, seed: int, test: int,
                                 scratch: Path, settings: Settings,
                                 listing: futures.Future[dict[str, object]],
-                                reference: ReferenceRun) -> tuple[GateResult, Measurement | None]:
-    ref_wall = reference.get().wall_s
-    budget = settings.run_timeout_base_s + settings.run_timeout_factor * ref_wall
+                                reference: ReferenceRun, recorded: Timed | None
+                                ) -> tuple[GateResult, Measurement | None]:
     try:
-        cand = measure(variant, scratch, obj.name, seed, test, settings, budget, True, reference)
+        if recorded is not None and recorded.test == test:
+            cand = measure_timed(recorded, test, scratch, settings)
+        else:
+            budget = settings.run_timeout_base_s + settings.run_timeout_factor * \
+                reference.get().wall_s
+            cand = measure(variant, scratch, obj.name, seed, test, settings, budget, True,
+                           reference)
     except Failed as exc:
         return GateResult.fail(NAME, exc.kind, str(exc), timing_test=test), None
     except mca.UnpricedError as exc:
