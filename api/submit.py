@@ -13,7 +13,8 @@ from dataclasses import replace
 from fastapi import HTTPException
 
 from store import attempts
-from toolchain import kernels, verdict_cache
+from toolchain import kernels, limits, verdict_cache
+from toolchain.settings import Settings
 from toolchain.verify import derive_seed
 
 from .farm import Farm
@@ -53,16 +54,13 @@ def _step_problem(step: int | None) -> str | None:
     return None
 
 
-def _problem(item: attempts.NewAttempt, max_bytes: int) -> tuple[int, str] | None:
-    """(status, message) for an item the API refuses, None when it may be queued."""
-    try:
-        size = len(item.assembly.encode("utf-8"))
-    except UnicodeEncodeError:
-        return 422, "assembly is not valid UTF-8 text (lone surrogate)"
-    if size > max_bytes:
-        return 413, f"assembly is {size} bytes; the limit is {max_bytes}"
-    if "\x00" in item.assembly:
-        return 422, "assembly contains NUL characters"
+def _problem(item: attempts.NewAttempt, settings: Settings) -> tuple[int, str] | None:
+    """(status, message) for an item the API refuses, None when it may be queued. The input
+    limits are the core's (toolchain.limits, the input gate's own check), of which the API
+    refuses early those it could not store or carry."""
+    found = limits.input_problem(item.assembly, settings)
+    if found is not None and found.refused_early:
+        return found.status, found.message
     if _has_nul([item.variant_id, item.idempotency_key, item.meta]):
         return 422, "variant_id, idempotency_key or meta contains NUL characters"
     step = _step_problem(item.step)
@@ -98,7 +96,7 @@ def validate(items: Sequence[attempts.NewAttempt], farm: Farm) -> None:
                                  "request: one key names one attempt")
     problems = []
     for position, item in enumerate(items):
-        found = _problem(item, farm.settings.core.max_source_bytes)
+        found = _problem(item, farm.settings.core)
         if found:
             problems.append((position, *found))
     if problems:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import VEC_ADD_1024_LOOP
 
-from toolchain import kernels
+from toolchain import kernels, limits
 from toolchain.errors import ErrorKind
 from toolchain.gates import syntax
 from toolchain.settings import Settings, get_settings
@@ -330,6 +330,25 @@ def test_input_limits(text: str | bytes, needle: str) -> None:
     assert result is not None and not result.passed
     assert result.kind is ErrorKind.input_rejected
     assert needle in result.message
+
+
+@pytest.mark.parametrize("text", ["x" * 101, "nop\0\n", "nop // \ud800\n", "nop\n" * 11,
+                                  " \n\t\n", "nop\n"])
+def test_the_api_and_the_input_gate_share_one_check(text: str) -> None:
+    """The API refuses early (413/422, before storing) exactly the problems the core marks
+    so, with the input gate's own message; the others it stores for the gate to judge."""
+    from api.submit import _problem
+    from store.attempts import NewAttempt
+
+    settings = Settings(max_source_lines=10, max_source_bytes=100)
+    found = limits.input_problem(text, settings)
+    gate = syntax.check_input(text, settings)
+    assert (gate.message if gate else None) == (found.message if found else None)
+    api = _problem(NewAttempt(variant_id="relu_n64_float32", assembly=text), settings)
+    if found is not None and found.refused_early:
+        assert api == (413 if found.limit == "size" else 422, found.message)
+    else:
+        assert api is None
 
 
 def test_input_within_limits() -> None:

@@ -140,3 +140,12 @@ def test_the_core_is_handed_its_settings() -> None:
             and f != "toolchain/verify.py"] == []
     fetching = {f for f, text in found.items() if fetch.search(text)} - {"toolchain/settings.py"}
     assert fetching == set(SETTINGS_ENTRY_POINTS), fetching ^ set(SETTINGS_ENTRY_POINTS)
+
+
+def test_the_input_limits_are_checked_in_one_place() -> None:
+    """Only toolchain/limits.py compares a submission with the source limits (the API and the
+    input gate both call it); elsewhere they are declared (settings) or keyed (verdict cache)."""
+    readers = {str(p.relative_to(ROOT)) for p in _product_sources()
+               if re.search(r"max_source_(bytes|lines)", p.read_text())}
+    assert readers == {"toolchain/limits.py", "toolchain/settings.py",
+                       "toolchain/verdict_cache.py"}, readers

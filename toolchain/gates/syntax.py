@@ -2,8 +2,9 @@
 
 Policy (§5.1, §6):
 
-* Input: empty or whitespace-only text, bytes that are not UTF-8, NUL bytes, more than
-  `max_source_bytes` bytes or `max_source_lines` lines are `input_rejected` before anything runs.
+* Input: empty or whitespace-only text, bytes that are not UTF-8, NUL bytes, more bytes or lines
+  than the settings allow are `input_rejected` before anything runs (toolchain/limits.py, the
+  one check, which the API also calls to refuse some of them at the door).
 * Directives: `.incbin` and `.include` read files, so they are `forbidden_directive` wherever they
   appear as a statement (after labels, after `;`, in any case, inside macro bodies too). The
   literal-size bloat directives `.fill .space .skip .zero .ds[.x] .dcb[.x]` are refused when
@@ -33,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import sandbox
+from .. import limits, sandbox
 from ..errors import ErrorKind, GateName, InfraError
 from ..settings import Settings
 from ..tools import GAS_MARCH, tool
@@ -57,35 +58,12 @@ WITHHELD_MESSAGE = "error in text that is not part of the submission (content wi
 
 
 def check_input(text: str | bytes, settings: Settings) -> GateResult | None:
-    """Refuse input no assembler run should be spent on; None when the text may go on."""
-    problem = _input_problem(text, settings)
+    """Refuse input no assembler run should be spent on (toolchain.limits, the check the API
+    shares); None when the text may go on."""
+    problem = limits.input_problem(text, settings)
     if problem is None:
         return None
-    return GateResult.fail(GateName.input, ErrorKind.input_rejected, problem)
-
-
-def _input_problem(text: str | bytes, settings: Settings) -> str | None:
-    if isinstance(text, str):
-        try:
-            raw = text.encode("utf-8")
-        except UnicodeEncodeError:
-            return "submission is not valid UTF-8 (it holds unpaired surrogates)"
-    else:
-        raw = bytes(text)
-    if len(raw) > settings.max_source_bytes:
-        return f"submission is {len(raw)} bytes; the limit is {settings.max_source_bytes}"
-    try:
-        decoded = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return f"submission is not valid UTF-8 (byte offset {exc.start})"
-    if "\0" in decoded:
-        return f"submission contains a NUL byte (offset {raw.index(0)})"
-    lines = decoded.count("\n") + (0 if decoded.endswith("\n") else 1)
-    if lines > settings.max_source_lines:
-        return f"submission has {lines} lines; the limit is {settings.max_source_lines}"
-    if not decoded.strip():
-        return "submission is empty"
-    return None
+    return GateResult.fail(GateName.input, ErrorKind.input_rejected, problem.message)
 
 
 def decode_source(text: str | bytes) -> str:
