@@ -303,6 +303,45 @@ def tests(variant: Variant, seed: int) -> list[Test]:
     if variant.dtype.is_float:
         for first in (-0.0, 0.0):
             out.append(_placed(variant, _test(variant, "zeros", rng), first, None))
+    # Appended after the run on verifier 0.6.3: selections get every position up to n = 512
+    # (compilers unroll that far completely, so each position is its own class; the gate tests
+    # every one), and signed zeros meet each other in every combination of signs, in every lane:
+    # each float input (buffers and scalars) all +0 or all -0, and ordinary signed zeros
+    # against every pairing of zero scalars (a `>` that became `>=` against a bound or between
+    # two inputs differs only in the sign of a zero result).
+    if variant.template in SELECTIONS and 256 < variant.params["n"] <= 512:
+        n = variant.params["n"]
+        covered = done | set(range(phase, n, 16))
+        for position in (p for p in range(n) if p not in covered):
+            out.append(_test(variant, "random", rng, spike=position))
+    out += _zero_signs(variant, rng)
+    return out
+
+
+def _zero_signs(variant: Variant, rng: np.random.Generator) -> list[Test]:
+    """Signed-zero tests: every sign combination of the float inputs, each input all one zero,
+    then `signed_zero` data against every combination of zero scalars."""
+    floats = [i for i, a in enumerate(variant.signature.args)
+              if a.role != "out" and a.dtype.is_float]
+    scalars = [i for i in floats if not variant.signature.args[i].pointer]
+    if not floats:
+        return []
+    out = []
+    for combo in range(min(1 << len(floats), 16)):
+        case = _test(variant, "random", rng)
+        vals = list(case.values)
+        for bit, i in enumerate(floats):
+            arg = variant.signature.args[i]
+            z = -0.0 if combo >> bit & 1 else 0.0
+            vals[i] = np.full(arg.length, z, NP[arg.dtype]) if arg.pointer else NP[arg.dtype](z)
+        out.append(Test(case.seed, tuple(vals)))
+    for combo in range(1 << len(scalars)) if scalars else ():
+        for _ in range(2):
+            case = _test(variant, "signed_zero", rng)
+            vals = list(case.values)
+            for bit, i in enumerate(scalars):
+                vals[i] = NP[variant.signature.args[i].dtype](-0.0 if combo >> bit & 1 else 0.0)
+            out.append(Test(case.seed, tuple(vals)))
     return out
 
 

@@ -43,6 +43,9 @@ MATH = ("expf", "exp", "tanhf", "tanh", "sqrtf", "sqrt", "roundf", "round")
 FLAGS = {1: "guard zone written", 2: "const input changed", 4: "x19-x29 not restored",
          8: "d8-d15 not restored", 16: "sp not restored", 32: "caller's frame written"}
 REFERENCES = ("clang", "gcc", "c-O0")
+#: Per-test flag of the tests a mutant did not run: the harness stops a mutant at its first test
+#: that matches no reference (or breaks an ABI rule); that test alone decides its class.
+NOT_RUN = 0x80000000
 MIN_BUDGET_MS = 1500.0  # a mutant's whole run may take max(this, BUDGET_FACTOR x clang's)
 BUDGET_FACTOR = 40.0
 _WORD = re.compile(r"\bkernel\b")
@@ -63,7 +66,7 @@ class Judgement:
     equivalent: bool
     reason: str  # "" when equivalent; else crash/timeout/ABI flags/outputs differ on k tests
     tests: int
-    differing: int  # tests whose outputs match no reference
+    differing: int  # tests run whose outputs match no reference (the run stops at the first)
 
 
 # Appended to every function: falling off the end of a kernel (a deleted `ret`) traps at once
@@ -294,15 +297,20 @@ def judge(refs: list[Outcome], mutant: Outcome) -> Judgement:
         return Judgement(False, reason, tests, tests)
     flags = 0
     differing = 0
+    first = -1
     for t in range(tests):
+        if mutant.flags[t] & NOT_RUN:  # the harness stopped at the first difference
+            break
         flags |= mutant.flags[t]
         if mutant.hashes[t] not in {r.hashes[t] for r in refs}:
             differing += 1
+            first = t if first < 0 else first
     if flags:
         names = ", ".join(text for bit, text in FLAGS.items() if flags & bit)
         return Judgement(False, names, tests, differing)
     if differing:
-        return Judgement(False, f"outputs differ on {differing}/{tests} tests", tests, differing)
+        return Judgement(False, f"outputs differ on test {first} of {tests} (the first that "
+                         "differs; the run stops there)", tests, differing)
     return Judgement(True, "", tests, 0)
 
 
