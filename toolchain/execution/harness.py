@@ -80,11 +80,38 @@ def selection_positions(variant: Variant) -> tuple[int, ...]:
     return (*range(lanes + 1), *range(n - 2 * period, n))
 
 
+#: Up to this many elements a compiler may unroll a selection into a chain of compares with one
+#: branch per element (gcc -O3 at n = 17): each element is then loaded on two paths, after an
+#: update of the running extreme and after none, so each position gets a second test.
+BRANCHY_UNROLLED = 64
+
+
+def approach_positions(variant: Variant) -> tuple[int, ...]:
+    """Where the second position tests of a short selection put its extreme: the same design,
+    except that the elements before it approach it strictly (each one a new running extreme), so
+    the extreme is reached through the path that follows an update."""
+    if variant.template not in SELECTIONS or variant.params["n"] > BRANCHY_UNROLLED:
+        return ()
+    return tuple(range(variant.params["n"]))
+
+
+def position_tests(variant: Variant) -> tuple[int, ...]:
+    """Every position test's position, in test order (the approached ones after the others)."""
+    return (*selection_positions(variant), *approach_positions(variant))
+
+
 def test_count(variant: Variant, settings: Settings) -> int:
     """Tests per attempt: the settings' count, plus a selection's position tests when that
     count includes every fixed family (a reduced count, in some tests, runs no position test)."""
     tests = settings.tests_per_attempt
-    return tests + len(selection_positions(variant)) if tests >= BASE_TESTS else tests
+    return tests + len(position_tests(variant)) if tests >= BASE_TESTS else tests
+
+
+#: Templates whose C gives NaN an outcome of its own (quantize: 0 among -128, 127 and the
+#: rounded value; relu: 0): their halves test mixes NaN into the halves and saturation bounds,
+#: so each outcome sits next to every other in every lane.
+NAN_OUTCOME = {"quantize", "relu"}
+
 
 
 def variant_header(variant: Variant) -> str:
@@ -93,6 +120,7 @@ def variant_header(variant: Variant) -> str:
         for a in variant.signature.args
     )
     positions = selection_positions(variant)
+    approach = approach_positions(variant)
     return (
         f"/* {variant.id} */\n"
         f"#define NARGS {len(variant.signature.args)}\n"
@@ -102,6 +130,8 @@ def variant_header(variant: Variant) -> str:
         f"#define NPOS {len(positions)}\n"
         f"static const int POSITIONS[{max(1, len(positions))}] = "
         f"{{{', '.join(map(str, positions)) or '0'}}};\n"
+        f"#define NAPPROACH {len(approach)}\n"
+        f"#define NAN_OUTCOME {int(variant.template in NAN_OUTCOME)}\n"
         "void kernel(void);\n"
         f"static const struct arg ARGS[NARGS] = {{\n    {rows}\n}};\n"
     )

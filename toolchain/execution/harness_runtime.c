@@ -211,17 +211,25 @@ static int tie(const struct slot *s) { return s->i == 1 || s->i == s->n / 2 || s
  * the extreme (an unrolled loop's stale register) takes the runner-up instead. */
 static int64_t position_value(int test, const struct slot *s) {
     int j = test - T_END;
+    if (j >= NPOS) { /* approached (short arrays): before it, a strictly monotone run toward it */
+        int p = j - NPOS; /* every position, in order */
+        if (s->i == p) return SELECT_SIGN * 10;
+        if (s->i < p) return -SELECT_SIGN * (2 + (p - 1 - s->i));
+        return -SELECT_SIGN * (s->i == p + 1 ? 1 : 2 + (s->i * 5 + j) % 15);
+    }
     if (s->i == POSITIONS[j]) return SELECT_SIGN * 10;
     return -SELECT_SIGN * (s->i == POSITIONS[j] + 1 ? 1 : 2 + (s->i * 5 + j) % 15);
 }
-static int position_test(int test) { return test >= T_END && test < T_END + NPOS; }
+static int position_test(int test) { return test >= T_END && test < T_END + NPOS + NAPPROACH; }
 static const double HALF_CORNERS[10] = {-0.5, 0.5, -1.5, 1.5, 2.5, -2.5, 126.5, -127.5, -128.5, 127.5};
 
 /* Rounding ties of every kind, saturation bounds at both ends, halves in [-150.5, 150.5]. */
 static double halves(const struct slot *s) {
     if (s->i >= s->n - 10) return HALF_CORNERS[s->n - 1 - s->i];
     if (s->i < 10) return HALF_CORNERS[9 - s->i];
-    return (double)((s->i * 37 + s->ai * 11) % 301 - 150) + 0.5;
+    int k = (s->i * 37 + s->ai * 11) % 301;
+    if (NAN_OUTCOME && k % 7 == 3) return (k & 8) ? -NAN : NAN; /* NaN among the outcomes */
+    return (double)(k - 150) + 0.5;
 }
 
 /* Odd integers in (2^q, 2^(q+1)) for the first float input (others 1): they need q + 1 bits,
@@ -259,9 +267,11 @@ static void gen_float(enum dt t, rng_t *r, int test, const struct slot *s, int r
     case 0: v = 0.0; break;
     case 1: v = ((s->i + s->ai) & 1) ? 0.0 : -0.0; break; /* both pairings of signs */
     case 2: v = (next(r) & 3) ? ldexp(sym(r), emin) : sym(r); break; /* subnormals */
-    case 3: /* a NaN in the middle, more at random (never first: see T_NAN_FIRST) */
+    case 3: /* NaN in the middle and at every i > 0 not 2 mod 3, of random sign (never first:
+             * see T_NAN_FIRST): every aligned group of 2 or more lanes holds one, every lane
+             * residue modulo any vector width gets both a NaN and an ordinary value */
         if (!s->scalar && s->i == s->n / 2) v = NAN;
-        else if (s->i > 0 && next(r) % 16 == 0) v = (next(r) & 1) ? -NAN : NAN;
+        else if (!s->scalar && s->i > 0 && s->i % 3 != 2) v = (next(r) & 1) ? -NAN : NAN;
         else v = sym(r);
         break;
     case 4: v = (next(r) % 16 == 0) ? ((next(r) & 1) ? -INFINITY : INFINITY) : sym(r); break;

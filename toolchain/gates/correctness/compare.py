@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import ErrorKind
-from ...execution.harness import BASE_TESTS, RANDOM_TESTS, selection_positions
+from ...execution.harness import BASE_TESTS, RANDOM_TESTS, position_tests, selection_positions
 from ...execution.records import NP_DTYPE, Record
 from ...kernels.model import DType, Tolerance, Variant
 
@@ -27,6 +27,10 @@ TEST_NAMES = (
 )
 assert len(TEST_NAMES) == BASE_TESTS
 UNIT_ROUNDOFF = {DType.float16: 2.0**-11, DType.float32: 2.0**-24, DType.float64: 2.0**-53}
+# Half the spacing of the subnormals: the absolute error of one rounding below the normal range
+# (the standard model with gradual underflow, fl(x op y) = (x op y)(1 + d) + e, |e| <= this;
+# float64's half spacing is not a float64, so its whole spacing).
+UNDERFLOW = {DType.float16: 2.0**-25, DType.float32: 2.0**-150, DType.float64: 2.0**-1074}
 # Integers up to 2^(mantissa bits + 1) are exact in the format.
 EXACT_INTEGERS = {DType.float16: 2.0**11, DType.float32: 2.0**24, DType.float64: 2.0**53}
 X_REGS = [f"x{i}" for i in range(19, 30)]
@@ -38,9 +42,11 @@ def test_name(test: int, variant: Variant | None = None) -> str:
     of the extreme."""
     if test < len(TEST_NAMES):
         return TEST_NAMES[test]
-    positions = selection_positions(variant) if variant is not None else ()
-    if test - len(TEST_NAMES) < len(positions):
-        return f"extreme_at_{positions[test - len(TEST_NAMES)]}"
+    positions = position_tests(variant) if variant is not None else ()
+    j = test - len(TEST_NAMES)
+    if j < len(positions):
+        approached = variant is not None and j >= len(selection_positions(variant))
+        return f"extreme_at_{positions[j]}" + ("_approached" if approached else "")
     return "random"
 
 
@@ -72,7 +78,7 @@ def first_mismatch(
         c64, r64 = c.astype(np.float64), r.astype(np.float64)
         m64 = np.abs(np.frombuffer(mag, dtype=NP_DTYPE[dtype]).astype(np.float64)) if mag else 0.0
         with np.errstate(invalid="ignore", over="ignore"):
-            bound = tol.factor * UNIT_ROUNDOFF[dtype] * (np.abs(r64) + m64)
+            bound = tol.factor * (UNIT_ROUNDOFF[dtype] * (np.abs(r64) + m64) + UNDERFLOW[dtype])
             bound = np.where(np.isfinite(bound), bound, 0.0)
             close = np.isfinite(c64) & np.isfinite(r64) & (np.abs(c64 - r64) <= bound)
         same = (c64 == r64) | (np.isnan(c64) & np.isnan(r64))
