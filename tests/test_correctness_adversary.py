@@ -404,9 +404,11 @@ SURVIVORS = [
     ("min_reduce_n17_float32", "gcc", ".L43:\n\tfmov\ts0, s1\n\tldr\ts1, [x0, 44]",
      ".L43:\n\tfmov\ts0, s1\n\tldr\ts1, [x0, 0]", "extreme_at_11_approached",
      "a compare chain loading x[0] for x[11] on the path after x[10] became the minimum"),
+    ("quantize_n100_float64", "gcc", "\tuzp1\tv17.4s, v17.4s, v28.4s\n", "",
+     "narrow_float_integers", "a narrowing step deleted: NaN's outcome beside a saturated one's"),
     ("quantize_n100_float64", "gcc", "uzp1\tv17.8h, v30.8h, v17.8h",
-     "trn1\tv17.8h, v30.8h, v17.8h",
-     "halves", "a narrowing shuffle that interleaves: NaN's outcome moved to another lane"),
+     "trn1\tv17.8h, v30.8h, v17.8h", "narrow_float_integers",
+     "a narrowing shuffle that interleaves: NaN's outcome moved to another lane"),
 ]
 
 

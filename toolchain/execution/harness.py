@@ -111,6 +111,11 @@ def test_count(variant: Variant, settings: Settings) -> int:
 #: rounded value; relu: 0): their halves test mixes NaN into the halves and saturation bounds,
 #: so each outcome sits next to every other in every lane.
 NAN_OUTCOME = {"quantize", "relu"}
+#: Templates whose float input maps to a few outcomes (quantize: NaN -> 0, -128, 127, rounded)
+#: and whose narrow-float test 28 says nothing (every such integer saturates): test 28 puts the
+#: outcomes in a bit-sliced pattern instead, so any two lanes of a 16-element group hold NaN
+#: and another outcome in some group (a lane-mixing shuffle or mask shows).
+OUTCOME_LANES = {"quantize"}
 
 
 
@@ -132,6 +137,7 @@ def variant_header(variant: Variant) -> str:
         f"{{{', '.join(map(str, positions)) or '0'}}};\n"
         f"#define NAPPROACH {len(approach)}\n"
         f"#define NAN_OUTCOME {int(variant.template in NAN_OUTCOME)}\n"
+        f"#define OUTCOME_LANES {int(variant.template in OUTCOME_LANES)}\n"
         "void kernel(void);\n"
         f"static const struct arg ARGS[NARGS] = {{\n    {rows}\n}};\n"
     )

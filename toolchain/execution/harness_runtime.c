@@ -232,6 +232,20 @@ static double halves(const struct slot *s) {
     return (double)(k - 150) + 0.5;
 }
 
+/* Test 28 of OUTCOME_LANES templates: in group g = i / 16, lane l = i % 16 holds NaN when bit
+ * g % 4 of l is set, else the outcome (g / 4) % 3: below -128, above 127, in range (a quarter
+ * off an integer). Any two lanes differ in some bit, so in some group one is NaN and the other
+ * each of the other outcomes (for n >= 192; the first groups use below -128). */
+static double outcome_lane(const struct slot *s) {
+    int g = s->i / 16, l = s->i % 16;
+    if ((l >> (g % 4)) & 1) return (s->i & 2) ? -NAN : NAN;
+    switch ((g / 4) % 3) {
+    case 0: return -200.5 - (double)(s->i % 7);
+    case 1: return 200.5 + (double)(s->i % 5);
+    default: return (double)(s->i % 11 - 5) + 0.25;
+    }
+}
+
 /* Odd integers in (2^q, 2^(q+1)) for the first float input (others 1): they need q + 1 bits,
  * so float16 and bfloat16 (float32 kernels), float32 (float64) or bfloat16 (float16) round
  * them, while n of them sum exactly. */
@@ -303,6 +317,7 @@ static void gen_float(enum dt t, rng_t *r, int test, const struct slot *s, int r
     case T_NAN_FIRST: v = s->i == 0 ? NAN : small(s); break;
     case T_EXT_ALT: v = ((s->i + s->ai) & 1) ? top : -top; break;
     case T_LOWP_INT: case T_LOWP_FRAC:
+        if (OUTCOME_LANES && test == T_LOWP_INT) { v = s->scalar ? 1.0 : outcome_lane(s); break; }
         v = !NARROW_TESTS ? sym(r) : test == T_LOWP_INT ? narrow_int(t, r, s) : narrow_frac(t, r, s);
         break;
     case T_HALVES: v = s->scalar ? 1.0 : halves(s); break;
