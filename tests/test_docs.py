@@ -1,6 +1,6 @@
 """The README's architecture tree and the links between README.md and docs/ stay true: every path
-the tree names exists, every top-level directory and core module is in it, and every relative
-link (with its #anchor) resolves."""
+the tree names exists, every top-level directory, every directory one level down and every core
+module is in it, and every relative link (with its #anchor) resolves."""
 
 from __future__ import annotations
 
@@ -62,6 +62,17 @@ def test_the_tree_lists_every_top_level_directory_and_core_module() -> None:
     core |= {"/".join(f.split("/")[:3]) + "/" for f in files
              if f.startswith("toolchain/gates/") and f.count("/") >= 3}
     assert core <= named, f"core modules missing from the README's tree: {sorted(core - named)}"
+
+
+def test_the_tree_lists_every_directory_one_level_down() -> None:
+    """Outside the core (checked module by module above), every directory directly inside a
+    top-level one is in the tree as a path of its own (clients/python/ stands for its package):
+    a new package or manifest directory cannot go unmentioned."""
+    named = set(tree())
+    second = {"/".join(f.split("/")[:2]) + "/" for f in tracked()
+              if f.count("/") >= 2 and not f.startswith((".", "toolchain/"))}
+    missing = sorted(d for d in second if d not in named)
+    assert not missing, f"directories missing from the README's tree: {missing}"
 
 
 def slug(heading: str) -> str:
