@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 import qemu_log
-from conftest import asm, baseline
+from conftest import VEC_ADD_1024_BODY, asm, baseline
 
 from toolchain import demo, execution, kernels
 from toolchain.errors import ErrorKind, InfraError
 from toolchain.execution import blocks, harness
-from toolchain.gates import syntax
+from toolchain.gates import object_checks, syntax
 from toolchain.gates.performance import gate
 from toolchain.gates.performance.trace import build_profile, disassemble, executed_blocks
 from toolchain.settings import get_settings
@@ -84,7 +84,7 @@ def test_the_record_is_what_qemus_log_shows(linked: Callable[[str, str], tuple[P
     assert recorded.instructions == logged.instructions > 0
     image = watch.image
     assert image is not None
-    insns = disassemble(image, recorded.addresses(), scratch, settings)
+    insns = disassemble(image, recorded.addresses(), scratch)
     ours, theirs = build_profile(recorded, insns), build_profile(logged, insns)
     assert ours.blocks == theirs.blocks and ours.cycles == theirs.cycles
     assert list(executed_blocks(recorded, insns)) == list(executed_blocks(logged, insns))
@@ -158,3 +158,45 @@ def test_no_record_is_infra_error(tmp_path: Path) -> None:
     (tmp_path / blocks.RECORD_NAME).write_bytes(b"armgym")
     with pytest.raises(InfraError):
         blocks.read(tmp_path / blocks.RECORD_NAME, "t0k")
+
+
+@pytest.mark.parametrize(("variant_id", "source"), KERNELS[:5],
+                         ids=[f"{v}-{s}" for v, s in KERNELS[:5]])
+def test_one_decoder_pass_decodes_as_two_did(linked: Callable[[str, str], tuple[Path, str]],
+                                             variant_id: str, source: str) -> None:
+    """The object gate decodes the object's words and all the linked kernel may execute in one
+    llvm-objdump run; the executed addresses get the text a pass of their own gives them."""
+    settings = get_settings()
+    variant = kernels.get(variant_id)
+    scratch, name = linked(variant_id, text_of(variant_id, source))
+    allowed = frozenset(variant.math_functions)
+    checked = object_checks.check_static(scratch / name, allowed, settings)
+    assert isinstance(checked, object_checks.Checked)
+    test = execution.timing_test(SEED, settings.tests_per_attempt)
+    watch = execution.prepare(variant, scratch / name, scratch, settings, test).guard()
+    result, decoded = object_checks.finish(checked, allowed, scratch, watch.chunks())
+    alone = object_checks.check_object(scratch / name, allowed, settings)
+    assert result.passed and alone.passed and result.details == alone.details
+    words = {a: i for chunk in decoded for a, i in chunk.insns.items()}
+    res, _ = execution.guarded_run(variant, name, SEED, scratch, settings, budget_s=60.0,
+                                   tests=test + 1, watch=watch)
+    assert res.returncode == 0
+    trace = watch.recorded(scratch)
+    assert watch.image is not None
+    assert disassemble(watch.image, trace.addresses(), scratch, words) == \
+        disassemble(watch.image, trace.addresses(), scratch)
+
+
+def test_one_decoder_pass_finds_the_words_v2_lacks(
+        linked: Callable[[str, str], tuple[Path, str]]) -> None:
+    settings = get_settings()
+    variant = kernels.get("vec_add_n1024_float32")
+    text = asm("    .inst 0xc0080000\n" + VEC_ADD_1024_BODY + "    ret")  # SME: zero {za}
+    scratch, name = linked(variant.id, text)
+    checked = object_checks.check_static(scratch / name, frozenset(), settings)
+    assert isinstance(checked, object_checks.Checked)
+    watch = execution.prepare(variant, scratch / name, scratch, settings, 12).guard()
+    result, _ = object_checks.finish(checked, frozenset(), scratch, watch.chunks())
+    alone = object_checks.check_object(scratch / name, frozenset(), settings)
+    assert not result.passed and result.kind == ErrorKind.object_rejected
+    assert result.message == alone.message and "not available on Neoverse V2" in result.message

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from . import scratch as scratch_dirs
 from .errors import GateName
-from .execution import ReferenceRun, Timed
+from .execution import Linked, ReferenceRun, Timed
 from .gates.performance.measurement import Measurement
 from .kernels.model import Variant
 from .settings import Settings
@@ -31,6 +31,7 @@ class Attempt:
     text: str = ""  # the assembly, once the input and format gates accepted it
     variant: Variant | None = None  # once the variant gate found it
     object: Path | None = None  # once the assembler made it (in `scratch`)
+    linked: Linked | None = None  # the link and the tests' guard, made by the object gate
     timed: Timed | None = None  # the correctness run's record of the timing test
     measurement: Measurement | None = None  # the performance gate's, for the cross-check
     results: list[GateResult] = field(default_factory=list)

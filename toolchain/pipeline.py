@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from . import execution, kernels
@@ -73,9 +73,25 @@ def _assemble(a: Attempt) -> GateResult:
 
 
 def _object(a: Attempt) -> GateResult:
+    """The object checks; once the cheap ones pass, the link and the guard of the tests' run
+    are made here, so that one decoder pass serves the object check (the object's words) and
+    the performance gate (all the linked kernel may execute). A link failure is still the
+    correctness gate's to report, after the object check."""
     assert a.variant is not None and a.object is not None
     a.reference.start()  # the C reference runs while the object is checked
-    return object_checks.check_object(a.object, frozenset(a.variant.math_functions), a.settings)
+    allowed = frozenset(a.variant.math_functions)
+    checked = object_checks.check_static(a.object, allowed, a.settings)
+    if isinstance(checked, GateResult):
+        return checked
+    timing = execution.timing_test(a.seed, a.settings.tests_per_attempt)
+    a.linked = execution.prepare(a.variant, a.object, a.scratch, a.settings, timing)
+    watch = a.linked.watch
+    result, decoded = object_checks.finish(checked, allowed, a.scratch,
+                                           watch.chunks() if watch else ())
+    if watch is not None:
+        words = {addr: insn for chunk in decoded for addr, insn in chunk.insns.items()}
+        a.linked = replace(a.linked, watch=replace(watch, decoded=words))
+    return result
 
 
 def _correctness(a: Attempt) -> GateResult:
@@ -83,7 +99,7 @@ def _correctness(a: Attempt) -> GateResult:
     assert a.variant is not None and a.object is not None
     timing = execution.timing_test(a.seed, a.settings.tests_per_attempt)
     result, a.timed = correctness.run_timed(a.variant, a.object, a.seed, a.scratch, a.settings,
-                                            a.reference, timing)
+                                            a.reference, timing, a.linked)
     return result
 
 

@@ -5,17 +5,19 @@ nothing about a submission itself."""
 from .runs import (
     EXE_NAME,
     MAP_NAME,
+    Linked,
     Reference,
     ReferenceRun,
     Timed,
     guarded_run,
     link,
     needs_abs_run,
+    prepare,
     qemu_argv,
     reference,
     timed,
     timing_test,
 )
 
-__all__ = ["EXE_NAME", "MAP_NAME", "Reference", "ReferenceRun", "Timed", "guarded_run", "link",
-           "needs_abs_run", "qemu_argv", "reference", "timed", "timing_test"]
+__all__ = ["EXE_NAME", "MAP_NAME", "Linked", "Reference", "ReferenceRun", "Timed", "guarded_run",
+           "link", "needs_abs_run", "prepare", "qemu_argv", "reference", "timed", "timing_test"]

@@ -39,7 +39,7 @@ import struct
 import subprocess
 import tarfile
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -47,6 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import tools
+from ..decoder import Insn
 from ..errors import InfraError
 from . import blocks
 
@@ -442,6 +443,15 @@ class Guard:
     # per section): what the performance gate decodes and calls the candidate's
     image: Image | None = field(default=None, compare=False, repr=False)
     code: tuple[Range, ...] = ()
+    # every word of `text` and `allowed` as the object gate's decoder pass decoded it
+    decoded: Mapping[int, Insn] | None = field(default=None, compare=False, repr=False)
+
+    def chunks(self) -> list[tuple[int, bytes]]:
+        """The bytes of all the kernel may execute (its text and allowed functions), by word,
+        for the decoder."""
+        assert self.image is not None
+        spans = [(lo & ~3, (hi + 3) & ~3) for lo, hi in (*self.text, *self.allowed)]
+        return [(lo, self.image.bytes_at(lo, hi - lo)) for lo, hi in spans]
 
     def qemu_args(self, plugin_name: str) -> list[str]:
         """`-plugin` for qemu, the plugin being visible to it as `plugin_name`."""

@@ -12,7 +12,7 @@ import contextlib
 import shutil
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent import futures
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -20,6 +20,7 @@ from pathlib import Path
 
 from .. import background, sandbox, tools
 from .. import scratch as scratch_dirs
+from ..decoder import Insn
 from ..errors import InfraError
 from ..kernels.model import Variant
 from ..settings import Settings
@@ -164,15 +165,53 @@ class Timed:
     image: guard.Image  # the linked executable as read before the run
     code: tuple[guard.Range, ...]  # the candidate's code sections in it
     trace: Trace | None  # None: the call ran more blocks than trace_limit_blocks
+    decoded: Mapping[int, Insn] | None = None  # all it may execute, decoded (Guard.decoded)
+
+
+@dataclass(frozen=True)
+class Linked:
+    """The candidate linked with its harness, and the guard of its run, made before its tests
+    (by the object gate, so that its decoder pass covers the linked code too)."""
+
+    error: str | None  # ld's message when the link failed
+    watch: guard.Guard | None = None
+    failure: InfraError | None = None  # the guard could not be built: raised by the run
+
+    def guard(self) -> guard.Guard:
+        if self.failure is not None:
+            raise self.failure
+        assert self.watch is not None
+        return self.watch
+
+
+def prepare(variant: Variant, obj: Path, scratch: Path, settings: Settings,
+            record: int | None = None) -> Linked:
+    """Link `obj` and build the guard for its run (recording call `record`)."""
+    failed = link(variant, obj, scratch, settings)
+    if failed:
+        return Linked(failed)
+    try:
+        return Linked(None, _guard(variant, obj.name, scratch, settings, record))
+    except InfraError as exc:
+        return Linked(None, failure=exc)
+
+
+def _guard(variant: Variant, object_name: str, scratch: Path, settings: Settings,
+           record: int | None) -> guard.Guard:
+    return guard.for_link(scratch, EXE_NAME, MAP_NAME, object_name, variant.math_functions,
+                          settings.cache_dir, record, settings.trace_limit_blocks)
 
 
 def guarded_run(variant: Variant, object_name: str, seed: int, scratch: Path,
                 settings: Settings, *, budget_s: float, tests: int, first: int = 0,
-                record: int | None = None) -> tuple[sandbox.RunResult, guard.Guard]:
-    """Tests first..tests-1 of the candidate linked in `scratch`, under the execution guard;
-    with `record`, the guard also records the blocks of that kernel call (0 = test `first`)."""
-    watch = guard.for_link(scratch, EXE_NAME, MAP_NAME, object_name, variant.math_functions,
-                           settings.cache_dir, record, settings.trace_limit_blocks)
+                record: int | None = None, watch: guard.Guard | None = None
+                ) -> tuple[sandbox.RunResult, guard.Guard]:
+    """Tests first..tests-1 of the candidate linked in `scratch`, under the execution guard
+    (`watch`, or one built now); with `record`, the guard also records the blocks of that
+    kernel call (0 = test `first`)."""
+    if watch is None:
+        watch = _guard(variant, object_name, scratch, settings, record)
+    record = watch.record
     res = sandbox.run(
         qemu_argv(f"./{EXE_NAME}", seed, tests, False, first=first,
                   plugin=watch.qemu_args(str(watch.plugin))),
@@ -192,4 +231,4 @@ def timed(watch: guard.Guard, test: int, scratch: Path) -> Timed:
     except blocks.OverBudget:
         trace = None
     assert watch.image is not None
-    return Timed(test, watch.image, watch.code, trace)
+    return Timed(test, watch.image, watch.code, trace, watch.decoded)

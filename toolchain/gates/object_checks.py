@@ -44,20 +44,16 @@ rule is checked on the object GNU as wrote. Policy:
 
 from __future__ import annotations
 
-import os
-import re
 import struct
-import subprocess
-import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import decoder
 from ..errors import ErrorKind, InfraError
 from ..settings import Settings
-from ..tools import OBJDUMP_MATTR, tool
 from ..verdict import GateResult
 
 GATE = "object"
@@ -66,7 +62,6 @@ MAX_CODE_BYTES = 64 * 1024
 MAX_ALLOC_BYTES = 1024 * 1024
 MAX_ALIGN = 64 * 1024
 MAX_REPORTED = 20
-OBJDUMP_TIMEOUT_S = 60.0
 
 # ELF constants (ELF64, AArch64).
 EM_AARCH64 = 183
@@ -477,72 +472,38 @@ def instruction_problems(elf: ElfObject) -> list[str]:
     return problems[:MAX_REPORTED]
 
 
-def _synthetic_object(elf: ElfObject) -> tuple[bytes, list[tuple[int, Section]]]:
-    """An ELF with the code sections' bytes and no symbols, so no word is hidden as data.
+def code_blob(elf: ElfObject) -> tuple[bytes, list[tuple[int, Section]]]:
+    """The code sections' bytes end to end (each padded to a word), and where each starts.
 
     gas marks `.word`/`.byte` in code with `$d` mapping symbols and llvm-objdump would print
-    those as data; the CPU does not care, so every word is decoded as an instruction.
+    those as data; the CPU does not care, so every word is decoded as an instruction (the
+    decoder's image has no symbols).
     """
     chunks, blob = [], bytearray()
     for sec in code_sections(elf):
         chunks.append((len(blob), sec))
         blob += elf.contents(sec)
         blob += b"\0" * (-len(blob) % 4)
-    names = b"\0.text\0.shstrtab\0"
-    text_off = _EHDR.size
-    names_off = text_off + len(blob)
-    shoff = (names_off + len(names) + 7) & ~7
-    header = _EHDR.pack(b"\x7fELF\x02\x01\x01" + b"\0" * 9, ET_REL, EM_AARCH64, 1, 0, 0, shoff,
-                        0, _EHDR.size, 0, 0, _SHDR.size, 3, 2)
-    shdrs = (
-        _SHDR.pack(0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-        + _SHDR.pack(1, SHT_PROGBITS, SHF_ALLOC | SHF_EXECINSTR, 0, text_off, len(blob), 0, 0, 4, 0)
-        + _SHDR.pack(7, SHT_STRTAB, 0, 0, names_off, len(names), 0, 0, 1, 0)
-    )
-    image = header + bytes(blob) + names
-    image += b"\0" * (shoff - len(image)) + shdrs
-    return image, chunks
+    return bytes(blob), chunks
 
 
-def objdump_argv(path: str) -> list[str]:
-    return [tool("objdump").path, "-d", "--no-show-raw-insn", "--mcpu=neoverse-v2",
-            f"--mattr={OBJDUMP_MATTR}", path]
-
-
-_UNKNOWN = re.compile(r"^\s*([0-9a-f]+):.*<unknown>", re.M)
-
-
-def availability_problems(elf: ElfObject, workdir: Path) -> list[str]:
-    """Words llvm-objdump cannot decode as Neoverse V2 instructions (SME and the like)."""
-    image, chunks = _synthetic_object(elf)
-    if not chunks:
-        return []
-    listing = _disassemble(image, workdir)
+def availability_problems(elf: ElfObject, workdir: Path,
+                          linked: Sequence[tuple[int, bytes]] = ()
+                          ) -> tuple[list[str], list[decoder.Decoded]]:
+    """Words llvm-objdump cannot decode as Neoverse V2 instructions (SME and the like); the
+    `linked` chunks are decoded in the same pass, for the performance gate."""
+    blob, chunks = code_blob(elf)
+    own = [(0, blob)] if chunks else []
+    if not own and not linked:
+        return [], []
+    decoded = decoder.decode([*own, *linked], workdir)
     problems = []
-    for m in _UNKNOWN.finditer(listing):
-        at = int(m.group(1), 16)
+    for at in decoded[0].unknown if own else []:
         start, sec = max((c for c in chunks if c[0] <= at), key=lambda c: c[0])
-        word = int.from_bytes(image[_EHDR.size + at: _EHDR.size + at + 4], "little")
+        word = int.from_bytes(blob[at: at + 4], "little")
         problems.append(f"instruction not available on Neoverse V2 at {sec.name}+{at - start:#x}"
                         f" (word {word:#010x})")
-    return problems[:MAX_REPORTED]
-
-
-def _disassemble(image: bytes, workdir: Path) -> str:
-    fd, name = tempfile.mkstemp(prefix=".code-", suffix=".o", dir=workdir)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(image)
-        try:
-            out = subprocess.run(objdump_argv(name), capture_output=True, text=True,
-                                 timeout=OBJDUMP_TIMEOUT_S, check=False)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise InfraError(f"llvm-objdump failed to run: {exc}") from exc
-        if out.returncode != 0:
-            raise InfraError(f"llvm-objdump failed: {out.stderr.strip()[:300]}")
-        return out.stdout
-    finally:
-        os.unlink(name)
+    return problems[:MAX_REPORTED], decoded[len(own):]
 
 
 # --------------------------------------------------------------------------- the gate
@@ -553,12 +514,24 @@ def check_object(
 ) -> GateResult:
     """Judge the assembled object; object_rejected with every problem found, else a pass."""
     start = time.perf_counter()
-    result = _check(Path(obj), allowed_undefined, settings)
+    checked = check_static(Path(obj), allowed_undefined, settings)
+    result = checked if isinstance(checked, GateResult) else \
+        finish(checked, allowed_undefined, Path(obj).parent)[0]
     result.seconds = time.perf_counter() - start
     return result
 
 
-def _check(obj: Path, allowed_undefined: frozenset[str], settings: Settings) -> GateResult:
+@dataclass(frozen=True)
+class Checked:
+    """An object that passed every check but the decoder's."""
+
+    elf: ElfObject
+    size: int
+
+
+def check_static(obj: Path, allowed_undefined: frozenset[str],
+                 settings: Settings) -> GateResult | Checked:
+    """The checks that need no other process: a rejection, or the object to decode."""
     try:
         size = obj.stat().st_size
         if size > settings.max_object_bytes:
@@ -573,11 +546,18 @@ def _check(obj: Path, allowed_undefined: frozenset[str], settings: Settings) -> 
         return _reject([f"object is not a valid ELF64 AArch64 relocatable: {exc}"])
     problems = (section_problems(elf) + symbol_problems(elf, allowed_undefined)
                 + relocation_problems(elf) + size_problems(elf) + instruction_problems(elf))
-    if not problems:  # one process per object, only when nothing cheaper already failed
-        problems = availability_problems(elf, obj.parent)
+    return _reject(problems) if problems else Checked(elf, len(data))
+
+
+def finish(checked: Checked, allowed_undefined: frozenset[str], workdir: Path,
+           linked: Sequence[tuple[int, bytes]] = ()) -> tuple[GateResult, list[decoder.Decoded]]:
+    """The decoder's check (one process per object, only once nothing cheaper failed), with
+    the `linked` chunks decoded in the same pass."""
+    problems, decoded = availability_problems(checked.elf, workdir, linked)
     if problems:
-        return _reject(problems)
-    return GateResult(GATE, True, details=_summary(elf, len(data), allowed_undefined))
+        return _reject(problems), decoded
+    return GateResult(GATE, True, details=_summary(checked.elf, checked.size,
+                                                   allowed_undefined)), decoded
 
 
 def _reject(problems: list[str]) -> GateResult:

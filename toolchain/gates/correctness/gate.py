@@ -12,8 +12,8 @@ from pathlib import Path
 
 from ... import sandbox
 from ...errors import ErrorKind, GateName
-from ...execution import ReferenceRun, Timed, guard, guarded_run, harness, link, timed
-from ...execution.records import parse
+from ...execution import Linked, ReferenceRun, Timed, guard, guarded_run, harness, prepare, timed
+from ...execution.records import Record, parse
 from ...kernels.model import Variant
 from ...settings import Settings
 from ...verdict import GateResult
@@ -31,33 +31,34 @@ def run(variant: Variant, obj: Path, seed: int, scratch: Path, settings: Setting
 
 
 def run_timed(variant: Variant, obj: Path, seed: int, scratch: Path, settings: Settings,
-              reference: ReferenceRun | None, timing: int | None
+              reference: ReferenceRun | None, timing: int | None, linked: Linked | None = None
               ) -> tuple[GateResult, Timed | None]:
-    """`run`, recording the blocks of test `timing` as well (when given and the tests pass)."""
-    result, watch = _run(variant, obj, seed, scratch, settings, reference, timing)
-    if not result.passed or watch is None or timing is None:
+    """`run`, recording the blocks of test `timing` as well (when given and the tests pass);
+    `linked`: the link and guard the object gate already made."""
+    result, watch = _run(variant, obj, seed, scratch, settings, reference, timing, linked)
+    if not result.passed or watch is None or watch.record is None:
         return result, None
-    return result, timed(watch, timing, scratch)
+    return result, timed(watch, watch.record, scratch)
 
 
 def _run(variant: Variant, obj: Path, seed: int, scratch: Path, settings: Settings,
-         reference: ReferenceRun | None, timing: int | None
+         reference: ReferenceRun | None, timing: int | None, linked: Linked | None
          ) -> tuple[GateResult, guard.Guard | None]:
     reference = reference or ReferenceRun(variant, seed, settings)
     tests = harness.test_count(variant, settings)
     ref = reference.get()
     expected = ref.records
-    failed = link(variant, obj, scratch, settings)
-    if failed:
-        return GateResult.fail(NAME, ErrorKind.link_error, failed), None
+    linked = linked or prepare(variant, obj, scratch, settings, timing)
+    if linked.error:
+        return GateResult.fail(NAME, ErrorKind.link_error, linked.error), None
     budget = settings.run_timeout_base_s + settings.run_timeout_factor * ref.wall_s
     res, watch = guarded_run(variant, obj.name, seed, scratch, settings, budget_s=budget,
-                             tests=tests, record=timing)
+                             tests=tests, watch=linked.guard())
     return _judged(variant, res, watch, tests, budget, expected), watch
 
 
 def _judged(variant: Variant, res: sandbox.RunResult, watch: guard.Guard, tests: int,
-            budget: float, expected: list) -> GateResult:
+            budget: float, expected: list[Record]) -> GateResult:
     records, clean = parse(variant, res.stdout, False)
     done = len(records)
     if res.timed_out:

@@ -105,7 +105,7 @@ def measure_timed(run: Timed, test: int, scratch: Path, settings: Settings) -> M
         raise Failed(ErrorKind.timeout, f"timing run (test {test}): the kernel ran more than "
                      f"{settings.trace_limit_blocks} blocks")
     executed = run.trace
-    insns = disassemble(run.image, executed.addresses(), scratch, settings)
+    insns = disassemble(run.image, executed.addresses(), scratch, run.decoded)
     calls = sorted(a for a, i in insns.items() if i.mnemonic == "svc")
     if calls:
         raise Failed(ErrorKind.abi_violation, f"timing run (test {test}): the kernel made a "

@@ -30,60 +30,24 @@ refused all the same.
 
 from __future__ import annotations
 
-import re
-import struct
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ... import sandbox, tools
+from ... import decoder
+from ...decoder import Insn, normalise
 from ...errors import InfraError
 from ...execution.blocks import Trace
 from ...execution.guard import Image
-from ...settings import Settings
 
 # Executed addresses closer than this are disassembled as one range.
 CLUSTER_GAP = 4096
-OBJDUMP_TIMEOUT_S = 60.0
 
-_OBJDUMP_LINE = re.compile(r"^\s*([0-9a-f]+):\s+([0-9a-f]{8})\s+(\S.*)$")
-_BARE_ADDRESS = re.compile(r"(?<=[\s,])0x[0-9a-f]+\b")
-_ANNOTATION = re.compile(r"\s*(<[^>]*>|//.*)")
-
-BRANCHES = frozenset({
-    "b", "bl", "br", "blr", "ret", "cbz", "cbnz", "tbz", "tbnz", "braa", "brab", "braaz",
-    "brabz", "blraa", "blrab", "blraaz", "blrabz", "retaa", "retab", "eret", "eretaa", "eretab",
-})
-CALLS = frozenset({"bl", "blr", "blraa", "blrab", "blraaz", "blrabz"})
-
-__all__ = ["Trace", "build_profile", "disassemble", "executed_blocks"]
+__all__ = ["Insn", "Trace", "build_profile", "disassemble", "executed_blocks", "normalise"]
 
 
 # --------------------------------------------------------------------------- disassembly
-
-
-@dataclass(frozen=True)
-class Insn:
-    address: int
-    word: int
-    mnemonic: str
-    text: str  # normalised: PC-relative targets become `.`, annotations dropped
-
-    @property
-    def branch(self) -> bool:
-        return self.mnemonic in BRANCHES or self.mnemonic.startswith(("b.", "bc."))
-
-    @property
-    def call(self) -> bool:
-        return self.mnemonic in CALLS
-
-
-def normalise(asm: str) -> tuple[str, str]:
-    """(mnemonic, text) of one objdump instruction; branch targets are irrelevant to timing."""
-    text = _ANNOTATION.sub("", asm).strip()
-    text = _BARE_ADDRESS.sub(".", " ".join(text.split()))
-    return text.split(" ", 1)[0].lower(), text
 
 
 def clusters(addresses: Iterable[int], gap: int = CLUSTER_GAP) -> list[tuple[int, int]]:
@@ -98,54 +62,19 @@ def clusters(addresses: Iterable[int], gap: int = CLUSTER_GAP) -> list[tuple[int
 
 
 def disassemble(exe: Image, addresses: Iterable[int], workdir: Path,
-                settings: Settings) -> dict[int, Insn]:
-    """Every executed address as llvm-objdump decodes the executable's bytes there."""
-    ranges = clusters(addresses)
-    image = symbol_less_image([(s, exe.bytes_at(s, e - s)) for s, e in ranges])
-    name = "executed.o"
-    (workdir / name).write_bytes(image)
-    argv = [tools.tool("objdump").path, "-d", "--mcpu=neoverse-v2",
-            f"--mattr={tools.OBJDUMP_MATTR}", name]
-    res = sandbox.run(argv, workdir, timeout_s=OBJDUMP_TIMEOUT_S, confine=False,
-                      settings=settings)
-    if res.returncode != 0 or res.timed_out:
-        raise InfraError(f"llvm-objdump failed: {res.stderr.decode(errors='replace')[:300]}")
-    out: dict[int, Insn] = {}
-    for line in res.stdout.decode(errors="replace").splitlines():
-        m = _OBJDUMP_LINE.match(line)
-        if m:
-            mnemonic, text = normalise(m.group(3))
-            addr = int(m.group(1), 16)
-            out[addr] = Insn(addr, int(m.group(2), 16), mnemonic, text)
-    missing = [a for a in addresses if a not in out]
+                decoded: Mapping[int, Insn] | None = None) -> dict[int, Insn]:
+    """Every executed address as llvm-objdump decodes the executable's bytes there: looked up
+    in `decoded` (the object gate's pass over all the kernel may execute) when given, else
+    decoded now."""
+    wanted = set(addresses)
+    if decoded is None:
+        ranges = clusters(wanted)
+        found = decoder.decode([(s, exe.bytes_at(s, e - s)) for s, e in ranges], workdir)
+        decoded = {a: i for chunk in found for a, i in chunk.insns.items()}
+    missing = sorted(wanted - decoded.keys())
     if missing:
         raise InfraError(f"llvm-objdump did not decode executed address {missing[0]:#x}")
-    return out
-
-
-def symbol_less_image(chunks: Sequence[tuple[int, bytes]]) -> bytes:
-    """An ELF64 relocatable with one executable section per chunk, at the chunk's address, and
-    no symbols: mapping symbols would make objdump print executed words as data."""
-    names = b"\0.shstrtab\0" + b"".join(b".text.%d\0" % i for i in range(len(chunks)))
-    ehdr, shdr = struct.Struct("<16sHHIQQQIHHHHHH"), struct.Struct("<IIQQQQIIQQ")
-    body = bytearray()
-    offsets = []
-    for _, blob in chunks:
-        offsets.append(ehdr.size + len(body))
-        body += blob + b"\0" * (-len(blob) % 8)
-    names_off = ehdr.size + len(body)
-    shoff = (names_off + len(names) + 7) & ~7
-    count = len(chunks) + 2
-    image = bytearray(ehdr.pack(b"\x7fELF\x02\x01\x01" + b"\0" * 9, 1, 183, 1, 0, 0, shoff, 0,
-                                ehdr.size, 0, 0, shdr.size, count, 1))
-    image += body + names + b"\0" * (shoff - names_off - len(names))
-    image += shdr.pack(0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-    image += shdr.pack(1, 3, 0, 0, names_off, len(names), 0, 0, 1, 0)
-    name_at = len(b"\0.shstrtab\0")
-    for i, ((addr, blob), off) in enumerate(zip(chunks, offsets, strict=True)):
-        image += shdr.pack(name_at, 1, 0x6, addr, off, len(blob), 0, 0, 4, 0)  # PROGBITS, AX
-        name_at += len(b".text.%d\0" % i)
-    return bytes(image)
+    return {a: decoded[a] for a in sorted(wanted)}
 
 
 # --------------------------------------------------------------------------- blocks and cycles
