@@ -69,6 +69,9 @@ def _warm(item: Submission | None) -> None:
         verify(item.variant_id, item.assembly, WARM_SEED, settings=bench_settings())
 
 
+POOL_START_S = 300.0
+
+
 def _pid() -> int:
     time.sleep(0.3)  # long enough that every pool process gets one
     return os.getpid()
@@ -89,7 +92,13 @@ class Pool:
                                             initargs=(warm,))
 
     def __enter__(self) -> Pool:
-        pids = {f.result() for f in [self.executor.submit(_pid) for _ in range(self.workers)]}
+        # Probes until every process answered: on a loaded machine one process can still be
+        # warming up while the other takes every probe of a round.
+        pids: set[int] = set()
+        deadline = time.monotonic() + POOL_START_S
+        while len(pids) < self.workers and time.monotonic() < deadline:
+            pids |= {f.result() for f in [self.executor.submit(_pid)
+                                          for _ in range(self.workers)]}
         if len(pids) != self.workers:
             raise RuntimeError(f"only {len(pids)} of {self.workers} pool processes started")
         return self
