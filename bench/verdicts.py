@@ -88,7 +88,7 @@ def record(path: Path, n: int, variants: int) -> int:
     start = time.perf_counter()
     for i, item in enumerate(items):
         verdict = verify(item["variant_id"], item["assembly"], item["seed"],
-                         completion=item["completion"])
+                         completion=item["completion"], settings=get_settings())
         out.append({"label": item["label"], "variant_id": item["variant_id"],
                     "seed": verdict.seed, **figures(verdict)})
         print(f"\r{i + 1}/{len(items)}", end="", file=sys.stderr, flush=True)

@@ -40,7 +40,7 @@ def baseline(variant_id: str, compiler: str = "clang") -> str:
 
 
 def check(variant_id: str, text: str, seed: int = 11) -> Verdict:
-    return verify(variant_id, text, seed)
+    return verify(variant_id, text, seed, settings=get_settings())
 
 
 @pytest.fixture

@@ -120,7 +120,7 @@ INDIRECT = """
 
 
 def prediction(text: str, seed: int = 11) -> dict:
-    v = verify(RELU, asm(text), seed)
+    v = verify(RELU, asm(text), seed, settings=get_settings())
     assert v.passed, f"{v.error_kind}: {v.message}"
     details = next(g for g in v.gates if g.name == "performance").details
     return {"cycles": details["cycles"], **details["branch_prediction"]}

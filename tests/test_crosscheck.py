@@ -16,6 +16,7 @@ from toolchain.errors import ErrorKind
 from toolchain.gates.performance import calibrate, crosscheck, honest, mca, osaca_model
 from toolchain.gates.performance.measurement import Measurement
 from toolchain.gates.performance.trace import Insn, normalise
+from toolchain.settings import get_settings
 from toolchain.verdict import GateResult, Verdict
 from toolchain.verify import verify
 
@@ -221,7 +222,7 @@ def per_class(verdict: Verdict) -> GateResult:
 @pytest.mark.parametrize("kernel", honest.KERNELS, ids=[k.name for k in honest.KERNELS])
 def test_honest_hand_written_code_passes_every_gate_and_its_class_band(
         kernel: honest.Kernel) -> None:
-    verdict = verify(kernel.variant, kernel.text, 11)
+    verdict = verify(kernel.variant, kernel.text, 11, settings=get_settings())
     assert verdict.passed, f"{verdict.error_kind}: {verdict.message}"
     judged = per_class(verdict)
     assert judged.passed, judged.message
@@ -240,7 +241,8 @@ HIDDEN = """
 
 
 def test_a_disagreement_inside_the_global_band_is_flagged_by_its_class_band() -> None:
-    verdict = verify("vec_add_n1024_float32", asm(HIDDEN.format(rounds=2000)), 11)
+    verdict = verify("vec_add_n1024_float32", asm(HIDDEN.format(rounds=2000)), 11,
+                     settings=get_settings())
     if not crosscheck.ENFORCE_CLASSES:  # the global bands pass it: the speedup stands
         assert verdict.passed, verdict.message
     judged = per_class(verdict)

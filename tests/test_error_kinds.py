@@ -8,6 +8,7 @@ import pytest
 from conftest import asm, baseline, check
 
 from toolchain.errors import ErrorKind
+from toolchain.settings import get_settings
 
 RELU = "relu_n16_float32"  # void kernel(float *y, const float *x), 16 elements = 64 bytes
 
@@ -76,8 +77,9 @@ def test_completion_format() -> None:
     from toolchain.verify import verify
 
     good = f"Here you go:\n<assembly>\n```asm\n{baseline(RELU)}```\n</assembly>\n"
-    assert verify(RELU, good, 3, completion=True).passed
-    bad = verify(RELU, "no tags here", 3, completion=True)
+    assert verify(RELU, good, 3, completion=True, settings=get_settings()).passed
+    bad = verify(RELU, "no tags here", 3, completion=True, settings=get_settings())
     assert bad.error_kind is ErrorKind.format_error
-    two = verify(RELU, "<assembly>ret</assembly><assembly>ret</assembly>", 3, completion=True)
+    two = verify(RELU, "<assembly>ret</assembly><assembly>ret</assembly>", 3, completion=True,
+                 settings=get_settings())
     assert two.error_kind is ErrorKind.format_error

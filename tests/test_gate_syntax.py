@@ -365,14 +365,16 @@ def test_the_pipeline_runs_the_steps_in_order_each_under_its_own_name() -> None:
     """Input limits, the directive screen and the assembler, as verify() runs them: a result
     carries its gate's name whether it passed or failed."""
     from toolchain.verify import verify
-    refused = verify("vec_add_n1024_float32", b'.incbin "/etc/passwd"\n', 1)
+    refused = verify("vec_add_n1024_float32", b'.incbin "/etc/passwd"\n', 1,
+                     settings=get_settings())
     assert [(g.name, g.passed) for g in refused.gates] == [
         ("input", True), ("variant", True), ("directives", False)]
     assert refused.error_kind is ErrorKind.forbidden_directive
-    rejected = verify("vec_add_n1024_float32", b"\xff", 1)
+    rejected = verify("vec_add_n1024_float32", b"\xff", 1, settings=get_settings())
     assert [(g.name, g.passed) for g in rejected.gates] == [("input", False)]
     assert rejected.error_kind is ErrorKind.input_rejected and rejected.gates[0].seconds > 0
-    broken = verify("vec_add_n1024_float32", "kernel:\n    fadd.x v0, v1\n", 1)
+    broken = verify("vec_add_n1024_float32", "kernel:\n    fadd.x v0, v1\n", 1,
+                    settings=get_settings())
     assert [(g.name, g.passed) for g in broken.gates][-1] == ("syntax", False)
     assert broken.error_kind is ErrorKind.assemble_error
 

@@ -109,7 +109,6 @@ ENVIRONMENT_READERS = {
 # points a process starts at. Everything beneath them takes `settings` as an argument.
 SETTINGS_ENTRY_POINTS = {
     "toolchain/cli.py": "the armgym command builds them once per process",
-    "toolchain/verify.py": "verify(), the library's front door, for callers that pass none",
     "toolchain/gates/performance/calibrate.py": "armgym calibrate / faithfulness, commands run "
                                                  "in their own (pool) processes",
 }
@@ -136,8 +135,7 @@ def test_the_core_is_handed_its_settings() -> None:
     fallback = re.compile(r"settings or (get_settings\(\)|Settings\(\))")
     fetch = re.compile(r"\bget_settings\(\)")
     found = {str(p.relative_to(ROOT)): p.read_text() for p in sorted(CORE.rglob("*.py"))}
-    assert [f for f, text in found.items() if fallback.search(text)
-            and f != "toolchain/verify.py"] == []
+    assert [f for f, text in found.items() if fallback.search(text)] == []
     fetching = {f for f, text in found.items() if fetch.search(text)} - {"toolchain/settings.py"}
     assert fetching == set(SETTINGS_ENTRY_POINTS), fetching ^ set(SETTINGS_ENTRY_POINTS)
 

@@ -36,7 +36,7 @@ def perf(v: Verdict) -> dict:
 
 
 def cycles(variant_id: str, text: str, seed: int = SEED) -> float:
-    return perf(verify(variant_id, text, seed))["cycles"]
+    return perf(verify(variant_id, text, seed, settings=get_settings()))["cycles"]
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def vec_base() -> float:
 
 def test_vec_add_scales_with_n_while_the_whole_listing_stays_flat() -> None:
     ids = ["vec_add_n1024_float32", "vec_add_n2048_float32", "vec_add_n4096_float32"]
-    found = [perf(verify(i, baseline(i), SEED)) for i in ids]
+    found = [perf(verify(i, baseline(i), SEED, settings=get_settings())) for i in ids]
     for small, big in zip(found, found[1:], strict=False):
         assert 1.7 <= big["cycles"] / small["cycles"] <= 2.3, (small["cycles"], big["cycles"])
         listing = big["whole_listing"]["total_cycles"] / small["whole_listing"]["total_cycles"]
@@ -58,11 +58,13 @@ def test_vec_add_scales_with_n_while_the_whole_listing_stays_flat() -> None:
 
 def test_cycle_figures_are_identical_across_runs_and_processes() -> None:
     text = baseline("relu_n256_float32")
-    first = verify("relu_n256_float32", text, 5)
-    again = verify("relu_n256_float32", text, 5)
+    first = verify("relu_n256_float32", text, 5, settings=get_settings())
+    again = verify("relu_n256_float32", text, 5, settings=get_settings())
     assert first.canonical() == again.canonical()
     code = ("import sys; from toolchain.verify import verify; "
-            "print(verify('relu_n256_float32', sys.stdin.read(), 5).canonical())")
+            "from toolchain.settings import get_settings; "
+            "print(verify('relu_n256_float32', sys.stdin.read(), 5, "
+            "settings=get_settings()).canonical())")
     out = subprocess.run([sys.executable, "-c", code], input=text, capture_output=True,
                          text=True, check=True, cwd=Path(__file__).parent.parent)
     assert out.stdout.strip() == first.canonical()
@@ -94,9 +96,10 @@ def test_instructions_hidden_in_inst_words_cost_the_same(vec_base: float) -> Non
 def test_mca_region_comments_change_nothing(vec_base: float) -> None:
     text = baseline(VEC).replace("\tret\n", "# LLVM-MCA-BEGIN\n\tret\n# LLVM-MCA-END\n", 1)
     assert "LLVM-MCA-BEGIN" in text
-    details = perf(verify(VEC, text, SEED))
+    details = perf(verify(VEC, text, SEED, settings=get_settings()))
     assert details["cycles"] == vec_base
-    plain = perf(verify(VEC, baseline(VEC), SEED))["whole_listing"]["total_cycles"]
+    plain = perf(verify(VEC, baseline(VEC), SEED,
+                        settings=get_settings()))["whole_listing"]["total_cycles"]
     assert details["whole_listing"]["total_cycles"] < plain  # the original's figure was fooled
 
 
@@ -119,7 +122,7 @@ SCALAR_VEC_ADD = """
 
 
 def test_a_scalar_loop_is_slower_than_the_vectorised_baseline(vec_base: float) -> None:
-    details = perf(verify(VEC, asm(SCALAR_VEC_ADD), SEED))
+    details = perf(verify(VEC, asm(SCALAR_VEC_ADD), SEED, settings=get_settings()))
     assert details["cycles"] > 1.5 * vec_base
     assert details["speedup"] < 1.0
 
@@ -163,7 +166,7 @@ WIDE_WRITEBACK = """
 
 
 def test_writeback_pair_loads_are_not_overpriced_against_plain_loads() -> None:
-    d = perf(verify(VEC, asm(WIDE_WRITEBACK), SEED))
+    d = perf(verify(VEC, asm(WIDE_WRITEBACK), SEED, settings=get_settings()))
     assert d["cycles"] <= 1.05 * d["baselines"]["gcc"]["cycles"], d
 
 
@@ -254,7 +257,7 @@ def traced_only(text: str) -> gate.Failed:
 
 
 def test_work_done_after_returning_through_a_redirected_link_register_is_refused() -> None:
-    v = verify(VEC, asm(LATE_WORK), SEED)
+    v = verify(VEC, asm(LATE_WORK), SEED, settings=get_settings())
     assert v.gates[-1].name == "correctness"  # the execution guard, in the first test
     assert v.error_kind == ErrorKind.abi_violation, v.message
     failed = traced_only(asm(LATE_WORK))
@@ -303,7 +306,7 @@ DISAGREE = """
 
 
 def test_a_constructed_disagreement_is_flagged_and_withholds_only_the_speedup() -> None:
-    v = verify(VEC, asm(DISAGREE), SEED)
+    v = verify(VEC, asm(DISAGREE), SEED, settings=get_settings())
     assert v.error_kind == ErrorKind.cross_check_disagreement, v.message
     assert [g.name for g in v.gates][-2:] == ["performance", "cross_check"]
     c = reward.components(v)
@@ -353,7 +356,7 @@ def test_a_system_call_made_by_the_kernel_is_refused(tmp_path: Path) -> None:
     subprocess.run(tools.link_argv([str(built.object), str(tmp_path / "k.o")],
                                    str(tmp_path / "k.elf"), runtime=False), check=True)
     write = guard.Image.read(tmp_path / "k.elf").symbol("write")
-    v = verify(VEC, text(write), SEED)
+    v = verify(VEC, text(write), SEED, settings=get_settings())
     assert v.gates[-1].name == "correctness"  # the execution guard, in the first test
     assert v.error_kind == ErrorKind.abi_violation, v.message
     assert "system call" in v.message
@@ -368,7 +371,7 @@ def test_a_kernel_too_varied_for_osaca_to_price_gets_no_speedup() -> None:
     shapes = [f"    {op} {a}, {b}, {c}" for op in ("eor", "orr", "and", "add", "sub")
               for a in regs for b in regs for c in regs][:1100]
     text = asm("\n".join(shapes) + "\n" + SCALAR_VEC_ADD)
-    v = verify(VEC, text, SEED)
+    v = verify(VEC, text, SEED, settings=get_settings())
     assert v.error_kind == ErrorKind.cross_check_disagreement, v.message
     assert "declined" in v.message
     assert next(g for g in v.gates if g.name == "performance").details["measurement"][

@@ -13,12 +13,12 @@ from toolchain.verify import verify
 
 
 def test_a_passing_attempt_runs_every_gate_in_the_listed_order() -> None:
-    verdict = verify("dot_n1024_float32", DOT_1024_F32_NEON, 3)
+    verdict = verify("dot_n1024_float32", DOT_1024_F32_NEON, 3, settings=get_settings())
     assert verdict.passed, verdict.message
     assert [g.name for g in verdict.gates] == [g.name for g in pipeline.gates(False)]
     assert all(g.seconds > 0 for g in verdict.gates)
     raw = verify("dot_n1024_float32", f"<assembly>{DOT_1024_F32_NEON}</assembly>", 3,
-                 completion=True)
+                 completion=True, settings=get_settings())
     assert [g.name for g in raw.gates] == [g.name for g in pipeline.gates(True)]
     assert raw.gates[1].name == GateName.format and raw.passed
 

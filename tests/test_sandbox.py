@@ -211,5 +211,5 @@ def test_weaker_mode_runs_and_says_so() -> None:
 
 
 def test_verdict_says_bwrap_ran() -> None:
-    verdict = verify(HONEST, baseline(HONEST), 5)
+    verdict = verify(HONEST, baseline(HONEST), 5, settings=get_settings())
     assert verdict.passed and verdict.sandbox == "bwrap"

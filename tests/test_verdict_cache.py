@@ -85,7 +85,7 @@ def test_seed_from_content_is_stable_keyed_and_used_by_default() -> None:
     assert a != derive_seed(HONEST, "text ", False, "")
     assert a != derive_seed(HONEST, "text", True, "")
     text = asm("    ret")
-    assert verify(HONEST, text).seed == derive_seed(HONEST, text, False,
+    assert verify(HONEST, text, settings=get_settings()).seed == derive_seed(HONEST, text, False,
                                                     get_settings().seed_secret)
 
 
@@ -94,7 +94,7 @@ def test_disk_layer_is_pruned_to_its_bound(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setattr(verdict_cache, "DISK_ENTRIES", 256 * 3)
     monkeypatch.setattr(verdict_cache, "PRUNE_EVERY", 1)
     cache = verdict_cache.VerdictCache(tmp_path)
-    verdict = verify(HONEST, asm("    ret"), 7)
+    verdict = verify(HONEST, asm("    ret"), 7, settings=get_settings())
     keys = [f"00{i:062x}" for i in range(10)]  # all in one directory
     for k in keys:
         cache.put(k, verdict)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from . import VERIFIER_VERSION, pipeline, reward, sandbox, tools, verdict_cache
 from .attempt import Attempt
 from .errors import ErrorKind, GateName, InfraError
-from .settings import Settings, get_settings
+from .settings import Settings
 from .verdict import GateResult, Verdict
 
 TOOLS = ("as", "ld", "qemu", "objdump", "gcc", "clang", "mca", "osaca", "bwrap")
@@ -33,10 +33,10 @@ def verify(
     seed: int | None = None,
     *,
     completion: bool = False,
-    settings: Settings | None = None,
+    settings: Settings,
 ) -> Verdict:
-    """Judge `assembly` (or, with completion=True, a raw completion holding <assembly> tags)."""
-    settings = settings or get_settings()
+    """Judge `assembly` (or, with completion=True, a raw completion holding <assembly> tags)
+    under `settings`, the caller's (`toolchain.settings.get_settings` gives the process's own)."""
     if seed is None:
         seed = derive_seed(variant_id, assembly, completion, settings.seed_secret)
     cache = verdict_cache.for_settings(settings)

@@ -17,6 +17,7 @@ from sqlalchemy import Engine, inspect, text
 from store import admin, attempts, db, extract, keys
 from store.models import Base
 from store.queries import EXAMPLES
+from toolchain.settings import get_settings
 from toolchain.verify import verify
 
 from .conftest import FARM, TAG, database_url
@@ -79,7 +80,7 @@ def history(empty_db: str) -> Iterator[Engine]:
     with sessions() as session:
         done = attempts.submit(session, key.id, items, run_id="run-a", model="m")
     for attempt_id, item in zip(done.attempt_ids, items, strict=True):
-        verdict = verify(item.variant_id, item.assembly, 5).to_json()
+        verdict = verify(item.variant_id, item.assembly, 5, settings=get_settings()).to_json()
         with sessions() as session:
             assert attempts.claim(session, attempt_id, "test") is not None
         with sessions() as session:

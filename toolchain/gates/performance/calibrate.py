@@ -414,7 +414,7 @@ def branchy_vs_branchless(seed: int = 11) -> dict[str, Any]:
 
     out: dict[str, Any] = {}
     for name, body in (("branchy", RELU_BRANCHY), ("fcsel", RELU_FCSEL)):
-        v = verify(RELU_ID, kernel_text(body), seed)
+        v = verify(RELU_ID, kernel_text(body), seed, settings=get_settings())
         if not v.passed:
             raise RuntimeError(f"{name} relu failed: {v.error_kind}: {v.message}")
         d = next(g for g in v.gates if g.name == "performance").details
