@@ -416,7 +416,7 @@ SURVIVORS = [
                          ids=[f"{c[0]} {c[1]}: {c[5]}" for c in SURVIVORS])
 def test_a_survivor_of_the_mutation_run_is_rejected_on_a_fixed_test(
         variant_id: str, compiler: str, find: str, replace: str, test: str, why: str) -> None:
-    text = baselines.get(kernels.get(variant_id), compiler).assembly
+    text = baselines.get(kernels.get(variant_id), compiler, settings=get_settings()).assembly
     assert find in text, why
     results = _rejected(variant_id, text.replace(find, replace, 1), SEEDS_FIXED)
     _on_fixed_tests(results)
@@ -431,6 +431,6 @@ def test_fused_code_is_allowed_its_rounding_below_the_normal_range() -> None:
     seed = 0xDACBE4DC9E0D70  # the mutation run's gate seed of an ldp -> ldnp mutant
     variant = kernels.get("saxpy_n2048_float16")
     for compiler in ("clang", "gcc"):
-        text = baselines.get(variant, compiler).assembly
+        text = baselines.get(variant, compiler, settings=get_settings()).assembly
         [result] = _gate(variant.id, text, [seed])
         assert result.passed, (compiler, result.message)

@@ -331,7 +331,8 @@ def code_of(p: Point) -> str:
     """The assembly a point measured: the compiler's output, or the hand-written kernel."""
     if p.source == HAND:
         return next(k.text for k in honest.KERNELS if k.name == p.detail)
-    return baselines.get(kernels.get(p.variant), p.source, p.detail).assembly
+    return baselines.get(kernels.get(p.variant), p.source, p.detail,
+                         settings=get_settings()).assembly
 
 
 _INSTRUCTION = re.compile(r"^\s*(?:[.\w$]+:\s*)?[a-z][\w.]*(?:\s|$)", re.M)
