@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -147,3 +148,33 @@ def test_the_input_limits_are_checked_in_one_place() -> None:
                if re.search(r"max_source_(bytes|lines)", p.read_text())}
     assert readers == {"toolchain/limits.py", "toolchain/settings.py",
                        "toolchain/verdict_cache.py"}, readers
+
+
+# Core functions that take the settings, and the position at which they may come positionally
+# (None: keyword only); a call passing neither (nor **kwargs) fails only when it runs.
+TAKES_SETTINGS = {("verify", None): None, ("baselines", "get"): None,
+                  ("baselines", "build"): None, ("sandbox", "run"): None,
+                  ("harness", "build"): 1, ("syntax", "assemble"): 2,
+                  ("syntax", "check_input"): 1, ("object_checks", "check_object"): 2,
+                  ("oc", "check_object"): 2, ("sandbox", "sandbox_mode"): 0}
+
+
+def test_every_call_hands_the_core_its_settings() -> None:
+    missing = []
+    tracked = subprocess.run(["git", "ls-files", "*.py"], cwd=ROOT, capture_output=True,
+                             text=True, check=True).stdout.split()
+    for path in (ROOT / name for name in tracked):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func
+            key = (func.id, None) if isinstance(func, ast.Name) else (
+                (func.value.id, func.attr) if isinstance(func, ast.Attribute)
+                and isinstance(func.value, ast.Name) else None)
+            if key not in TAKES_SETTINGS or any(k.arg in ("settings", None)
+                                                for k in node.keywords):
+                continue
+            position = TAKES_SETTINGS[key]
+            if position is None or len(node.args) <= position:
+                missing.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not missing, f"calls without the settings: {missing}"
