@@ -12,6 +12,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from store import attempts, db, keys
 from store.models import DONE, QUEUED, Attempt, utcnow
+from toolchain.errors import ErrorKind, GateName
+from toolchain.verdict import GateResult
+from toolchain.verify import verdict_of
 
 from .conftest import FARM
 from .mix import VARIANTS, asm
@@ -93,8 +96,10 @@ def test_a_live_lease_keeps_a_duplicate_message_away(store) -> None:
         attempts.release(session, one, 10)
     assert status(sessions, one)[0] == QUEUED
     with sessions() as session:
-        assert attempts.finish(session, one, {"passed": False, "error_kind": "wrong_output",
-                                              "gates": []}, "w2")
+        wrong = verdict_of(VARIANTS[0], 1, [GateResult.fail(GateName.correctness,
+                                                             ErrorKind.wrong_output, "x")],
+                           {}, "test")
+        assert attempts.finish(session, one, wrong.to_json(), "w2")
     assert status(sessions, one) == (DONE, None)
     expire(sessions, [one])
     assert recover(sessions) == []  # done is never swept

@@ -9,22 +9,26 @@ import sys
 from pathlib import Path
 
 from farm.conftest import TAG, Workers
+from toolchain import sandbox
 from toolchain.execution import guard
 from toolchain.settings import get_settings
 
 
 def test_worker_builds_the_guard_before_it_takes_work(farm_env: dict[str, str],
                                                         tmp_path: Path) -> None:
-    # A cache of its own that has only the plugin header (so nothing is downloaded here).
-    cache = tmp_path / "cache"
-    header = guard.header_dir(get_settings().cache_dir)
-    guard.prepare(get_settings().cache_dir)
-    shutil.copytree(header, guard.header_dir(cache))
+    # A cache of its own holding only the plugin header (nothing is downloaded here) and the
+    # spawn helper (a static musl build: in a new venv, zig builds its libc first, minutes).
+    cache, shared = tmp_path / "cache", get_settings().cache_dir
+    guard.prepare(shared)
+    shutil.copytree(guard.header_dir(shared), guard.header_dir(cache))
+    helper = sandbox.spawn_helper(shared)
+    if helper is not None:
+        shutil.copytree(Path(helper).parent, cache / Path(helper).parent.relative_to(shared))
     env = {**farm_env, "ARMGYM_CACHE_DIR": str(cache), "ARMGYM_QUEUE_NAME": f"prep-{TAG}"}
     workers = Workers(env, tmp_path)
     workers.start("prep")
     try:
-        workers.wait_ready()  # answers only once its init hooks are done; no task was sent
+        workers.wait_ready(180)  # answers once its init hooks are done; no task was sent
         assert list((cache / "qemu-guard").glob("*/guard.so")), "guard not built at start"
     finally:
         workers.stop_all()
