@@ -24,7 +24,7 @@ from pathlib import Path
 from toolchain import sandbox
 from toolchain import scratch as scratch_dirs
 from toolchain.errors import InfraError
-from toolchain.execution import EXE_NAME, MAP_NAME, ReferenceRun, qemu_argv
+from toolchain.execution import EXE_NAME, MAP_NAME, ReferenceRun, guard, qemu_argv
 from toolchain.execution.blocks import Trace
 from toolchain.kernels.model import Variant
 from toolchain.settings import Settings
@@ -152,7 +152,7 @@ class Executable:
     def read(cls, path: Path) -> Executable:
         try:
             data = path.read_bytes()
-            return cls(data, _elf_symbols(data), _elf_segments(data))
+            return cls(data, _elf_symbols(data), guard.load_segments(data))
         except (OSError, struct.error, IndexError, ValueError) as exc:
             raise InfraError(f"cannot read the linked executable: {exc}") from exc
 
@@ -166,18 +166,6 @@ class Executable:
             if vaddr <= address and address + size <= vaddr + filesz:
                 return self.data[offset + address - vaddr: offset + address - vaddr + size]
         raise InfraError(f"executed address {address:#x} is not in a loaded segment")
-
-
-def _elf_segments(data: bytes) -> tuple[tuple[int, int, int], ...]:
-    phoff, phentsize, phnum = struct.unpack_from("<Q", data, 32)[0], *struct.unpack_from(
-        "<HH", data, 54)
-    out = []
-    for i in range(phnum):
-        ptype, _flags, offset, vaddr, _paddr, filesz = struct.unpack_from(
-            "<IIQQQQ", data, phoff + i * phentsize)
-        if ptype == 1:  # PT_LOAD
-            out.append((vaddr, offset, filesz))
-    return tuple(out)
 
 
 def _elf_symbols(data: bytes) -> dict[str, int]:

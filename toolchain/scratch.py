@@ -21,7 +21,8 @@ def make(kind: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-{kind}-"))
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether process `pid` exists (someone else's counts: it is not ours to sweep)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -41,7 +42,7 @@ def sweep(root: Path | None = None) -> int:
         return 0
     for entry in entries:
         m = _OWNED.match(entry.name)
-        if m and entry.is_dir(follow_symlinks=False) and not _alive(int(m.group(1))):
+        if m and entry.is_dir(follow_symlinks=False) and not alive(int(m.group(1))):
             shutil.rmtree(entry.path, ignore_errors=True)
             removed += 1
     return removed

@@ -29,6 +29,7 @@ from sqlalchemy.exc import DBAPIError
 from api import process
 from store import admin, db
 from store.settings import FarmSettings
+from toolchain import scratch
 from workers.celery_app import make_celery
 
 POSTGRES = os.environ.get("ARMGYM_TEST_POSTGRES",
@@ -46,16 +47,6 @@ def database_url(name: str) -> str:
     return POSTGRES.rsplit("/", 1)[0] + "/" + name
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
-        return True
-    return True
-
-
 def drop_stale_databases() -> list[str]:
     """Drop the armgym_test_<pid>[_...] databases of test sessions that were killed before
     they could drop their own: only those whose pid is no longer running on this host and
@@ -71,7 +62,7 @@ def drop_stale_databases() -> list[str]:
                 "WHERE datname LIKE 'armgym\\_test\\_%'")).all()
             for name, connections in rows:
                 found = re.fullmatch(r"armgym_test_(\d+)(_\w*)?", name)
-                if found and not connections and not _alive(int(found.group(1))):
+                if found and not connections and not scratch.alive(int(found.group(1))):
                     try:
                         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
                     except DBAPIError:  # someone connected meanwhile: not stale after all

@@ -34,6 +34,7 @@ from sqlalchemy import text
 
 from api import process
 from store import admin, db
+from toolchain import scratch
 
 from .matrix import MATRIX_PROPERTY
 
@@ -126,16 +127,6 @@ class Redis:
             self.proc = None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def stop_orphaned_clusters() -> list[Path]:
     """Stop and remove the clusters of earlier test processes that are gone (pg_ctl daemonizes
     the server, so it does not die with its parent). A cluster's directory names its owner."""
@@ -145,7 +136,7 @@ def stop_orphaned_clusters() -> list[Path]:
             owner = int(root.name.removeprefix(CLUSTER_PREFIX).split("-")[0])
         except ValueError:
             continue
-        if _alive(owner):
+        if scratch.alive(owner):
             continue
         if (root / "data" / "postmaster.pid").exists():
             with contextlib.suppress(Exception):

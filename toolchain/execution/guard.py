@@ -253,7 +253,7 @@ class Image:
 
     def __init__(self, data: bytes) -> None:
         self.data = data
-        self.segments = _segments(data)
+        self.segments = load_segments(data)
         self._syms, self._strings = _symtab(data)
         defined = self._syms[(self._syms["shndx"] != 0)]
         funcs = defined[((defined["info"] & 0xF) == 2) & (defined["size"] > 0)]
@@ -312,7 +312,7 @@ class Image:
             yield start + 4 * i, w
 
 
-def _segments(data: bytes) -> tuple[tuple[int, int, int], ...]:
+def load_segments(data: bytes) -> tuple[tuple[int, int, int], ...]:
     phoff, = struct.unpack_from("<Q", data, 32)
     phentsize, phnum = struct.unpack_from("<HH", data, 54)
     out = []
