@@ -28,9 +28,13 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from store.settings import FarmSettings
 
 REPO = Path(__file__).resolve().parent.parent
 API_PORT = 8000
@@ -95,41 +99,40 @@ def seed_cache(seed: Path, cache: Path) -> int:
     return copied
 
 
-def _validate_settings() -> None:
-    """Exit with EX_CONFIG, saying which variable is wrong, when the settings cannot work: a
-    service that started anyway would fail on its first request instead."""
+def _validated_settings() -> FarmSettings:
+    """The farm's settings, built once for the role's start-up steps; exit with EX_CONFIG,
+    saying which variable is wrong, when they cannot work: a service that started anyway would
+    fail on its first request instead."""
     from pydantic import ValidationError
 
     from store.settings import get_farm_settings
     from toolchain.settings import SettingsError
 
     try:
-        get_farm_settings()
+        farm = get_farm_settings()
         container()
     except (SettingsError, ValidationError) as exc:
         print(f"entrypoint: refusing to start: {exc}", file=sys.stderr)
         raise SystemExit(EX_CONFIG) from None
+    return farm
 
 
-def _seed_from_image() -> None:
+def _seed_from_image(farm: FarmSettings) -> None:
     seed = container().cache_seed
     if seed and Path(seed).is_dir():
-        from store.settings import get_farm_settings
-
-        copied = seed_cache(Path(seed), get_farm_settings().core.cache_dir)
+        copied = seed_cache(Path(seed), farm.core.cache_dir)
         if copied:
             print(f"entrypoint: seeded {copied} cache entries from {seed}", file=sys.stderr)
 
 
-def _require_sandbox() -> None:
+def _require_sandbox(farm: FarmSettings) -> None:
     """Exit with EX_CONFIG when no sandbox can run, so the orchestrator shows a failing worker
     instead of a healthy one that answers every attempt with infra_error."""
-    from store.settings import get_farm_settings
     from toolchain import sandbox
     from toolchain.errors import InfraError
 
     try:
-        mode = sandbox.sandbox_mode(get_farm_settings().core)
+        mode = sandbox.sandbox_mode(farm.core)
     except InfraError as exc:
         print(f"entrypoint: worker refuses to start: {exc}", file=sys.stderr)
         raise SystemExit(EX_CONFIG) from None
@@ -157,12 +160,14 @@ def _migrate(extra: Sequence[str]) -> list[str]:
     return ["-m", "alembic", "-c", str(REPO / "alembic.ini"), "upgrade", "head", *extra]
 
 
-# role -> (start-up work, the command's arguments after the interpreter)
-ROLES: dict[str, tuple[tuple[Callable[[], None], ...], Callable[[Sequence[str]], list[str]]]] = {
-    "api": ((_validate_settings, _seed_from_image), _api),
-    "worker": ((_validate_settings, _seed_from_image, _require_sandbox), _worker),
-    "flower": ((_validate_settings,), _flower),
-    "migrate": ((_validate_settings,), _migrate),
+# role -> (start-up work after the settings are validated, the command's arguments after the
+# interpreter)
+ROLES: dict[str, tuple[tuple[Callable[[FarmSettings], None], ...],
+                       Callable[[Sequence[str]], list[str]]]] = {
+    "api": ((_seed_from_image,), _api),
+    "worker": ((_seed_from_image, _require_sandbox), _worker),
+    "flower": ((), _flower),
+    "migrate": ((), _migrate),
 }
 
 
@@ -272,8 +277,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(shlex.join(argv_out))
         return 0
     if "--help" not in rest:
+        farm = _validated_settings()
         for step in ROLES[role][0]:
-            step()
+            step(farm)
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(sys.executable, argv_out)

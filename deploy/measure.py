@@ -28,7 +28,7 @@ from store import admin
 from store.keys import new_plaintext
 from toolchain import baselines, kernels
 from toolchain.demo import CASES
-from toolchain.settings import get_settings
+from toolchain.settings import Settings, get_settings
 
 from .entrypoints import command
 
@@ -81,7 +81,7 @@ class Sampler(threading.Thread):
             time.sleep(self.period)
 
 
-def attempts(n: int, variants: int) -> list[dict[str, object]]:
+def attempts(n: int, variants: int, settings: Settings) -> list[dict[str, object]]:
     """Distinct attempts (own seed each): honest clang and gcc baselines over a spread of
     variants, which run every gate, and one in five from the demo's broken kernels."""
     suite = kernels.filter_variants(None)
@@ -91,11 +91,11 @@ def attempts(n: int, variants: int) -> list[dict[str, object]]:
     for i in range(n):
         if i % 5 == 4:
             case = broken[(i // 5) % len(broken)]
-            variant, text = case.variant_id, case.make(get_settings())
+            variant, text = case.variant_id, case.make(settings)
         else:
             variant = spread[i % len(spread)].id
             compiler = ("clang", "gcc")[i % 2]
-            text = baselines.get(kernels.get(variant), compiler, settings=get_settings()).assembly
+            text = baselines.get(kernels.get(variant), compiler, settings=settings).assembly
         out.append({"variant_id": variant, "assembly": text, "seed": 1000 + i,
                     "idempotency_key": f"measure-{i}"})
     return out
@@ -166,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
                               headers={"Authorization": f"Bearer {key}"})
         started = time.perf_counter()
         batch = client.post("/batches", json={"run_id": "measure", "attempts":
-                                              attempts(args.attempts, args.variants)})
+                                              attempts(args.attempts, args.variants,
+                                                       get_settings())})
         batch.raise_for_status()
         batch_id = batch.json()["batch_id"]
         while not (body := client.get(f"/batches/{batch_id}", params={"wait": 60}).json()

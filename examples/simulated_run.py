@@ -19,14 +19,14 @@ import sys
 from _farm import ROOT, farm
 from armgym_client import Client, Submission
 
-from toolchain.settings import get_settings
+from toolchain.settings import Settings, get_settings
 
 VARIANTS = ("vec_add_n1024_float32", "dot_n1024_float32", "relu_n256_float32",
             "saxpy_n256_float32", "l2_norm_sq_n256_float32", "max_reduce_n256_float32")
 HEADER = "    .text\n    .globl kernel\n    .type kernel, %function\nkernel:\n"
 
 
-def ladder(variant: str) -> list[str]:
+def ladder(variant: str, settings: Settings) -> list[str]:
     """Completions for one prompt, from worst to best."""
     sys.path.insert(0, str(ROOT))
     from toolchain import baselines, kernels
@@ -42,8 +42,8 @@ def ladder(variant: str) -> list[str]:
         tagged(HEADER + "    mov x8, #93\n    svc #0\n    ret\n"),
         tagged(HEADER + "    ret\n"),
         tagged(HEADER + "    mov x19, #1\n    ret\n"),
-        tagged(baselines.get(kernels.get(variant), "gcc", settings=get_settings()).assembly),
-        tagged(baselines.get(kernels.get(variant), "clang", settings=get_settings()).assembly),
+        tagged(baselines.get(kernels.get(variant), "gcc", settings=settings).assembly),
+        tagged(baselines.get(kernels.get(variant), "clang", settings=settings).assembly),
     ]
     if variant == "dot_n1024_float32":
         rungs.append(tagged(DOT_1024_F32_NEON))
@@ -65,7 +65,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
     rng = random.Random(args.seed)
-    rungs = {v: ladder(v) for v in VARIANTS}
+    settings = get_settings()
+    rungs = {v: ladder(v, settings) for v in VARIANTS}
     with farm(args.data_dir) as (url, key), Client(url, key) as client:
         for step in range(args.steps):
             skill = step / max(1, args.steps - 1)

@@ -127,7 +127,7 @@ def prediction(text: str, seed: int = 11) -> dict:
 
 
 def test_a_branchy_relu_on_random_data_costs_at_least_twice_its_fcsel_form() -> None:
-    found = calibrate.branchy_vs_branchless()
+    found = calibrate.branchy_vs_branchless(get_settings())
     assert found["ratio"] >= 2 and found["pipeline_ratio"] < 1.25
     branchy, fcsel = prediction(BRANCHY), prediction(FCSEL)
     assert branchy["cycles"] >= 2 * fcsel["cycles"], (branchy, fcsel)

@@ -258,9 +258,10 @@ def test_remeasuring_the_recorded_points_that_match_gives_what_was_recorded() ->
     points, _ = calibrate.read_points()
     fcsel = [p for p in points if p.source == calibrate.HAND and "fcsel" in p.detail]
     others = [p for p in points if p.source == calibrate.HAND][:3]
-    assert fcsel and calibrate.remeasured(others, None, None, 1) == (others, 0)
-    assert calibrate.remeasured(fcsel + others, r"^\s*fcsel\s", None, 1) == (fcsel + others,
-                                                                             len(fcsel))
+    assert fcsel and calibrate.remeasured(others, None, None, 1,
+                                              settings=get_settings()) == (others, 0)
+    assert calibrate.remeasured(fcsel + others, r"^\s*fcsel\s", None, 1,
+                                settings=get_settings()) == (fcsel + others, len(fcsel))
     assert calibrate.instructions_in(honest.RELU_FCSEL) == len(
         [line for line in honest.RELU_FCSEL.splitlines() if line.strip()
          and not line.strip().endswith(":")])

@@ -106,12 +106,22 @@ ENVIRONMENT_READERS = {
     "clients/python/armgym_client/adapters/verl.py": "the client's ARMGYM_RUN_ID under verl",
     "examples/_farm.py": "the examples' ARMGYM_URL and key, as the client takes them",
 }
-# Where the core may fetch the process-wide settings rather than be handed them: the entry
-# points a process starts at. Everything beneath them takes `settings` as an argument.
+# Where the process-wide settings (the core's get_settings(), the farm's get_farm_settings())
+# may be fetched rather than handed in: the entry points a process starts at, each in one
+# place. Everything beneath them, pool processes included, takes `settings` as an argument.
 SETTINGS_ENTRY_POINTS = {
-    "toolchain/cli.py": "the armgym command builds them once per process",
-    "toolchain/gates/performance/calibrate.py": "armgym calibrate / faithfulness, commands run "
-                                                 "in their own (pool) processes",
+    "toolchain/cli.py": "the armgym command builds them once in main() and hands each "
+                        "command (and its pool processes) that object",
+}
+PRODUCT_SETTINGS_ENTRY_POINTS = {
+    **SETTINGS_ENTRY_POINTS,
+    "api/demo.py": "python -m api.demo",
+    "workers/celery_app.py": "the Celery app of a worker process",
+    "store/admin.py": "python -m store.admin",
+    "migrations/env.py": "alembic",
+    "deploy/entrypoints.py": "a container's start-up steps",
+    "deploy/measure.py": "python -m deploy.measure",
+    "examples/simulated_run.py": "the simulated run",
 }
 PRODUCT = ("toolchain", "api", "workers", "store", "deploy", "reports", "clients", "examples",
            "migrations", "monitoring")
@@ -139,6 +149,34 @@ def test_the_core_is_handed_its_settings() -> None:
     assert [f for f, text in found.items() if fallback.search(text)] == []
     fetching = {f for f, text in found.items() if fetch.search(text)} - {"toolchain/settings.py"}
     assert fetching == set(SETTINGS_ENTRY_POINTS), fetching ^ set(SETTINGS_ENTRY_POINTS)
+
+
+def _fetches(text: str) -> int:
+    """How many places in a module's source fetch the process-wide settings."""
+    return sum(isinstance(node, ast.Call) and isinstance(node.func, ast.Name | ast.Attribute)
+               and (node.func.id if isinstance(node.func, ast.Name) else node.func.attr)
+               in ("get_settings", "get_farm_settings")
+               for node in ast.walk(ast.parse(text)))
+
+
+def test_an_entry_point_builds_the_settings_in_one_place() -> None:
+    """An entry point fetches the settings once and hands them down: one that fetches them in
+    its helpers too (as calibrate's functions each did) reads them in more places than it
+    starts from, and a helper that a test or another entry point calls could not be handed
+    other settings."""
+    found = {str(p.relative_to(ROOT)): _fetches(p.read_text()) for p in _product_sources()}
+    fetching = {f: n for f, n in found.items() if n}
+    for defined in ("toolchain/settings.py", "store/settings.py"):
+        fetching.pop(defined, None)
+    assert set(fetching) == set(PRODUCT_SETTINGS_ENTRY_POINTS), \
+        set(fetching) ^ set(PRODUCT_SETTINGS_ENTRY_POINTS)
+    assert {f: n for f, n in fetching.items() if n > 1} == {}
+
+
+def test_the_fetch_count_sees_every_call() -> None:
+    """The count above can fail: a helper's second fetch is a second place."""
+    assert _fetches("s = get_settings()\ndef f():\n    return settings.get_farm_settings()\n") \
+        == 2
 
 
 def test_the_input_limits_are_checked_in_one_place() -> None:

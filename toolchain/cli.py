@@ -8,6 +8,7 @@ import statistics
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 
 from tqdm import tqdm
@@ -15,7 +16,7 @@ from tqdm import tqdm
 from . import baselines, kernels, tools
 from .errors import InfraError
 from .prepare import prepare
-from .settings import SettingsError, get_settings
+from .settings import Settings, SettingsError, get_settings
 from .verdict import Verdict
 from .verify import verify
 
@@ -24,7 +25,7 @@ def _print_json(obj: object) -> None:
     print(json.dumps(obj, indent=2, sort_keys=True))
 
 
-def cmd_tasks(args: argparse.Namespace) -> int:
+def cmd_tasks(args: argparse.Namespace, settings: Settings) -> int:
     found = kernels.filter_variants(args.template, args.dtype, args.difficulty, args.split)
     if args.json:
         _print_json([v.to_json(with_source=False) for v in found])
@@ -35,9 +36,9 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_show(args: argparse.Namespace) -> int:
+def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
     variant = _variant(args.variant)
-    base = baselines.get(variant, args.compiler, args.opt, settings=get_settings())
+    base = baselines.get(variant, args.compiler, args.opt, settings=settings)
     if args.json:
         _print_json({**variant.to_json(), "baseline": {"compiler": base.compiler, "opt": base.opt,
                      "toolchain": base.toolchain, "flags": list(base.flags),
@@ -63,10 +64,10 @@ def summary(verdict: Verdict) -> str:
     return "\n".join(lines)
 
 
-def cmd_verify(args: argparse.Namespace) -> int:
+def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
     data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
     verdict = verify(args.variant, data, args.seed, completion=args.completion,
-                     settings=get_settings())
+                     settings=settings)
     if args.json:
         _print_json(verdict.to_json())
     else:
@@ -83,36 +84,36 @@ def _baseline_variants(args: argparse.Namespace) -> list[kernels.Variant]:
     return [v for v in variants if kernels.odd_shaped(v) == (args.shapes == "odd")]
 
 
-def cmd_baselines_build(args: argparse.Namespace) -> int:
+def cmd_baselines_build(args: argparse.Namespace, settings: Settings) -> int:
     variants = _baseline_variants(args)
     start = time.perf_counter()
     stats = baselines.build(variants, args.compiler, args.opt, jobs=args.jobs,
-                            settings=get_settings())
+                            settings=settings)
     print(f"{stats['built']} built, {stats['cached']} cached, {stats['total']} total in "
           f"{time.perf_counter() - start:.1f} s")
     return 0
 
 
-def _check_one(job: tuple[str, str, str, int]) -> tuple[str, str, bool, str, dict[str, float]]:
+def _check_one(job: tuple[str, str, str, int], settings: Settings
+               ) -> tuple[str, str, bool, str, dict[str, float]]:
     variant_id, compiler, opt, seed = job
-    settings = get_settings()  # a pool process: the same validated environment as its parent
     base = baselines.get(kernels.get(variant_id), compiler, opt, settings=settings)
     verdict = verify(variant_id, base.assembly, seed, settings=settings)
     kind = verdict.error_kind.value if verdict.error_kind else ""
     return variant_id, compiler, verdict.passed, f"{kind} {verdict.message}", verdict.timings
 
 
-def cmd_baselines_check(args: argparse.Namespace) -> int:
+def cmd_baselines_check(args: argparse.Namespace, settings: Settings) -> int:
     """Every baseline through every gate: the suite's own proof that honest code passes."""
     variants = _baseline_variants(args)
-    baselines.build(variants, args.compiler, [args.opt], jobs=args.jobs,
-                    settings=get_settings())
+    baselines.build(variants, args.compiler, [args.opt], jobs=args.jobs, settings=settings)
     jobs = [(v.id, c, args.opt, args.seed) for c in args.compiler for v in variants]
     start = time.perf_counter()
     failures, walls = [], []
     per_gate: dict[str, list[float]] = {}
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        for vid, comp, ok, msg, timings in tqdm(pool.map(_check_one, jobs, chunksize=4),
+        for vid, comp, ok, msg, timings in tqdm(pool.map(partial(_check_one, settings=settings),
+                                                          jobs, chunksize=4),
                                                  total=len(jobs), desc="verify", unit="kernel"):
             walls.append(sum(timings.values()))
             for gate, seconds in timings.items():
@@ -134,7 +135,7 @@ def calibrate_opts() -> tuple[str, ...]:
     return ("-O0", "-O1", "-O2", "-O3")
 
 
-def cmd_calibrate(args: argparse.Namespace) -> int:
+def cmd_calibrate(args: argparse.Namespace, settings: Settings) -> int:
     """Measure honest code and record the cross-check bands (calibration.json, and every point
     in calibration-points.json)."""
     from .gates.performance import calibrate, honest
@@ -151,9 +152,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         command += " --from-points"
         if args.remeasure or args.remeasure_longer is not None:
             points, again = calibrate.remeasured(points, args.remeasure, args.remeasure_longer,
-                                                 args.jobs)
+                                                 args.jobs, settings=settings)
             held, again_held = calibrate.remeasured(held, args.remeasure, args.remeasure_longer,
-                                                    args.jobs)
+                                                    args.jobs, settings=settings)
             command += (f" --remeasure '{args.remeasure}'" if args.remeasure else "") + (
                 f" --remeasure-longer {args.remeasure_longer}"
                 if args.remeasure_longer is not None else "")
@@ -170,13 +171,15 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                       if kernels.odd_shaped(v) == (args.held_out_shapes == "odd")]
             held_jobs = calibrate.jobs_for(calibrate.sample(others), [*opts, *extra])
         if args.from_cache:
-            points, held = calibrate.cached_points(jobs), calibrate.cached_points(held_jobs)
+            points = calibrate.cached_points(jobs, settings=settings)
+            held = calibrate.cached_points(held_jobs, settings=settings)
             command += " --from-cache"
         else:
-            points = calibrate.points_of(jobs, args.jobs)
-            held = calibrate.points_of(held_jobs, args.jobs) if held_jobs else []
-        points += calibrate.hand_written(honest.calibration())
-        held += calibrate.hand_written(honest.held_out())
+            points = calibrate.points_of(jobs, args.jobs, settings=settings)
+            held = calibrate.points_of(held_jobs, args.jobs, settings=settings) \
+                if held_jobs else []
+        points += calibrate.hand_written(honest.calibration(), settings=settings)
+        held += calibrate.hand_written(honest.held_out(), settings=settings)
     report = calibrate.report(points, held, args.margin, command,
                               "the recorded points" if args.from_points else
                               "what the cache held" if args.from_cache else
@@ -191,11 +194,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_faithfulness(args: argparse.Namespace) -> int:
+def cmd_faithfulness(args: argparse.Namespace, settings: Settings) -> int:
     """Brief §8 cost-model faithfulness: vec_add scaling and clang -O0 vs -O3."""
     from .gates.performance import calibrate
 
-    rows = calibrate.scaling()
+    rows = calibrate.scaling(settings)
     print("vec_add float32, clang -O3, executed-blocks model vs whole listing (100 iterations):")
     for row in rows:
         extra = (f"  x{row['ratio']:.3f} per doubling (whole listing x"
@@ -203,7 +206,7 @@ def cmd_faithfulness(args: argparse.Namespace) -> int:
         print(f"  {row['variant']:24} {row['cycles']:10.1f} cycles   whole listing "
               f"{row['whole_listing']:6d}{extra}")
     scaling_ok = all(1.7 <= r["ratio"] <= 2.3 for r in rows[1:])
-    br = calibrate.branchy_vs_branchless()
+    br = calibrate.branchy_vs_branchless(settings)
     print(f"relu float32 n=1024, random input: branchy {br['branchy']['cycles']:.1f} cycles "
           f"({br['branchy']['conditional_mispredicted']}/{br['branchy']['conditional']} "
           f"branches mispredicted), fcsel {br['fcsel']['cycles']:.1f}: x{br['ratio']:.2f} "
@@ -213,7 +216,7 @@ def cmd_faithfulness(args: argparse.Namespace) -> int:
     variants = kernels.filter_variants(args.template)
     if args.sample:
         variants = variants[:: max(1, len(variants) // args.sample)][: args.sample]
-    result = calibrate.o0_vs_o3(variants, args.jobs)
+    result = calibrate.o0_vs_o3(variants, args.jobs, settings=settings)
     print(f"clang -O0 estimated slower than -O3: {result['o0_slower']}/{result['variants']} "
           f"variants ({100 * result['share']:.1f}%)" + (" [sample]" if args.sample else ""))
     if result["exceptions"]:
@@ -223,7 +226,7 @@ def cmd_faithfulness(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-def cmd_fidelity(args: argparse.Namespace) -> int:
+def cmd_fidelity(args: argparse.Namespace, settings: Settings) -> int:
     """The cost model against published Neoverse V2 figures (performance/fidelity.py)."""
     from .gates.performance import fidelity
 
@@ -239,11 +242,11 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
     return 1 if outside else 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from .demo import CASES
 
     print(f"{'submission':38} {'variant':24} {'verdict':18} {'expected':16} ms")
-    mismatches, settings = 0, get_settings()
+    mismatches = 0
     for case in CASES:
         verdict = verify(case.variant_id, case.make(settings), args.seed, settings=settings)
         got = "pass" if verdict.passed else verdict.error_kind.value  # type: ignore[union-attr]
@@ -263,9 +266,9 @@ def _variant(variant_id: str) -> kernels.Variant:
         raise SystemExit(str(exc.args[0])) from None
 
 
-def cmd_prepare(args: argparse.Namespace) -> int:
+def cmd_prepare(args: argparse.Namespace, settings: Settings) -> int:
     try:
-        done = prepare(get_settings().cache_dir)
+        done = prepare(settings.cache_dir)
     except InfraError as exc:
         print(f"execution guard: unavailable: {exc}", file=sys.stderr)
         return 1
@@ -371,12 +374,12 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    try:
-        get_settings()  # validated before any work: a mistyped ARMGYM_* value stops here
+    try:  # built once and validated before any work: a mistyped ARMGYM_* value stops here
+        settings = get_settings()
     except SettingsError as exc:
         print(f"armgym: {exc}", file=sys.stderr)
         return 2
-    return int(args.func(args))
+    return int(args.func(args, settings))
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import statistics
 import sys
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -30,7 +31,7 @@ from tqdm import tqdm
 
 from ... import baselines, kernels
 from ...kernels.model import Variant
-from ...settings import get_settings
+from ...settings import Settings
 from . import crosscheck, honest, mca
 from .gate import PROBES, _measure_assembly, cached, measured, model_versions
 from .honest import RELU_BRANCHY, RELU_FCSEL, kernel_text
@@ -91,36 +92,35 @@ def jobs_for(variants: Sequence[Variant], opts: Sequence[str],
     return out
 
 
-def _measure(job: Job) -> dict[str, Any]:
+def _measure(job: Job, settings: Settings) -> dict[str, Any]:
     variant_id, compiler, opt = job
     seed, test = PROBES[0]
-    return measured(kernels.get(variant_id), compiler, opt, seed, test,
-                    get_settings()).to_json()
+    return measured(kernels.get(variant_id), compiler, opt, seed, test, settings).to_json()
 
 
-def measure_all(jobs: Sequence[Job], workers: int | None, desc: str) -> list[dict[str, Any]]:
+def measure_all(jobs: Sequence[Job], workers: int | None, desc: str, *,
+                settings: Settings) -> list[dict[str, Any]]:
     """Measure every (variant, compiler, opt) on the calibration input, with a progress bar;
-    the measurements in the jobs' order."""
-    settings = get_settings()
+    the measurements in the jobs' order (the pool processes get the caller's settings)."""
     for compiler in {c for _, c, _ in jobs}:  # compile every baseline first, in parallel
         opts = sorted({o for _, c, o in jobs if c == compiler})
         baselines.build([kernels.get(v) for v in sorted({v for v, _, _ in jobs})], [compiler],
                         opts, jobs=workers, progress=False, settings=settings)
     with ProcessPoolExecutor(max_workers=workers or settings.jobs) as pool:
-        return list(tqdm(pool.map(_measure, jobs, chunksize=2), total=len(jobs), desc=desc,
+        return list(tqdm(pool.map(partial(_measure, settings=settings), jobs,
+                                  chunksize=2), total=len(jobs), desc=desc,
                          unit="kernel", file=sys.stderr))
 
 
-def points_of(jobs: Sequence[Job], workers: int | None) -> list[Point]:
+def points_of(jobs: Sequence[Job], workers: int | None, *, settings: Settings) -> list[Point]:
     """The jobs measured (or found in the cache) as points."""
-    return [point(*job, m) for job, m in zip(jobs, measure_all(jobs, workers, "calibrate"),
-                                             strict=True)]
+    found = measure_all(jobs, workers, "calibrate", settings=settings)
+    return [point(*job, m) for job, m in zip(jobs, found, strict=True)]
 
 
-def cached_points(jobs: Sequence[Job]) -> list[Point]:
+def cached_points(jobs: Sequence[Job], *, settings: Settings) -> list[Point]:
     """Every job's measurement already in the cache under the current model: what an
     interrupted `armgym calibrate` got through (`--from-cache`)."""
-    settings = get_settings()
     seed, test = PROBES[0]
     out = []
     for vid, compiler, opt in jobs:
@@ -130,9 +130,8 @@ def cached_points(jobs: Sequence[Job]) -> list[Point]:
     return out
 
 
-def hand_written(chosen: Sequence[honest.Kernel]) -> list[Point]:
+def hand_written(chosen: Sequence[honest.Kernel], *, settings: Settings) -> list[Point]:
     """The hand-written kernels measured like compiler output (a few seconds each)."""
-    settings = get_settings()
     seed, test = PROBES[0]
     return [point(k.variant, HAND, k.name, _measure_assembly(
         kernels.get(k.variant), k.text, seed, test, settings).to_json()) for k in chosen]
@@ -327,12 +326,12 @@ def read_points(path: Path = POINTS) -> tuple[list[Point], list[Point]]:
             [Point(*r[:-1]) for r in rows if r[-1]])
 
 
-def code_of(p: Point) -> str:
+def code_of(p: Point, settings: Settings) -> str:
     """The assembly a point measured: the compiler's output, or the hand-written kernel."""
     if p.source == HAND:
         return next(k.text for k in honest.KERNELS if k.name == p.detail)
     return baselines.get(kernels.get(p.variant), p.source, p.detail,
-                         settings=get_settings()).assembly
+                         settings=settings).assembly
 
 
 _INSTRUCTION = re.compile(r"^\s*(?:[.\w$]+:\s*)?[a-z][\w.]*(?:\s|$)", re.M)
@@ -344,7 +343,7 @@ def instructions_in(text: str) -> int:
 
 
 def remeasured(points: Sequence[Point], pattern: str | None, longer: int | None,
-               workers: int | None) -> tuple[list[Point], int]:
+               workers: int | None, *, settings: Settings) -> tuple[list[Point], int]:
     """(the points, those whose code matches `pattern` or has more than `longer` instructions
     measured again under the current model; how many were). After a change to an estimate
     that only code of some form can see (a pattern matching every such form, and every call:
@@ -353,16 +352,17 @@ def remeasured(points: Sequence[Point], pattern: str | None, longer: int | None,
     found = re.compile(pattern, re.M) if pattern else None
 
     def again(p: Point) -> bool:
-        code = code_of(p)
+        code = code_of(p, settings)
         return bool(found and found.search(code)) or (
             longer is not None and instructions_in(code) > longer)
 
     redo = [i for i, p in enumerate(points) if again(p)]
     jobs = [(points[i].variant, points[i].source, points[i].detail) for i in redo
             if points[i].source != HAND]
-    fresh = iter(points_of(jobs, workers) if jobs else [])
+    fresh = iter(points_of(jobs, workers, settings=settings) if jobs else [])
     hands = iter(hand_written([next(k for k in honest.KERNELS if k.name == points[i].detail)
-                               for i in redo if points[i].source == HAND]))
+                               for i in redo if points[i].source == HAND],
+                              settings=settings))
     out = list(points)
     for i in redo:
         out[i] = next(hands) if points[i].source == HAND else next(fresh)
@@ -374,9 +374,8 @@ def remeasured(points: Sequence[Point], pattern: str | None, longer: int | None,
 SCALING_IDS = ("vec_add_n1024_float32", "vec_add_n2048_float32", "vec_add_n4096_float32")
 
 
-def scaling() -> list[dict[str, Any]]:
+def scaling(settings: Settings) -> list[dict[str, Any]]:
     """Executed-blocks cycles and the whole-listing figure of clang -O3 vec_add float32."""
-    settings = get_settings()
     seed, test = PROBES[0]
     rows = []
     for vid in SCALING_IDS:
@@ -392,10 +391,11 @@ def scaling() -> list[dict[str, Any]]:
     return rows
 
 
-def o0_vs_o3(variants: Sequence[Variant], workers: int | None) -> dict[str, Any]:
+def o0_vs_o3(variants: Sequence[Variant], workers: int | None, *,
+             settings: Settings) -> dict[str, Any]:
     """How many variants clang -O0 is estimated slower than clang -O3 for."""
     jobs = [(v.id, "clang", o) for v in variants for o in ("-O0", "-O3")]
-    found = measure_all(jobs, workers, "O0 vs O3")
+    found = measure_all(jobs, workers, "O0 vs O3", settings=settings)
     cycles = {(vid, opt): m["cycles"] for (vid, _, opt), m in zip(jobs, found, strict=True)}
     slower = [v.id for v in variants if cycles[(v.id, "-O0")] > cycles[(v.id, "-O3")]]
     not_slower = sorted(set(v.id for v in variants) - set(slower))
@@ -408,14 +408,14 @@ def o0_vs_o3(variants: Sequence[Variant], workers: int | None) -> dict[str, Any]
 RELU_ID = "relu_n1024_float32"
 
 
-def branchy_vs_branchless(seed: int = 11) -> dict[str, Any]:
+def branchy_vs_branchless(settings: Settings, seed: int = 11) -> dict[str, Any]:
     """The branchy relu against its fcsel form on the attempt's random input: the ratio, and
     the factor the predictor accounts for (branchy total / branchy pipeline cycles)."""
     from ...verify import verify
 
     out: dict[str, Any] = {}
     for name, body in (("branchy", RELU_BRANCHY), ("fcsel", RELU_FCSEL)):
-        v = verify(RELU_ID, kernel_text(body), seed, settings=get_settings())
+        v = verify(RELU_ID, kernel_text(body), seed, settings=settings)
         if not v.passed:
             raise RuntimeError(f"{name} relu failed: {v.error_kind}: {v.message}")
         d = next(g for g in v.gates if g.name == "performance").details
