@@ -38,6 +38,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect
 
 from toolchain import VERIFIER_VERSION
+from toolchain.verdict import Verdict
 
 from .deps import authorize, header_token
 from .farm import Farm
@@ -67,7 +68,12 @@ class ArmGymAction(Action):
 class ArmGymObservation(Observation):
     """The original ARM-Gym's observation (reward under `profile`, speedup, cycles, baseline
     cycles, error kind and message, done) plus the task after reset and the verdict after
-    step. `reward` is None after reset and for infra_error (the farm failed, not the model)."""
+    step. `reward` is None after reset and for infra_error (the farm failed, not the model).
+
+    Typed throughout, as openenv-core's observations are (pydantic models that its server
+    dumps with `model_dump()` and documents at /schema): the verdict is the verifier's own
+    model, so its JSON is the one the farm stores and /step answers, and /schema shows its
+    schema rather than an object of anything."""
 
     variant_id: str
     seed: int
@@ -89,7 +95,7 @@ class ArmGymObservation(Observation):
     error_kind: str | None = None
     error_message: str | None = None
     attempt_id: str | None = None
-    verdict: dict[str, Any] | None = None
+    verdict: Verdict | None = Field(default=None, description="the verifier's verdict (step)")
 
 
 class ArmGymState(State):
@@ -162,7 +168,10 @@ class ArmGymEnvironment(Environment[ArmGymAction, ArmGymObservation, ArmGymState
         if isinstance(found, str):
             raise HTTPException(504, f"attempt {found} is still being verified; fetch it with "
                                      f"GET /attempts/{found}?wait=60")
-        verdict, attempt_id = found
+        stored, attempt_id = found
+        verdict = Verdict.load(stored)
+        if verdict is None:
+            raise HTTPException(500, f"attempt {attempt_id}'s stored verdict is not a verdict")
         seen = observation(verdict, self._state.profile)
         self._state.step_count += 1
         self._state.attempt_ids.append(attempt_id)
@@ -172,7 +181,7 @@ class ArmGymEnvironment(Environment[ArmGymAction, ArmGymObservation, ArmGymState
                 and seed == self._task["seed"]:
             baseline = self._task["baseline_cycles"]  # the reset measured the same input
         return ArmGymObservation(
-            variant_id=variant_id, seed=int(verdict.get("seed", seed or 0)),
+            variant_id=variant_id, seed=verdict.seed,
             profile=self._state.profile, reward=seen["reward"], done=True,
             passed=seen["passed"], speedup=seen["speedup"], cycles=seen["cycles"],
             baseline_cycles=baseline, baseline_compiler=seen["baseline_compiler"],

@@ -9,6 +9,9 @@ import httpx
 import pytest
 from openenv import GenericEnvClient
 
+from api.openenv_env import ArmGymObservation
+from toolchain.verdict import Verdict
+
 from .conftest import FARM, USER_KEY, Api
 from .mix import VARIANTS, asm, honest
 
@@ -89,6 +92,12 @@ def test_openenv_client_session_over_websocket(embedded_server: Api) -> None:
         assert seen["speedup"] == 1.0 and seen["cycles"] == task["baseline_cycles"]
         assert seen["baseline_cycles"] == task["baseline_cycles"]
         assert seen["verdict"]["seed"] == 3 and seen["verdict"]["gates"]
+        # the verifier's own verdict, as the farm stores it: its JSON is the stored one
+        typed = Verdict.model_validate(seen["verdict"])
+        assert typed.reward is not None and typed.reward.profiles["additive"] == result.reward
+        stored = embedded_server.client().get(f"/attempts/{seen['attempt_id']}").json()
+        assert Verdict.model_validate(stored["verdict"]).canonical() == typed.canonical()
+        assert ArmGymObservation.model_validate(seen).verdict == typed
         state = env.state()
         assert state["variant_id"] == HONEST and state["step_count"] == 1
         assert state["attempt_ids"] == [seen["attempt_id"]] and state["last_reward"] == 3.0
@@ -112,6 +121,11 @@ def test_openenv_http_routes(embedded_server: Api) -> None:
     assert {"assembly", "completion", "variant_id"} <= set(schema["action"]["properties"])
     assert {"reward", "speedup", "cycles", "baseline_cycles", "error_kind", "error_message",
             "done", "verdict"} <= set(schema["observation"]["properties"])
+    # the verdict is typed: /schema shows the verifier's model, not an object of anything
+    verdict = schema["observation"]["properties"]["verdict"]
+    assert {"$ref": "#/$defs/Verdict"} in verdict["anyOf"], verdict
+    assert {"gates", "reward", "verifier_version"} <= set(
+        schema["observation"]["$defs"]["Verdict"]["properties"])
     assert http.get("/metadata").json()["name"] == "armgym"
     reset = http.post("/reset", json={"variant_id": HONEST, "seed": 4}).json()
     assert reset["observation"]["baseline_cycles"] and reset["done"] is False
