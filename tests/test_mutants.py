@@ -104,10 +104,10 @@ def judged() -> Iterator[dict[str, oracle.Judgement]]:
         for name, text in mutants.items():
             assert group.try_mutant(text) == (True, ""), name
         outcomes = group.run()
-        refs = outcomes[:3]
+        refs = outcomes[: len(oracle.REFERENCES)]
         for i, ref in enumerate(refs):
             out[f"{variant_id} reference {i}"] = oracle.judge(refs, ref)
-        for name, outcome in zip(mutants, outcomes[3:], strict=True):
+        for name, outcome in zip(mutants, outcomes[len(refs):], strict=True):
             out[name] = oracle.judge(refs, outcome)
     yield out
     for path in dirs:
@@ -169,3 +169,100 @@ def test_a_small_run_end_to_end(tmp_path: Path) -> None:
     again = run.execute(11, 4, 1, variant_ids=[SUM], progress=False)["mutants"]
     assert [(m.id, m.what, m.equivalent) for m in again] == \
         [(m.id, m.what, m.equivalent) for m in mutants]
+
+
+def _oracle(variant_id: str, texts: list[str]) -> tuple[oracle.Group, list[oracle.Outcome]]:
+    """One oracle run of `texts` (mutants of `variant_id`) with the run's seed, 2026."""
+    workdir = oracle.workspace(f"test-{variant_id}-")
+    try:
+        group = oracle.Group(kernels.get(variant_id), 2026, workdir, get_settings().cache_dir)
+        for text in texts:
+            assert group.try_mutant(text) == (True, "")
+        outcomes = group.run()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return group, outcomes
+
+
+def _delete(text: str, line: str, nth: int) -> str:
+    lines = text.splitlines()
+    del lines[[i for i, x in enumerate(lines) if x.strip() == line][nth]]
+    return "\n".join(lines) + "\n"
+
+
+def test_an_approached_extreme_decides_gccs_compare_chain() -> None:
+    """gcc compiles argmax at n = 17 into a chain of compares with a branch per element and a
+    second chain for the path after an update. Deleting `bmi .L49` on that path (after x[14]
+    became the maximum) skips x[15]: it returns 16 when x[14] < x[15] > x[16] > x[14]. Only a
+    run of new maxima reaches that path, so the mutant matches every test before the oracle's
+    own approached tests and differs on one of them (the 0.6.4 run judged it equivalent)."""
+    v = kernels.get("argmax_n17_float32")
+    gcc = baselines.get(v, "gcc", settings=get_settings()).assembly
+    group, outcomes = _oracle(v.id, [_delete(gcc, "bmi\t.L49", 1)])
+    refs, mutant = outcomes[: len(oracle.REFERENCES)], outcomes[-1]
+    j = oracle.judge(refs, mutant)
+    approached = len(inputs.approached_tests(v, np.random.default_rng(0)))
+    first = next(t for t, f in enumerate(mutant.flags) if f & oracle.NOT_RUN) - 1
+    assert approached == 2 * 17 and not j.equivalent and "outputs differ" in j.reason, j
+    assert first >= len(group.cases) - approached, first
+    # each approached test: a strictly increasing run up to the maximum, nothing above it after
+    for case in inputs.approached_tests(v, np.random.default_rng(1)):
+        x = np.asarray(case.values[0])
+        p = int(x.argmax())
+        assert np.all(np.diff(x[: p + 1]) > 0) and np.all(x[p + 1:] < x[p])
+
+
+@pytest.mark.parametrize(("variant_id", "line", "new", "by_split"), [
+    ("dot_n1000_float64", "mov\tw9, #1000", "\tmov\tw9, #999", True),  # SVE to 992, fmadd after
+    ("l2_norm_sq_n100_float64", "b.lo\t.LBB0_2", "\tb.hs\t.LBB0_2", False),  # all by fmadd
+    ("layernorm_n1023_float32", "b.lo\t.LBB0_14", "\tb.hs\t.LBB0_14", True),  # variance tail
+])  # fmt: skip
+def test_partly_contracted_evaluations_are_equivalent(variant_id: str, line: str, new: str,
+                                                      by_split: bool) -> None:
+    """The 0.6.4 run's three contraction survivors are legal evaluations of the C (the same
+    terms in the same order, some multiply-adds fused): one of the split references (or the
+    fully contracted C) matches each bit for bit on every test."""
+    lines = _clang(variant_id).splitlines()
+    i = next(k for k, x in enumerate(lines) if x.strip().startswith(line))
+    lines[i] = new
+    _, outcomes = _oracle(variant_id, ["\n".join(lines) + "\n"])
+    j = oracle.judge(outcomes[: len(oracle.REFERENCES)], outcomes[-1])
+    assert j.equivalent and (j.by_split > 0) == by_split, j
+
+
+def test_the_split_family_is_bounded_and_strict() -> None:
+    """A split far from both ends of the loop (clang's dot at n = 1000 with its SVE loop ending
+    at 488, the scalar fmadd loop doing the rest) is outside the family: non-equivalent; and so
+    is a family member (the SVE loop ending at 992) whose scalar terms are read as floats."""
+    base = _clang("dot_n1000_float64")
+    middle = base.replace("mov\tw9, #1000", "mov\tw9, #488")
+    lines = base.replace("mov\tw9, #1000", "mov\tw9, #999").splitlines()
+    k = next(i for i, x in enumerate(lines) if x.strip().startswith("fmadd"))
+    lines[k:k + 1] = ["\tfcvt\ts1, d1", "\tfcvt\td1, s1", lines[k]]  # the scalar tail's terms
+    narrowed = "\n".join(lines) + "\n"
+    _, outcomes = _oracle("dot_n1000_float64", [middle, narrowed])
+    refs = outcomes[: len(oracle.REFERENCES)]
+    for outcome in outcomes[len(refs):]:
+        j = oracle.judge(refs, outcome)
+        assert not j.equivalent and "outputs differ" in j.reason, j
+
+
+def test_split_source_switches_only_loops_with_a_multiply_add() -> None:
+    src, loops = oracle.split_source(kernels.get("layernorm_n1023_float32").c_source)
+    assert loops == 2 and src.count("FP_CONTRACT ON") == 2 and "oracle_fused(1, i)" in src
+    assert oracle.split_source(kernels.get("max_reduce_n17_float32").c_source)[1] == 0
+
+
+def test_per_template_raises_every_template_and_keeps_the_draw() -> None:
+    """--per-template K: every template gets at least K mutants' quota, --mutants stays a lower
+    bound, the variants are the same and no quota falls (each baseline's seeded draw is only
+    extended, so the mutants of the smaller run are the first of the larger one's)."""
+    base = run.plan(2026, 3000)
+    raised = run.plan(2026, 3000, per_template=120)
+    assert [v.id for v, _ in base] == [v.id for v, _ in raised]
+    per: dict[str, int] = {}
+    for (v, q), (_, r) in zip(base, raised, strict=True):
+        assert all(r[c] >= q[c] for c in run.COMPILERS)
+        per[v.template] = per.get(v.template, 0) + sum(r.values())
+    assert min(per.values()) >= 120 and sum(per.values()) >= 3000
+    assert run.plan(2026, 3000, per_template=120) == raised  # reproducible from the seed

@@ -1,6 +1,6 @@
 """The mutation-testing instrument (issue 12): how many wrong kernels does the gate let through?
 
-    .venv/bin/python -m bench.mutants [--mutants 3000] [--seed 2026] [--jobs 2]
+    .venv/bin/python -m bench.mutants [--mutants 3000] [--per-template K] [--seed 2026] [--jobs 2]
                                       [--template T ...] [--out bench/mutants/results]
                                       [--reuse OUT/phase1.json.gz] [--every K]
 

@@ -24,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--survivors", type=Path, help="also copy the survivors' digest here")
     p.add_argument("--reuse", type=Path, help="phase 1 (mutants and oracle classes) saved by an "
                    "earlier run (its OUT/phase1.json.gz): score the same mutants again")
+    p.add_argument("--per-template", type=int, default=0, metavar="K", help="at least K mutants "
+                   "per template (its variants' quotas raised; --mutants stays a lower bound)")
     p.add_argument("--every", type=int, default=1, help="score only every k-th mutant")
     p.add_argument("--recheck-equivalent", action="store_true", help="with --reuse: judge the "
                    "equivalent mutants again with today's oracle tests (saved as OUT/phase1)")
@@ -33,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     result = run.execute(args.seed, args.mutants, args.jobs, args.template, args.variant,
                          reuse=args.reuse, save=args.out / "phase1.json.gz", every=args.every,
                          recheck_equivalent=args.recheck_equivalent,
-                         verdicts_from=args.verdicts_from)
+                         verdicts_from=args.verdicts_from, per_template=args.per_template)
     doc = report.document(result)
     report.write(doc, args.out)
     if args.survivors:

@@ -8,6 +8,7 @@ Each test is a full set of arguments. Families, per element type:
 - strictly monotone sequences (the decisive element of a selection is the last, or the first);
 - for selections (max, min, argmax, softmax), one test per position of the first and last 24
   and 8 random ones, with the extreme exactly there, plus ties (first against last maximum);
+  up to 64 elements, every position twice more, approached by a strictly monotone run;
 - IEEE corners mixed into random data and at the first and last positions: NaN, +-Inf, +-0,
   subnormals, the largest finite values; integer extremes (INT_MIN, INT_MAX, -1, 0);
 - values not representable in a narrower format, all of one sign (bf16/fp16 for float32,
@@ -315,6 +316,10 @@ def tests(variant: Variant, seed: int) -> list[Test]:
         for position in (p for p in range(n) if p not in covered):
             out.append(_test(variant, "random", rng, spike=position))
     out += _zero_signs(variant, rng)
+    # Appended after the run on verifier 0.6.4: selections of at most APPROACHED elements get
+    # every position again, reached through a strictly monotone run (each element before the
+    # extreme a new running extreme), with and without a runner-up right after it.
+    out += approached_tests(variant, rng)
     return out
 
 
@@ -447,3 +452,54 @@ def encode(variant: Variant, cases: list[Test]) -> bytes:
                 raw = np.asarray(v, dtype=NP[a.dtype]).tobytes()
                 body.append(raw + bytes(8 - len(raw)))
     return b"".join(head + body)
+
+
+#: Selections up to this many elements get a second test per position, approached (below).
+APPROACHED = 64
+
+
+def _approached(variant: Variant, test: Test, position: int, rng: np.random.Generator,
+                runner_up: bool) -> Test:
+    """The selection's extreme at `position`, every element before it a new running extreme
+    (a strictly monotone run of random steps toward it), those after it random on the far side
+    of it, the first of them just short of it when `runner_up`: a compare chain unrolled with
+    one branch per element reaches each element on the path after an update as well as on the
+    path after none, and this test takes the first path to every position."""
+    sign = SELECTIONS[variant.template]
+    x = [a.name for a in variant.signature.args].index("x")
+    t = NP[variant.signature.args[x].dtype]
+    n = variant.signature.args[x].length
+    if np.issubdtype(t, np.floating):  # quarters: exact in every float type at these sizes
+        steps = rng.integers(1, 8, n + 1) * 0.25
+        start = -float(rng.integers(40, 200)) * 0.25
+        run = start + np.cumsum(steps)  # strictly increasing; run[position] is the extreme
+        after = run[position] - rng.integers(1, 400, n) * 0.25
+        near = run[position] - 0.25
+    else:
+        ii = np.iinfo(t)
+        unit = 1 if ii.bits == 8 else int(rng.integers(1, 1000))
+        steps = rng.integers(1, 3, n + 1) * unit
+        start = int(ii.min) + int(rng.integers(0, 6)) * unit
+        run = start + np.cumsum(steps).astype(np.int64)
+        after = rng.integers(int(ii.min), int(run[position]), n, endpoint=False)
+        near = int(run[position]) - 1
+    out = np.where(np.arange(n) <= position, run[:n], after)
+    if runner_up and position + 1 < n:
+        out[position + 1] = near
+    if sign < 0:  # mirrored: a strictly decreasing run toward the minimum
+        out = -out if np.issubdtype(t, np.floating) or np.iinfo(t).min < 0 else \
+            (int(np.iinfo(t).max) + int(np.iinfo(t).min)) - out
+        if np.issubdtype(t, np.integer) and np.iinfo(t).min < 0:  # -x of a signed range: shift
+            out = out - 1  # maps [min, max] onto [min, max] exactly (-(min) - 1 = max)
+    vals = list(test.values)
+    vals[x] = np.asarray(out).astype(t)
+    return Test(test.seed, tuple(vals))
+
+
+def approached_tests(variant: Variant, rng: np.random.Generator) -> list[Test]:
+    """Two tests per position of a selection of at most APPROACHED elements (with and without a
+    runner-up right after the extreme); none for other templates."""
+    if variant.template not in SELECTIONS or variant.params["n"] > APPROACHED:
+        return []
+    return [_approached(variant, _test(variant, "random", rng), p, rng, runner_up)
+            for p in range(variant.params["n"]) for runner_up in (True, False)]

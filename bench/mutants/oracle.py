@@ -10,10 +10,16 @@ FP_CONTRACT) and, in NaN results, by the payload. A mutant is *equivalent* when,
 it returns and leaves the callee-saved registers, sp, the caller's frame, the guard zones and
 the const inputs as they were, and its outputs (return value and every written buffer) are bit
 for bit those of one legal evaluation run on the same test: the clang -O3 baseline, the gcc -O3
-baseline, or the C itself at -O0 without contraction. NaN matches NaN (any payload and sign);
-everything else, the sign of zero included, must match exactly. A one-ulp change anywhere
-therefore makes a mutant non-equivalent, even where the gate's documented bound would admit it:
-such survivors are reported with their deviation, so that the bound itself can be judged.
+baseline, the C itself at -O0 without contraction or with every multiply-add of its loops
+contracted, or, when none of those match, one member of the split family: the C at -O0 in
+which one loop's multiply-adds are contracted before iteration k and not from k on, or the
+reverse, for every k within SPLIT_EDGE iterations of either end of the loop, every other loop
+all contracted or all not (a vector loop that stays unfused followed by a scalar `fmadd` tail,
+as clang compiles a float reduction, is such an evaluation). NaN matches NaN (any payload and
+sign); everything else, the sign of zero included, must match exactly. A one-ulp change
+anywhere else therefore makes a mutant non-equivalent, even where the gate's documented bound
+would admit it: such survivors are reported with their deviation, so that the bound itself can
+be judged.
 """
 
 from __future__ import annotations
@@ -42,7 +48,13 @@ HERE = Path(__file__).resolve().parent
 MATH = ("expf", "exp", "tanhf", "tanh", "sqrtf", "sqrt", "roundf", "round")
 FLAGS = {1: "guard zone written", 2: "const input changed", 4: "x19-x29 not restored",
          8: "d8-d15 not restored", 16: "sp not restored", 32: "caller's frame written"}
-REFERENCES = ("clang", "gcc", "c-O0")
+REFERENCES = ("clang", "gcc", "c-O0", "c-contracted")
+#: The function index of the split reference (the C with a contraction switch per loop).
+SPLIT = 3
+#: Split points tried at each end of a loop: the first and the last EDGE iterations.
+SPLIT_EDGE = 64
+#: Per-test flag of a test whose outputs matched a partly contracted evaluation (not an ABI flag).
+BY_SPLIT = 0x40000000
 #: Per-test flag of the tests a mutant did not run: the harness stops a mutant at its first test
 #: that matches no reference (or breaks an ABI rule); that test alone decides its class.
 NOT_RUN = 0x80000000
@@ -67,6 +79,7 @@ class Judgement:
     reason: str  # "" when equivalent; else crash/timeout/ABI flags/outputs differ on k tests
     tests: int
     differing: int  # tests run whose outputs match no reference (the run stops at the first)
+    by_split: int = 0  # tests matched only by a member of the split family
 
 
 # Appended to every function: falling off the end of a kernel (a deleted `ret`) traps at once
@@ -151,6 +164,68 @@ def c_reference(variant: Variant, obj: Path, name: str) -> None:
     _run([_objcopy(), "--redefine-sym", f"kernel={name}", str(obj)])
 
 
+_FOR = re.compile(r"for \(int (\w+) = [^;]*;[^;]*;[^)]*\)\s*")
+_SWITCH = ("extern volatile int oracle_split[4]; /* loop, k, contracted before k, other loops */\n"
+           "static int oracle_fused(int loop, int i)\n"
+           "{ return loop == oracle_split[0] ? (i < oracle_split[1]) == oracle_split[2]\n"
+           "                                 : oracle_split[3]; }\n")
+
+
+def _statement_end(c: str, i: int) -> int:
+    """The index just past the loop body starting at `i`: a braced block or one statement."""
+    if c[i] == "{":
+        depth = 0
+        for j in range(i, len(c)):
+            depth += {"{": 1, "}": -1}.get(c[j], 0)
+            if depth == 0:
+                return j + 1
+    depth = 0
+    for j in range(i, len(c)):
+        depth += {"(": 1, ")": -1}.get(c[j], 0)
+        if c[j] == ";" and depth == 0:
+            return j + 1
+    raise ValueError("unterminated loop body")
+
+
+def split_source(c: str) -> tuple[str, int]:
+    """The C with the body of each innermost loop that has a multiply-add in two copies, the
+    first compiled with FP_CONTRACT ON and the second OFF, chosen per iteration by
+    `oracle_fused(loop, index)` from the globals the harness sets; and how many such loops.
+    Code outside those loops is not contracted (no template has a multiply-add there)."""
+    loops = []
+    for m in _FOR.finditer(c):
+        end = _statement_end(c, m.end())
+        body = c[m.end():end]
+        if "for (" not in body and "*" in body and re.search(r"[-+]", body):
+            loops.append((m.end(), end, m.group(1)))
+    out = c
+    for number, (start, end, var) in reversed(list(enumerate(loops))):
+        body = c[start:end]
+        out = (out[:start] + f"{{ if (oracle_fused({number}, {var})) {{ _Pragma(\"STDC "
+               f"FP_CONTRACT ON\") {body} }} else {{ _Pragma(\"STDC FP_CONTRACT OFF\") {body} }}"
+               " }" + out[end:])
+    head = "#pragma STDC FP_CONTRACT OFF\n" + _SWITCH
+    proto = out.index("\n", out.index("#define")) if "#define" in out else 0
+    return out[:proto] + "\n" + head + out[proto:], len(loops)
+
+
+def split_reference(variant: Variant, obj: Path, name: str) -> int:
+    """The split reference of the module docstring (clang, which honours FP_CONTRACT inside a
+    block, at -O0: the literal reading, each multiply-add fused or not as its copy says);
+    returns its number of switchable loops (0: it is the uncontracted C)."""
+    src, loops = split_source(variant.c_source)
+    path = obj.with_name(obj.stem + "-split.c")
+    path.write_text(src)
+    asm = obj.with_name(obj.stem + "-split.s")
+    _run([tools.tool("clang").path, "clang", *tools.CLANG_FLAGS, "-isystem",
+          baselines.SYSROOT_INCLUDE, "-O0", "-ffp-contract=on", *tools.COMMON_CFLAGS,
+          "-S", "-o", str(asm), str(path)])
+    error = assemble(rename(asm.read_text(), name), obj)
+    if error:
+        raise InfraError(f"split reference of {variant.id} does not assemble: {error}")
+    return loops
+
+
 @cache
 def _objcopy() -> str:
     path = shutil.which(f"{tools.TRIPLE}-objcopy")
@@ -197,6 +272,12 @@ class Group:
         obj = workdir / f"{fn_name(2)}.o"
         c_reference(variant, obj, fn_name(2))
         self.objects.append(obj)
+        obj = workdir / f"{fn_name(SPLIT)}.o"
+        self.split_loops = split_reference(variant, obj, fn_name(SPLIT)) if variant.dtype.is_float \
+            else 0
+        if not variant.dtype.is_float:  # no contraction: the C once more, as a placeholder
+            c_reference(variant, obj, fn_name(SPLIT))
+        self.objects.append(obj)
 
     def try_mutant(self, text: str) -> tuple[bool, str]:
         """Add a mutant if it assembles and differs from its original; (added, why not)."""
@@ -222,8 +303,10 @@ class Group:
     def run(self) -> list[Outcome]:
         """Every function on every test, in one emulator process."""
         exe = self.link()
+        kmax = max(int(v) for v in self.variant.params.values())
         argv = [tools.tool("qemu").path, "-cpu", tools.QEMU_CPU, str(exe), "tests.bin", "hash",
-                str(MIN_BUDGET_MS), str(BUDGET_FACTOR)]
+                str(MIN_BUDGET_MS), str(BUDGET_FACTOR), str(self.split_loops), str(kmax),
+                str(SPLIT_EDGE)]
         # Each function's budget is enforced inside (max(MIN_BUDGET_MS, BUDGET_FACTOR x clang's
         # run), by alarm); this outer limit only catches a hung harness, so it must not be what
         # a loaded machine hits first (the budget of a slow variant's mutant is tens of seconds).
@@ -300,10 +383,14 @@ def judge(refs: list[Outcome], mutant: Outcome) -> Judgement:
         return Judgement(False, reason, tests, tests)
     flags = 0
     differing = 0
+    split = 0
     first = -1
     for t in range(tests):
         if mutant.flags[t] & NOT_RUN:  # the harness stopped at the first difference
             break
+        if mutant.flags[t] & BY_SPLIT:  # a partly contracted evaluation matched it
+            split += 1
+            continue
         flags |= mutant.flags[t]
         if mutant.hashes[t] not in {r.hashes[t] for r in refs}:
             differing += 1
@@ -314,7 +401,7 @@ def judge(refs: list[Outcome], mutant: Outcome) -> Judgement:
     if differing:
         return Judgement(False, f"outputs differ on test {first} of {tests} (the first that "
                          "differs; the run stops there)", tests, differing)
-    return Judgement(True, "", tests, 0)
+    return Judgement(True, "", tests, 0, split)
 
 
 def deviation(variant: Variant, ref: list[tuple[int, bytes]],

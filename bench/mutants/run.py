@@ -57,6 +57,7 @@ class Mutant:
     oracle_reason: str = ""
     differing: int = 0
     tests: int = 0
+    by_split: int = 0  # tests that only a partly contracted evaluation matched (oracle.py)
     verdict: str = ""  # "pass" or the error kind
     message: str = ""
     deviation: dict[str, Any] = field(default_factory=dict)
@@ -74,11 +75,15 @@ class Mutant:
 
 
 def plan(seed: int, count: int, templates: Iterable[str] | None = None,
-         variant_ids: Iterable[str] | None = None) -> list[tuple[Variant, dict[str, int]]]:
-    """The variants to mutate, each with how many mutants per compiler (`count` in all).
+         variant_ids: Iterable[str] | None = None,
+         per_template: int = 0) -> list[tuple[Variant, dict[str, int]]]:
+    """The variants to mutate, each with how many mutants per compiler (`count` in all, or
+    more: a template whose share is below `per_template` has its variants' quotas raised to
+    reach it, so that its rate rests on that many mutants).
 
     Every (template, dtype) pair gets one power-of-two and one odd-shaped variant, drawn with the
-    seed; `variant_ids` overrides the draw (the instrument's own test uses it)."""
+    seed; `variant_ids` overrides the draw (the instrument's own test uses it). Raising a quota
+    only extends the same seeded draw of each baseline, so a smaller run's mutants stay in."""
     if variant_ids:
         chosen = [kernels.get(v) for v in variant_ids]
     else:
@@ -102,6 +107,12 @@ def plan(seed: int, count: int, templates: Iterable[str] | None = None,
     quota: dict[str, dict[str, int]] = {}
     for i, (v, c) in enumerate(slots):
         quota.setdefault(v.id, {})[c] = base + (i in more)
+    for template in {v.template for v in chosen}:
+        mine = [i for i in order if slots[i][0].template == template]  # seeded order
+        short = per_template - sum(quota[slots[i][0].id][slots[i][1]] for i in mine)
+        for k in range(max(0, short)):
+            v, c = slots[mine[k % len(mine)]]
+            quota[v.id][c] += 1
     return [(v, quota[v.id]) for v in chosen]
 
 
@@ -122,6 +133,7 @@ def classify(job: tuple[str, int, dict[str, int], str]) -> GroupResult:
     group = oracle.Group(variant, seed, workdir, get_settings().cache_dir)
     mutants: list[Mutant] = []
     stats = {"drawn": 0, "does not assemble": 0, "same object as its baseline": 0}
+    spare = 0
     for compiler in COMPILERS:
         text = baselines.get(variant, compiler, settings=get_settings()).assembly
         lines = text.splitlines()
@@ -142,14 +154,18 @@ def classify(job: tuple[str, int, dict[str, int], str]) -> GroupResult:
                 after=m.after.strip() if m.after is not None else None, text=mutated))
             return True
 
-        mutate.pick(mutate.candidates(text, variant.params), rng, accept, quota[compiler])
+        # A baseline with fewer candidates than its quota leaves the rest to the next one, so
+        # that the variant, and with it the template, still gets its share.
+        want = quota[compiler] + (spare if compiler != COMPILERS[0] else 0)
+        got = mutate.pick(mutate.candidates(text, variant.params), rng, accept, want)
+        spare = want - len(got)
     outcomes = group.run()
     shutil.rmtree(workdir, ignore_errors=True)
     refs = outcomes[: len(oracle.REFERENCES)]
     for mutant, outcome in zip(mutants, outcomes[len(oracle.REFERENCES):], strict=True):
         j = oracle.judge(refs, outcome)
         mutant.equivalent, mutant.oracle_reason = j.equivalent, j.reason
-        mutant.differing, mutant.tests = j.differing, j.tests
+        mutant.differing, mutant.tests, mutant.by_split = j.differing, j.tests, j.by_split
     return GroupResult(variant_id, mutants, stats["drawn"], stats["does not assemble"],
                        stats["same object as its baseline"])
 
@@ -218,16 +234,17 @@ def recheck(data: dict[str, Any], jobs: int, progress: bool) -> int:
     for ms, judgements in zip(by_variant.values(), found, strict=True):
         for m, j in zip(ms, judgements, strict=True):
             flipped += not j.equivalent
-            m.equivalent, m.oracle_reason, m.differing, m.tests = (
-                j.equivalent, j.reason, j.differing, j.tests)
+            m.equivalent, m.oracle_reason, m.differing, m.tests, m.by_split = (
+                j.equivalent, j.reason, j.differing, j.tests, j.by_split)
     return flipped
 
 
 def phase1(seed: int, count: int, jobs: int, templates: Iterable[str] | None,
-           variant_ids: Iterable[str] | None, progress: bool) -> dict[str, Any]:
+           variant_ids: Iterable[str] | None, progress: bool,
+           per_template: int = 0) -> dict[str, Any]:
     """Mutants and their oracle classes (what `--reuse` loads instead of recomputing)."""
     start = time.perf_counter()
-    chosen = plan(seed, count, templates, variant_ids)
+    chosen = plan(seed, count, templates, variant_ids, per_template)
     variants = [v for v, _ in chosen]
     baselines.build(variants, COMPILERS, ("-O3",), jobs=jobs, progress=progress,
                     settings=get_settings())
@@ -240,7 +257,8 @@ def phase1(seed: int, count: int, jobs: int, templates: Iterable[str] | None,
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return {
-        "seed": seed, "requested": count, "variants": [v.id for v in variants],
+        "seed": seed, "requested": count, "per_template": per_template,
+        "variants": [v.id for v in variants],
         "baselines": {v.id: {c: hashlib.sha256(
             baselines.get(v, c, settings=get_settings()).assembly.encode()).hexdigest()[:16]
             for c in COMPILERS} for v in variants},
@@ -281,15 +299,16 @@ def execute(seed: int, count: int, jobs: int, templates: Iterable[str] | None = 
             variant_ids: Iterable[str] | None = None, progress: bool = True,
             reuse: Path | None = None, save: Path | None = None,
             every: int = 1, recheck_equivalent: bool = False,
-            verdicts_from: Path | None = None) -> dict[str, Any]:
+            verdicts_from: Path | None = None, per_template: int = 0) -> dict[str, Any]:
     """The whole run; returns the results document (see report.py). `every` scores only every
     k-th mutant (a quicker, still stratified look); `reuse` loads phase 1 from `save` of an
     earlier run; `recheck_equivalent` judges its equivalent mutants again with today's oracle;
     `verdicts_from` takes the gate's verdicts from an earlier results.json instead of scoring
-    (only the mutants it holds)."""
+    (only the mutants it holds); `per_template` raises each template's share to at least that
+    many mutants (see `plan`)."""
     start = time.perf_counter()
     data = load_phase1(reuse) if reuse else phase1(seed, count, jobs, templates, variant_ids,
-                                                    progress)
+                                                    progress, per_template)
     if reuse and (templates or variant_ids):  # score only these of the saved mutants
         data["mutants"] = [m for m in data["mutants"] if (templates and m.template in templates)
                            or (variant_ids and m.variant in variant_ids)]
