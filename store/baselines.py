@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import update
@@ -24,9 +24,10 @@ from sqlalchemy.orm import Session
 
 from toolchain import baselines as compiled
 from toolchain import kernels
-from toolchain.errors import InfraError
+from toolchain.errors import GateName, InfraError
 from toolchain.kernels.model import Variant
 from toolchain.settings import Settings
+from toolchain.verdict import PerformanceDetails, Verdict
 
 from .models import BaselineRow, utcnow
 
@@ -106,17 +107,19 @@ def record_measured(session: Session, variant: Variant, compiler: str, cycles: f
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-def record_from_verdict(session: Session, verdict: dict[str, Any], settings: Settings) -> int:
+def record_from_verdict(session: Session, verdict: Verdict | Mapping[str, Any],
+                        settings: Settings) -> int:
     """The baseline measurements a performance gate made for this verdict, into the table."""
-    gate = next((g for g in verdict.get("gates") or [] if g.get("name") == "performance"
-                 and g.get("passed")), None)
-    measured = (gate or {}).get("details", {}).get("baselines") or {}
-    if not measured:
+    typed = Verdict.load(verdict)
+    gate = typed.gate(GateName.performance) if typed else None
+    if typed is None or gate is None or not gate.passed or \
+            not isinstance(gate.details, PerformanceDetails) or not gate.details.baselines:
         return 0
-    variant = kernels.get(verdict["variant_id"])
-    return sum(record_measured(session, variant, compiler, float(m["cycles"]),
-                               bool(m["data_dependent"]), settings)
-               for compiler, m in sorted(measured.items()) if compiler in compiled.COMPILERS)
+    variant = kernels.get(typed.variant_id)
+    return sum(record_measured(session, variant, compiler, float(m.cycles),
+                               bool(m.data_dependent), settings)
+               for compiler, m in sorted(gate.details.baselines.items())
+               if compiler in compiled.COMPILERS and m.cycles is not None)
 
 
 def measure(session: Session, variant: Variant, compiler: str, settings: Settings) -> bool:

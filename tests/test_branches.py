@@ -123,7 +123,7 @@ def prediction(text: str, seed: int = 11) -> dict:
     v = verify(RELU, asm(text), seed, settings=get_settings())
     assert v.passed, f"{v.error_kind}: {v.message}"
     details = next(g for g in v.gates if g.name == "performance").details
-    return {"cycles": details["cycles"], **details["branch_prediction"]}
+    return {"cycles": details.cycles, **details.branch_prediction}
 
 
 def test_a_branchy_relu_on_random_data_costs_at_least_twice_its_fcsel_form() -> None:
@@ -149,7 +149,7 @@ def test_branch_prediction_can_be_turned_off_and_is_reported_either_way() -> Non
     off = verify(RELU, asm(BRANCHY), 11,
                  settings=get_settings().replace(branch_prediction=False))
     details = next(g for g in off.gates if g.name == "performance").details
-    assert not details["branch_prediction"]["enabled"]
-    assert details["branch_prediction"]["branch_cycles"] == 0
-    assert details["branch_prediction"]["mispredicts"] > 300
-    assert details["cycles"] == details["branch_prediction"]["pipeline_cycles"]
+    assert not details.branch_prediction["enabled"]
+    assert details.branch_prediction["branch_cycles"] == 0
+    assert details.branch_prediction["mispredicts"] > 300
+    assert details.cycles == details.branch_prediction["pipeline_cycles"]

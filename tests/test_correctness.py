@@ -136,11 +136,11 @@ def test_error_beyond_the_bound_is_rejected_and_within_it_only_where_rounding_ca
     within = check("dot_n64_float32", _scaled(SCALAR_4_ACCUMULATORS, 0x3F800002))
     assert within.error_kind is ErrorKind.wrong_output
     details = within.gates[-1].details
-    assert details["exact"] and details["test_name"] in ("alternating_signs", "small_integers")
+    assert details.exact and details.test_name in ("alternating_signs", "small_integers")
     # 1 + 2^-10 is far outside it: rejected on the first test that has any rounding (denormals)
     verdict = check("dot_n64_float32", _scaled(SCALAR_4_ACCUMULATORS, 0x3F802000))
     assert verdict.error_kind is ErrorKind.wrong_output
-    assert "bound" in verdict.message and verdict.gates[-1].details["test"] == 2
+    assert "bound" in verdict.message and verdict.gates[-1].details.test == 2
 
 
 def test_same_inputs_give_byte_identical_verdicts() -> None:

@@ -60,7 +60,7 @@ def _correct(variant_id: str, text: str, seed: int = 11) -> None:
 def _on_fixed_tests(results: list[GateResult]) -> None:
     """The deciding test is a fixed one, so no seed can let the kernel through."""
     for r in results:
-        test = r.details.get("test")
+        test = r.details.test
         assert test is not None and test not in RANDOM_TESTS, r.message
 
 
@@ -245,7 +245,7 @@ def test_a_selection_losing_a_block_or_lane_is_rejected_on_a_fixed_test(
     assert find in text
     results = _rejected(variant_id, text.replace(find, replace, 1), SEEDS_FIXED)
     _on_fixed_tests(results)
-    assert all(r.details["test_name"].startswith("extreme_at_") for r in results), why
+    assert all(r.details.test_name.startswith("extreme_at_") for r in results), why
 
 
 def test_selection_position_tests_cover_every_residue_and_the_tail() -> None:
@@ -420,7 +420,7 @@ def test_a_survivor_of_the_mutation_run_is_rejected_on_a_fixed_test(
     assert find in text, why
     results = _rejected(variant_id, text.replace(find, replace, 1), SEEDS_FIXED)
     _on_fixed_tests(results)
-    assert {r.details["test_name"] for r in results} == {test}, [r.message for r in results]
+    assert {r.details.test_name for r in results} == {test}, [r.message for r in results]
 
 
 def test_fused_code_is_allowed_its_rounding_below_the_normal_range() -> None:

@@ -83,7 +83,7 @@ def test_the_branch_penalty_stays_out_of_the_comparison() -> None:
                          branches={}, osaca_cycles=1000.0, instructions=3000, blocks=3,
                          block_executions=10, loop_cycles=2, osaca_fallbacks=0)
     result = crosscheck.check(m, kernels.get("vec_add_n1024_float32"), bands)
-    assert result.passed and result.details["ratio"] == 1.0
+    assert result.passed and result.details.ratio == 1.0
 
 
 def test_the_calibration_records_a_band_per_class_at_most_4x_wide() -> None:
@@ -215,7 +215,7 @@ def test_the_calibration_counts_honest_hand_written_code_and_holds_some_out() ->
 def per_class(verdict: Verdict) -> GateResult:
     """The cross-check of a verdict's measurement under every calibrated band (enforced or not)."""
     perf = next(g for g in verdict.gates if g.name == "performance")
-    return crosscheck.check(Measurement(**perf.details["measurement"]),
+    return crosscheck.check(Measurement(**perf.details.measurement),
                             kernels.get(verdict.variant_id), crosscheck.calibrated())
 
 
@@ -247,9 +247,9 @@ def test_a_disagreement_inside_the_global_band_is_flagged_by_its_class_band() ->
         assert verdict.passed, verdict.message
     judged = per_class(verdict)
     assert judged.kind == ErrorKind.cross_check_disagreement, judged.message
-    assert judged.details["block_class"] == "vec_add/simd"
+    assert judged.details.block_class == "vec_add/simd"
     lo, hi = crosscheck.bands().ratio
-    assert lo <= judged.details["ratio"] <= hi, judged.details
+    assert lo <= judged.details.ratio <= hi, judged.details
 
 
 def test_remeasuring_the_recorded_points_that_match_gives_what_was_recorded() -> None:

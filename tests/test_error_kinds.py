@@ -61,9 +61,9 @@ def test_error_kind(label: str, text: str, kind: ErrorKind) -> None:
 
 def test_assemble_error_reports_line_column_message_without_paths() -> None:
     verdict = check(RELU, asm("    mov x0, #1\n    fadd.x v0, v1\n    ret"))
-    errors = verdict.gates[-1].details["errors"]
-    assert errors[0]["line"] == 6 and errors[0]["column"] >= 1
-    assert "/" not in errors[0]["message"].replace("p0/m", "")
+    errors = verdict.gates[-1].details.errors
+    assert errors[0].line == 6 and errors[0].column >= 1
+    assert "/" not in errors[0].message.replace("p0/m", "")
 
 
 def test_unknown_variant_and_bad_input() -> None:

@@ -57,7 +57,7 @@ def rejected(scratch: Path, src: str, needle: str, allowed: frozenset[str] = MAT
     assert not result.passed, "expected a rejection"
     assert result.kind is ErrorKind.object_rejected
     assert result.name == "object"
-    text = " | ".join(result.details["problems"])
+    text = " | ".join(result.details.problems)
     assert needle in text, text
 
 
@@ -68,8 +68,8 @@ def test_good_object_passes(scratch: Path) -> None:
     result = judge(scratch, GOOD)
     assert result.passed, result.message
     assert result.kind is None and result.seconds > 0
-    assert result.details["code_bytes"] == 36
-    assert ".text" in result.details["sections"]
+    assert result.details.code_bytes == 36
+    assert ".text" in result.details.sections
 
 
 @pytest.mark.parametrize("src", [
@@ -126,7 +126,7 @@ def test_undefined_printf_rejected_expf_allowed(scratch: Path) -> None:
     src = HEAD + "\tbl expf\n\tbl printf\n\tret\n"
     rejected(scratch, src, "undefined symbols not allowed for this variant: printf")
     result = judge(scratch, HEAD + "\tb expf\n")
-    assert result.passed and result.details["calls"] == ["expf"]
+    assert result.passed and result.details.calls == ["expf"]
     rejected(scratch, HEAD + "\tb expf\n", "expf", allowed=frozenset())
 
 
@@ -217,7 +217,7 @@ def test_prefetches_and_hints_are_allowed(scratch: Path) -> None:
 
 def test_forbidden_word_reported_with_offset(scratch: Path) -> None:
     result = judge(scratch, HEAD + "\tnop\n\tnop\n\tsvc #0\n\tret\n")
-    assert result.details["problems"] == ["forbidden instruction svc (system call) at .text+0x8"]
+    assert result.details.problems == ["forbidden instruction svc (system call) at .text+0x8"]
 
 
 def test_under_aligned_code_scanned_at_every_offset(scratch: Path) -> None:

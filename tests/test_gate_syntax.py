@@ -87,7 +87,7 @@ def test_vec_add_neon_assembles(scratch: Path) -> None:
     assert result.passed and result.kind is None, result.message
     assert result.name == "syntax"
     assert obj == scratch / "kernel.o" and obj.is_file()
-    assert result.details["object_bytes"] == obj.stat().st_size
+    assert result.details.object_bytes == obj.stat().st_size
     assert result.seconds > 0
 
 
@@ -114,7 +114,7 @@ def test_neoverse_v2_extensions_assemble(scratch: Path, insn: str) -> None:
 def test_gcc_style_arch_header_assembles(scratch: Path) -> None:
     result, _ = syntax.assemble(GCC_HEADER, scratch, settings=get_settings())
     assert result.passed, result.message
-    assert "warnings" not in result.details
+    assert result.details.warnings is None
 
 
 @pytest.mark.parametrize("compiler", ["clang", "gcc"])
@@ -133,22 +133,22 @@ def test_compiler_baselines_assemble_without_warnings(
     subprocess.run([*cmd, "-O3", *COMMON_CFLAGS, "-S", "-o", str(out), str(c_file)], check=True)
     result, obj = syntax.assemble(out.read_text(), scratch, settings=get_settings())
     assert result.passed, result.message
-    assert "warnings" not in result.details
+    assert result.details.warnings is None
     assert obj is not None
 
 
 def test_benign_warning_does_not_fail(scratch: Path) -> None:
     result, obj = syntax.assemble(wrap("\t.byte 300"), scratch, settings=get_settings())
     assert result.passed and obj is not None
-    assert result.details["warnings"][0]["line"] == 4
-    assert "truncated" in result.details["warnings"][0]["message"]
+    assert result.details.warnings[0].line == 4
+    assert "truncated" in result.details.warnings[0].message
 
 
 def test_unpredictable_encoding_is_an_error(scratch: Path) -> None:
     result, obj = syntax.assemble(wrap("\tldp x0, x0, [x1]"), scratch, settings=get_settings())
     assert not result.passed and obj is None
     assert result.kind is ErrorKind.assemble_error
-    assert "unpredictable" in result.details["errors"][0]["message"]
+    assert "unpredictable" in result.details.errors[0].message
 
 
 # ----------------------------------------------------------------------------- error reports
@@ -159,10 +159,10 @@ def test_unknown_mnemonic_reports_line_column_message(scratch: Path) -> None:
     result, obj = syntax.assemble(src, scratch, settings=get_settings())
     assert not result.passed and obj is None
     assert result.kind is ErrorKind.assemble_error
-    err = result.details["errors"][0]
-    assert err["line"] == 3
-    assert err["column"] == 10
-    assert "unknown mnemonic" in err["message"] and "foo" in err["message"]
+    err = result.details.errors[0]
+    assert err.line == 3
+    assert err.column == 10
+    assert "unknown mnemonic" in err.message and "foo" in err.message
     assert result.message.startswith("line 3, column 10: unknown mnemonic")
     assert not (scratch / "kernel.o").exists()
     no_host_paths(result, str(scratch))
@@ -171,17 +171,17 @@ def test_unknown_mnemonic_reports_line_column_message(scratch: Path) -> None:
 def test_operand_errors_point_at_the_operand(scratch: Path) -> None:
     src = wrap("\tadd x0, x1, lsl #3\n\tadd x0,x1\n\tnop ; bogus x1")
     result, _ = syntax.assemble(src, scratch, settings=get_settings())
-    errors = {e["line"]: e for e in result.details["errors"]}
-    assert errors[4]["column"] == 14  # `lsl`, operand 3
-    assert errors[5]["column"] == 11  # just past `x1`, where operand 3 is missing
-    assert errors[6]["column"] == 8   # `bogus`, after the `;` separator
-    assert len(result.details["errors"]) == 3
+    errors = {e.line: e for e in result.details.errors}
+    assert errors[4].column == 14  # `lsl`, operand 3
+    assert errors[5].column == 11  # just past `x1`, where operand 3 is missing
+    assert errors[6].column == 8   # `bogus`, after the `;` separator
+    assert len(result.details.errors) == 3
     assert "(and 2 more)" in result.message
 
 
 def test_repeated_statements_on_one_line_get_their_own_columns(scratch: Path) -> None:
     result, _ = syntax.assemble("nop; zork x0 ; zork x0\n", scratch, settings=get_settings())
-    assert [(e["line"], e["column"]) for e in result.details["errors"]] == [(1, 6), (1, 16)]
+    assert [(e.line, e.column) for e in result.details.errors] == [(1, 6), (1, 16)]
 
 
 def test_error_flood_is_capped_and_fast(scratch: Path) -> None:
@@ -189,15 +189,15 @@ def test_error_flood_is_capped_and_fast(scratch: Path) -> None:
     start = time.monotonic()
     result, _ = syntax.assemble(flood, scratch, settings=get_settings())
     assert time.monotonic() - start < 3
-    assert len(result.details["errors"]) == syntax.MAX_REPORTED_ERRORS
-    assert result.details["errors"][1]["column"] == 14
+    assert len(result.details.errors) == syntax.MAX_REPORTED_ERRORS
+    assert result.details.errors[1].column == 14
     assert re.search(r"\(and \d{3,} more\)$", result.message)
 
 
 def test_error_without_quote_points_at_first_non_blank(scratch: Path) -> None:
     result, _ = syntax.assemble(wrap("   mov x0, #0x123456789"), scratch, settings=get_settings())
-    err = result.details["errors"][0]
-    assert (err["line"], err["column"]) == (4, 4)
+    err = result.details.errors[0]
+    assert (err.line, err.column) == (4, 4)
 
 
 def test_sme_instruction_text_is_refused(scratch: Path) -> None:
@@ -205,7 +205,7 @@ def test_sme_instruction_text_is_refused(scratch: Path) -> None:
                                   settings=get_settings())
     assert not result.passed and obj is None
     assert result.kind is ErrorKind.assemble_error
-    assert "does not support" in result.details["errors"][0]["message"]
+    assert "does not support" in result.details.errors[0].message
 
 
 def test_sanitize_removes_absolute_paths() -> None:
@@ -236,8 +236,8 @@ def test_forbidden_directives(src: str, line: int, column: int, name: str) -> No
     result = syntax.check_directives(src)
     assert result is not None and not result.passed
     assert result.kind is ErrorKind.forbidden_directive
-    first = result.details["errors"][0]
-    assert (first["line"], first["column"], first["directive"]) == (line, column, name)
+    first = result.details.errors[0]
+    assert (first.line, first.column, first.directive) == (line, column, name)
     assert name in result.message
 
 
@@ -277,7 +277,7 @@ def test_macro_built_include_leaks_nothing(tmp_path: Path, scratch: Path) -> Non
     result, obj = syntax.assemble(src, scratch, settings=get_settings())
     assert not result.passed and obj is None
     assert result.kind is ErrorKind.assemble_error
-    messages = [e["message"] for e in result.details["errors"]]
+    messages = [e.message for e in result.details.errors]
     # the sandbox has no /etc, /proc or host temp files: every read fails, nothing is shown
     assert all("not found" in m or "can't open" in m for m in messages), messages
     no_host_paths(result, secret, kernel_release, Path("/etc/hostname").read_text().strip())

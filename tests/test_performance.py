@@ -18,25 +18,27 @@ import pytest
 from conftest import VEC_ADD_1024_BODY, VEC_ADD_1024_LOOP, asm, baseline
 
 from toolchain import execution, kernels, reward, tools
-from toolchain.errors import ErrorKind
+from toolchain.errors import ErrorKind, GateName
 from toolchain.gates import syntax
 from toolchain.gates.object_checks import code_sections, parse_elf
 from toolchain.gates.performance import calibrate, crosscheck, gate
 from toolchain.settings import get_settings
-from toolchain.verdict import Verdict
+from toolchain.verdict import PerformanceDetails, Verdict
 from toolchain.verify import verify
 
 VEC = "vec_add_n1024_float32"
 SEED = 11
 
 
-def perf(v: Verdict) -> dict:
+def perf(v: Verdict) -> PerformanceDetails:
     assert v.passed, f"{v.error_kind}: {v.message}"
-    return next(g for g in v.gates if g.name == "performance").details
+    gate = v.gate(GateName.performance)
+    assert gate is not None and isinstance(gate.details, PerformanceDetails)
+    return gate.details
 
 
 def cycles(variant_id: str, text: str, seed: int = SEED) -> float:
-    return perf(verify(variant_id, text, seed, settings=get_settings()))["cycles"]
+    return perf(verify(variant_id, text, seed, settings=get_settings())).cycles
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +53,8 @@ def test_vec_add_scales_with_n_while_the_whole_listing_stays_flat() -> None:
     ids = ["vec_add_n1024_float32", "vec_add_n2048_float32", "vec_add_n4096_float32"]
     found = [perf(verify(i, baseline(i), SEED, settings=get_settings())) for i in ids]
     for small, big in zip(found, found[1:], strict=False):
-        assert 1.7 <= big["cycles"] / small["cycles"] <= 2.3, (small["cycles"], big["cycles"])
-        listing = big["whole_listing"]["total_cycles"] / small["whole_listing"]["total_cycles"]
+        assert 1.7 <= big.cycles / small.cycles <= 2.3, (small.cycles, big.cycles)
+        listing = big.whole_listing["total_cycles"] / small.whole_listing["total_cycles"]
         assert 0.9 <= listing <= 1.1
 
 
@@ -68,7 +70,7 @@ def test_cycle_figures_are_identical_across_runs_and_processes() -> None:
     out = subprocess.run([sys.executable, "-c", code], input=text, capture_output=True,
                          text=True, check=True, cwd=Path(__file__).parent.parent)
     assert out.stdout.strip() == first.canonical()
-    assert perf(first)["cycles"] > 0
+    assert perf(first).cycles > 0
 
 
 # --------------------------------------------------------------------------- known hacks
@@ -97,10 +99,10 @@ def test_mca_region_comments_change_nothing(vec_base: float) -> None:
     text = baseline(VEC).replace("\tret\n", "# LLVM-MCA-BEGIN\n\tret\n# LLVM-MCA-END\n", 1)
     assert "LLVM-MCA-BEGIN" in text
     details = perf(verify(VEC, text, SEED, settings=get_settings()))
-    assert details["cycles"] == vec_base
+    assert details.cycles == vec_base
     plain = perf(verify(VEC, baseline(VEC), SEED,
-                        settings=get_settings()))["whole_listing"]["total_cycles"]
-    assert details["whole_listing"]["total_cycles"] < plain  # the original's figure was fooled
+                        settings=get_settings())).whole_listing["total_cycles"]
+    assert details.whole_listing["total_cycles"] < plain  # the original's figure was fooled
 
 
 def test_dead_code_after_ret_gains_nothing(vec_base: float) -> None:
@@ -123,8 +125,8 @@ SCALAR_VEC_ADD = """
 
 def test_a_scalar_loop_is_slower_than_the_vectorised_baseline(vec_base: float) -> None:
     details = perf(verify(VEC, asm(SCALAR_VEC_ADD), SEED, settings=get_settings()))
-    assert details["cycles"] > 1.5 * vec_base
-    assert details["speedup"] < 1.0
+    assert details.cycles > 1.5 * vec_base
+    assert details.speedup < 1.0
 
 
 # A scalar dot product whose accumulator runs through two instructions (fadd then fmov).
@@ -167,7 +169,7 @@ WIDE_WRITEBACK = """
 
 def test_writeback_pair_loads_are_not_overpriced_against_plain_loads() -> None:
     d = perf(verify(VEC, asm(WIDE_WRITEBACK), SEED, settings=get_settings()))
-    assert d["cycles"] <= 1.05 * d["baselines"]["gcc"]["cycles"], d
+    assert d.cycles <= 1.05 * d.baselines["gcc"].cycles, d
 
 
 def test_splitting_a_loop_body_with_never_taken_branches_gains_nothing() -> None:
@@ -374,7 +376,7 @@ def test_a_kernel_too_varied_for_osaca_to_price_gets_no_speedup() -> None:
     v = verify(VEC, text, SEED, settings=get_settings())
     assert v.error_kind == ErrorKind.cross_check_disagreement, v.message
     assert "declined" in v.message
-    assert next(g for g in v.gates if g.name == "performance").details["measurement"][
+    assert next(g for g in v.gates if g.name == "performance").details.measurement[
         "osaca_declined"] == 1
 
 

@@ -43,5 +43,6 @@ def test_a_new_gate_is_a_function_in_the_list() -> None:
     assert [(r.name, r.passed) for r in attempt.results] == [("input", True),
                                                               ("directives", False)]
     failed = attempt.results[-1]
-    assert failed.kind is ErrorKind.object_rejected and failed.details == {"mnemonic": "fmla"}
+    assert failed.kind is ErrorKind.object_rejected
+    assert failed.details.model_dump() == {"mnemonic": "fmla"}
     assert failed.seconds > 0 and attempt.variant is None  # stopped before the variant gate

@@ -21,7 +21,17 @@ from api.schemas import AttemptOut, VerdictOut
 from store import extract
 from toolchain import reward
 from toolchain.errors import ErrorKind
-from toolchain.verdict import CrossCheck, Performance, Verdict
+from toolchain.verdict import (
+    DETAILS,
+    CorrectnessDetails,
+    CrossCheck,
+    GateResult,
+    NoDetails,
+    Performance,
+    PerformanceDetails,
+    Unread,
+    Verdict,
+)
 
 STORED = json.loads((Path(__file__).parent / "data" / "stored_verdicts.json").read_text())
 LABELS = [s["label"] for s in STORED]
@@ -39,6 +49,47 @@ def test_a_stored_verdict_loads_and_serialises_to_the_same_json(label: str) -> N
     again = Verdict.from_json(verdict.to_json())
     assert again.canonical() == verdict.canonical()
     assert "timings" not in json.loads(verdict.canonical())
+
+
+@pytest.mark.parametrize("label", LABELS)
+def test_every_gate_of_a_stored_verdict_reads_as_its_details_model(label: str) -> None:
+    """The details models describe what the gates write: none of a stored verdict's gates
+    falls back to Unread (whose JSON would be kept, but untyped)."""
+    for gate in Verdict.from_json(stored(label)["verdict"]).gates:
+        assert type(gate.details) is DETAILS.get(gate.name, NoDetails), (gate.name, gate.details)
+
+
+def test_details_hold_exactly_the_fields_the_gate_gave() -> None:
+    """No absent field appears as null, an int stays an int, the order is the gate's."""
+    timeout = GateResult("correctness", False, ErrorKind.timeout, "test 3: no return",
+                         {"test": 3, "budget_s": 2.5})
+    assert isinstance(timeout.details, CorrectnessDetails) and timeout.details.test == 3
+    assert json.dumps(timeout.to_json()["details"]) == '{"test": 3, "budget_s": 2.5}'
+    perf = GateResult("performance", True, details=PerformanceDetails(cycles=20, speedup=1.0))
+    perf.details.speedup_withheld = False  # as the cross-check sets it
+    assert json.dumps(perf.to_json()["details"]) == \
+        '{"cycles": 20, "speedup": 1.0, "speedup_withheld": false}'
+    assert GateResult("syntax", True).to_json()["details"] == {}
+    with pytest.raises(ValueError):  # a gate that writes the wrong type is told at once
+        PerformanceDetails(cycles="20")
+
+
+def test_details_that_do_not_read_as_their_model_are_kept_as_they_were() -> None:
+    doc = stored("clang -O3 baseline")["verdict"]
+    perf = next(g for g in doc["gates"] if g["name"] == "performance")
+    perf["details"].update(cycles="nan", baseline="clang")  # the store's non-finite strings
+    verdict = Verdict.from_json(doc)
+    assert isinstance(verdict.gate("performance").details, Unread)
+    assert verdict.to_json() == doc
+
+
+def test_the_schema_documents_every_gates_details() -> None:
+    defs = VerdictOut.model_json_schema()["$defs"]
+    shown = {ref["$ref"].rsplit("/", 1)[1]
+             for ref in defs["GateResult"]["properties"]["details"]["anyOf"]}
+    assert {m.__name__ for m in DETAILS.values()} | {"NoDetails", "Unread"} == shown
+    assert {"cycles", "speedup", "baseline", "timing_test"} <= set(
+        defs["PerformanceDetails"]["properties"])
 
 
 @pytest.mark.parametrize("label", LABELS)

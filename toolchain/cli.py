@@ -17,7 +17,7 @@ from . import baselines, kernels, tools
 from .errors import InfraError
 from .prepare import prepare
 from .settings import Settings, SettingsError, get_settings
-from .verdict import Verdict
+from .verdict import DirectivesDetails, SyntaxDetails, Verdict
 from .verify import verify
 
 
@@ -59,8 +59,10 @@ def summary(verdict: Verdict) -> str:
     for gate in verdict.gates:
         mark = "ok " if gate.passed else "ERR"
         lines.append(f"  {mark} {gate.name:12} {gate.seconds * 1000:8.1f} ms  {gate.message}")
-        for err in gate.details.get("errors", [])[:5]:
-            lines.append(f"        line {err['line']}:{err['column']}: {err['message']}")
+        details = gate.details
+        errors = details.errors if isinstance(details, SyntaxDetails | DirectivesDetails) else None
+        for err in (errors or [])[:5]:
+            lines.append(f"        line {err.line}:{err.column}: {err.message}")
     return "\n".join(lines)
 
 

@@ -21,7 +21,7 @@ from .errors import ErrorKind, GateName
 from .gates import correctness, object_checks, syntax
 from .gates.performance import crosscheck
 from .gates.performance import gate as performance
-from .verdict import GateResult
+from .verdict import GateResult, PerformanceDetails
 
 
 class Gate(Protocol):
@@ -114,8 +114,8 @@ def _cross_check(a: Attempt) -> GateResult:
     assert a.variant is not None and a.measurement is not None
     check = crosscheck.check(a.measurement, a.variant)
     perf = a.result(GateName.performance)
-    assert perf is not None
-    perf.details["speedup_withheld"] = not check.passed
+    assert perf is not None and isinstance(perf.details, PerformanceDetails)
+    perf.details.speedup_withheld = not check.passed
     return check
 
 

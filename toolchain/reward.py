@@ -58,7 +58,8 @@ def components(verdict: Verdict) -> Components | None:
     withheld = verdict.error_kind == ErrorKind.cross_check_disagreement
     speedup = None
     if correct and perf is not None and perf.passed and not withheld:
-        speedup = float(perf.details["speedup"])
+        figures = verdict.performance  # the gate's typed figures
+        speedup = figures.speedup if figures is not None else None
     return Components(format=fmt, syntax=syntax, correctness=correct, speedup=speedup,
                       speedup_withheld=withheld)
 

@@ -237,6 +237,12 @@ def test_metrics_and_docs(api: Api) -> None:
     assert "armgym_attempts_submitted_total" in metrics
     assert "armgym_outstanding_attempts" in metrics
     assert client.get("/docs").status_code == 200
-    paths = client.get("/openapi.json").json()["paths"]
+    openapi = client.get("/openapi.json").json()
+    paths = openapi["paths"]
+    # every gate's details model, as the verdicts' gates carry them
+    details = openapi["components"]["schemas"]["GateResult"]["properties"]["details"]["anyOf"]
+    assert {"DirectivesDetails", "SyntaxDetails", "ObjectDetails", "CorrectnessDetails",
+            "PerformanceDetails", "CrossCheckDetails"} <= {d["$ref"].rsplit("/", 1)[1]
+                                                             for d in details}
     assert {"/health", "/reset", "/step", "/tasks", "/batches", "/batches/{batch_id}",
             "/attempts", "/best/{variant_id}"} <= set(paths)

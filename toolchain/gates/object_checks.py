@@ -49,12 +49,11 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from .. import decoder
 from ..errors import ErrorKind, InfraError
 from ..settings import Settings
-from ..verdict import GateResult
+from ..verdict import GateResult, ObjectDetails
 
 GATE = "object"
 KERNEL_SYMBOL = "kernel"
@@ -563,15 +562,15 @@ def finish(checked: Checked, allowed_undefined: frozenset[str], workdir: Path,
 def _reject(problems: list[str]) -> GateResult:
     more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
     return GateResult.fail(GATE, ErrorKind.object_rejected, problems[0] + more,
-                           problems=problems[:MAX_REPORTED])
+                           ObjectDetails(problems=problems[:MAX_REPORTED]))
 
 
-def _summary(elf: ElfObject, object_bytes: int, allowed: frozenset[str]) -> dict[str, Any]:
+def _summary(elf: ElfObject, object_bytes: int, allowed: frozenset[str]) -> ObjectDetails:
     undefined = sorted({s.name for s in elf.symbols[1:] if s.shndx == SHN_UNDEF and s.name})
-    return {
-        "object_bytes": object_bytes,
-        "code_bytes": sum(s.size for s in code_sections(elf)),
-        "alloc_bytes": sum(s.size for s in elf.sections if s.alloc),
-        "sections": [s.name for s in elf.sections[1:]],
-        "calls": [n for n in undefined if n in allowed],
-    }
+    return ObjectDetails(
+        object_bytes=object_bytes,
+        code_bytes=sum(s.size for s in code_sections(elf)),
+        alloc_bytes=sum(s.size for s in elf.sections if s.alloc),
+        sections=[s.name for s in elf.sections[1:]],
+        calls=[n for n in undefined if n in allowed],
+    )

@@ -38,7 +38,7 @@ from .. import limits, sandbox
 from ..errors import ErrorKind, GateName, InfraError
 from ..settings import Settings
 from ..tools import GAS_MARCH, tool
-from ..verdict import GateResult
+from ..verdict import DirectivesDetails, GateResult, SyntaxDetails
 
 GATE = GateName.syntax.value
 SOURCE_NAME = "kernel.s"
@@ -156,8 +156,8 @@ def check_directives(text: str) -> GateResult | None:
     first = errors[0]
     return GateResult.fail(
         GateName.directives, ErrorKind.forbidden_directive,
-        _summary(errors), errors=errors[:MAX_REPORTED_ERRORS],
-        directive=first["directive"], line=first["line"],
+        _summary(errors), DirectivesDetails(errors=errors[:MAX_REPORTED_ERRORS],
+                                            directive=first["directive"], line=first["line"]),
     )
 
 
@@ -298,10 +298,13 @@ def _assemble(text: str, scratch: Path, settings: Settings) -> tuple[GateResult,
         return _fail(diag), None
     if not obj.is_file():
         raise InfraError("GNU as reported success but wrote no object")
-    details: dict[str, Any] = {"object_bytes": obj.stat().st_size}
-    if diag.warnings:
-        details["warnings"] = diag.warnings
-    return GateResult(GATE, True, details=details), obj
+    return GateResult(GATE, True, details=_details(diag, object_bytes=obj.stat().st_size)), obj
+
+
+def _details(diag: Diagnostics, **fields: Any) -> SyntaxDetails:
+    """The gate's details, with the warnings only when there are any."""
+    return SyntaxDetails.model_validate(
+        {**fields, **({"warnings": diag.warnings} if diag.warnings else {})})
 
 
 def _raise_if_sandbox_broken(run: sandbox.RunResult, stderr: str) -> None:
@@ -329,11 +332,9 @@ def _crash_message(returncode: int) -> str:
 
 
 def _fail(diag: Diagnostics) -> GateResult:
-    details: dict[str, Any] = {"errors": diag.errors}
-    if diag.warnings:
-        details["warnings"] = diag.warnings
     message = _summary(diag.errors, diag.error_count)
-    return GateResult(GATE, False, ErrorKind.assemble_error, message, details)
+    return GateResult(GATE, False, ErrorKind.assemble_error, message,
+                      _details(diag, errors=diag.errors))
 
 
 def _summary(errors: list[dict[str, Any]], count: int | None = None) -> str:

@@ -9,7 +9,6 @@ or exactly where no evaluation order can round (`exact_arithmetic`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -17,6 +16,7 @@ from ...errors import ErrorKind
 from ...execution.harness import BASE_TESTS, RANDOM_TESTS, position_tests, selection_positions
 from ...execution.records import NP_DTYPE, Record
 from ...kernels.model import DType, Tolerance, Variant
+from ...verdict import CorrectnessDetails
 
 TEST_NAMES = (
     "zeros", "signed_zeros", "denormals", "nan", "infinities", "extremes", "alternating_signs",
@@ -54,7 +54,7 @@ def test_name(test: int, variant: Variant | None = None) -> str:
 class Finding:
     kind: ErrorKind
     message: str
-    details: dict[str, Any]
+    details: CorrectnessDetails
 
 
 def first_mismatch(
@@ -149,7 +149,8 @@ def judge(variant: Variant, cand: list[Record], ref: list[Record]) -> Finding | 
     for c, r in pairs:
         if c.stack_after != c.stack_guard:
             return Finding(ErrorKind.memory_violation, f"test {c.test}: the kernel wrote above "
-                           "its stack pointer into the caller's frame", {"test": c.test})
+                           "its stack pointer into the caller's frame",
+                           CorrectnessDetails(test=c.test))
         for name, buf in c.buffers.items():
             rbuf = r.buffers[name]
             for side, got, want in (("below", buf.before, rbuf.before),
@@ -160,17 +161,18 @@ def judge(variant: Variant, cand: list[Record], ref: list[Record]) -> Finding | 
                     return Finding(
                         ErrorKind.memory_violation,
                         f"test {c.test}: write {dist} bytes {side} buffer {name}",
-                        {"test": c.test, "buffer": name, "side": side, "distance": dist},
+                        CorrectnessDetails(test=c.test, buffer=name, side=side, distance=dist),
                     )
     for c, r in pairs:
         for a in variant.signature.args:
             if a.pointer and a.role == "in" and c.buffers[a.name].data != r.buffers[a.name].data:
                 return Finding(ErrorKind.input_modified, f"test {c.test}: const input {a.name} "
-                               "was modified", {"test": c.test, "buffer": a.name})
+                               "was modified", CorrectnessDetails(test=c.test, buffer=a.name))
     for c, _ in pairs:
         problem = _abi(c)
         if problem:
-            return Finding(ErrorKind.abi_violation, f"test {c.test}: {problem}", {"test": c.test})
+            return Finding(ErrorKind.abi_violation, f"test {c.test}: {problem}",
+                           CorrectnessDetails(test=c.test))
     for c, r in pairs:
         exact = exact_arithmetic(variant, r)
         outputs: list[tuple[str, DType, bytes, bytes, bytes | None]] = []
@@ -191,8 +193,8 @@ def judge(variant: Variant, cand: list[Record], ref: list[Record]) -> Finding | 
                     f"test {c.test} ({test_name(c.test, variant)}): {where} = {value!r}, expected "
                     f"{expected!r}" + (f" (bound {bound:.3g})" if bound else "")
                     + (" (exact arithmetic: no rounding in any order)" if exact else ""),
-                    {"test": c.test, "test_name": test_name(c.test, variant), "output": name,
-                     "index": i, "expected": repr(expected), "got": repr(value), "bound": bound,
-                     "exact": exact},
+                    CorrectnessDetails(test=c.test, test_name=test_name(c.test, variant),
+                                       output=name, index=i, expected=repr(expected),
+                                       got=repr(value), bound=bound, exact=exact),
                 )
     return None

@@ -16,7 +16,7 @@ from ...execution import Linked, ReferenceRun, Timed, guard, guarded_run, harnes
 from ...execution.records import Record, parse
 from ...kernels.model import Variant
 from ...settings import Settings
-from ...verdict import GateResult
+from ...verdict import CorrectnessDetails, GateResult
 from .compare import judge
 
 NAME = GateName.correctness.value
@@ -63,27 +63,29 @@ def _judged(variant: Variant, res: sandbox.RunResult, watch: guard.Guard, tests:
     done = len(records)
     if res.timed_out:
         return GateResult.fail(NAME, ErrorKind.timeout, f"test {done}: no return within "
-                               f"{budget:.1f} s", test=done, budget_s=round(budget, 1))
+                               f"{budget:.1f} s",
+                               CorrectnessDetails(test=done, budget_s=round(budget, 1)))
     escaped = guard.violation(watch, res.stderr, res.returncode)
     if escaped:
         return GateResult.fail(NAME, ErrorKind.abi_violation, f"test {done}: {escaped}",
-                               test=done)
+                               CorrectnessDetails(test=done))
     guest = _GUEST_SIGNAL.search(res.stderr)
     sig = int(guest.group(1)) if guest else _host_signal(res.returncode)
     if sig == signal.SIGXCPU:
         return GateResult.fail(NAME, ErrorKind.timeout, f"test {done}: CPU budget exhausted",
-                               test=done)
+                               CorrectnessDetails(test=done))
     if sig is not None:
         name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
         return GateResult.fail(NAME, ErrorKind.crash, f"test {done}: kernel died with {name}",
-                               test=done, signal=name)
+                               CorrectnessDetails(test=done, signal=name))
     if res.returncode != 0 or not clean or done != tests:
         return GateResult.fail(NAME, ErrorKind.crash, f"test {done}: the harness did not run to "
-                               f"completion (exit status {res.returncode})", test=done)
+                               f"completion (exit status {res.returncode})",
+                               CorrectnessDetails(test=done))
     finding = judge(variant, records, expected)
     if finding:
-        return GateResult.fail(NAME, finding.kind, finding.message, **finding.details)
-    return GateResult(NAME, True, details={"tests": tests})
+        return GateResult.fail(NAME, finding.kind, finding.message, finding.details)
+    return GateResult(NAME, True, details=CorrectnessDetails(tests=tests))
 
 
 def _host_signal(returncode: int) -> int | None:

@@ -30,8 +30,10 @@ from typing import Any, NamedTuple
 from tqdm import tqdm
 
 from ... import baselines, kernels
+from ...errors import GateName
 from ...kernels.model import Variant
 from ...settings import Settings
+from ...verdict import PerformanceDetails
 from . import crosscheck, honest, mca
 from .gate import PROBES, _measure_assembly, cached, measured, model_versions
 from .honest import RELU_BRANCHY, RELU_FCSEL, kernel_text
@@ -418,8 +420,10 @@ def branchy_vs_branchless(settings: Settings, seed: int = 11) -> dict[str, Any]:
         v = verify(RELU_ID, kernel_text(body), seed, settings=settings)
         if not v.passed:
             raise RuntimeError(f"{name} relu failed: {v.error_kind}: {v.message}")
-        d = next(g for g in v.gates if g.name == "performance").details
-        out[name] = {"cycles": d["cycles"], **{k: d["branch_prediction"][k] for k in (
+        perf = v.gate(GateName.performance)
+        assert perf is not None and isinstance(perf.details, PerformanceDetails)
+        d, branches = perf.details, perf.details.branch_prediction or {}
+        out[name] = {"cycles": d.cycles, **{k: branches[k] for k in (
             "pipeline_cycles", "branch_cycles", "conditional", "conditional_mispredicted")}}
     b, f = out["branchy"], out["fcsel"]
     out["ratio"] = round(b["cycles"] / f["cycles"], 3)

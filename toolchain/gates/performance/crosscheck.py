@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ...errors import ErrorKind, GateName, InfraError
-from ...verdict import GateResult
+from ...verdict import CrossCheckDetails, GateResult
 
 if TYPE_CHECKING:
     from ...kernels.model import Variant
@@ -162,10 +162,11 @@ def check(m: Measurement, variant: Variant, limits: Bands | None = None) -> Gate
     template = variant.template
     ratio_band, ipc_band = limits.of(variant.id, template, m.block_class)
     ratio, ipc = figures(m)
-    details = {"osaca_cycles": m.osaca_cycles, "mca_cycles": m.pipeline_cycles, "ratio": ratio,
-               "block_class": class_key(template, m.block_class), "ratio_band": list(ratio_band),
-               "instructions": m.instructions, "ipc": ipc, "ipc_band": list(ipc_band),
-               "osaca_fallbacks": m.osaca_fallbacks}
+    details = CrossCheckDetails(
+        osaca_cycles=m.osaca_cycles, mca_cycles=m.pipeline_cycles, ratio=ratio,
+        block_class=class_key(template, m.block_class), ratio_band=list(ratio_band),
+        instructions=m.instructions, ipc=ipc, ipc_band=list(ipc_band),
+        osaca_fallbacks=m.osaca_fallbacks)
     problems = []
     if m.osaca_declined:
         problems.append(f"OSACA declined {m.osaca_declined} loop cycle(s) with more distinct "
@@ -181,5 +182,5 @@ def check(m: Measurement, variant: Variant, limits: Bands | None = None) -> Gate
                         f"(IPC {ipc:.3g}, calibrated band {ipc_band[0]:.3g}-{ipc_band[1]:.3g})")
     if problems:
         return GateResult.fail(NAME, ErrorKind.cross_check_disagreement,
-                               "; ".join(problems) + "; speedup reward withheld", **details)
+                               "; ".join(problems) + "; speedup reward withheld", details)
     return GateResult(NAME, True, message="the two cost models agree", details=details)

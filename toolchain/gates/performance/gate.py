@@ -43,7 +43,7 @@ from ...execution import (
 from ...execution.records import parse
 from ...kernels.model import Variant
 from ...settings import Settings
-from ...verdict import GateResult
+from ...verdict import CompilerCycles, GateResult, PerformanceDetails
 from .. import syntax
 from ..correctness import judge
 from . import branches, crosscheck, mca, osaca_model
@@ -279,33 +279,33 @@ def _measured_against_baselines(variant: Variant, obj: Path, seed: int, test: in
             cand = measure(variant, scratch, obj.name, seed, test, settings, budget, True,
                            reference)
     except Failed as exc:
-        return GateResult.fail(NAME, exc.kind, str(exc), timing_test=test), None
+        return GateResult.fail(NAME, exc.kind, str(exc), PerformanceDetails(timing_test=test)), None
     except mca.UnpricedError as exc:
         return GateResult.fail(NAME, ErrorKind.cross_check_disagreement,
                                f"llvm-mca cannot price executed instruction `{exc}`; speedup "
-                               "withheld", timing_test=test), None
+                               "withheld", PerformanceDetails(timing_test=test)), None
     found = {c: baseline_measurement(variant, c, seed, test, settings)
              for c in baselines.COMPILERS}
     best = min(found, key=lambda c: (found[c][0].cycles, c))
-    details: dict[str, Any] = {
-        "timing_test": test,
-        "cycles": cand.cycles,
-        "speedup": round(found[best][0].cycles / cand.cycles, 6),
-        "baseline": {"compiler": best, "opt": BASELINE_OPT, "cycles": found[best][0].cycles,
-                     "data_dependent": found[best][1]},
-        "baselines": {c: {"cycles": m.cycles, "data_dependent": dep}
-                      for c, (m, dep) in sorted(found.items())},
-        "measurement": cand.to_json(),
-        "branch_prediction": {
+    details = PerformanceDetails(
+        timing_test=test,
+        cycles=cand.cycles,
+        speedup=round(found[best][0].cycles / cand.cycles, 6),
+        baseline=CompilerCycles(compiler=best, opt=BASELINE_OPT, cycles=found[best][0].cycles,
+                                data_dependent=found[best][1]),
+        baselines={c: CompilerCycles(cycles=m.cycles, data_dependent=dep)
+                   for c, (m, dep) in sorted(found.items())},
+        measurement=cand.to_json(),
+        branch_prediction={
             "enabled": settings.branch_prediction, "pipeline_cycles": cand.pipeline_cycles,
             "branch_cycles": cand.branch_cycles, **cand.branches,
             "baselines": {c: {"pipeline_cycles": m.pipeline_cycles,
                               "branch_cycles": m.branch_cycles}
                           for c, (m, _) in sorted(found.items())}},
-        "model": {"llvm-mca": list(mca.MCA_FLAGS), "dispatch_width": mca.DISPATCH_WIDTH,
-                  "cost": "sum over executed loop cycles of C(1) + (count - 1) x steady-state "
-                          "cycles, plus mispredictions x penalty",
-                  "versions": model_versions()},
-        "whole_listing": listing.result(),
-    }
+        model={"llvm-mca": list(mca.MCA_FLAGS), "dispatch_width": mca.DISPATCH_WIDTH,
+               "cost": "sum over executed loop cycles of C(1) + (count - 1) x steady-state "
+                       "cycles, plus mispredictions x penalty",
+               "versions": model_versions()},
+        whole_listing=listing.result(),
+    )
     return GateResult(NAME, True, details=details), cand
