@@ -67,7 +67,7 @@ def rejected(scratch: Path, src: str, needle: str, allowed: frozenset[str] = MAT
 def test_good_object_passes(scratch: Path) -> None:
     result = judge(scratch, GOOD)
     assert result.passed, result.message
-    assert result.kind is None and result.seconds > 0
+    assert result.kind is None and result.seconds == 0.0  # timed by pipeline.run alone
     assert result.details.code_bytes == 36
     assert ".text" in result.details.sections
 

@@ -88,7 +88,7 @@ def test_vec_add_neon_assembles(scratch: Path) -> None:
     assert result.name == "syntax"
     assert obj == scratch / "kernel.o" and obj.is_file()
     assert result.details.object_bytes == obj.stat().st_size
-    assert result.seconds > 0
+    assert result.seconds == 0.0  # a gate is timed by pipeline.run alone
 
 
 @pytest.mark.parametrize("insn", [

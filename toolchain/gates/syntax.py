@@ -29,7 +29,6 @@ import ast
 import math
 import operator
 import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -271,14 +270,9 @@ def assembler_limits(settings: Settings) -> sandbox.Limits:
 def assemble(
     text: str, scratch: Path, settings: Settings
 ) -> tuple[GateResult, Path | None]:
-    """Assemble `text` as kernel.s in `scratch` under the sandbox; the object on success."""
-    start = time.perf_counter()
-    result, obj = _assemble(text, Path(scratch), settings)
-    result.seconds = time.perf_counter() - start
-    return result, obj
-
-
-def _assemble(text: str, scratch: Path, settings: Settings) -> tuple[GateResult, Path | None]:
+    """Assemble `text` as kernel.s in `scratch` under the sandbox; the object on success.
+    Untimed: pipeline.run times every gate, in one place."""
+    scratch = Path(scratch)
     argv = assembler_argv()  # raises InfraError when GNU as is missing
     source, obj = scratch / SOURCE_NAME, scratch / OBJECT_NAME
     obj.unlink(missing_ok=True)
