@@ -22,6 +22,7 @@ from workers.sweeper import Sweeper
 from .health import HealthProbe
 from .metrics import Metrics
 from .ratelimit import KeyRateLimit
+from .recent import RecentVerdicts, Recorder
 from .waiting import CompletionHub
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,8 @@ class Farm:
     sweeper: Sweeper
     rate_limit: KeyRateLimit
     health: HealthProbe
+    recent: RecentVerdicts  # duplicates answered from memory, stored by `recorder` just after
+    recorder: Recorder
     # The last count of outstanding attempts: (monotonic time, count), raised by what this
     # process admitted since (completions only lower the true count: it errs on the safe side).
     _counted: tuple[float, int] | None = field(default=None, init=False)
@@ -59,7 +62,8 @@ class Farm:
         farm = cls(settings, engine, sessions, dispatcher,
                    CompletionHub(settings.poll_interval_s), Metrics(),
                    Sweeper(settings, sessions, dispatcher), KeyRateLimit(settings),
-                   HealthProbe(settings, dispatcher))
+                   HealthProbe(settings, dispatcher), RecentVerdicts(settings.recent_verdicts),
+                   Recorder(settings, sessions))
         farm.metrics.outstanding.set_function(
             farm.metrics.guarded("database", farm.outstanding))
         farm.metrics.broker_depth.set_function(
@@ -120,6 +124,7 @@ class Farm:
                     self._counted = (self._counted[0], self._counted[1] + incoming)
 
     def close(self) -> None:
+        self.recorder.close()
         self.sweeper.close()
         self.health.close()
         self.dispatcher.close()

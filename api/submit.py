@@ -9,6 +9,7 @@ import os
 import signal
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 from fastapi import HTTPException
 
@@ -18,11 +19,11 @@ from toolchain.settings import Settings
 from toolchain.verify import derive_seed
 
 from .farm import Farm
+from .recent import CACHE_WORKER
 from .vocab import INT32
 
 MAX_REPORTED = 20  # problems listed per error response
 OUTSTANDING_MAX_AGE_S = 0.5  # how stale the queue depth behind backpressure may be
-CACHE_WORKER = "verdict-cache"  # the `worker` of an attempt answered from an identical one
 log = logging.getLogger(__name__)
 
 
@@ -164,3 +165,33 @@ def submit(farm: Farm, key_id: int, items: Sequence[attempts.NewAttempt], *,
     farm.metrics.submitted.inc(len(done.created))
     farm.metrics.deduplicated.inc(len(done.attempt_ids) - len(done.created))
     return done
+
+
+def answer_from_memory(farm: Farm, key_id: int, item: attempts.NewAttempt, *,
+                       run_id: str | None, step: int | None,
+                       model: str | None) -> tuple[dict[str, Any], str] | None:
+    """A duplicate's verdict from this process's memory and the id its attempt is stored under
+    just after (api/recent.py); None when the attempt must go through the database: it has an
+    idempotency key, the verdict cache is off, or its verdict is not in memory."""
+    if item.idempotency_key is not None or not farm.settings.core.verdict_cache \
+            or not farm.recent.enabled:
+        return None
+    validate_batch(run_id, step, model, None)
+    validate([item], farm)
+    new = _addressed(item, farm)
+    verdict = farm.recent.get(new.content_key)
+    if verdict is None:
+        return None
+    attempt_id = farm.recorder.record(key_id, new, verdict, run_id=run_id, step=step,
+                                      model=model)
+    if attempt_id is None:  # the writer is behind (the database away): the usual path
+        return None
+    farm.metrics.cached.inc()
+    farm.metrics.submitted.inc()
+    return verdict, attempt_id
+
+
+def remember(farm: Farm, item: attempts.NewAttempt, verdict: dict[str, Any] | None) -> None:
+    """Keep a finished verdict for the duplicates of `item` (answer_from_memory)."""
+    if farm.settings.core.verdict_cache and farm.recent.enabled:
+        farm.recent.put(_addressed(item, farm).content_key, verdict)

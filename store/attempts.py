@@ -65,6 +65,7 @@ class NewAttempt:
     step: int | None = None
     meta: dict[str, Any] | None = None
     content_key: str | None = None  # the verdict cache's key, when the caller computed it
+    id: str | None = None  # given by a caller that answered before storing (api/recent.py)
 
 
 @dataclass
@@ -169,7 +170,7 @@ def submit(session: Session, key_id: int, items: Sequence[NewAttempt], *,
         for it in items:
             if it.idempotency_key and it.idempotency_key in ids:
                 continue
-            new_id = str(uuid.uuid4())
+            new_id = it.id or str(uuid.uuid4())
             if it.idempotency_key:
                 ids[it.idempotency_key] = new_id
             rows.append({
@@ -231,13 +232,18 @@ def _admit(session: Session, queued: int, limit: int) -> None:
         raise QueueFull(waiting)
 
 
+def as_cached(verdict: Mapping[str, Any]) -> dict[str, Any]:
+    """The verdict as an identical attempt is answered with: a JSON copy, marked cached."""
+    return extract.jsonable({**verdict, "cached": True})
+
+
 def _answer(verdict: Mapping[str, Any] | None, worker: str, now: Any) -> dict[str, Any]:
     """The columns of a new attempt row: done with `verdict` (a copy, marked cached), or the
     verdict columns left empty (every row of one insert has the same columns)."""
     if verdict is None:
         return {"verdict": None, "worker": None, "started_at": None, "finished_at": None,
                 **dict.fromkeys(extract.COLUMNS)}
-    doc = extract.jsonable({**verdict, "cached": True})
+    doc = as_cached(verdict)
     return {"verdict": doc, "status": DONE, "worker": worker, "started_at": now,
             "lease_until": None,
             "finished_at": now, **extract.columns(doc)}

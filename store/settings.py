@@ -54,6 +54,11 @@ class FarmSettings(EnvSettings):
     retry_backoff_s: float = Field(1.0, ge=0)
     visibility_timeout_s: int = Field(600, ge=1)
     queue_name: str = "armgym"
+    # Duplicates answered from memory (api/recent.py): verdicts of this many content keys kept
+    # per API process (0 = every duplicate goes through the database), and at most this many
+    # answered duplicates waiting to be stored (beyond it, duplicates are stored before the answer).
+    recent_verdicts: int = Field(50_000, ge=0)
+    record_queue: int = Field(10_000, ge=1)
     # Concurrent OpenEnv WebSocket sessions (/openenv/ws) one API process holds.
     openenv_max_sessions: int = Field(256, ge=1)
     # A Celery worker's Prometheus endpoint (workers/metrics.py); 0 = none.

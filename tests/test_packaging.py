@@ -37,7 +37,8 @@ CORE = {"numpy", "tqdm", "ziglang", "osaca", "pydantic", "pydantic-settings"}
 # Cache entries made by the tools alone, reused (each built from a package file is not).
 REUSED = ("baselines", "perf-baselines", "mca", "osaca")
 SERVER = {"fastapi", "uvicorn", "sqlalchemy", "psycopg", "alembic", "celery", "kombu",
-          "tenacity", "limits", "redis", "flower", "prometheus-client", "matplotlib", "pyarrow"}
+          "tenacity", "limits", "cachetools", "redis", "flower", "prometheus-client",
+          "matplotlib", "pyarrow"}
 
 
 def run(argv: list[str], **kw: object) -> subprocess.CompletedProcess[str]:

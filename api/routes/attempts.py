@@ -27,6 +27,8 @@ async def get_attempt(attempt_id: str, farm: FarmDep, wait: float = WAIT) -> dic
         with farm.sessions() as session:
             return reads.attempt(session, attempt_id)
 
+    if attempt_id in farm.recorder:  # answered from memory a moment ago: stored shortly
+        await run_in_threadpool(farm.recorder.settle, attempt_id, 10.0)
     found = await run_in_threadpool(fetch)
     if found is None:
         raise HTTPException(404, f"no attempt {attempt_id[:64]!r}")

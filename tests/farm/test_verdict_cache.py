@@ -7,6 +7,7 @@ import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from .conftest import FARM, MODES, Api, start_api
@@ -56,3 +57,65 @@ def test_wrong_and_hostile_verdicts_are_reused_and_a_new_seed_is_not(cached_api:
         fresh = client.post("/step", json={"variant_id": variant, "assembly": text,
                                            "seed": first["seed"] ^ 1}).json()
         assert fresh["error_kind"] == kind and "cached" not in fresh
+
+
+def _stored(client: httpx.Client, attempt_id: str) -> dict:
+    reply = client.get(f"/attempts/{attempt_id}")
+    assert reply.status_code == 200, reply.text  # at once: the row is stored before GET reads
+    return reply.json()
+
+
+def test_a_duplicate_from_memory_is_answered_and_stored_as_through_the_database(
+        cached_api: Api) -> None:
+    """The second /step (no idempotency key) is answered from the API's memory and stored just
+    after; the third, with an idempotency key, goes through the database. Their answers and
+    their stored attempts are the same but for the id."""
+    client = cached_api.client()
+    variant, run = VARIANTS[2], f"memory-{secrets.token_hex(4)}"
+    body = {"variant_id": variant, "assembly": honest(variant, "clang"), "run_id": run,
+            "step": 3, "model": "m"}
+    first = client.post("/step", json=body).json()
+    from_memory = client.post("/step", json=body).json()
+    through_db = client.post("/step", json={**body, "idempotency_key": "k-1"}).json()
+    assert first["passed"] is True and from_memory["cached"] is True
+    ids = {first["attempt_id"], from_memory["attempt_id"], through_db["attempt_id"]}
+    assert len(ids) == 3
+    strip = {"attempt_id"}
+    assert {k: v for k, v in from_memory.items() if k not in strip} == \
+        {k: v for k, v in through_db.items() if k not in strip}
+    rows = [_stored(client, a) for a in (from_memory["attempt_id"], through_db["attempt_id"])]
+    drop = {"id", "attempt_id", "idempotency_key", "created_at", "started_at", "finished_at"}
+    assert {k: v for k, v in rows[0].items() if k not in drop} == \
+        {k: v for k, v in rows[1].items() if k not in drop}
+    assert rows[0]["worker"] == "verdict-cache" and rows[0]["run_id"] == run
+    history = client.get("/attempts", params={"run_id": run}).json()["attempts"]
+    assert sorted(a["attempt_id"] for a in history) == sorted(ids)
+    again = client.post("/step", json={**body, "idempotency_key": "k-1"}).json()
+    assert again["attempt_id"] == through_db["attempt_id"]  # a key still names one attempt
+
+
+def test_every_duplicate_answered_from_memory_is_stored(
+        tmp_path: Path, logs: Path, request: pytest.FixtureRequest) -> None:
+    """Forty duplicates answered from memory, then the API stopped (SIGTERM; its lifespan
+    stores what is still queued): every one is in the database, with the id it was answered
+    with; a bad request among them is refused as before, not stored."""
+    from sqlalchemy import text
+
+    from api import process
+
+    server = start_api("embedded", tmp_path, logs, request, ARMGYM_VERDICT_CACHE="1")
+    try:
+        client = server.client()
+        variant = VARIANTS[0]
+        body = {"variant_id": variant, "assembly": asm("    ret"), "run_id": "shutdown"}
+        assert client.post("/step", json=body).json()["error_kind"] == "wrong_output"
+        answered = [client.post("/step", json=body).json() for _ in range(40)]
+        assert all(a["cached"] is True for a in answered)
+        bad = client.post("/step", json={**body, "step": 2**40})
+        assert bad.status_code == 422, bad.text
+    finally:
+        process.stop(server.proc)
+    assert server.proc.returncode == -15  # uvicorn re-raises SIGTERM after a clean shutdown
+    with server.engine().connect() as conn:
+        stored = set(conn.scalars(text("SELECT id FROM attempts WHERE run_id = 'shutdown'")))
+    assert {a["attempt_id"] for a in answered} <= stored and len(stored) == 41

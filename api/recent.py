@@ -1,0 +1,170 @@
+"""Duplicates answered without the database in the response path.
+
+A trainer resubmits identical attempts all the time (the same completion sampled twice in a
+GRPO group, a retried request). Their verdict is known: the content-addressed verdict cache
+holds it. Answering one still cost a database read, an insert of the attempt and its gate rows
+and a commit, several times what the trainer waits for otherwise. Here an API process keeps the
+verdicts it has answered or seen finish, keyed like the verdict cache (variant, assembly, seed,
+completion, verifier version), answers a duplicate from memory, and hands the attempt's row to
+a writer thread that stores it moments later, batched. Every attempt is still stored, with the
+id the client was given.
+
+What this trades: a row appears a few milliseconds after its answer (GET /attempts/{id} waits
+for it, see `settle`); an API process killed in that window loses the rows of the duplicates it
+answered in it (their verdicts were given, and an identical attempt is stored already). Only
+attempts without an idempotency key take this path: a key names one attempt across requests,
+which only the database can tell. While the database is away the writer retries (as a worker
+does, `workers.pipeline.durably`); once its queue is full, duplicates go through the database
+again, which then refuses them with 503 like any other submission.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from cachetools import LRUCache
+from sqlalchemy.orm import Session
+
+from store import attempts
+from store.settings import FarmSettings
+from workers.pipeline import durably
+
+log = logging.getLogger(__name__)
+BATCH = 256  # rows stored per transaction at most
+# How long the writer waits for more answers before it stores what it has: one transaction for
+# many rows costs far less than one each, and its thread competes with the requests for the GIL.
+LINGER_S = 0.05
+CACHE_WORKER = "verdict-cache"  # the `worker` of an attempt answered from an identical one
+STOP = object()
+
+
+class RecentVerdicts:
+    """Content key -> the verdict an identical attempt is answered with (as_cached). Thread-safe
+    (the event loop reads it, threads fill it)."""
+
+    def __init__(self, size: int) -> None:
+        self._lru: LRUCache[str, dict[str, Any]] = LRUCache(maxsize=max(size, 1))
+        self._lock = threading.Lock()
+        self.enabled = size > 0
+
+    def get(self, key: str | None) -> dict[str, Any] | None:
+        if not self.enabled or not key:
+            return None
+        with self._lock:
+            return self._lru.get(key)
+
+    def put(self, key: str | None, verdict: dict[str, Any] | None) -> None:
+        """Remember a finished verdict; never an infrastructure failure (the cache's rule)."""
+        if not self.enabled or not key or not verdict or \
+                verdict.get("error_kind") == "infra_error":
+            return
+        doc = attempts.as_cached(verdict)
+        with self._lock:
+            self._lru[key] = doc
+
+
+@dataclass
+class Record:
+    """One answered duplicate, to be stored."""
+    key_id: int
+    item: attempts.NewAttempt  # with its id, seed and content key
+    verdict: dict[str, Any]
+    run_id: str | None
+    step: int | None
+    model: str | None
+    written: threading.Event = field(default_factory=threading.Event)
+
+
+class Recorder:
+    """The writer thread: stores answered duplicates in batches, in order."""
+
+    def __init__(self, settings: FarmSettings, sessions: Callable[[], Session]) -> None:
+        self._settings, self._sessions = settings, sessions
+        self._queue: queue.Queue[Record | object] = queue.Queue(maxsize=settings.record_queue)
+        self._pending: dict[str, Record] = {}
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="armgym-recorder", daemon=True)
+        self._thread.start()
+
+    def record(self, key_id: int, item: attempts.NewAttempt, verdict: dict[str, Any], *,
+               run_id: str | None, step: int | None, model: str | None) -> str | None:
+        """The id the stored attempt will have, or None when the queue is full (the caller
+        then takes the database path)."""
+        rec = Record(key_id, replace(item, id=str(uuid.uuid4())), verdict, run_id, step, model)
+        assert rec.item.id is not None
+        with self._lock:
+            self._pending[rec.item.id] = rec
+        try:
+            self._queue.put_nowait(rec)
+        except queue.Full:
+            with self._lock:
+                self._pending.pop(rec.item.id, None)
+            return None
+        return rec.item.id
+
+    def __contains__(self, attempt_id: object) -> bool:
+        """Whether an attempt was answered from memory and is not stored yet."""
+        with self._lock:
+            return attempt_id in self._pending
+
+    def settle(self, attempt_id: str, timeout: float) -> None:
+        """Wait until an attempt answered from memory is stored (read-your-writes for GET)."""
+        with self._lock:
+            rec = self._pending.get(attempt_id)
+        if rec is not None:
+            rec.written.wait(timeout)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Store what is queued, then stop (the lifespan's end)."""
+        self._queue.put(STOP)
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.error("the recorder did not store %d answered duplicates within %.0f s",
+                      len(self._pending), timeout)
+
+    def _take(self) -> tuple[list[Record], bool]:
+        first = self._queue.get()
+        if first is STOP:
+            return [], True
+        batch: list[Record] = [first]  # type: ignore[list-item]
+        until = time.monotonic() + LINGER_S
+        while len(batch) < BATCH:
+            try:
+                nxt = self._queue.get(timeout=max(0.0, until - time.monotonic()))
+            except queue.Empty:
+                break
+            if nxt is STOP:
+                return batch, True
+            batch.append(nxt)  # type: ignore[arg-type]
+        return batch, False
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            batch, stop = self._take()
+            groups: dict[tuple[Any, ...], list[Record]] = {}
+            for rec in batch:
+                groups.setdefault((rec.key_id, rec.run_id, rec.step, rec.model), []).append(rec)
+            for recs in groups.values():
+                try:
+                    durably(self._settings, lambda recs=recs: self._store(recs))
+                except Exception:
+                    log.exception("could not store %d answered duplicates", len(recs))
+                for rec in recs:
+                    with self._lock:
+                        self._pending.pop(rec.item.id or "", None)
+                    rec.written.set()
+
+    def _store(self, recs: list[Record]) -> None:
+        head = recs[0]
+        with self._sessions() as session:
+            attempts.submit(session, head.key_id, [r.item for r in recs], run_id=head.run_id,
+                            step=head.step, model=head.model, worker=CACHE_WORKER,
+                            cached={r.item.content_key or "": r.verdict for r in recs})

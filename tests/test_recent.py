@@ -1,0 +1,72 @@
+"""The writer of duplicates answered from memory (api/recent.py), on a real SQLite store: it
+stores what it was given, in order, under the ids the answers carried; a full queue sends the
+caller back to the database path; closing stores what is still queued."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from api.recent import RecentVerdicts, Recorder
+from store import attempts, db, keys
+from store.models import Attempt
+from store.settings import FarmSettings
+
+# A real stored verdict (verifier 0.6.3's, as tests/test_verdict_model.py loads them).
+STORED = json.loads((Path(__file__).parent / "data" / "stored_verdicts.json").read_text())
+VERDICT = next(s["verdict"] for s in STORED if s["verdict"].get("error_kind") == "wrong_output")
+
+
+def test_a_full_queue_refuses_and_closing_stores_what_is_queued(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'farm.sqlite'}"
+    db.upgrade(url)
+    made = db.sessions(db.make_engine(url, pool_size=1))
+    with made() as session, session.begin():
+        key_id = keys.ensure(session, "t", "agk_test_recent_key", ("submit",)).id
+    gate = threading.Event()
+
+    def stalled() -> Session:  # the writer's first store waits until the test lets it go
+        gate.wait(30)
+        return made()
+
+    settings = FarmSettings(record_queue=1, data_dir=str(tmp_path))
+    recorder = Recorder(settings, stalled)
+    item = attempts.NewAttempt(variant_id="vec_add_n64_float32", assembly="ret",
+                               template="vec_add", seed=1, content_key="k")
+    ids, refused = [], 0
+    for _ in range(200):  # the writer takes what comes in its linger and stalls; then the
+        found = recorder.record(key_id, item, VERDICT, run_id="r", step=1, model=None)
+        if found is None:  # queue of one fills, and the next is refused
+            refused += 1
+            break
+        ids.append(found)
+        time.sleep(0.02)
+    assert refused == 1 and len(ids) >= 2 and all(ids)
+    assert all(i in recorder for i in ids)
+    gate.set()
+    recorder.close()
+    assert not any(i in recorder for i in ids)
+    with made() as session:
+        rows = session.scalars(select(Attempt).where(Attempt.run_id == "r")).all()
+    assert sorted(r.id for r in rows) == sorted(ids)
+    assert all(r.status == "done" and r.worker == "verdict-cache" and r.verdict["cached"]
+               for r in rows)
+
+
+def test_recent_verdicts_keep_no_infrastructure_failure_and_mark_the_rest_cached() -> None:
+    recent = RecentVerdicts(2)
+    recent.put("a", {**VERDICT, "error_kind": "infra_error"})
+    assert recent.get("a") is None
+    recent.put("b", VERDICT)
+    assert recent.get("b") == {**VERDICT, "cached": True}
+    for k in ("c", "d"):
+        recent.put(k, VERDICT)
+    assert recent.get("b") is None  # bounded: the least recent went
+    off = RecentVerdicts(0)
+    off.put("b", VERDICT)
+    assert not off.enabled and off.get("b") is None
