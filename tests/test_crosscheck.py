@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from conftest import VEC_ADD_1024_LOOP, asm
@@ -181,18 +182,61 @@ def test_osaca_reads_the_register_a_lane_write_keeps_the_other_lanes_of() -> Non
     assert osaca_model.estimate(["fmla v0.4s, v1.4s, v2.s[0]"]).cycles == 2.0
 
 
-def test_the_gate_enforces_the_global_bands_and_the_calibration_holds_the_classes() -> None:
+# gcc -O1's int8 abs_diff loop (abs_diff_n512_int8): llvm-mca 1.69 cycles an iteration.
+ABS_DIFF_INT8_O1 = ("ldrsb w7, [x1, x3]", "ldrsb w6, [x2, x3]", "sub w5, w7, w6", "sxtb w5, w5",
+                    "sub w4, w6, w7", "sxtb w4, w4", "cmp w7, w6", "csel w4, w4, w5, le",
+                    "strb w4, [x0, x3]", "add x3, x3, 1", "cmp x3, 512", "b.ne .L4")
+
+
+def test_osaca_prices_an_alias_as_the_instruction_it_encodes() -> None:
+    """`sxtb` is `sbfm` (one cycle on any of the six integer pipes, as the guide and llvm-mca
+    have it); OSACA's database put `sxtb x, w` on M0/M1 alone, and `sxtb w, w`, which it
+    lacks, took those figures: gcc -O1's int8 abs_diff read 2.92 cycles an iteration."""
+    def figures(line: str) -> tuple[Any, float]:
+        form, _ = osaca_model._processed(osaca_model.canonical(line), None)
+        return form.port_pressure, form.latency
+
+    sbfm = figures("sbfm w5, w5, #0, #7")
+    for line in ("sxtb w5, w5", "sxtb x5, w5", "sxth w5, w5", "sxtw x5, w5"):
+        assert figures(line) == sbfm, line
+    found = osaca_model.estimate(list(ABS_DIFF_INT8_O1))
+    assert found.cycles == 2.25 and found.unknown == 4  # the sxtb no longer counted
+
+
+def test_osaca_prices_the_sve_counts_as_the_architecture_and_the_guide_have_them() -> None:
+    """`cntb`, the saturating `uqdecb` and friends, `rdvl`: one micro-op on M, latency 2, like
+    the database's own `addvl` (and the guide, and llvm-mca), not one generic latency-1
+    micro-op on any integer pipe."""
+    for line in ("cntb x{}, all, mul #8", "cntd x{}", "uqdecb x{}, all, mul #3", "sqincw x{}",
+                 "rdvl x{}, #1", "addpl x{}, x1, #1"):
+        four = [line.format(r) for r in range(3, 7)]  # independent: 4 on two M pipes
+        assert osaca_model.estimate(four).cycles == 2.0, line
+        assert osaca_model.estimate(four[:1]).first == 2.0, line
+    # and they write (cntb) or step (incw, uqdecb) their register, which OSACA's semantics
+    # had read only (incw: an SVE loop's counter was never written) or written only (uqdecb)
+    assert osaca_model.estimate(["uqdecb x4", "uqdecb x4", "uqdecb x4"]).first == 6.0
+    assert osaca_model.estimate(["incw x3"]).cycles == 1.0  # its own loop-carried chain
+    assert osaca_model.estimate(["cntb x3", "add x4, x3, x3"]).first == 3.0
+    assert osaca_model.estimate(["add x3, x5, x5", "cntb x3", "add x4, x3, x3"]).first == 3.0
+
+
+def test_the_gate_enforces_the_class_bands_and_a_global_band_no_narrower_than_the_sweep() -> None:
     enforced, found = crosscheck.bands(), crosscheck.calibrated()
     data = json.loads(crosscheck.CALIBRATION.read_text())
     assert set(found.by_class) == set(data["band"]["classes"])
     assert found.of("vec_add_n1024_float32", "vec_add", "simd")[0] == tuple(
         data["band"]["classes"]["vec_add/simd"]["ratio"])
-    assert bool(enforced.by_class) == crosscheck.ENFORCE_CLASSES
+    assert crosscheck.ENFORCE_CLASSES and enforced.by_class == found.by_class
+    assert enforced.of("vec_add_n1024_float32", "vec_add", "simd")[0] == tuple(
+        data["band"]["classes"]["vec_add/simd"]["ratio"])
     lo, hi = data["band"]["ratio"]
-    if not crosscheck.ENFORCE_CLASSES:  # never narrower than the last full sweep's
-        assert enforced.ratio == (min(lo, crosscheck.FULL_SWEEP_RATIO[0]),
-                                  max(hi, crosscheck.FULL_SWEEP_RATIO[1]))
-        assert enforced.ipc == tuple(data["band"]["ipc"])
+    assert enforced.ratio == (min(lo, crosscheck.FULL_SWEEP_RATIO[0]),
+                              max(hi, crosscheck.FULL_SWEEP_RATIO[1]))
+    assert enforced.ipc == tuple(data["band"]["ipc"])
+    # every calibrated template has its own fallback band: the global one judges none of them
+    templates = {p.variant for p in calibrate.read_points()[0]}
+    assert {kernels.get(v).template for v in templates} <= {
+        c.split("/")[0] for c in found.by_class if c.endswith("/*")}
 
 
 def test_the_calibration_counts_honest_hand_written_code_and_holds_some_out() -> None:
@@ -207,9 +251,11 @@ def test_the_calibration_counts_honest_hand_written_code_and_holds_some_out() ->
     assert calibrate.flagged(points, data["band"]) == []
     assert calibrate.flagged(held, data["band"]) == data["held_out"]["false_positives"]["which"]
     assert data["held_out"]["false_positives"]["count"] == 0
-    # the rate on honest compiler output the bands did not see, recorded as computed
+    # the rate on honest compiler output the bands did not see, recorded as computed: none, or
+    # the class bands would withhold honest speedups
     assert calibrate.cross_validated(points, data["margin"]) == data["cross_validated"]
     assert data["cross_validated"]["of"] >= 500
+    assert data["cross_validated"]["count"] == 0, data["cross_validated"]["which"]
 
 
 def per_class(verdict: Verdict) -> GateResult:
@@ -239,17 +285,49 @@ HIDDEN = """
     b.ne 2b
 """ + VEC_ADD_1024_LOOP
 
+# The other way round: a correct vec_add after rounds of SVE table lookups, which llvm-mca
+# prices at a quarter of a cycle each and OSACA (a fallback: its database lacks the SVE form)
+# at half of one: work the reward's model sees as cheaper than the second model does, the
+# direction a policy optimising llvm-mca's figure would hide work in. Fewer lookups than the
+# vec_add's own instructions, so the kind of work stays Advanced SIMD.
+HIDDEN_FROM_MCA = """
+    mov x9, #{rounds}
+2:  tbl z16.s, {{ z17.s }}, z18.s
+    tbl z19.s, {{ z20.s }}, z21.s
+    tbl z22.s, {{ z23.s }}, z24.s
+    tbl z25.s, {{ z26.s }}, z27.s
+    subs x9, x9, #1
+    b.ne 2b
+""" + VEC_ADD_1024_LOOP
 
-def test_a_disagreement_inside_the_global_band_is_flagged_by_its_class_band() -> None:
-    verdict = verify("vec_add_n1024_float32", asm(HIDDEN.format(rounds=2000)), 11,
-                     settings=get_settings())
-    if not crosscheck.ENFORCE_CLASSES:  # the global bands pass it: the speedup stands
-        assert verdict.passed, verdict.message
-    judged = per_class(verdict)
-    assert judged.kind == ErrorKind.cross_check_disagreement, judged.message
+
+def judged_twice(text: str) -> tuple[Verdict, GateResult]:
+    """The verdict (enforced bands) and its measurement under the global bands alone."""
+    verdict = verify("vec_add_n1024_float32", text, 11, settings=get_settings())
+    perf = next(g for g in verdict.gates if g.name == "performance")
+    enforced = crosscheck.bands()
+    alone = crosscheck.check(Measurement(**perf.details.measurement),
+                             kernels.get("vec_add_n1024_float32"),
+                             crosscheck.Bands(enforced.ratio, enforced.ipc))
+    return verdict, alone
+
+
+@pytest.mark.parametrize(("hidden", "rounds", "direction"), [
+    (HIDDEN, 2000, "low"), (HIDDEN_FROM_MCA, 240, "high")], ids=["from OSACA", "from llvm-mca"])
+def test_work_one_model_does_not_see_is_flagged_by_the_class_band(
+        hidden: str, rounds: int, direction: str) -> None:
+    verdict, alone = judged_twice(asm(hidden.format(rounds=rounds)))
+    assert verdict.error_kind == ErrorKind.cross_check_disagreement, verdict.message
+    judged = next(g for g in verdict.gates if g.name == "cross_check")
     assert judged.details.block_class == "vec_add/simd"
-    lo, hi = crosscheck.bands().ratio
-    assert lo <= judged.details.ratio <= hi, judged.details
+    lo, hi = judged.details.ratio_band
+    assert (judged.details.ratio < lo) if direction == "low" else (judged.details.ratio > hi)
+    # the correctness result stands; only the speedup is withheld
+    assert {"syntax", "object", "correctness", "performance"} <= {
+        g.name for g in verdict.gates if g.passed}
+    assert verdict.gates[-1].name == "cross_check"
+    # the global bands alone let it through: the class band is what catches it
+    assert alone.passed, alone.message
 
 
 def test_remeasuring_the_recorded_points_that_match_gives_what_was_recorded() -> None:
