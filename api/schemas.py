@@ -11,9 +11,13 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 from store import keys
 from toolchain.verdict import GateResult, Reward, Verdict
 
-from .vocab import NO_NUL, STEP_RANGE, DType, Scope, Split, Template
+from .vocab import NO_NUL, STEP_RANGE, DType, Scope, SeedScope, Split, Template
 
 SEED = Field(default=None, ge=0, lt=2**63, description="per-attempt seed (random when omitted)")
+SEED_SCOPE_TEXT = ("'attempt' (the default): a seed of the attempt's own, the client's or one "
+                   "derived from its content; 'group': the seed every attempt of the same run, "
+                   "step and variant shares, derived from the deployment's secret (needs run_id "
+                   "and step, and no seed)")
 # A count or a figure as the SQL views give it: PostgreSQL and SQLite may differ int / float.
 Number = int | float
 # A timestamp from a view: PostgreSQL gives datetimes, SQLite the stored text; written as
@@ -107,6 +111,7 @@ class StepIn(BaseModel):
     assembly: str = Field(description="AArch64 assembly, or a completion with <assembly> tags "
                                       "when completion=true", json_schema_extra=NO_NUL)
     seed: int | None = SEED
+    seed_scope: SeedScope = Field(default="attempt", description=SEED_SCOPE_TEXT)
     completion: bool = False
     idempotency_key: str | None = Field(default=None, max_length=200, json_schema_extra=NO_NUL)
     run_id: str | None = Field(default=None, max_length=200, json_schema_extra=NO_NUL)
@@ -219,6 +224,8 @@ class AttemptIn(BaseModel):
         description="the client's key; resending it (with this API key) returns the existing "
                     "attempt instead of creating another")
     seed: int | None = SEED
+    seed_scope: SeedScope | None = Field(default=None,
+                                         description="overrides the batch's seed_scope")
     completion: bool = False
     step: int | None = Field(default=None, description="overrides the batch's step",
                              **STEP_RANGE)
@@ -233,6 +240,7 @@ class BatchIn(BaseModel):
     idempotency_key: str | None = Field(
         default=None, max_length=200, json_schema_extra=NO_NUL,
         description="resending a batch with this key returns the first batch unchanged")
+    seed_scope: SeedScope = Field(default="attempt", description=SEED_SCOPE_TEXT)
     attempts: list[AttemptIn] = Field(min_length=1)
 
 

@@ -12,11 +12,12 @@ from dataclasses import replace
 from typing import Any
 
 from fastapi import HTTPException
+from fastapi.exceptions import RequestValidationError
 
 from store import attempts
 from toolchain import kernels, limits, verdict_cache
 from toolchain.settings import Settings
-from toolchain.verify import derive_seed
+from toolchain.verify import MIN_GROUP_SECRET, derive_seed, group_seed
 
 from .farm import Farm
 from .recent import CACHE_WORKER
@@ -27,11 +28,23 @@ OUTSTANDING_MAX_AGE_S = 0.5  # how stale the queue depth behind backpressure may
 log = logging.getLogger(__name__)
 
 
-def _addressed(item: attempts.NewAttempt, farm: Farm) -> attempts.NewAttempt:
-    """The item with its template, its seed (derived from its content when the client sent
-    none: identical attempts get identical tests) and its verdict cache key."""
-    seed = item.seed if item.seed is not None else derive_seed(
-        item.variant_id, item.assembly, item.completion, farm.settings.core.seed_secret)
+def _seed(item: attempts.NewAttempt, run_id: str | None, step: int | None,
+          secret: str) -> int:
+    """The client's seed; else the group's (seed_scope 'group', checked by _seed_problems);
+    else one derived from the content: identical attempts get identical tests."""
+    if item.seed is not None:
+        return item.seed
+    if item.seed_scope == "group":
+        assert run_id is not None and step is not None
+        return group_seed(run_id, step, item.variant_id, secret)
+    return derive_seed(item.variant_id, item.assembly, item.completion, secret)
+
+
+def _addressed(item: attempts.NewAttempt, farm: Farm, run_id: str | None,
+               step: int | None) -> attempts.NewAttempt:
+    """The item with its template, its seed (_seed) and its verdict cache key."""
+    step = item.step if item.step is not None else step
+    seed = _seed(item, run_id, step, farm.settings.core.seed_secret)
     key = verdict_cache.key(item.variant_id, item.assembly, seed, item.completion,
                             farm.settings.core)
     return replace(item, template=kernels.get(item.variant_id).template, seed=seed,
@@ -84,7 +97,43 @@ def validate_batch(run_id: str | None, step: int | None, model: str | None,
         raise HTTPException(422, problem)
 
 
-def validate(items: Sequence[attempts.NewAttempt], farm: Farm) -> None:
+def _seed_problem(item: attempts.NewAttempt, run_id: str | None, step: int | None,
+                  secret: str) -> tuple[str, str] | None:
+    """(error type, message) when the attempt's seed_scope cannot be honoured: an unknown
+    scope, a group attempt that brings a seed too, a group without its run or step, a
+    deployment without a usable secret."""
+    if item.seed_scope == "attempt":
+        return None
+    if item.seed_scope != "group":
+        return "seed_scope_unknown", (f"seed_scope {str(item.seed_scope)[:50]!r} is not one of "
+                                      "'attempt', 'group'")
+    if item.seed is not None:
+        return "seed_scope_conflict", "seed_scope 'group' derives the seed; send no seed"
+    if run_id is None or (item.step if item.step is not None else step) is None:
+        return "seed_scope_group_key", ("seed_scope 'group' needs run_id and step (a group is "
+                                        "the attempts of one run, step and variant)")
+    if len(secret) < MIN_GROUP_SECRET:
+        return "seed_scope_unavailable", ("this deployment has no seed secret of at least "
+                                          f"{MIN_GROUP_SECRET} characters (ARMGYM_SEED_SECRET):"
+                                          " group seeds are off")
+    return None
+
+
+def _seed_problems(items: Sequence[attempts.NewAttempt], run_id: str | None, step: int | None,
+                   secret: str) -> list[dict[str, object]]:
+    """Each refused seed_scope as a validation error (FastAPI's shape, its own type)."""
+    errors: list[dict[str, object]] = []
+    for position, item in enumerate(items):
+        found = _seed_problem(item, run_id, step, secret)
+        if found:
+            errors.append({"loc": ("body", "attempts", position, "seed_scope"),
+                           "msg": f"attempt {position}: {found[1]}", "type": found[0],
+                           "input": item.seed_scope})
+    return errors
+
+
+def validate(items: Sequence[attempts.NewAttempt], farm: Farm, run_id: str | None = None,
+             step: int | None = None) -> None:
     if not items:
         raise HTTPException(422, "no attempts: send at least one")
     if len(items) > farm.settings.max_batch:
@@ -107,6 +156,9 @@ def validate(items: Sequence[attempts.NewAttempt], farm: Farm) -> None:
         more = f" (and {len(problems) - MAX_REPORTED} more)" if len(problems) > MAX_REPORTED \
             else ""
         raise HTTPException(status, f"{len(problems)} attempt(s) refused: {listed}{more}")
+    seeds = _seed_problems(items, run_id, step, farm.settings.core.seed_secret)
+    if seeds:
+        raise RequestValidationError(seeds)
 
 
 def refuse(farm: Farm, waiting: int) -> None:
@@ -134,12 +186,12 @@ def submit(farm: Farm, key_id: int, items: Sequence[attempts.NewAttempt], *,
            run_id: str | None = None, step: int | None = None, model: str | None = None,
            batch_key: str | None = None) -> attempts.Submitted:
     validate_batch(run_id, step, model, batch_key)
-    validate(items, farm)
+    validate(items, farm, run_id, step)
     with farm.admission(len(items), farm.settings.queue_limit,
                         OUTSTANDING_MAX_AGE_S) as waiting:
         if waiting is not None:
             refuse(farm, waiting)
-        new = [_addressed(it, farm) for it in items]
+        new = [_addressed(it, farm, run_id, step) for it in items]
         with farm.sessions() as session:
             cached = attempts.cached_verdicts(session, (it.content_key or "" for it in new)) \
                 if farm.settings.core.verdict_cache else {}
@@ -177,8 +229,8 @@ def answer_from_memory(farm: Farm, key_id: int, item: attempts.NewAttempt, *,
             or not farm.recent.enabled:
         return None
     validate_batch(run_id, step, model, None)
-    validate([item], farm)
-    new = _addressed(item, farm)
+    validate([item], farm, run_id=run_id, step=step)
+    new = _addressed(item, farm, run_id=run_id, step=step)
     verdict = farm.recent.get(new.content_key)
     if verdict is None:
         return None
@@ -191,7 +243,9 @@ def answer_from_memory(farm: Farm, key_id: int, item: attempts.NewAttempt, *,
     return verdict, attempt_id
 
 
-def remember(farm: Farm, item: attempts.NewAttempt, verdict: dict[str, Any] | None) -> None:
-    """Keep a finished verdict for the duplicates of `item` (answer_from_memory)."""
+def remember(farm: Farm, item: attempts.NewAttempt, verdict: dict[str, Any] | None, *,
+             run_id: str | None = None, step: int | None = None) -> None:
+    """Keep a finished verdict for the duplicates of `item` (answer_from_memory); `run_id` and
+    `step` place a group seed_scope, as for submit."""
     if farm.settings.core.verdict_cache and farm.recent.enabled:
-        farm.recent.put(_addressed(item, farm).content_key, verdict)
+        farm.recent.put(_addressed(item, farm, run_id=run_id, step=step).content_key, verdict)

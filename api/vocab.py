@@ -13,6 +13,7 @@ from store.models import DONE, QUEUED, RUNNING
 from toolchain import baselines, kernels
 from toolchain.errors import ErrorKind
 from toolchain.reward import PROFILES
+from toolchain.verify import SEED_SCOPES
 
 # Literal[tuple] is Literal of its items: plain strings in the handlers, enums in the schema.
 Template = Literal[kernels.templates()]  # type: ignore[valid-type]
@@ -24,6 +25,7 @@ ErrorKindName = Literal[tuple(k.value for k in ErrorKind)]  # type: ignore[valid
 Split = Literal["train", "eval"]
 Scope = Literal[keys.SUBMIT, keys.READ, keys.ADMIN]  # type: ignore[valid-type]
 StreamFormat = Literal["ndjson", "sse"]
+SeedScope = Literal[SEED_SCOPES]  # type: ignore[valid-type]
 INT32 = (-(2**31), 2**31 - 1)  # PostgreSQL `integer` columns (step, key ids)
 STEP_RANGE = {"ge": INT32[0], "le": INT32[1]}  # a step is stored in an integer column
 # Text stored in PostgreSQL, which refuses NUL characters: declared here, refused by

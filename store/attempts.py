@@ -66,6 +66,7 @@ class NewAttempt:
     meta: dict[str, Any] | None = None
     content_key: str | None = None  # the verdict cache's key, when the caller computed it
     id: str | None = None  # given by a caller that answered before storing (api/recent.py)
+    seed_scope: str = "attempt"  # how the API derives a missing seed (toolchain.verify)
 
 
 @dataclass

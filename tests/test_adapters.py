@@ -280,3 +280,11 @@ def test_openrlhf_group_mean_fills_only_from_the_same_group() -> None:
 
     groups = [("relu", "p1"), ("relu", "p1"), ("relu", "p2"), ("dot", "p1")]
     assert _group_mean([3.0, None, None, 1.0], groups) == [3.0, 3.0, None, 1.0]
+
+
+def test_trl_group_seeds_need_the_trainers_step() -> None:
+    """A call count restarts with the process and would repeat a step's tests: group seeds are
+    refused unless TRL passes its global step (checked before anything is sent)."""
+    reward = reward_function(Client("http://127.0.0.1:9", "k"), run_id="r", seed_scope="group")
+    with pytest.raises(ValueError, match="global_step"):
+        reward(["p"], ["c"], variant_id=["relu_n64_float32"])

@@ -325,3 +325,49 @@ def test_infra_errors_are_dropped_not_scored(request: pytest.FixtureRequest, tmp
     assert result.infra_error and result.dropped and not result.model_failure
     assert result.reward is None and step.rewards == [None]
     assert step.scored == [] and step.correctness_rate is None and step.mean_reward is None
+
+
+# --- seed scopes ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("call,message", [
+    (lambda c: c.score_step(ITEMS, run_id="r", step=1, seed_scope="grup"), "one of"),
+    (lambda c: c.score_step(ITEMS, run_id="r", seed_scope="group"), "run_id and step"),
+    (lambda c: c.score_step(ITEMS, step=1, seed_scope="group"), "run_id and step"),
+    (lambda c: c.score_step([Submission.assembly(RELU, "x", seed=5)], run_id="r", step=1,
+                            seed_scope="group"), "send no seed"),
+    (lambda c: c.step(RELU, "x", run_id="r", seed_scope="group"), "run_id and step"),
+    (lambda c: c.step(RELU, "x", run_id="r", step=1, seed=3, seed_scope="group"),
+     "send no seed"),
+], ids=["typo", "no-step", "no-run", "batch-seed", "step-no-step", "step-seed"])
+def test_a_scope_the_farm_would_refuse_is_refused_before_sending(
+        scripted: Serve, call: Callable[[Client], Any], message: str) -> None:
+    url, state = scripted({})
+    with Client(url, "k") as client, pytest.raises(ValueError, match=message):
+        call(client)
+    assert not state.arrivals
+
+
+def test_group_scope_through_the_client(request: pytest.FixtureRequest, tmp_path: Path,
+                                        logs: Path) -> None:  # noqa: F811
+    """The completions of one variant at one step share a seed; the next step draws another;
+    without the scope every attempt has its own."""
+    from api import process
+
+    server = start_api("embedded", tmp_path, logs, request, ARMGYM_SEED_SECRET="x" * 32)
+    try:
+        clang, gcc = honest(RELU, "clang"), honest(RELU, "gcc")
+        items = [Submission.assembly(RELU, t) for t in (clang, gcc, asm("    ret"))]
+        with Client(server.url, USER_KEY) as client:
+            one = client.score_step(items, run_id="client-group", step=1, seed_scope="group")
+            two = client.score_step(items[:1], run_id="client-group", step=2,
+                                    seed_scope="group")
+            own = client.score_step(items, run_id="client-group", step=3)
+            single = client.step(RELU, gcc + "\n", run_id="client-group", step=1,
+                                 seed_scope="group")
+        seeds = [r.verdict["seed"] for r in one]
+        assert len(set(seeds)) == 1 and [r.passed for r in one] == [True, True, False]
+        assert two.results[0].verdict["seed"] != seeds[0]
+        assert len({r.verdict["seed"] for r in own}) == 3
+        assert single.verdict["seed"] == seeds[0]
+    finally:
+        process.stop(server.proc)

@@ -8,6 +8,7 @@ unreadable or undecodable file is a miss, never an error.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import threading
@@ -59,6 +60,21 @@ class DiskCache(Generic[T]):
             self._memory.move_to_end(path)
             while len(self._memory) > self.size:
                 self._memory.popitem(last=False)
+
+
+def prune(folder: Path, keep: int, suffix: str) -> None:
+    """Remove the oldest files of `folder` ending in `suffix` beyond `keep`: what bounds a
+    cache's files on disk (a cache calls it now and then after a put, not on every one)."""
+    try:
+        files = [e for e in os.scandir(folder) if e.name.endswith(suffix)]
+    except OSError:
+        return
+    if len(files) <= keep:
+        return
+    files.sort(key=lambda e: e.stat().st_mtime)
+    for entry in files[: len(files) - keep]:
+        with contextlib.suppress(OSError):
+            os.unlink(entry.path)
 
 
 def texts(size: int) -> DiskCache[str]:

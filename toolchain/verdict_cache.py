@@ -10,13 +10,11 @@ every worker process on the machine (written atomically, so a reader never sees 
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 from pathlib import Path
 
 from . import VERIFIER_VERSION, kernels, tools
-from .cache import DiskCache
+from .cache import DiskCache, prune
 from .errors import ErrorKind
 from .settings import Settings
 from .verdict import Verdict
@@ -74,20 +72,9 @@ class VerdictCache:
             self._docs.put(path, verdict.to_json())
             self._puts += 1
             if self._puts % PRUNE_EVERY == 0:
-                _prune(path.parent, max(1, DISK_ENTRIES // 256))
+                prune(path.parent, max(1, DISK_ENTRIES // 256), ".json")
         except OSError:
             pass  # a full or read-only disk costs speed, never a verdict
-
-
-def _prune(folder: Path, keep: int) -> None:
-    """Remove the oldest verdict files of `folder` beyond `keep`."""
-    files = [e for e in os.scandir(folder) if e.name.endswith(".json")]
-    if len(files) <= keep:
-        return
-    files.sort(key=lambda e: e.stat().st_mtime)
-    for entry in files[: len(files) - keep]:
-        with contextlib.suppress(OSError):
-            os.unlink(entry.path)
 
 
 _CACHES: dict[Path, VerdictCache] = {}

@@ -27,6 +27,24 @@ def derive_seed(variant_id: str, assembly: str | bytes, completion: bool, secret
     return int(digest[:16], 16) >> 1  # 63 bits, like client seeds
 
 
+SEED_SCOPES = ("attempt", "group")
+# A group seed is sent back with every verdict next to public names (run, step, variant): a
+# secret shorter than this could be searched for offline and the next step's tests predicted.
+MIN_GROUP_SECRET = 16
+
+
+def group_seed(run_id: str, step: int, variant_id: str, secret: str) -> int:
+    """The seed the attempts of one GRPO group share (same run, step and variant): one C
+    reference run serves them all and the group is judged on the same tests, while a new step
+    draws new ones nobody can predict without the deployment's secret (ValueError without one
+    of at least MIN_GROUP_SECRET characters)."""
+    if len(secret) < MIN_GROUP_SECRET:
+        raise ValueError(f"group seeds need a seed secret of at least {MIN_GROUP_SECRET} "
+                         "characters (ARMGYM_SEED_SECRET)")
+    digest = tools.fingerprint("armgym-group-seed", secret, run_id, str(step), variant_id)
+    return int(digest[:16], 16) >> 1  # 63 bits, like client seeds
+
+
 def verify(
     variant_id: str,
     assembly: str | bytes,

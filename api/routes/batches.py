@@ -42,7 +42,8 @@ def create_batch(body: BatchIn, farm: FarmDep, key: SubmitKey) -> dict[str, Any]
     results come from GET /batches/{id} (?wait=) or its /stream."""
     items = [attempts.NewAttempt(variant_id=a.variant_id, assembly=a.assembly,
                                  idempotency_key=a.idempotency_key, seed=a.seed,
-                                 completion=a.completion, step=a.step, meta=a.meta)
+                                 completion=a.completion, step=a.step, meta=a.meta,
+                                 seed_scope=a.seed_scope or body.seed_scope)
              for a in body.attempts]
     done = submit(farm, key.id, items, run_id=body.run_id, step=body.step, model=body.model,
                   batch_key=body.idempotency_key)

@@ -161,7 +161,7 @@ async def verify_one(farm: Farm, key_id: int, body: StepIn) -> tuple[dict[str, A
     attempt id alone when it is still running."""
     item = attempts.NewAttempt(variant_id=body.variant_id, assembly=body.assembly,
                                idempotency_key=body.idempotency_key, seed=body.seed,
-                               completion=body.completion)
+                               completion=body.completion, seed_scope=body.seed_scope)
     known = answer_from_memory(farm, key_id, item, run_id=body.run_id, step=body.step,
                                model=body.model)
     if known is not None:  # a duplicate this process has seen: answered, stored just after
@@ -170,14 +170,14 @@ async def verify_one(farm: Farm, key_id: int, body: StepIn) -> tuple[dict[str, A
                                    step=body.step, model=body.model)
     attempt_id = done.attempt_ids[0]
     if attempt_id in done.answered:  # an identical attempt's verdict: nothing to wait for
-        remember(farm, item, done.answered[attempt_id])
+        remember(farm, item, done.answered[attempt_id], run_id=body.run_id, step=body.step)
         return done.answered[attempt_id], attempt_id
     result = await wait_until(farm, finished(attempt_id), farm.settings.max_wait_s,
                               attempt_id=attempt_id)
     if result is None:
         return attempt_id
     if result.get("status") == "done":
-        remember(farm, item, result["verdict"])
+        remember(farm, item, result["verdict"], run_id=body.run_id, step=body.step)
     return result["verdict"], attempt_id
 
 

@@ -8,18 +8,23 @@ it instead of running the C again.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
+import fcntl
+import itertools
+import json
+import os
 import shutil
-import threading
-from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent import futures
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import background, sandbox, tools
+from .. import VERIFIER_VERSION, background, kernels, sandbox, tools
 from .. import scratch as scratch_dirs
+from ..cache import DiskCache, prune
 from ..decoder import Insn
 from ..errors import InfraError
 from ..kernels.model import Variant
@@ -39,13 +44,83 @@ class Reference:
     records: list[Record]  # what the C computes on each of the attempt's tests
     wall_s: float  # how long the C took: the candidate's time budget scales with it
     inputs: dict[int, bytes]  # pointer arguments of the tests the performance gate traces
+    variant_id: str = ""
+    stream: bytes = field(default=b"", repr=False)  # the harness's records, as the C wrote them
 
 
-# Seeds differ per attempt, so a reference is rarely reused beyond its own verification (and the
-# performance gate's baseline probes): a few entries, as one can hold megabytes of buffers.
-REFERENCE_ENTRIES = 32
-_REFERENCE_CACHE: OrderedDict[tuple[str, int, int], Reference] = OrderedDict()
-_LOCK = threading.Lock()
+# References depend only on (variant, seed): the attempts of a GRPO group with a shared seed
+# (verify.group_seed) need one reference run between them, whichever worker process takes
+# each. One memory-plus-file cache (cache.DiskCache): a few decoded entries in memory, as one
+# can hold megabytes of buffers, and a bounded directory on disk that every worker process of
+# the machine shares; a file lock per key makes the first process that needs a reference run
+# it while the others wait for its file instead of running it too.
+REFERENCE_MEMORY = 32
+REFERENCE_FILES = 256  # each a few hundred kB, up to megabytes for the largest variants
+PRUNE_EVERY = 32  # puts between two prunings of the directory
+LOCK_STRIPES = 256
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _encode(ref: Reference) -> str:
+    return json.dumps({"variant": ref.variant_id, "wall_s": ref.wall_s, "tests": len(ref.records),
+                       "stream": _b64(ref.stream),
+                       "inputs": {str(t): _b64(b) for t, b in ref.inputs.items()}})
+
+
+def _decode(text: str) -> Reference:
+    """A stored reference, parsed again as the run's own output was (a file that does not parse
+    into the records it claims is a miss: DiskCache treats ValueError so)."""
+    doc = json.loads(text)
+    try:
+        variant = kernels.get(doc["variant"])
+        stream = base64.b64decode(doc["stream"], validate=True)
+        inputs = {int(t): base64.b64decode(b, validate=True) for t, b in doc["inputs"].items()}
+        wall_s = float(doc["wall_s"])
+    except (KeyError, TypeError, AttributeError, binascii.Error) as exc:
+        raise ValueError(f"not a stored reference: {exc}") from exc
+    records, clean = parse(variant, stream, needs_abs_run(variant))
+    if not clean or len(records) != doc.get("tests"):
+        raise ValueError("a stored reference that does not parse")
+    return Reference(records, wall_s, inputs, variant.id, stream)
+
+
+_REFERENCES: DiskCache[Reference] = DiskCache(REFERENCE_MEMORY, _encode, _decode)
+_PUTS = itertools.count(1)
+
+
+def reference_dir(settings: Settings) -> Path:
+    """Where the references' files are (the benchmark empties it before each timed pass)."""
+    return settings.cache_dir / "references"
+
+
+def _entry(variant: Variant, built: harness.Harness, seed: int, tests: int,
+           settings: Settings) -> Path:
+    """The file of a reference: keyed by the verifier's version, the harness build (the
+    variant's C, the harness, the compilers and flags: its directory's name), seed and tests."""
+    key = tools.fingerprint(VERIFIER_VERSION, built.object.parent.name, variant.id, str(seed),
+                            str(tests))
+    return reference_dir(settings) / f"{key}.json"
+
+
+@contextlib.contextmanager
+def _exclusive(entry: Path) -> Iterator[None]:
+    """Hold the lock stripe of `entry` (flock: released if the holder dies); without a writable
+    directory, no lock: each process then runs its own reference, as before the cache."""
+    locks = entry.parent / "locks"
+    try:
+        locks.mkdir(parents=True, exist_ok=True)
+        fd = os.open(locks / entry.name[:2], os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def timing_test(seed: int, tests: int) -> int:
@@ -86,9 +161,8 @@ class ReferenceRun:
     def start(self) -> None:
         if not self.settings.overlap or self._pending is not None:
             return  # run when needed, in the caller's thread
-        with _LOCK:
-            key = (self.variant.id, self.seed, harness.test_count(self.variant, self.settings))
-            if key in _REFERENCE_CACHE:
+        with contextlib.suppress(InfraError):  # a harness that cannot be built: raised by get
+            if cached(self.variant, self.seed, self.settings) is not None:
                 return
         self._pending = background.submit(self.settings, reference, self.variant, self.seed,
                                           self.settings)
@@ -105,20 +179,47 @@ class ReferenceRun:
             futures.wait([self._pending])
 
 
+def cached(variant: Variant, seed: int, settings: Settings,
+           inputs_of: int | None = None) -> Reference | None:
+    """The stored reference of (variant, seed) with the inputs of test `inputs_of` (default:
+    the timing test), or None."""
+    tests = harness.test_count(variant, settings)
+    wanted = timing_test(seed, tests) if inputs_of is None else inputs_of
+    known = _REFERENCES.get(_entry(variant, harness.build(variant, settings), seed, tests,
+                                   settings))
+    return known if known is not None and wanted in known.inputs else None
+
+
 def reference(variant: Variant, seed: int, settings: Settings, inputs_of: int | None = None
               ) -> Reference:
     """The C reference on the attempt's tests, in its own process, with the inputs of test
-    `inputs_of` (default: the timing test); memoised per (variant, seed)."""
+    `inputs_of` (default: the timing test); cached per (variant, seed, verifier version), and
+    run by one process at a time per key."""
+    found = cached(variant, seed, settings, inputs_of)
+    if found is not None:
+        return found
     tests = harness.test_count(variant, settings)
-    wanted = timing_test(seed, tests) if inputs_of is None else inputs_of
-    key = (variant.id, seed, tests)
-    with _LOCK:
-        known = _REFERENCE_CACHE.get(key)
-        if known is not None:
-            _REFERENCE_CACHE.move_to_end(key)
-            if wanted in known.inputs:
-                return known
     built = harness.build(variant, settings)
+    entry = _entry(variant, built, seed, tests, settings)
+    with _exclusive(entry):
+        found = cached(variant, seed, settings, inputs_of)  # run meanwhile by another process
+        if found is None:
+            found = _run_reference(variant, built, seed, tests, settings,
+                                   timing_test(seed, tests) if inputs_of is None else inputs_of,
+                                   _REFERENCES.get(entry))
+            try:
+                _REFERENCES.put(entry, found)
+                if next(_PUTS) % PRUNE_EVERY == 0:
+                    prune(entry.parent, REFERENCE_FILES, ".json")
+            except OSError:
+                pass  # a full or read-only disk costs a run per attempt, never a verdict
+    return found
+
+
+def _run_reference(variant: Variant, built: harness.Harness, seed: int, tests: int,
+                   settings: Settings, wanted: int, known: Reference | None) -> Reference:
+    """Run the C on tests 0..tests-1, writing test `wanted`'s inputs too (merged with those of
+    `known`, an earlier run of the same key)."""
     with_abs = needs_abs_run(variant)
     scratch = scratch_dirs.make("ref")
     try:
@@ -133,12 +234,8 @@ def reference(variant: Variant, seed: int, settings: Settings, inputs_of: int | 
     if res.returncode != 0 or inputs is None or not clean or len(records) != tests:
         raise InfraError(f"C reference of {variant.id} failed (status {res.returncode}): "
                          f"{res.stderr.decode(errors='replace')[-500:]}")
-    found = Reference(records, res.wall_s, {**(known.inputs if known else {}), wanted: inputs})
-    with _LOCK:
-        _REFERENCE_CACHE[key] = found
-        while len(_REFERENCE_CACHE) > REFERENCE_ENTRIES:
-            _REFERENCE_CACHE.popitem(last=False)
-    return found
+    return Reference(records, res.wall_s, {**(known.inputs if known else {}), wanted: inputs},
+                     variant.id, stream)
 
 
 def link(variant: Variant, obj: Path, scratch: Path, settings: Settings) -> str | None:

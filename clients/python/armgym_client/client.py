@@ -136,28 +136,35 @@ class Client(_Config):
     def step(self, variant_id: str, text: str, *, completion: bool = False,
              seed: int | None = None, idempotency_key: str | None = None,
              run_id: str | None = None, step: int | None = None, model: str | None = None,
-             timeout_s: float = 300.0) -> Result:
-        """Verify one submission (POST /step), waiting for its verdict."""
+             timeout_s: float = 300.0, seed_scope: str | None = None) -> Result:
+        """Verify one submission (POST /step), waiting for its verdict. `seed_scope='group'`:
+        the seed every attempt of this run, step and variant shares (the farm derives it)."""
         sub = Submission(variant_id, text, completion, idempotency_key, seed)
         return self._run(plans.step(sub, run_id=run_id, step=step, model=model,
-                                    profile=self.profile, timeout_s=timeout_s))
+                                    profile=self.profile, timeout_s=timeout_s,
+                                    seed_scope=seed_scope))
 
     def score_step(self, items: Sequence[SubmissionLike], *, run_id: str | None = None,
                    step: int | None = None, model: str | None = None, completion: bool = True,
-                   timeout_s: float = 600.0, profile: str | None = None) -> StepResult:
+                   timeout_s: float = 600.0, profile: str | None = None,
+                   seed_scope: str | None = None) -> StepResult:
         """Submit a whole generation step and wait for every result (one POST per
         `max_batch` submissions, then long polls). Results come back in submission order;
-        those still unfinished after `timeout_s`, and infra errors, are `dropped`."""
+        those still unfinished after `timeout_s`, and infra errors, are `dropped`.
+        `seed_scope='group'` (needs run_id and step): the attempts of one variant share the
+        step's tests, and one C reference run serves them."""
         return self._run(plans.score_step(items, run_id=run_id, step=step, model=model,
                                           completion=completion, max_batch=self.max_batch,
-                                          profile=profile or self.profile, timeout_s=timeout_s))
+                                          profile=profile or self.profile, timeout_s=timeout_s,
+                                          seed_scope=seed_scope))
 
     def submit_step(self, items: Sequence[SubmissionLike], *, run_id: str | None = None,
                     step: int | None = None, model: str | None = None,
-                    completion: bool = True) -> PendingStep:
+                    completion: bool = True, seed_scope: str | None = None) -> PendingStep:
         """Queue a step without waiting (overlap verification with the next generation)."""
         return self._run(plans.submit_step(items, run_id=run_id, step=step, model=model,
-                                           completion=completion, max_batch=self.max_batch))
+                                           completion=completion, max_batch=self.max_batch,
+                                           seed_scope=seed_scope))
 
     def wait_step(self, pending: PendingStep, *, timeout_s: float = 600.0,
                   profile: str | None = None) -> StepResult:
@@ -246,25 +253,31 @@ class AsyncClient(_Config):
     async def step(self, variant_id: str, text: str, *, completion: bool = False,
                    seed: int | None = None, idempotency_key: str | None = None,
                    run_id: str | None = None, step: int | None = None,
-                   model: str | None = None, timeout_s: float = 300.0) -> Result:
+                   model: str | None = None, timeout_s: float = 300.0,
+                   seed_scope: str | None = None) -> Result:
         sub = Submission(variant_id, text, completion, idempotency_key, seed)
         return await self._run(plans.step(sub, run_id=run_id, step=step, model=model,
-                                          profile=self.profile, timeout_s=timeout_s))
+                                          profile=self.profile, timeout_s=timeout_s,
+                                          seed_scope=seed_scope))
 
     async def score_step(self, items: Sequence[SubmissionLike], *, run_id: str | None = None,
                          step: int | None = None, model: str | None = None,
                          completion: bool = True, timeout_s: float = 600.0,
-                         profile: str | None = None) -> StepResult:
+                         profile: str | None = None,
+                         seed_scope: str | None = None) -> StepResult:
         return await self._run(plans.score_step(
             items, run_id=run_id, step=step, model=model, completion=completion,
-            max_batch=self.max_batch, profile=profile or self.profile, timeout_s=timeout_s))
+            max_batch=self.max_batch, profile=profile or self.profile, timeout_s=timeout_s,
+            seed_scope=seed_scope))
 
     async def submit_step(self, items: Sequence[SubmissionLike], *, run_id: str | None = None,
                           step: int | None = None, model: str | None = None,
-                          completion: bool = True) -> PendingStep:
+                          completion: bool = True,
+                          seed_scope: str | None = None) -> PendingStep:
         return await self._run(plans.submit_step(items, run_id=run_id, step=step, model=model,
                                                  completion=completion,
-                                                 max_batch=self.max_batch))
+                                                 max_batch=self.max_batch,
+                                                 seed_scope=seed_scope))
 
     async def wait_step(self, pending: PendingStep, *, timeout_s: float = 600.0,
                         profile: str | None = None) -> StepResult:

@@ -70,17 +70,38 @@ def health() -> Plan[dict[str, Any]]:
     return (yield Call("GET", "/health", accept=(503,))).body
 
 
+SEED_SCOPES = ("attempt", "group")
+
+
+def check_seed_scope(seed_scope: str | None, run_id: str | None, step: int | None,
+                     seeds: Sequence[int | None]) -> None:
+    """Refuse before sending what the farm would refuse (seed_scope_* errors): 'group' shares
+    the seed of one run, step and variant, so it needs both and takes no seed of its own."""
+    if seed_scope is None or seed_scope == "attempt":
+        return
+    if seed_scope != "group":
+        raise ValueError(f"seed_scope must be one of {SEED_SCOPES}, not {seed_scope!r}")
+    if run_id is None or step is None:
+        raise ValueError("seed_scope='group' needs run_id and step: a group is the attempts of "
+                         "one run, step and variant")
+    if any(seed is not None for seed in seeds):
+        raise ValueError("seed_scope='group' derives the seed on the farm: send no seed")
+
+
 def submit_step(items: Sequence[SubmissionLike], *, run_id: str | None, step: int | None,
-                model: str | None, completion: bool, max_batch: int) -> Plan[PendingStep]:
+                model: str | None, completion: bool, max_batch: int,
+                seed_scope: str | None = None) -> Plan[PendingStep]:
     subs = [as_submission(item, completion) for item in items]
     if not subs:
         raise ValueError("nothing to score: the step has no submissions")
+    check_seed_scope(seed_scope, run_id, step, [s.seed for s in subs])
     keys = [s.idempotency_key or (derive_key(run_id, step, i, s) if run_id is not None else None)
             for i, s in enumerate(subs)]
     batch_ids = []
     for start in range(0, len(subs), max_batch):
         part = range(start, min(start + max_batch, len(subs)))
-        body: dict[str, Any] = _clean({"run_id": run_id, "step": step, "model": model})
+        body: dict[str, Any] = _clean({"run_id": run_id, "step": step, "model": model,
+                                       "seed_scope": seed_scope})
         body["attempts"] = [subs[i].body(keys[i]) for i in part]
         chunk_keys = [keys[i] for i in part]
         keyed = all(k is not None for k in chunk_keys)
@@ -125,11 +146,13 @@ def attempt(attempt_id: str, *, profile: str, wait_s: float = 0.0) -> Plan[Resul
 
 
 def step(sub: Submission, *, run_id: str | None, step: int | None, model: str | None,
-         profile: str, timeout_s: float) -> Plan[Result]:
+         profile: str, timeout_s: float, seed_scope: str | None = None) -> Plan[Result]:
     """POST /step (the original environment's call): verify one submission and wait for it."""
+    check_seed_scope(seed_scope, run_id, step, [sub.seed])
     deadline = time.monotonic() + timeout_s
     body = {**sub.body(sub.idempotency_key), **_clean({"run_id": run_id, "step": step,
-                                                        "model": model})}
+                                                        "model": model,
+                                                        "seed_scope": seed_scope})}
     reply = yield Call("POST", "/step", json=body, idempotent=sub.idempotency_key is not None,
                        wait_s=min(timeout_s, POLL_S * 2))
     if reply.status == 202:  # still running after the farm's own wait: poll the attempt
@@ -170,9 +193,10 @@ def history(filters: Mapping[str, Any], limit: int,
 
 def score_step(items: Sequence[SubmissionLike], *, run_id: str | None, step: int | None,
                model: str | None, completion: bool, max_batch: int, profile: str,
-               timeout_s: float) -> Plan[StepResult]:
+               timeout_s: float, seed_scope: str | None = None) -> Plan[StepResult]:
     pending = yield from submit_step(items, run_id=run_id, step=step, model=model,
-                                     completion=completion, max_batch=max_batch)
+                                     completion=completion, max_batch=max_batch,
+                                     seed_scope=seed_scope)
     return (yield from wait_step(pending, profile=profile, timeout_s=timeout_s))
 
 

@@ -109,17 +109,21 @@ class RewardFunction:
     The farm is `base_url` / `api_key` (else ARMGYM_URL / ARMGYM_API_KEY); its client is opened
     on the first call in each process and never pickled. The step is
     `trainer_state.global_step` when TRL passes it, else this function's call count.
+    `seed_scope="group"`: the completions of one prompt (same run, step and variant) are
+    judged on the same tests, drawn anew each step; only with a step TRL passes, as a call
+    count starts again at 0 when the process does (and would repeat a step's tests).
     """
 
     def __init__(self, base_url: str | None = None, api_key: str | None = None, *,
                  run_id: str, model: str | None = None, variant_column: str = "variant_id",
                  profile: str | None = None, on_infra: str = "none", timeout_s: float = 600.0,
-                 name: str = "armgym_reward", client: Client | AsyncClient | None = None
-                 ) -> None:
+                 name: str = "armgym_reward", client: Client | AsyncClient | None = None,
+                 seed_scope: str | None = None) -> None:
         self.base_url, self.api_key = base_url, api_key
         self.run_id, self.model, self.variant_column = run_id, model, variant_column
         self.profile, self.on_infra, self.timeout_s = profile, on_infra, timeout_s
         self.__name__ = name
+        self.seed_scope = seed_scope
         self.calls = 0
         self._client = client
 
@@ -137,6 +141,12 @@ class RewardFunction:
         log_components(step, log_extra, log_metric)
         return settle(step, batch.groups, self.on_infra)
 
+    def _scope(self, trainer_state: Any) -> str | None:
+        if self.seed_scope == "group" and getattr(trainer_state, "global_step", None) is None:
+            raise ValueError("seed_scope='group' needs TRL's trainer_state.global_step: a call "
+                             "count would repeat a step's tests after a restart")
+        return self.seed_scope
+
     def _sync_client(self) -> Client:
         if self._client is None:
             self._client = shared_client(self.base_url, self.api_key, self.timeout_s)
@@ -150,7 +160,8 @@ class RewardFunction:
         batch = self._batch(prompts, completions, columns, trainer_state)
         step = self._sync_client().score_step(batch.submissions, run_id=self.run_id,
                                               step=batch.step, model=self.model,
-                                              timeout_s=self.timeout_s, profile=self.profile)
+                                              timeout_s=self.timeout_s, profile=self.profile,
+                                              seed_scope=self._scope(trainer_state))
         return self._settle(step, batch, log_extra, log_metric)
 
 
@@ -170,7 +181,8 @@ class AsyncRewardFunction(RewardFunction):
         assert isinstance(self._client, AsyncClient)
         step = await self._client.score_step(batch.submissions, run_id=self.run_id,
                                              step=batch.step, model=self.model,
-                                             timeout_s=self.timeout_s, profile=self.profile)
+                                             timeout_s=self.timeout_s, profile=self.profile,
+                                             seed_scope=self._scope(trainer_state))
         return self._settle(step, batch, log_extra, log_metric)
 
 
