@@ -2,13 +2,16 @@
 brief's §8 as ratios measured side by side in one run on this machine.
 
     .venv/bin/python -m bench [--n 512] [--original-n 64] [--out bench/results]
-                              [--only floor,core,farm,original,step,duplicates,profile]
+                              [--only floor,core,farm,original,step,duplicates,profile,scopes]
+                              [--group-size 8]
 
 Parts: floor (the verifier's tool launches replayed bare and sandboxed, 1 and 2 lanes), core
 (verify() in 1 and 2 worker processes), farm (HTTP -> Redis -> Celery -> PostgreSQL), original
 (one process per gate, one emulator run per test, on the first --original-n items), step
 (embedded /step against its floor), duplicates (verdict cache: resubmitted vs fresh), profile
-(py-spy and the per-gate breakdown). Every verification is fresh (ARMGYM_VERDICT_CACHE=0)
+(py-spy and the per-gate breakdown), scopes (launches and CPU per verification with
+per-attempt seeds against group seeds, groups of --group-size). Every verification is fresh
+(ARMGYM_VERDICT_CACHE=0, the C reference's files emptied before each timed pass)
 except in `duplicates`. A warm-up pass over the mix first fills the disk caches (harnesses,
 baseline cycles, cost-model cycles), so every timed part sees the same warm disk caches and
 fresh processes; the recording for the floor is the second pass. The farm needs PostgreSQL and
@@ -31,11 +34,21 @@ from collections import Counter  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
-from . import api_latency, core, farm, floor, mix, original_design, profile, report  # noqa: E402
+from . import (  # noqa: E402
+    api_latency,
+    core,
+    farm,
+    floor,
+    mix,
+    original_design,
+    profile,
+    report,
+    scopes,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 CORE_DIRS = ("toolchain", "workers", "api", "store")
-PARTS = ("floor", "core", "farm", "original", "step", "duplicates", "profile")
+PARTS = ("floor", "core", "farm", "original", "step", "duplicates", "profile", "scopes")
 STEP_ITEMS = 20
 DUPLICATE_ITEMS = 10
 DUPLICATE_BATCH = 64  # attempts in the resubmitted batch
@@ -98,6 +111,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if "floor" in results:
                 results["floor_matches_core"] = compare(results["floor"]["outcomes"],
                                                         results["core"]["one"]["outcomes"])
+        if "scopes" in parts:
+            say(f"scopes: per-attempt against group seeds (groups of {args.group_size})")
+            results["scopes"] = scopes.run(items, blobs, args.group_size)
+            sc = results["scopes"]
+            say(f"scopes: launches per verification {sc['attempt']['per_verification']:.2f}"
+                f" -> {sc['group']['per_verification']:.2f}")
+        core.forget_references()  # each part below verifies the mix's seeds afresh
         if "farm" in parts:
             say("whole farm: migrate, Celery worker (2 processes), API; submitting the mix")
             results["farm"] = api_farm = farm.run(items)
@@ -113,6 +133,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             orig["matches_core"] = compare(orig["outcomes"],
                                            results["core"]["one"]["outcomes"][:len(subset)])
             results["original"] = orig
+        core.forget_references()
         if "step" in parts:
             chosen = api_latency.honest(items, STEP_ITEMS)
             if not recs:
@@ -121,12 +142,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 recs = {(chosen[r.index].variant_id, chosen[r.index].seed): r for r in recorded}
             say(f"/step latency against the floor, {len(chosen)} submissions")
             results["step"] = api_latency.step_latency(chosen, recs, blobs)
+        core.forget_references()
         if "duplicates" in parts:
             say("duplicates: resubmitted identical attempts vs fresh ones")
             results["duplicates"] = api_latency.duplicates(
                 api_latency.honest(items, DUPLICATE_ITEMS))
             results["duplicates"]["batch"] = api_latency.batch_duplicates(
                 api_latency.honest(items, DUPLICATE_BATCH))
+        core.forget_references()
         if "profile" in parts:
             results["breakdown"] = profile.gate_breakdown(results["core"]["one"]["gates"],
                                                           results["core"]["one"]["walls"])
@@ -149,6 +172,8 @@ def main() -> int:
     parser.add_argument("--mix-seed", type=int, default=8)
     parser.add_argument("--variants", type=int, default=48,
                         help="variants the compiler outputs and wrong kernels are drawn from")
+    parser.add_argument("--group-size", type=int, default=8,
+                        help="attempts per GRPO group in the scopes part")
     parser.add_argument("--only", default="", help=f"comma-separated parts of {PARTS}")
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     args = parser.parse_args()

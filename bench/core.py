@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import resource
+import shutil
 import statistics
 import time
 from collections import Counter
@@ -20,6 +22,7 @@ from typing import Any, TypeVar
 
 from tqdm import tqdm
 
+from toolchain.execution.runs import reference_dir
 from toolchain.settings import Settings, get_settings
 from toolchain.verify import verify
 
@@ -37,6 +40,20 @@ def bench_settings(verdict_cache: bool = False, overlap: bool = True) -> Setting
     return get_settings().replace(verdict_cache=verdict_cache, overlap=overlap)
 
 
+def forget_references() -> None:
+    """Empty the C reference's file cache: a timed pass verifies items an earlier pass (the
+    warm-up, another part) verified with the same seeds, whose references a fresh attempt
+    would not find."""
+    shutil.rmtree(reference_dir(get_settings()), ignore_errors=True)
+
+
+def cpu_s() -> float:
+    """CPU seconds of this process (every thread) and of its waited-for children (the tools)."""
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def outcome(verdict: Any) -> str:
     """'pass' or the error kind, from a Verdict or its JSON."""
     data = verdict if isinstance(verdict, dict) else verdict.to_json()
@@ -51,15 +68,16 @@ class Verified:
     outcome: str
     wall_s: float
     gates: dict[str, float] = field(default_factory=dict)
+    cpu_s: float = 0.0
 
 
 def verify_one(index: int, item: Submission, verdict_cache: bool = False,
                overlap: bool = True) -> Verified:
-    start = time.perf_counter()
+    cpu, start = cpu_s(), time.perf_counter()
     verdict = verify(item.variant_id, item.assembly, item.seed,
                      settings=bench_settings(verdict_cache, overlap))
     wall = time.perf_counter() - start
-    return Verified(index, outcome(verdict), wall, dict(verdict.timings))
+    return Verified(index, outcome(verdict), wall, dict(verdict.timings), cpu_s() - cpu)
 
 
 def _warm(item: Submission | None) -> None:
@@ -122,6 +140,7 @@ def run_pass(mix: Sequence[Submission], workers: int, desc: str,
              verdict_cache: bool = False, overlap: bool = True) -> dict[str, Any]:
     """Verify the whole mix in a pool of `workers` processes; throughput from the first task
     submitted to the last result."""
+    forget_references()
     with Pool(workers, warm_item(mix)) as pool:
         start = time.perf_counter()
         done = pool.map(verify_one, ((i, s, verdict_cache, overlap) for i, s in enumerate(mix)),
@@ -130,7 +149,7 @@ def run_pass(mix: Sequence[Submission], workers: int, desc: str,
     done.sort(key=lambda v: v.index)
     return {"workers": workers, "n": len(mix), "wall_s": wall, "per_s": len(mix) / wall,
             "outcomes": [v.outcome for v in done], "walls": [v.wall_s for v in done],
-            "gates": [v.gates for v in done]}
+            "gates": [v.gates for v in done], "cpu": [v.cpu_s for v in done]}
 
 
 def run(mix: Sequence[Submission]) -> dict[str, Any]:

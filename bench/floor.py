@@ -205,7 +205,9 @@ def record_items(items: Sequence[tuple[int, Submission]], blobs: str) -> list[Re
 
 def record(mix: Sequence[Submission], blobs: Path, workers: int = 2) -> list[Recording]:
     """The recording pass in `workers` fresh, warmed processes (one item per task: each has
-    its own seed, so nothing one verification caches in memory serves another)."""
+    its own seed, so nothing one verification caches in memory serves another; the reference
+    files of earlier passes are removed first)."""
+    core.forget_references()
     with core.Pool(workers, core.warm_item(mix)) as pool:
         done = pool.map(record_items, (([(i, s)], str(blobs)) for i, s in enumerate(mix)),
                         "floor: recording", len(mix))

@@ -18,12 +18,13 @@ import re
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from toolchain import baselines, kernels
 from toolchain.demo import DOT_1024_F32_NEON
 from toolchain.settings import get_settings
+from toolchain.verify import group_seed
 
 TESTS_DIR = Path(__file__).resolve().parents[1] / "tests"
 if str(TESTS_DIR) not in sys.path:  # test_hostile imports its helper as a top-level module
@@ -293,6 +294,25 @@ def build(n: int = 512, mix_seed: int = 8, variants: int = 48,
     seeds = rng.sample(range(1, 2**62), len(items))
     return [Submission(variant, text, seed, label, kind)
             for (kind, (variant, label, text)), seed in zip(items, seeds, strict=True)]
+
+
+BENCH_RUN = "bench-run"
+BENCH_SECRET = "bench-seed-secret-not-a-deployment's"
+
+
+def grouped(mix: list[Submission], size: int) -> list[Submission]:
+    """The mix as a GRPO trainer with seed_scope='group' sends it: the items of each variant in
+    groups of up to `size` (one group per step of that variant), each group sharing the seed
+    the farm derives for (run, step, variant), a group's items next to each other."""
+    by_variant: dict[str, list[Submission]] = {}
+    for item in mix:
+        by_variant.setdefault(item.variant_id, []).append(item)
+    groups = [(variant, step, items[k:k + size])
+              for variant, items in by_variant.items()
+              for step, k in enumerate(range(0, len(items), size))]
+    random.Random(len(mix)).shuffle(groups)  # groups in any order, as steps interleave
+    return [replace(item, seed=group_seed(BENCH_RUN, step, variant, BENCH_SECRET))
+            for variant, step, items in groups for item in items]
 
 
 def _endless_targets(variants: Iterable[kernels.Variant], count: int) -> list[str]:

@@ -81,6 +81,19 @@ def table(results: dict[str, Any]) -> str:
             row(label, f"{f['per_s']:7.2f} verif/s  ({1000 / f['per_s']:.0f} ms each)")
         row("  tool launches per verification", f"{floor['launches'] / results['n']:.2f}",
             str(floor["launches_by_tool"]))
+    if scopes := results.get("scopes"):
+        a, g = scopes["attempt"], scopes["group"]
+        row("tool launches per verification,",
+            f"per-attempt seeds {a['per_verification']:.2f}",
+            str(a["by_tool"]))
+        row(f"  group seeds ({scopes['groups']} groups, "
+            f"mean {scopes['mean_group']:.1f})", f"{g['per_verification']:.2f}",
+            f"group/attempt = {scopes['launch_ratio']:.3f}x {g['by_tool']}")
+        row("  CPU per verification (mean)",
+            f"{a['cpu_s'] / results['n'] * 1000:.0f} ms vs "
+            f"{g['cpu_s'] / results['n'] * 1000:.0f} ms",
+            f"group/attempt = {scopes['cpu_ratio']:.3f}x (medians {a['cpu_median_s'] * 1000:.0f}"
+            f" / {g['cpu_median_s'] * 1000:.0f} ms)")
     if core := results.get("core"):
         row("core, 1 worker / 2 workers",
             f"{core['one']['per_s']:7.2f} / {core['two']['per_s']:.2f} verif/s",
