@@ -40,8 +40,8 @@ def _seed(item: attempts.NewAttempt, run_id: str | None, step: int | None,
     return derive_seed(item.variant_id, item.assembly, item.completion, secret)
 
 
-def _addressed(item: attempts.NewAttempt, farm: Farm, run_id: str | None,
-               step: int | None) -> attempts.NewAttempt:
+def _addressed(item: attempts.NewAttempt, farm: Farm, run_id: str | None = None,
+               step: int | None = None) -> attempts.NewAttempt:
     """The item with its template, its seed (_seed) and its verdict cache key."""
     step = item.step if item.step is not None else step
     seed = _seed(item, run_id, step, farm.settings.core.seed_secret)
@@ -132,8 +132,10 @@ def _seed_problems(items: Sequence[attempts.NewAttempt], run_id: str | None, ste
     return errors
 
 
-def validate(items: Sequence[attempts.NewAttempt], farm: Farm, run_id: str | None = None,
+def validate(items: Sequence[attempts.NewAttempt], farm: Farm, *, run_id: str | None = None,
              step: int | None = None) -> None:
+    """The attempts' problems as one 4xx; `run_id` and `step` (the request's) place a group
+    seed_scope."""
     if not items:
         raise HTTPException(422, "no attempts: send at least one")
     if len(items) > farm.settings.max_batch:
@@ -186,12 +188,12 @@ def submit(farm: Farm, key_id: int, items: Sequence[attempts.NewAttempt], *,
            run_id: str | None = None, step: int | None = None, model: str | None = None,
            batch_key: str | None = None) -> attempts.Submitted:
     validate_batch(run_id, step, model, batch_key)
-    validate(items, farm, run_id, step)
+    validate(items, farm, run_id=run_id, step=step)
     with farm.admission(len(items), farm.settings.queue_limit,
                         OUTSTANDING_MAX_AGE_S) as waiting:
         if waiting is not None:
             refuse(farm, waiting)
-        new = [_addressed(it, farm, run_id, step) for it in items]
+        new = [_addressed(it, farm, run_id=run_id, step=step) for it in items]
         with farm.sessions() as session:
             cached = attempts.cached_verdicts(session, (it.content_key or "" for it in new)) \
                 if farm.settings.core.verdict_cache else {}
