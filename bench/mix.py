@@ -296,6 +296,12 @@ def build(n: int = 512, mix_seed: int = 8, variants: int = 48,
             for (kind, (variant, label, text)), seed in zip(items, seeds, strict=True)]
 
 
+def reseeded(mix: list[Submission], salt: int) -> list[Submission]:
+    """The same items with seeds of their own that no other pass used (the mix's are warmed)."""
+    seeds = random.Random(salt).sample(range(1, 2**62), len(mix))
+    return [replace(item, seed=seed) for item, seed in zip(mix, seeds, strict=True)]
+
+
 BENCH_RUN = "bench-run"
 BENCH_SECRET = "bench-seed-secret-not-a-deployment's"
 
