@@ -50,6 +50,7 @@ def summary(result: dict[str, Any]) -> dict[str, Any]:
         "killed": killed,
         "kill_rate": overall,
         "worst_template_rate": worst,
+        "equivalent_by_split": sum(m.equivalent and m.by_split > 0 for m in scored),
         "equivalent_rejected": len(rejected_eq),
         "equivalent_rejected_for_output": sum(m.verdict == "wrong_output" for m in rejected_eq),
         "targets_met": bool(overall is not None and overall >= TARGET_OVERALL and worst is not None
@@ -109,7 +110,8 @@ def table(doc: dict[str, Any]) -> str:
     lines.append("")
     lines.append(
         f"{s['mutants']} mutants ({doc['drawn']} drawn: {doc['not_assembling']} did not assemble, "
-        f"{doc['identical_objects']} gave their baseline's object), {s['equivalent']} equivalent, "
+        f"{doc['identical_objects']} gave their baseline's object), {s['equivalent']} equivalent "
+        f"({s.get('equivalent_by_split', 0)} by a partly contracted evaluation), "
         f"{s['non_equivalent']} not; killed {s['killed']} = {_pct(s['kill_rate']).strip()}% "
         f"(worst template {_pct(s['worst_template_rate']).strip()}%); equivalent rejected: "
         f"{s['equivalent_rejected']} ({s['equivalent_rejected_for_output']} for their output); "
