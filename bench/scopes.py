@@ -8,7 +8,8 @@ each; only the seeds differ, and neither scope's seeds are the mix's own: the wa
 the data-dependent baselines on those, which fresh attempts of either scope find unmeasured.
 For each: tool launches per verification, counted as the floor counts them
 (bench.floor.record), then CPU per verification (the worker's own and its tools') in a plain
-pass without the recorder.
+pass without the recorder, in the sandbox's weaker mode: a sandboxed tool's CPU time never
+reaches the worker's rusage (bench.core.cpu_s), and bwrap costs the same per launch in both.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ FRESH_SALT = 15  # the per-attempt pass's seeds
 
 def _scope(items: list[Submission], blobs: Path, name: str) -> dict[str, Any]:
     recs = floor.record(items, blobs)
-    plain = core.run_pass(items, 2, f"scopes: {name}, CPU")
+    plain = core.run_pass(items, 2, f"scopes: {name}, CPU", unsandboxed=True)
     cpu = plain["cpu"]
     return {"launches": sum(len(r.launches) for r in recs),
             "per_verification": sum(len(r.launches) for r in recs) / len(items),
