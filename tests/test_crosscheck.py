@@ -118,6 +118,11 @@ def test_osaca_forwards_the_accumulator_of_a_multiply_accumulate_chain() -> None
     # through the multiplicand, or from an instruction of another family: the full latency
     assert chain("fmadd s0, s0, s2, s3") == 4.0
     assert chain("fmla v0.4s, v1.4s, v2.4s", "fmul v0.4s, v0.4s, v3.4s") > 4.0
+    # a dot product adds into its destination (OSACA's semantics: written only), forwarded in 1
+    # as llvm-mca has it: gcc's int8 dot, 16 sdot into one register, was priced as independent
+    assert chain("sdot v0.4s, v1.16b, v2.16b") == 1.0
+    assert chain("sdot v0.4s, v1.16b, v2.16b", "sdot v3.4s, v1.16b, v2.16b") == 1.0
+    assert osaca_model.estimate(["sdot v0.4s, v1.16b, v2.16b"] * 4).cycles == 4.0
     # scalar integer 2(1), as llvm-mca has it; through the multiplicand 2
     assert chain("madd x0, x1, x2, x0") == chain("smaddl x0, w1, w2, x0") == 1.0
     assert chain("madd x0, x0, x2, x3") == 2.0

@@ -109,9 +109,9 @@ def parse_bands(band: dict) -> Bands:
 # Whether the gate enforces the per-class bands. It does: cross-validated on honest compiler
 # output they did not see (calibration.json's `cross_validated`: the variants split in two by
 # hash, each half judged by bands calibrated on the other) they flag none, and none of the
-# calibration's own points or the held-out hand-written kernels. Off, only the global bands
-# judge, and a kernel whose hidden work the two models price 4x apart passes
-# (tests/test_crosscheck.py).
+# calibration's own points (every -O3 baseline among them) or the held-out hand-written
+# kernels. Off, only the global bands judge, and a kernel whose hidden work the two models
+# price 4x apart passes (tests/test_crosscheck.py).
 ENFORCE_CLASSES = True
 
 
@@ -126,9 +126,8 @@ def calibrated(path: Path = CALIBRATION) -> Bands:
 
 
 # The global OSACA / llvm-mca band the last sweep of every power-of-two baseline calibrated
-# (verifier 0.5.1). The global band, which judges only a template with no calibrated class
-# (none today), holds it until a full sweep re-calibrates: the present calibration measured a
-# third of the baselines.
+# (verifier 0.5.1), kept as the floor of the global band, which judges only a template with no
+# calibrated class (none: the calibration holds every -O3 baseline).
 FULL_SWEEP_RATIO = (0.1482, 3.9884)
 
 
