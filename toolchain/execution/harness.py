@@ -51,7 +51,8 @@ def narrow_tests(variant: Variant) -> bool:
 #: Templates whose result is one selected element (softmax_numer: the maximum it subtracts),
 #: and which way the extreme lies.
 SELECTIONS = {"max_reduce": 1, "argmax": 1, "min_reduce": -1, "softmax_numer": 1}
-#: Fixed tests 0-30 (compare.TEST_NAMES); a selection's position tests follow them.
+#: Fixed tests 0-30 (compare.TEST_NAMES); a selection's position tests follow them, then the
+#: outcome-pairs tests of OUTCOME_LANES templates.
 BASE_TESTS = 31
 #: Bytes a vectorised selection's main loop covers per iteration, at most: four 128-bit
 #: accumulators (clang and gcc -O3 for every element type).
@@ -101,10 +102,13 @@ def position_tests(variant: Variant) -> tuple[int, ...]:
 
 
 def test_count(variant: Variant, settings: Settings) -> int:
-    """Tests per attempt: the settings' count, plus a selection's position tests when that
-    count includes every fixed family (a reduced count, in some tests, runs no position test)."""
+    """Tests per attempt: the settings' count, plus a selection's position tests and the
+    outcome-pairs tests when that count includes every fixed family (a reduced count, in some
+    tests, runs neither)."""
     tests = settings.tests_per_attempt
-    return tests + len(position_tests(variant)) if tests >= BASE_TESTS else tests
+    if tests < BASE_TESTS:
+        return tests
+    return tests + len(position_tests(variant)) + outcome_pair_tests(variant)
 
 
 #: Templates whose C gives NaN an outcome of its own (quantize: 0 among -128, 127 and the
@@ -114,8 +118,29 @@ NAN_OUTCOME = {"quantize", "relu"}
 #: Templates whose float input maps to a few outcomes (quantize: NaN -> 0, -128, 127, rounded)
 #: and whose narrow-float test 28 says nothing (every such integer saturates): test 28 puts the
 #: outcomes in a bit-sliced pattern instead, so any two lanes of a 16-element group hold NaN
-#: and another outcome in some group (a lane-mixing shuffle or mask shows).
+#: and another outcome in some group (a lane-mixing shuffle or mask shows), and the outcome-pairs
+#: tests follow the position tests.
 OUTCOME_LANES = {"quantize"}
+#: Elements of one group (an int8 output vector) and groups of the outcome-pairs design: each lane
+#: holds its own 3-subset of six marks, and group (k, o) makes NaN the lanes whose subset holds
+#: mark k and gives the others outcome o (of 3). Two lanes' subsets differ, so each holds a mark
+#: the other lacks: every ordered pair of lanes meets NaN in the first beside each outcome in the
+#: second, which test 28 gives in one direction only (a not-NaN mask of the wrong lanes showed).
+OUTCOME_GROUP = 16
+OUTCOME_PAIR_GROUPS = 18
+
+
+def outcome_groups_per_test(variant: Variant) -> int:
+    """Design groups one outcome-pairs test holds: the array's whole groups (at least one)."""
+    return max(1, variant.params["n"] // OUTCOME_GROUP)
+
+
+def outcome_pair_tests(variant: Variant) -> int:
+    """Outcome-pairs tests: as many as hold the whole design (one from n = 288, three at
+    n = 100, eighteen at n = 16)."""
+    if variant.template not in OUTCOME_LANES:
+        return 0
+    return -(-OUTCOME_PAIR_GROUPS // outcome_groups_per_test(variant))
 
 
 
@@ -126,6 +151,7 @@ def variant_header(variant: Variant) -> str:
     )
     positions = selection_positions(variant)
     approach = approach_positions(variant)
+    pairs = outcome_pair_tests(variant)
     return (
         f"/* {variant.id} */\n"
         f"#define NARGS {len(variant.signature.args)}\n"
@@ -138,6 +164,8 @@ def variant_header(variant: Variant) -> str:
         f"#define NAPPROACH {len(approach)}\n"
         f"#define NAN_OUTCOME {int(variant.template in NAN_OUTCOME)}\n"
         f"#define OUTCOME_LANES {int(variant.template in OUTCOME_LANES)}\n"
+        f"#define NOUTCOME {pairs}\n"
+        f"#define OUTCOME_PER_TEST {outcome_groups_per_test(variant) if pairs else 1}\n"
         "void kernel(void);\n"
         f"static const struct arg ARGS[NARGS] = {{\n    {rows}\n}};\n"
     )

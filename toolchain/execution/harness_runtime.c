@@ -188,7 +188,8 @@ enum {
     T_LOWP_INT,      /* floats: odd integers a narrower float cannot hold (others 1); ints: MIN */
     T_LOWP_FRAC,     /* floats: one sign, 0.625 of a narrower float's ulp off its grid; ints: MAX */
     T_HALVES,        /* floats: halves (rounding ties), saturation bounds first and last */
-    T_END            /* selections: tests T_END + j put the extreme at POSITIONS[j] */
+    T_END            /* selections: tests T_END + j put the extreme at POSITIONS[j]; then the
+                      * NOUTCOME outcome-pairs tests */
 };
 
 /* What `gen_*` need to know about the element they make. */
@@ -232,18 +233,41 @@ static double halves(const struct slot *s) {
     return (double)(k - 150) + 0.5;
 }
 
+/* Element i of OUTCOME_LANES templates (scale 1): NaN, or outcome o: below -128, above 127, in
+ * range (a quarter off a non-zero integer, so never NaN's outcome 0). */
+static double outcome_value(int nan, int o, int i) {
+    if (nan) return (i & 2) ? -NAN : NAN;
+    switch (o) {
+    case 0: return -200.5 - (double)(i % 7);
+    case 1: return 200.5 + (double)(i % 5);
+    default: return ((i & 1) ? -1.0 : 1.0) * (1.25 + (double)(i % 11));
+    }
+}
+
 /* Test 28 of OUTCOME_LANES templates: in group g = i / 16, lane l = i % 16 holds NaN when bit
- * g % 4 of l is set, else the outcome (g / 4) % 3: below -128, above 127, in range (a quarter
- * off an integer). Any two lanes differ in some bit, so in some group one is NaN and the other
- * each of the other outcomes (for n >= 192; the first groups use below -128). */
+ * g % 4 of l is set, else the outcome (g / 4) % 3. Any two lanes differ in some bit, so in some
+ * group one is NaN and the other each of the other outcomes (for n >= 192; the first groups use
+ * below -128), in one direction only: lane 0 is never NaN. */
 static double outcome_lane(const struct slot *s) {
     int g = s->i / 16, l = s->i % 16;
-    if ((l >> (g % 4)) & 1) return (s->i & 2) ? -NAN : NAN;
-    switch ((g / 4) % 3) {
-    case 0: return -200.5 - (double)(s->i % 7);
-    case 1: return 200.5 + (double)(s->i % 5);
-    default: return (double)(s->i % 11 - 5) + 0.25;
-    }
+    return outcome_value((l >> (g % 4)) & 1, (g / 4) % 3, s->i);
+}
+
+/* The outcome-pairs tests of OUTCOME_LANES templates (harness.py: outcome_pair_tests), after the
+ * position tests: test j holds design groups j * OUTCOME_PER_TEST on. Lane l's marks are its own
+ * 3-subset of {0..5}; design group d makes NaN the lanes holding mark d % 6 and gives the others
+ * outcome d / 6, so every ordered pair of lanes meets NaN in the first beside each outcome in
+ * the second. */
+static const uint8_t LANE_MARKS[16] = {0x07, 0x0b, 0x13, 0x23, 0x0d, 0x15, 0x25, 0x19,
+                                       0x29, 0x31, 0x0e, 0x16, 0x26, 0x1a, 0x2a, 0x32};
+static int outcome_pair_test(int test) {
+    int j = test - T_END - NPOS - NAPPROACH;
+    return j >= 0 && j < NOUTCOME;
+}
+static double outcome_pair(int test, const struct slot *s) {
+    int j = test - T_END - NPOS - NAPPROACH;
+    int d = (j * OUTCOME_PER_TEST + s->i / 16) % 18;
+    return outcome_value((LANE_MARKS[s->i % 16] >> (d % 6)) & 1, d / 6, s->i);
 }
 
 /* Odd integers in (2^q, 2^(q+1)) for the first float input (others 1): they need q + 1 bits,
@@ -275,6 +299,10 @@ static void gen_float(enum dt t, rng_t *r, int test, const struct slot *s, int r
     double v;
     if (position_test(test)) {
         store(t, p, (double)position_value(test, s), 0);
+        return;
+    }
+    if (outcome_pair_test(test)) {
+        store(t, p, s->scalar ? 1.0 : outcome_pair(test, s), 0);
         return;
     }
     switch (test) {

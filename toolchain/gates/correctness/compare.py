@@ -13,7 +13,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...errors import ErrorKind
-from ...execution.harness import BASE_TESTS, RANDOM_TESTS, position_tests, selection_positions
+from ...execution.harness import (
+    BASE_TESTS,
+    RANDOM_TESTS,
+    outcome_pair_tests,
+    position_tests,
+    selection_positions,
+)
 from ...execution.records import NP_DTYPE, Record
 from ...kernels.model import DType, Tolerance, Variant
 from ...verdict import CorrectnessDetails
@@ -39,7 +45,7 @@ D_REGS = [f"d{i}" for i in range(8, 16)]
 
 def test_name(test: int, variant: Variant | None = None) -> str:
     """A test's family; a selection's position tests (after the fixed ones) name the position
-    of the extreme."""
+    of the extreme, the outcome-pairs tests after them their number."""
     if test < len(TEST_NAMES):
         return TEST_NAMES[test]
     positions = position_tests(variant) if variant is not None else ()
@@ -47,6 +53,9 @@ def test_name(test: int, variant: Variant | None = None) -> str:
     if j < len(positions):
         approached = variant is not None and j >= len(selection_positions(variant))
         return f"extreme_at_{positions[j]}" + ("_approached" if approached else "")
+    j -= len(positions)
+    if variant is not None and j < outcome_pair_tests(variant):
+        return f"outcome_pairs_{j}"
     return "random"
 
 
