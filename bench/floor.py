@@ -89,12 +89,16 @@ class Recorder:
         with os.scandir(scratch) as entries:
             for entry in entries:
                 if entry.is_file(follow_symlinks=False):
-                    data = Path(entry.path).read_bytes()
+                    try:
+                        data = Path(entry.path).read_bytes()
+                        mode = entry.stat().st_mode & 0o7777
+                    except FileNotFoundError:  # another launch's input, removed meanwhile:
+                        continue  # tool runs overlap in one scratch; this launch's own exist
                     sha = hashlib.sha256(data).hexdigest()
                     blob = self.blobs / sha
                     if not blob.exists():
                         blob.write_bytes(data)
-                    files[entry.name] = (sha, entry.stat().st_mode & 0o7777)
+                    files[entry.name] = (sha, mode)
                 elif not entry.is_dir(follow_symlinks=False):
                     fifos.append(entry.name)
         return files, fifos
