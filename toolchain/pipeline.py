@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from . import execution, kernels
+from . import decoder, execution, kernels
 from .attempt import Attempt
 from .completion import extract_assembly
 from .errors import ErrorKind, GateName
@@ -87,7 +87,8 @@ def _object(a: Attempt) -> GateResult:
     a.linked = execution.prepare(a.variant, a.object, a.scratch, a.settings, timing)
     watch = a.linked.watch
     result, decoded = object_checks.finish(checked, allowed, a.scratch,
-                                           watch.chunks() if watch else ())
+                                           watch.chunks() if watch else (),
+                                           decoder.words_at(a.settings.cache_dir))
     if watch is not None:
         words = {addr: insn for chunk in decoded for addr, insn in chunk.insns.items()}
         a.linked = replace(a.linked, watch=replace(watch, decoded=words))

@@ -486,15 +486,17 @@ def code_blob(elf: ElfObject) -> tuple[bytes, list[tuple[int, Section]]]:
 
 
 def availability_problems(elf: ElfObject, workdir: Path,
-                          linked: Sequence[tuple[int, bytes]] = ()
+                          linked: Sequence[tuple[int, bytes]] = (),
+                          words: decoder.Words | None = None
                           ) -> tuple[list[str], list[decoder.Decoded]]:
     """Words llvm-objdump cannot decode as Neoverse V2 instructions (SME and the like); the
-    `linked` chunks are decoded in the same pass, for the performance gate."""
+    `linked` chunks are decoded in the same pass, for the performance gate (with `words`,
+    the words decoded before are not decoded again)."""
     blob, chunks = code_blob(elf)
     own = [(0, blob)] if chunks else []
     if not own and not linked:
         return [], []
-    decoded = decoder.decode([*own, *linked], workdir)
+    decoded = decoder.decode([*own, *linked], workdir, words)
     problems = []
     for at in decoded[0].unknown if own else []:
         start, sec = max((c for c in chunks if c[0] <= at), key=lambda c: c[0])
@@ -546,10 +548,11 @@ def check_static(obj: Path, allowed_undefined: frozenset[str],
 
 
 def finish(checked: Checked, allowed_undefined: frozenset[str], workdir: Path,
-           linked: Sequence[tuple[int, bytes]] = ()) -> tuple[GateResult, list[decoder.Decoded]]:
-    """The decoder's check (one process per object, only once nothing cheaper failed), with
-    the `linked` chunks decoded in the same pass."""
-    problems, decoded = availability_problems(checked.elf, workdir, linked)
+           linked: Sequence[tuple[int, bytes]] = (), words: decoder.Words | None = None
+           ) -> tuple[GateResult, list[decoder.Decoded]]:
+    """The decoder's check (at most one process per object, only once nothing cheaper failed;
+    none when `words` holds every word), with the `linked` chunks decoded in the same pass."""
+    problems, decoded = availability_problems(checked.elf, workdir, linked, words)
     if problems:
         return _reject(problems), decoded
     return GateResult(GATE, True, details=_summary(checked.elf, checked.size,

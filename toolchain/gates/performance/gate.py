@@ -26,7 +26,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from ... import background, baselines, sandbox, tools
+from ... import background, baselines, decoder, sandbox, tools
 from ... import scratch as scratch_dirs
 from ...cache import DiskCache
 from ...errors import ErrorKind, GateName, InfraError
@@ -105,7 +105,8 @@ def measure_timed(run: Timed, test: int, scratch: Path, settings: Settings) -> M
         raise Failed(ErrorKind.timeout, f"timing run (test {test}): the kernel ran more than "
                      f"{settings.trace_limit_blocks} blocks")
     executed = run.trace
-    insns = disassemble(run.image, executed.addresses(), scratch, run.decoded)
+    insns = disassemble(run.image, executed.addresses(), scratch, run.decoded,
+                        decoder.words_at(settings.cache_dir))
     calls = sorted(a for a, i in insns.items() if i.mnemonic == "svc")
     if calls:
         raise Failed(ErrorKind.abi_violation, f"timing run (test {test}): the kernel made a "

@@ -62,14 +62,16 @@ def clusters(addresses: Iterable[int], gap: int = CLUSTER_GAP) -> list[tuple[int
 
 
 def disassemble(exe: Image, addresses: Iterable[int], workdir: Path,
-                decoded: Mapping[int, Insn] | None = None) -> dict[int, Insn]:
+                decoded: Mapping[int, Insn] | None = None,
+                words: decoder.Words | None = None) -> dict[int, Insn]:
     """Every executed address as llvm-objdump decodes the executable's bytes there: looked up
     in `decoded` (the object gate's pass over all the kernel may execute) when given, else
-    decoded now."""
+    decoded now (through the word cache `words`, when given)."""
     wanted = set(addresses)
     if decoded is None:
         ranges = clusters(wanted)
-        found = decoder.decode([(s, exe.bytes_at(s, e - s)) for s, e in ranges], workdir)
+        found = decoder.decode([(s, exe.bytes_at(s, e - s)) for s, e in ranges], workdir,
+                               words)
         decoded = {a: i for chunk in found for a, i in chunk.insns.items()}
     missing = sorted(wanted - decoded.keys())
     if missing:
