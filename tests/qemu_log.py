@@ -51,7 +51,9 @@ def traced(variant: Variant, scratch: Path, object_name: str, seed: int, test: i
     """Test `test` of the candidate linked in `scratch`, run alone with qemu's log, its inputs
     from the reference (harness mode S), as the performance gate used to."""
     exe = Executable.read(scratch / EXE_NAME)
-    ranges = candidate_ranges(scratch / MAP_NAME, object_name)
+    ranges = guard.candidate_code(scratch, MAP_NAME, object_name) \
+        if (scratch / guard.LAYOUT_NAME).exists() else candidate_ranges(scratch / MAP_NAME,
+                                                                        object_name)
     inputs = ReferenceRun(variant, seed, settings).get(inputs_of=test).inputs[test]
     argv = qemu_argv(f"./{EXE_NAME}", seed, test + 1, False, first=test,
                      log=(QEMU_LOG_FLAGS, TRACE_NAME), mode="S")

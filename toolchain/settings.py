@@ -146,6 +146,9 @@ class Settings(EnvSettings):
     max_object_bytes: int = Field(1024 * 1024, ge=1)
     assemble_timeout_s: float = Field(10.0, gt=0)
     link_timeout_s: float = Field(20.0, gt=0)
+    # Place the candidate into its variant's slotted harness in process (execution/place.py),
+    # ld only for objects the placement does not take; False: ld links every attempt.
+    link_in_process: bool = True
     # Wall budget of one emulator run = run_timeout_base_s + run_timeout_factor * reference time.
     run_timeout_base_s: float = Field(3.0, gt=0)
     run_timeout_factor: float = Field(20.0, ge=0)

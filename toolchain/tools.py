@@ -152,13 +152,15 @@ REQUIRED_LINK_FLAGS = ("-z", "separate-code", "-z", "noexecstack")
 
 
 def link_argv(objects: list[str], output: str, map_file: str | None = None, *,
-              runtime: bool = True) -> list[str]:
-    """The static link; `map_file` also writes ld's map (where each input section landed).
+              runtime: bool = True, keep_relocs: bool = False) -> list[str]:
+    """The static link; `map_file` also writes ld's map (where each input section landed);
+    `keep_relocs` keeps the relocations in the output (`-q`: the slotted harness's references
+    to `kernel`, execution/place.py).
 
     runtime=False links objects that already hold the C runtime and libraries (a harness made by
     `prelink_argv`): ld then resolves nothing from archives, which is most of its time."""
     before, after = link_inputs() if runtime else ([], [])
-    extra = ["-Map", map_file] if map_file else []
+    extra = (["-Map", map_file] if map_file else []) + (["-q"] if keep_relocs else [])
     return [tool("ld").path, "-static", "-X", "-EL", "-maarch64linux", *REQUIRED_LINK_FLAGS,
             *extra, "-o", output, *before, *objects, *after]
 

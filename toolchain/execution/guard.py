@@ -337,6 +337,29 @@ def _symtab(data: bytes) -> tuple[np.ndarray, bytes]:
     raise ValueError("no symbol table")
 
 
+LAYOUT_NAME = "candidate.code"  # the code ranges of a candidate placed without ld
+
+
+def write_layout(scratch: Path, code: Sequence[Range]) -> None:
+    """Where execution/place.py put the candidate's code sections, for `candidate_code`."""
+    (scratch / LAYOUT_NAME).write_text("".join(f"{lo:x} {hi:x}\n" for lo, hi in code))
+
+
+def candidate_code(scratch: Path, map_name: str, object_name: str) -> list[Range]:
+    """The candidate's code sections in the executable linked in `scratch`: the placement's
+    layout when it was placed without ld, else from ld's map."""
+    try:
+        text = (scratch / LAYOUT_NAME).read_text()
+    except FileNotFoundError:
+        return code_ranges(scratch / map_name, object_name)
+    except OSError as exc:
+        raise InfraError(f"the candidate's layout is unreadable: {exc}") from exc
+    ranges = [(int(lo, 16), int(hi, 16)) for lo, hi in (ln.split() for ln in text.splitlines())]
+    if not ranges:
+        raise InfraError("the layout places no code of the candidate")
+    return ranges
+
+
 def code_ranges(map_path: Path, object_name: str) -> list[Range]:
     """Where ld put the `.text*` sections of `object_name`, from its map. Only the lines that
     name the object are looked at (a long section name stands on the line before)."""
@@ -482,7 +505,7 @@ def for_link(scratch: Path, exe_name: str, map_name: str, object_name: str,
              limit: int = 0) -> Guard:
     """The guard for the candidate linked in `scratch` (its executable and ld's map); with
     `record`, it also records the blocks of that kernel call (at most `limit`)."""
-    candidate = code_ranges(scratch / map_name, object_name)
+    candidate = candidate_code(scratch, map_name, object_name)
     image = Image.read(scratch / exe_name)
     allowed = allowed_functions(image, math_functions, candidate)
     if record is not None and not 0 < limit <= blocks.MAX_SEQUENCE:

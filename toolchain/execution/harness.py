@@ -17,6 +17,7 @@ from .. import tools
 from ..errors import InfraError
 from ..kernels.model import DType, Variant
 from ..settings import Settings
+from . import place
 
 RUNTIME_C = Path(__file__).with_name("harness_runtime.c")
 GUARD = 256
@@ -176,6 +177,7 @@ class Harness:
     variant_id: str
     object: Path  # harness.o, prelinked: link with a candidate object, runtime=False
     reference: Path  # the C reference linked with the same harness
+    slotted: Path  # harness.o linked with place.SLOT_SOURCE: what a candidate is placed into
 
 
 def _compile(argv: list[str], what: str) -> None:
@@ -188,7 +190,7 @@ def _fingerprint(variant: Variant) -> str:
     return tools.fingerprint(
         RUNTIME_C.read_bytes(), variant_header(variant), variant.c_source,
         tools.tool("gcc").version, tools.tool("ld").version, " ".join(HARNESS_CFLAGS),
-        " ".join(REFERENCE_CFLAGS), PRELINK,
+        " ".join(REFERENCE_CFLAGS), PRELINK, tools.tool("as").version, place.SLOT_SOURCE,
     )[:16]
 
 
@@ -206,9 +208,10 @@ def build(variant: Variant, settings: Settings) -> Harness:
     if out_dir in _BUILT:
         return _BUILT[out_dir]
     harness_o, reference = out_dir / "harness.o", out_dir / "reference.elf"
-    if not (harness_o.exists() and reference.exists()):
+    slotted = out_dir / "slotted.elf"
+    if not (harness_o.exists() and reference.exists() and slotted.exists()):
         _build_into(variant, out_dir, settings)
-    _BUILT[out_dir] = Harness(variant.id, harness_o, reference)
+    _BUILT[out_dir] = Harness(variant.id, harness_o, reference, slotted)
     return _BUILT[out_dir]
 
 
@@ -232,5 +235,12 @@ def _build_into(variant: Variant, out_dir: Path, settings: Settings) -> None:
                                  str(tmp / "reference.elf")), f"reference link for {variant.id}")
         _compile(tools.prelink_argv([str(tmp / "runtime.o")], str(tmp / "harness.o"),
                                     list(variant.math_functions)), f"harness for {variant.id}")
+        (tmp / "slot.s").write_text(place.SLOT_SOURCE)
+        _compile([tools.tool("as").path, "-o", str(tmp / "slot.o"), str(tmp / "slot.s")],
+                 f"harness slots for {variant.id}")
+        _compile(tools.link_argv([str(tmp / "harness.o"), str(tmp / "slot.o")],
+                                 str(tmp / "slotted.elf"), runtime=False, keep_relocs=True),
+                 f"slotted harness for {variant.id}")
+        _publish(tmp / "slotted.elf", out_dir / "slotted.elf")
         _publish(tmp / "harness.o", harness_o)
         _publish(tmp / "reference.elf", reference)

@@ -16,6 +16,7 @@ import itertools
 import json
 import os
 import shutil
+import struct
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent import futures
 from concurrent.futures import Future
@@ -29,12 +30,13 @@ from ..decoder import Insn
 from ..errors import InfraError
 from ..kernels.model import Variant
 from ..settings import Settings
-from . import blocks, guard, harness
+from . import blocks, guard, harness, place
 from .blocks import Trace
 from .harness import RANDOM_TESTS
 from .records import Record, parse, split_inputs
 
-# ld's map of candidate.elf: the performance gate reads where the candidate's sections landed.
+# Where the candidate's code sections landed in candidate.elf: ld's map when ld linked it, the
+# placement's code ranges (guard.LAYOUT_NAME) when it was placed without ld.
 MAP_NAME = "candidate.map"
 EXE_NAME = "candidate.elf"
 
@@ -238,9 +240,44 @@ def _run_reference(variant: Variant, built: harness.Harness, seed: int, tests: i
                      variant.id, stream)
 
 
+_TEMPLATES: dict[Path, place.Template] = {}
+
+
+def _template(variant: Variant, built: harness.Harness) -> place.Template:
+    """The variant's slotted harness, read once per process."""
+    if built.slotted not in _TEMPLATES:
+        try:
+            _TEMPLATES[built.slotted] = place.Template.read(built.slotted,
+                                                            variant.math_functions)
+        except (OSError, ValueError, IndexError, StopIteration, struct.error) as exc:
+            raise InfraError(f"cannot read the slotted harness of {variant.id}: {exc}") from exc
+    return _TEMPLATES[built.slotted]
+
+
+def place_candidate(variant: Variant, obj: Path, scratch: Path, settings: Settings) -> bool:
+    """Place `obj` into the variant's slotted harness as scratch/candidate.elf, without ld
+    (execution/place.py); False when the fast path does not take the object."""
+    built = harness.build(variant, settings)
+    try:
+        placed = place.place(obj.read_bytes(), _template(variant, built))
+    except place.Unplaceable:
+        return False
+    except OSError as exc:
+        raise InfraError(f"cannot read the assembled object: {exc.strerror}") from exc
+    guard.write_layout(scratch, placed.code)
+    exe = scratch / EXE_NAME
+    exe.write_bytes(placed.image)
+    exe.chmod(0o755)
+    return True
+
+
 def link(variant: Variant, obj: Path, scratch: Path, settings: Settings) -> str | None:
-    """Link `obj` with the variant's harness into scratch/candidate.elf (and its map); the
-    linker's message when that failed, else None."""
+    """Link `obj` with the variant's harness into scratch/candidate.elf (and where its code
+    went): placed in process when the object is one the fast path takes and
+    settings.link_in_process, else by ld in the sandbox; the linker's message when that failed,
+    else None."""
+    if settings.link_in_process and place_candidate(variant, obj, scratch, settings):
+        return None
     built = harness.build(variant, settings)
     res = sandbox.run(
         tools.link_argv([str(built.object), obj.name], EXE_NAME, MAP_NAME, runtime=False),
