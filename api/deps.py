@@ -1,17 +1,19 @@
 """What a route needs, as Annotated dependencies: the farm, a database session, and the caller's
 API key with a scope. The key comes as `Authorization: Bearer <key>` or `X-API-Key: <key>`,
 declared to OpenAPI as two security schemes (either one will do), so /docs and generated clients
-know how to send it; keys are compared by their SHA-256 (store/keys.py), in constant time, and
-each key has a request rate limit (api/ratelimit.py)."""
+know how to send it; keys are compared by their SHA-256 (store/keys.py), in constant time, kept
+for a few seconds once found valid (api/keycache.py), and each key has a request rate limit
+(api/ratelimit.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import APIKeyHeader, APIKeyQuery, HTTPBearer
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from store import keys
 
@@ -57,33 +59,48 @@ def header_token(authorization: str | None, x_api_key: str | None) -> str | None
     return token
 
 
-def authorize(farm: Farm, token: str | None, scope: str, how: str = AUTH_HELP) -> keys.KeyInfo:
-    """The key behind `token` if it has `scope`; 401 / 403 otherwise."""
+def lookup(farm: Farm, token: str) -> keys.KeyInfo | None:
+    """The key behind `token` from the database (a thread pool call), kept in the key cache
+    when found."""
+    with farm.sessions() as session:
+        info = keys.authenticate(session, token)
+    if info is not None:
+        farm.key_cache.put(token, info)
+    return info
+
+
+async def authorize(farm: Farm, token: str | None, scope: str,
+                    how: str = AUTH_HELP) -> keys.KeyInfo:
+    """The key behind `token` if it has `scope`; 401 / 403 otherwise. A key in the key cache
+    (api/keycache.py) is checked without leaving the event loop; the database read, in the
+    thread pool, only when it is not."""
     if not token:
         raise HTTPException(401, f"missing API key: {how}",
                             headers={"WWW-Authenticate": "Bearer"})
-    with farm.sessions() as session:
-        info = keys.authenticate(session, token)
+    info = farm.key_cache.get(token)
+    if info is None:
+        info = await run_in_threadpool(lookup, farm, token)
     if info is None:
         raise HTTPException(401, "unknown or revoked API key",
                             headers={"WWW-Authenticate": "Bearer"})
     if scope not in info.scopes:
         raise HTTPException(403, f"this API key lacks the '{scope}' scope")
-    farm.rate_limit.check(info.id)
+    await farm.rate_limit.check(info.id)
     return info
 
 
-def require(scope: str) -> Callable[..., keys.KeyInfo]:
-    """A dependency that yields the caller's key, or answers 401 / 403."""
+def require(scope: str) -> Callable[..., Awaitable[keys.KeyInfo]]:
+    """A dependency that yields the caller's key, or answers 401 / 403. Async, like every
+    dependency of the duplicate /step's path: a plain function would run in the thread pool."""
 
-    def dependency(request: Request, farm: FarmDep,
-                   _bearer: Annotated[object, Security(BEARER)],
-                   _header: Annotated[object, Security(API_KEY_HEADER)]) -> keys.KeyInfo:
+    async def dependency(request: Request, farm: FarmDep,
+                         _bearer: Annotated[object, Security(BEARER)],
+                         _header: Annotated[object, Security(API_KEY_HEADER)]) -> keys.KeyInfo:
         # The security classes declare the schemes to OpenAPI; header_token reads the headers,
         # exactly as the OpenEnv mount does.
         headers = request.headers
-        return authorize(farm, header_token(headers.get("authorization"),
-                                            headers.get("x-api-key")), scope)
+        return await authorize(farm, header_token(headers.get("authorization"),
+                                                  headers.get("x-api-key")), scope)
 
     return dependency
 

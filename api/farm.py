@@ -20,6 +20,7 @@ from workers.dispatch import Dispatcher, make_dispatcher
 from workers.sweeper import Sweeper
 
 from .health import HealthProbe
+from .keycache import KeyCache
 from .metrics import Metrics
 from .ratelimit import KeyRateLimit
 from .recent import RecentVerdicts, Recorder
@@ -41,6 +42,7 @@ class Farm:
     health: HealthProbe
     recent: RecentVerdicts  # duplicates answered from memory, stored by `recorder` just after
     recorder: Recorder
+    key_cache: KeyCache  # keys found valid, trusted for ARMGYM_KEY_CACHE_TTL_S
     # The last count of outstanding attempts: (monotonic time, count), raised by what this
     # process admitted since (completions only lower the true count: it errs on the safe side).
     _counted: tuple[float, int] | None = field(default=None, init=False)
@@ -63,7 +65,7 @@ class Farm:
                    CompletionHub(settings.poll_interval_s), Metrics(),
                    Sweeper(settings, sessions, dispatcher), KeyRateLimit(settings),
                    HealthProbe(settings, dispatcher), RecentVerdicts(settings.recent_verdicts),
-                   Recorder(settings, sessions))
+                   Recorder(settings, sessions), KeyCache(settings.key_cache_ttl_s))
         farm.metrics.outstanding.set_function(
             farm.metrics.guarded("database", farm.outstanding))
         farm.metrics.broker_depth.set_function(

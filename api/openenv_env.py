@@ -156,7 +156,7 @@ class ArmGymEnvironment(Environment[ArmGymAction, ArmGymObservation, ArmGymState
         """Verify the submission (waiting up to ARMGYM_MAX_WAIT_S) and end the episode."""
         farm = self._farm()
         token = api_key or self._key or _request_key.get()
-        key = await run_in_threadpool(authorize, farm, token, "submit", KEY_HELP)
+        key = await authorize(farm, token, "submit", KEY_HELP)
         variant_id = action.variant_id or (self._task or {}).get("variant_id")
         if variant_id is None:
             raise HTTPException(422, "no task: reset first, or name variant_id in the action")

@@ -2,12 +2,15 @@
 what it leaves behind.
 
     .venv/bin/python -m bench.soak [--n 5000] [--concurrency 2]
+    .venv/bin/python -m bench --only soak [--soak-n 5000]     (the same, as a part of the suite)
 
 The farm runs as in the fault tests' setup (PostgreSQL database of its own on the shared server,
 Redis from $ARMGYM_BENCH_REDIS, one worker, one API), with the verdict cache off and every
-attempt distinct, in batches of 500: 1/16 honest compiler output, 1/16 a wrong kernel (emulator
-runs), 1/4 refused by GNU as or the object checks, the rest by the source scan. After each
-batch: the RSS of the worker's main and pool processes. At the end: the worker's scratch
+attempt distinct (so each gets a seed of its own and a fresh C reference run), in batches of
+500: 5/8 honest compiler output (every gate: as, ld, the decoder, the emulator's tests and
+timing run, the cost model), 1/8 a wrong kernel (through the emulator's tests), 1/8 refused by
+GNU as, 1/8 by the source scan. After each batch: the RSS of the worker's main and pool
+processes. At the end: the worker's scratch
 directory (a TMPDIR of its own) must be empty, and no process but the pool may be left under
 the worker. Flat means the last sample within 10% of the first sample after warm-up.
 """
@@ -49,13 +52,14 @@ def say(text: str) -> None:
 
 def text_for(i: int) -> str:
     variant = VARIANTS[i % len(VARIANTS)]
-    if i % 16 == 0:
-        body = baselines.get(kernels.get(variant), "gcc" if i % 32 else "clang",
+    kind = i % 8
+    if kind < 5:
+        body = baselines.get(kernels.get(variant), "gcc" if i // 8 % 2 else "clang",
                              settings=get_settings()).assembly
-    elif i % 16 == 1:
+    elif kind == 5:
         body = HEADER + "    ret\n"
-    elif i % 4 == 2:
-        body = REFUSED_BY_AS[i // 4 % len(REFUSED_BY_AS)]
+    elif kind == 6:
+        body = REFUSED_BY_AS[i // 8 % len(REFUSED_BY_AS)]
     else:
         body = SCANNED[0]
     return body + f"// soak {i}\n"
@@ -81,12 +85,8 @@ def worker_rss(main: int) -> dict[str, float]:
             "pool": round(sum(rss_mib(k) for k in kids), 1), "processes": 1 + len(kids)}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n", type=int, default=5000)
-    parser.add_argument("--concurrency", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=Path("bench/results/soak.json"))
-    args = parser.parse_args()
+def run(n: int = 5000, concurrency: int = 2) -> dict[str, Any]:
+    """The soak's figures: outcomes, RSS samples, growth after warm-up, leftovers."""
     tag = f"soak_{os.getpid()}"
     db_url = POSTGRES.format(pid=tag)
     broker = os.environ.get("ARMGYM_BENCH_REDIS", "redis://127.0.0.1:6379/0")
@@ -105,7 +105,7 @@ def main() -> None:
     worker_log = open(work / "worker.log", "wb")  # noqa: SIM115 (closed below)
     worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "-n",
-         f"{tag}@%h", "--concurrency", str(args.concurrency), "--without-mingle",
+         f"{tag}@%h", "--concurrency", str(concurrency), "--without-mingle",
          "--without-gossip", "--loglevel", "warning"],
         env={**env, "TMPDIR": str(scratch)}, stdout=worker_log, stderr=subprocess.STDOUT)
     port = process.free_port()
@@ -116,8 +116,8 @@ def main() -> None:
     outcomes: Counter[str] = Counter()
     started = time.monotonic()
     try:
-        for first in range(0, args.n, BATCH):
-            count = min(BATCH, args.n - first)
+        for first in range(0, n, BATCH):
+            count = min(BATCH, n - first)
             reply = client.post("/batches", json={"attempts": [
                 {"variant_id": VARIANTS[i % len(VARIANTS)], "assembly": text_for(i)}
                 for i in range(first, first + count)]})
@@ -156,12 +156,22 @@ def main() -> None:
     warm = samples[1] if len(samples) > 1 else samples[0]
     last = samples[-1]
     growth = {k: round(last[k] / warm[k] - 1, 3) for k in ("main", "pool") if warm[k]}
-    results = {"command": vars(args) | {"out": str(args.out)}, "outcomes": dict(outcomes),
+    results = {"n": n, "concurrency": concurrency, "outcomes": dict(outcomes),
                "samples": samples, "growth_after_warmup": growth,
                "flat_within_10pct": all(abs(g) <= 0.10 for g in growth.values()),
                "leftovers": leftovers,
-               "verifications_per_s": round(args.n / (time.monotonic() - started), 1)}
+               "verifications_per_s": round(n / (time.monotonic() - started), 1)}
     shutil.rmtree(work, ignore_errors=True)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=5000)
+    parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=Path("bench/results/soak.json"))
+    args = parser.parse_args()
+    results = {"command": vars(args) | {"out": str(args.out)}, **run(args.n, args.concurrency)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
     say(json.dumps({k: results[k] for k in ("outcomes", "growth_after_warmup",

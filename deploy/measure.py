@@ -32,7 +32,10 @@ from toolchain.settings import Settings, get_settings
 
 from .entrypoints import command
 
-POSTGRES = "postgresql+psycopg://armgym:armgym@127.0.0.1:5432/armgym_measure_{pid}"
+# The server the bench's databases are made on (a role that may create databases);
+# $ARMGYM_BENCH_POSTGRES overrides it, without the database name.
+POSTGRES = os.environ.get("ARMGYM_BENCH_POSTGRES", "postgresql+psycopg://armgym:armgym@127.0.0.1:5432"
+                          ).rstrip("/") + "/armgym_measure_{pid}"
 REDIS = "redis://127.0.0.1:6379/0"
 
 

@@ -77,6 +77,10 @@ class FarmSettings(EnvSettings):
     store_retry_max_wait_s: float = Field(30.0, gt=0)
     # Requests per second allowed to each API key (a moving window of one minute); 0 = no limit.
     rate_limit_per_s: float = Field(200.0, ge=0)
+    # How long an API process trusts a key it found valid without asking the database again
+    # (api/keycache.py); a key revoked through another API process still works here for at
+    # most this long (through this one: not at all). 0 = every request reads the database.
+    key_cache_ttl_s: float = Field(10.0, ge=0)
     # Test only (tests/faults): the API process kills itself with SIGKILL after storing a
     # submission and before queueing it, the one moment a crash leaves attempts nobody sends.
     fault_kill_before_enqueue: bool = False

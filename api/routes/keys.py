@@ -15,13 +15,6 @@ from ..vocab import INT32
 router = APIRouter(prefix="/keys", tags=["keys"], dependencies=[ADMIN])
 SCOPES = (keys.SUBMIT, keys.READ, keys.ADMIN)
 
-
-
-
-
-
-
-
 @router.post("", status_code=201, response_model=NewKeyOut)
 def create_key(body: KeyIn, farm: FarmDep) -> dict[str, Any]:
     unknown = sorted(set(body.scopes) - set(SCOPES))
@@ -44,3 +37,4 @@ def revoke_key(farm: FarmDep, key_id: int = Path(ge=1, le=INT32[1])) -> None:
     with farm.sessions() as session, session.begin():
         if not keys.revoke(session, key_id):
             raise HTTPException(404, f"no active key with id {key_id}")
+    farm.key_cache.forget(key_id)  # refused here from now on; other processes: api/keycache.py

@@ -154,7 +154,7 @@ async def get_reward(body: RewardIn, farm: FarmDep, request: Request,
     and one score per query, in order."""
     headers = request.headers
     token = header_token(headers.get("authorization"), headers.get("x-api-key")) or api_key
-    key = await run_in_threadpool(authorize, farm, token, "submit", KEY_HELP)
+    key = await authorize(farm, token, "submit", KEY_HELP)
     n = len(body.query)
     if body.labels is None or len(body.labels) != n:
         raise HTTPException(422, "labels must hold the variant id of every query (OpenRLHF: "
