@@ -80,11 +80,8 @@ def test_baselines_run_as_linked_by_ld(variant_id: str, compiler: str, scratch: 
     assert isinstance(ld, Path) and isinstance(own, Path)
     code_ld = guard.candidate_code(ld, execution.MAP_NAME, syntax.OBJECT_NAME)
     code = guard.candidate_code(own, execution.MAP_NAME, syntax.OBJECT_NAME)
-    if (own / guard.LAYOUT_NAME).exists():
-        assert code == code_ld
-        images = [guard.Image.read(p / execution.EXE_NAME) for p in (ld, own)]
-        for lo, hi in code:
-            assert images[0].bytes_at(lo, hi - lo) == images[1].bytes_at(lo, hi - lo)
+    assert (own / guard.LAYOUT_NAME).exists()  # placed (its constants included)
+    assert code == code_ld  # the code where ld puts it; its references to data move with it
     assert _records(variant_id, ld) == _records(variant_id, own)
 
 

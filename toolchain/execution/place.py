@@ -51,7 +51,9 @@ armgym_ro_slot:
 armgym_rw_slot:
 .space {RW_SLOT}
 """
-# Code sections ld's default script places before the harness's code, not after it.
+# Code sections ld's default script places before the harness's code, not after it. (Mergeable
+# constants, `.rodata.cst16`, are placed as they are: ld would merge them with the harness's, which
+# moves only data, and the slots move the data anyway.)
 _EARLY_TEXT = (".text.unlikely", ".text.exit", ".text.startup", ".text.hot", ".text.sorted")
 SHF_MERGE = 0x10
 _SLOT_OF = {"text": 0, "rodata": 1, "eh_frame": 1, "data": 2, "bss": 2}
@@ -346,8 +348,8 @@ def _layout(elf: oc.ElfObject, template: Template, image: bytearray
             continue
         if kind not in _SLOT_OF:
             raise Unplaceable(f"section {sec.name}")
-        if sec.name.startswith(_EARLY_TEXT) or sec.name.endswith("_unlikely") or \
-                sec.flags & SHF_MERGE:
+        if kind == "text" and (sec.name.startswith(_EARLY_TEXT) or
+                               sec.name.endswith("_unlikely") or sec.flags & SHF_MERGE):
             raise Unplaceable(f"section {sec.name} is not placed after the harness's")
         slot = _SLOT_OF[kind]
         start, file_start = template.slots[slot]
