@@ -7,6 +7,7 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -149,6 +150,8 @@ def cmd_calibrate(args: argparse.Namespace, settings: Settings) -> int:
         "".join(f" --opt={o}" for o in opts)) + "".join(f" --extra-opt={o}" for o in extra) + (
         f" --held-out-shapes {args.held_out_shapes}" if args.held_out_shapes else "")
     start = time.perf_counter()
+    if args.judge:
+        return _judge(args, opts, extra, settings)
     if args.from_points:
         points, held = calibrate.read_points()
         command += " --from-points"
@@ -194,6 +197,25 @@ def cmd_calibrate(args: argparse.Namespace, settings: Settings) -> int:
                                         "cross_validated", "held_out", "distribution",
                                         "population", "extremes")})
     return 0
+
+
+def _judge(args: argparse.Namespace, opts: Sequence[str], extra: Sequence[str],
+           settings: Settings) -> int:
+    """Measure the chosen baselines and judge them by the recorded bands (calibration.json),
+    writing nothing: honest code flagged is a false positive of the bands in force."""
+    from .gates.performance import calibrate, crosscheck
+
+    jobs = calibrate.jobs_for(_baseline_variants(args), opts, extra)
+    start = time.perf_counter()
+    points = calibrate.cached_points(jobs, settings=settings) if args.from_cache else \
+        calibrate.points_of(jobs, args.jobs, settings=settings)
+    band = json.loads(crosscheck.CALIBRATION.read_text())["band"]
+    found = calibrate.flagged(points, band)
+    _print_json({"jobs": len(jobs), "judged": len(points), "false_positives": len(found),
+                 "which": found,
+                 "by_opt": {o: len([p for p in points if p.detail == o]) for o in opts},
+                 "seconds": round(time.perf_counter() - start, 1)})
+    return 1 if found else 0
 
 
 def cmd_faithfulness(args: argparse.Namespace, settings: Settings) -> int:
@@ -342,6 +364,10 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--dry-run", action="store_true", help="print, do not write calibration.json")
     c.add_argument("--from-cache", action="store_true",
                    help="bands from the measurements already cached (an interrupted run's)")
+    c.add_argument("--judge", action="store_true",
+                   help="measure the chosen baselines and report those the recorded bands "
+                        "flag (false positives), writing nothing; with --from-cache, judge the "
+                        "measurements already cached")
     c.add_argument("--from-points", action="store_true",
                    help="bands from the points calibration-points.json records (no measuring)")
     c.add_argument("--remeasure", metavar="REGEX",
