@@ -266,3 +266,17 @@ def test_per_template_raises_every_template_and_keeps_the_draw() -> None:
         per[v.template] = per.get(v.template, 0) + sum(r.values())
     assert min(per.values()) >= 120 and sum(per.values()) >= 3000
     assert run.plan(2026, 3000, per_template=120) == raised  # reproducible from the seed
+
+
+def _scored(verdict: str, k: int) -> run.Mutant:
+    return run.Mutant(id=f"v:clang:{k}", variant="v", template="t", dtype="int32",
+                      compiler="clang", cls="register", line=1, what="", before="", after="",
+                      text="", equivalent=False, verdict=verdict)
+
+
+def test_one_mutant_the_gate_could_not_judge_withholds_the_verdict() -> None:
+    """Every judged mutant killed, but one infra error (a tool missing, say): not a score."""
+    killed = [_scored("wrong_output", k) for k in range(200)]
+    assert report.summary({"mutants": killed})["targets_met"]
+    s = report.summary({"mutants": [*killed, _scored(run.INFRA, 200)]})
+    assert s["kill_rate"] == 1.0 and s["infra_errors"] == 1 and not s["targets_met"]

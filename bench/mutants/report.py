@@ -53,8 +53,11 @@ def summary(result: dict[str, Any]) -> dict[str, Any]:
         "equivalent_by_split": sum(m.equivalent and m.by_split > 0 for m in scored),
         "equivalent_rejected": len(rejected_eq),
         "equivalent_rejected_for_output": sum(m.verdict == "wrong_output" for m in rejected_eq),
-        "targets_met": bool(overall is not None and overall >= TARGET_OVERALL and worst is not None
-                            and worst >= TARGET_TEMPLATE
+        # A mutant the gate could not judge is a hole in the measurement, not a kill or a
+        # survivor: one is enough to withhold the verdict (a missing tool once gave 3759).
+        "targets_met": bool(len(scored) == len(mutants)
+                            and overall is not None and overall >= TARGET_OVERALL
+                            and worst is not None and worst >= TARGET_TEMPLATE
                             and not any(m.verdict == "wrong_output" for m in rejected_eq)),
         "per_template": per_template,
         "per_dtype": rates(mutants, "dtype"),
@@ -117,8 +120,11 @@ def table(doc: dict[str, Any]) -> str:
         f"{s['equivalent_rejected']} ({s['equivalent_rejected_for_output']} for their output); "
         f"infra errors {s['infra_errors']}; {doc['seconds']['total']:.0f} s "
         f"(oracle {doc['seconds']['oracle']:.0f} s, gate {doc['seconds']['gate']:.0f} s)")
+    incomplete = (f" (incomplete: {s['infra_errors']} mutants not judged, see their messages)"
+                  if s["infra_errors"] else "")
     lines.append("targets (>= 99.5% overall, >= 98% per template, no equivalent rejected for "
-                 f"its output): {'MET' if s['targets_met'] else 'NOT MET'}")
+                 f"its output, every mutant judged): "
+                 f"{'MET' if s['targets_met'] else 'NOT MET'}{incomplete}")
     return "\n".join(lines)
 
 
