@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from . import baselines, kernels, tools
+from . import baselines, kernels, tools, warm
 from .errors import InfraError
 from .prepare import prepare
 from .settings import Settings, SettingsError, get_settings
@@ -298,7 +299,27 @@ def cmd_prepare(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     helper = done.spawn_helper or "unavailable (limits fall back to a Python preexec_fn)"
     print(f"spawn helper: {helper}\nexecution guard: {done.guard}")
-    return 0
+    if not args.warm:
+        return 0
+    chosen = kernels.filter_variants(template=args.template)
+    if args.variants:
+        wanted = set(args.variants.split(","))
+        chosen = [v for v in chosen if v.id in wanted]
+    opts = tuple(args.opts.split(","))
+    total = len(chosen) * len(baselines.COMPILERS) * len(opts)
+    count = 0
+
+    def progress(w: warm.Warmed) -> None:
+        nonlocal count
+        count += 1
+        if w.error or count % 50 == 0 or count == total:
+            print(f"warm {count}/{total}" + (f": {w.variant_id} {w.compiler} {w.opt}: "
+                                             f"{w.error}" if w.error else ""), flush=True)
+
+    results = warm.warm(chosen, settings, opts, args.jobs, progress)
+    failed = sum(1 for w in results if w.error)
+    print(f"warmed the caches from {len(results) - failed} of {len(results)} baselines")
+    return 1 if results and failed == len(results) else 0
 
 
 def parser() -> argparse.ArgumentParser:
@@ -391,6 +412,15 @@ def parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("prepare", help="build what verification needs ahead of first use "
                                        "(the static spawn helper, the execution guard)")
+    r.add_argument("--warm", action="store_true",
+                   help="also fill the decoder's, llvm-mca's and the whole-listing caches from "
+                        "the compiler baselines")
+    r.add_argument("--template", help="with --warm: only this template's variants")
+    r.add_argument("--variants", help="with --warm: only these variant ids (comma-separated)")
+    r.add_argument("--opts", default=",".join(warm.OPTS),
+                   help="with --warm: the optimisation levels (default %(default)s)")
+    r.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                   help="with --warm: baselines warmed at a time (default: the CPUs)")
     r.set_defaults(func=cmd_prepare)
 
     d = sub.add_parser("demo", help="score the demo submissions and print their verdicts")

@@ -41,6 +41,7 @@ the branch.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -304,24 +305,54 @@ def run_mca(text: str, iters: int, workdir: Path, settings: Settings, *,
         raise InfraError(f"llvm-mca wrote unreadable JSON: {exc}") from exc
 
 
+LISTING_LABEL = (f"llvm-mca whole listing, {LISTING_ITERATIONS} iterations of the submitted "
+                 "text (the original verifier's figure; decides nothing)")
+
+
+def listing_cache(settings: Settings) -> FigureCache:
+    """The whole-listing figures, by the text's hash: llvm-mca's report is a function of the
+    text (and the tool, its flags and the iterations, which name the directory)."""
+    key = tools.fingerprint(model_key(), "listing", str(LISTING_ITERATIONS))[:16]
+    return figure_cache.at(settings.cache_dir / "mca-listing" / key)
+
+
+def listing_key(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _listing_figure(value: str | None) -> dict[str, object] | None:
+    try:
+        regions, total = (value or "").split()
+        return {"label": LISTING_LABEL, "regions": int(regions), "total_cycles": int(total)}
+    except ValueError:
+        return None
+
+
 def whole_listing(text: str, settings: Settings) -> dict[str, object]:
     """The original's figure: Total Cycles of 100 iterations of the submitted text as written.
 
     Reported for comparison only. It runs on untrusted text, so inside the sandbox, in a
     directory of its own (it runs while the candidate is traced, which may write its scratch
     directory); regions marked in the text are analysed as llvm-mca does (the figure is their
-    sum)."""
+    sum). A report is kept per exact text (the same text under another seed, a resubmission,
+    a compiler's output warmed by `armgym prepare --warm`); a refusal or a timeout is not
+    kept, as a timeout depends on the machine's load."""
+    figures = listing_cache(settings)
+    key = listing_key(text)
+    found = _listing_figure(figures.get(key))
+    if found is not None:
+        return found
     workdir = scratch_dirs.make("listing")
     try:
         report = run_mca(text, LISTING_ITERATIONS, workdir, settings, untrusted=True)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    label = (f"llvm-mca whole listing, {LISTING_ITERATIONS} iterations of the submitted text "
-             "(the original verifier's figure; decides nothing)")
     if isinstance(report, bytes):
         first = report.decode(errors="replace").strip().splitlines()
-        return {"label": label, "total_cycles": None,
+        return {"label": LISTING_LABEL, "total_cycles": None,
                 "error": re.sub(r"^\S+?:(\d+)", r"line \1", first[0] if first else "")[:200]}
     regions = report.get("CodeRegions", [])
-    return {"label": label, "regions": len(regions),
-            "total_cycles": sum(int(r["SummaryView"]["TotalCycles"]) for r in regions)}
+    total = sum(int(r["SummaryView"]["TotalCycles"]) for r in regions)
+    with contextlib.suppress(OSError):  # unwritten: analysed again next time
+        figures.put(key, f"{len(regions)} {total}\n")
+    return {"label": LISTING_LABEL, "regions": len(regions), "total_cycles": total}
