@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import baseline
+from conftest import VEC_ADD_1024_LOOP, asm, baseline
 
 from toolchain import decoder, kernels, warm
 from toolchain.gates.performance import cache as figure_cache
@@ -82,6 +82,14 @@ def test_a_cached_figure_is_a_fresh_runs(tmp_path: Path) -> None:
     costs = mca.cycle_costs([LOOP], tmp_path, settings)
     forget(settings)
     assert mca.cycle_costs([LOOP], tmp_path, settings) == costs
+    refused = mca.whole_listing(asm(VEC_ADD_1024_LOOP), settings)  # `1b`: llvm-mca refuses it
+    assert refused["total_cycles"] is None and "line 12:" in str(refused["error"])
+    assert listing_file(settings, asm(VEC_ADD_1024_LOOP)).exists()
+    forget(settings)
+    assert mca.whole_listing(asm(VEC_ADD_1024_LOOP), settings) == refused
+    report = mca.run_mca(asm(VEC_ADD_1024_LOOP), mca.LISTING_ITERATIONS, tmp_path, settings,
+                         untrusted=True)
+    assert isinstance(report, bytes) and b":12:" in report.splitlines()[0]
     other = cold(tmp_path / "other")
     assert mca.cycle_costs([LOOP], tmp_path, other) == costs  # a fresh llvm-mca run
 

@@ -321,11 +321,23 @@ def listing_key(text: str) -> str:
 
 
 def _listing_figure(value: str | None) -> dict[str, object] | None:
+    """The figure a cached value stands for, as a fresh run reports it (None: no entry)."""
+    kind, _, rest = (value or "").rstrip("\n").partition(" ")
+    if kind == "refused" and rest:
+        return _listing_refused(rest)
     try:
-        regions, total = (value or "").split()
-        return {"label": LISTING_LABEL, "regions": int(regions), "total_cycles": int(total)}
+        regions, total = rest.split()
+        return _listing_total(int(regions), int(total)) if kind == "cycles" else None
     except ValueError:
         return None
+
+
+def _listing_total(regions: int, total: int) -> dict[str, object]:
+    return {"label": LISTING_LABEL, "regions": regions, "total_cycles": total}
+
+
+def _listing_refused(message: str) -> dict[str, object]:
+    return {"label": LISTING_LABEL, "total_cycles": None, "error": message}
 
 
 def whole_listing(text: str, settings: Settings) -> dict[str, object]:
@@ -334,9 +346,10 @@ def whole_listing(text: str, settings: Settings) -> dict[str, object]:
     Reported for comparison only. It runs on untrusted text, so inside the sandbox, in a
     directory of its own (it runs while the candidate is traced, which may write its scratch
     directory); regions marked in the text are analysed as llvm-mca does (the figure is their
-    sum). A report is kept per exact text (the same text under another seed, a resubmission,
-    a compiler's output warmed by `armgym prepare --warm`); a refusal or a timeout is not
-    kept, as a timeout depends on the machine's load."""
+    sum). The outcome is kept per exact text (the same text under another seed, a
+    resubmission, a compiler's output warmed by `armgym prepare --warm`): a report, or
+    llvm-mca's refusal of the text when it names a line of it (a parse error is the text's);
+    a timeout or any other failure is not kept, as it may be the machine's."""
     figures = listing_cache(settings)
     key = listing_key(text)
     found = _listing_figure(figures.get(key))
@@ -348,11 +361,18 @@ def whole_listing(text: str, settings: Settings) -> dict[str, object]:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     if isinstance(report, bytes):
-        first = report.decode(errors="replace").strip().splitlines()
-        return {"label": LISTING_LABEL, "total_cycles": None,
-                "error": re.sub(r"^\S+?:(\d+)", r"line \1", first[0] if first else "")[:200]}
+        lines = report.decode(errors="replace").strip().splitlines()
+        first = lines[0] if lines else ""
+        message = re.sub(r"^\S+?:(\d+)", r"line \1", first)[:200]
+        if _ERROR_LINE.match(first.encode()) and message.strip():
+            _keep(figures, key, f"refused {message}")
+        return _listing_refused(message)
     regions = report.get("CodeRegions", [])
     total = sum(int(r["SummaryView"]["TotalCycles"]) for r in regions)
+    _keep(figures, key, f"cycles {len(regions)} {total}")
+    return _listing_total(len(regions), total)
+
+
+def _keep(figures: FigureCache, key: str, value: str) -> None:
     with contextlib.suppress(OSError):  # unwritten: analysed again next time
-        figures.put(key, f"{len(regions)} {total}\n")
-    return {"label": LISTING_LABEL, "regions": len(regions), "total_cycles": total}
+        figures.put(key, value + "\n")
