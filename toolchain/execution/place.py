@@ -7,7 +7,10 @@ the harness's own references to `kernel` (its `bl kernel`). Per attempt, `place`
 candidate's allocated sections out in the slots, resolves its symbols (its own, and the
 variant's allowed math functions from the executable's symbol table), applies its relocations,
 points the harness's references and the `kernel` symbol at the candidate's entry, and writes
-the patched copy: the same executable ld would have made, laid out differently.
+the patched copy: the same executable ld would have made, laid out differently. The harness
+(about 1.7 MB) is not held in memory, per variant or per attempt: an attempt reads the 4 KiB
+pages it patches from the file, and its executable is the file copied in the kernel
+(copy_file_range) with those pages written over it.
 
 The object has passed the object check, whose reader bounds-checked every header, symbol and
 relocation index. Placing it is deliberately narrower than ld: only the relocation types
@@ -20,6 +23,8 @@ every object stays ld's, and the fast path never accepts what ld would refuse.
 
 from __future__ import annotations
 
+import os
+import shutil
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -66,6 +71,48 @@ _RELA = struct.Struct("<QQq")
 
 class Unplaceable(Exception):
     """The object is not one the fast path places; ld links it."""
+
+
+PAGE = 4096
+
+
+class Pages:
+    """The executable being placed: the template file, with the pages an attempt touched read
+    from it on first touch and kept (patched) here. An attempt holds a few pages, not a copy of
+    the file."""
+
+    def __init__(self, fd: int, size: int) -> None:
+        self.fd, self.size = fd, size
+        self.pages: dict[int, bytearray] = {}
+
+    def __len__(self) -> int:
+        return self.size
+
+    def _page(self, n: int) -> bytearray:
+        page = self.pages.get(n)
+        if page is None:
+            page = self.pages[n] = bytearray(os.pread(self.fd, PAGE, n * PAGE))
+        return page
+
+    def read(self, at: int, size: int) -> bytes:
+        if at < 0 or at + size > self.size:
+            raise Unplaceable("outside the executable")
+        out = bytearray()
+        while len(out) < size:
+            n, off = divmod(at + len(out), PAGE)
+            out += self._page(n)[off: off + size - len(out)]
+        return bytes(out)
+
+    def write(self, at: int, data: bytes) -> None:
+        if at < 0 or at + len(data) > self.size:
+            raise Unplaceable("outside the executable")
+        done = 0
+        while done < len(data):
+            n, off = divmod(at + done, PAGE)
+            page = self._page(n)
+            chunk = data[done: done + PAGE - off]
+            page[off: off + len(chunk)] = chunk
+            done += len(chunk)
 
 
 # --------------------------------------------------------------------------- relocations
@@ -140,7 +187,7 @@ _CODE = {
 TYPES = frozenset({0, 256, *_DATA, *_CODE})
 
 
-def apply(image: bytearray, at: int, end: int, rtype: int, s: int, p: int) -> None:
+def apply(image: Pages, at: int, end: int, rtype: int, s: int, p: int) -> None:
     """Relocation `rtype` at file offset `at` of `image` (its section ends at `end`),
     S + A = `s`, P = `p`."""
     if rtype in (0, 256):
@@ -150,9 +197,8 @@ def apply(image: bytearray, at: int, end: int, rtype: int, s: int, p: int) -> No
         raise Unplaceable(f"relocation type {rtype}")
     if at < 0 or at + size > min(end, len(image)):
         raise Unplaceable("relocation outside its section")
-    fmt = {2: "<H", 4: "<I", 8: "<Q"}[size]
-    word, = struct.unpack_from(fmt, image, at)
-    struct.pack_into(fmt, image, at, fn(word, s, p))
+    word = int.from_bytes(image.read(at, size), "little")
+    image.write(at, fn(word, s, p).to_bytes(size, "little"))
 
 
 # --------------------------------------------------------------------------- the template
@@ -160,9 +206,11 @@ def apply(image: bytearray, at: int, end: int, rtype: int, s: int, p: int) -> No
 
 @dataclass(frozen=True)
 class Template:
-    """A variant's slotted harness executable, read once per process."""
+    """What placing into a variant's slotted harness needs of it, read once per process; the
+    executable's bytes stay in its file (`path`, `identity`: placed only while unchanged)."""
 
-    data: bytes
+    path: Path
+    identity: tuple[int, int, int, int]  # st_dev, st_ino, st_size, st_mtime_ns
     slots: tuple[tuple[int, int], ...]  # (address, file offset) of each slot
     kernel_value_at: int  # file offset of the `kernel` symbol's st_value
     calls: tuple[tuple[int, int, int, int], ...]  # (type, address, file offset, addend)
@@ -179,7 +227,9 @@ class Template:
 
     @classmethod
     def read(cls, path: Path, functions: Sequence[str]) -> Template:
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            data = f.read()
+            identity = _identity(os.fstat(f.fileno()))
         image = guard.Image(data)
 
         def offset(address: int) -> int:
@@ -207,10 +257,22 @@ class Template:
                         moved += _moved(rtype, p, sym + addend, lo, hi, data[offset(p):][:8])
             except ValueError:
                 moved = None  # a tail this cannot move: every attempt of the variant goes to ld
-        return cls(data, slots, kernel_value_at, tuple(placed),
+        return cls(path, identity, slots, kernel_value_at, tuple(placed),
                    {name: image.symbol(name) for name in functions},
                    (aligns[0], aligns[1], aligns[2]), tail, tail_align,
                    tuple(moved) if moved is not None else None)
+
+
+def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def current(template: Template) -> bool:
+    """Whether the template's file is still the one it was read from."""
+    try:
+        return _identity(os.stat(template.path)) == template.identity
+    except OSError:
+        return False
 
 
 def _sext(value: int, bits: int) -> int:
@@ -294,9 +356,29 @@ def _relocations(data: bytes) -> tuple[int, list[tuple[int, int, int, int]],
 
 @dataclass(frozen=True)
 class Placed:
-    image: bytes  # the executable
+    source: Path  # the template's executable
+    pages: Mapping[int, bytes]  # page number -> the page as placed (the others: the source's)
     code: tuple[guard.Range, ...]  # the candidate's non-empty code sections, sorted
     entry: int  # kernel's address
+
+    def write(self, dest: Path) -> None:
+        """The executable at `dest`: the source copied by the kernel, the placed pages over it."""
+        with open(self.source, "rb") as src, open(dest, "wb") as out:
+            size = os.fstat(src.fileno()).st_size
+            try:
+                done = 0
+                while done < size:
+                    step = os.copy_file_range(src.fileno(), out.fileno(), size - done)
+                    if step <= 0:
+                        raise OSError("copy_file_range copied nothing")
+                    done += step
+            except OSError:  # a file system or kernel without it: copied through user space
+                src.seek(0)
+                out.seek(0)
+                out.truncate()
+                shutil.copyfileobj(src, out)
+            for n, page in self.pages.items():
+                os.pwrite(out.fileno(), page, n * PAGE)
 
 
 def place(obj: bytes, template: Template) -> Placed:
@@ -306,7 +388,15 @@ def place(obj: bytes, template: Template) -> Placed:
         elf = oc.parse_elf(obj)
     except oc.ElfError as exc:
         raise Unplaceable(str(exc)) from exc
-    image = bytearray(template.data)
+    fd = os.open(template.path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        image = Pages(fd, template.identity[2])
+        return _place(elf, template, image)
+    finally:
+        os.close(fd)
+
+
+def _place(elf: oc.ElfObject, template: Template, image: Pages) -> Placed:
     address = _layout(elf, template, image)
     symbols = [_symbol_value(sym, address, template) for sym in elf.symbols]
     for target, relocs in elf.relocations.items():
@@ -331,13 +421,14 @@ def place(obj: bytes, template: Template) -> Placed:
         raise Unplaceable("no single placed kernel")
     for rtype, p, at, addend in template.calls:
         apply(image, at, len(image), rtype, entry + addend, p)
-    struct.pack_into("<Q", image, template.kernel_value_at, entry)
+    image.write(template.kernel_value_at, struct.pack("<Q", entry))
     code = sorted((address[s.index][0], address[s.index][0] + s.size)
                   for s in oc.code_sections(elf))
-    return Placed(bytes(image), tuple(code), entry)
+    return Placed(template.path, {n: bytes(p) for n, p in image.pages.items()}, tuple(code),
+                  entry)
 
 
-def _layout(elf: oc.ElfObject, template: Template, image: bytearray
+def _layout(elf: oc.ElfObject, template: Template, image: Pages
             ) -> dict[int, tuple[int, int]]:
     """Section index -> (address, file offset), the contents copied into the slots."""
     cursor = [a for a, _ in template.slots]
@@ -363,12 +454,12 @@ def _layout(elf: oc.ElfObject, template: Template, image: bytearray
         file_at = file_start + at - start
         out[sec.index] = (at, file_at)
         if sec.type != oc.SHT_NOBITS:
-            image[file_at: file_at + sec.size] = elf.contents(sec)
+            image.write(file_at, elf.contents(sec))
     start, file_start = template.slots[0]
     at = -(-cursor[0] // template.tail_align) * template.tail_align
     room = max(0, start + TEXT_SLOT - at)
     tail_at = file_start + at - start
-    image[tail_at: tail_at + min(room, len(template.tail))] = template.tail[:room]
+    image.write(tail_at, template.tail[:room])
     if template.tail_relocs is None:
         raise Unplaceable("the code after the candidate's cannot be moved")
     for rtype, off, target, inside in template.tail_relocs:

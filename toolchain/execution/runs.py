@@ -244,8 +244,10 @@ _TEMPLATES: dict[Path, place.Template] = {}
 
 
 def _template(variant: Variant, built: harness.Harness) -> place.Template:
-    """The variant's slotted harness, read once per process."""
-    if built.slotted not in _TEMPLATES:
+    """The variant's slotted harness, read once per process (again if its file changed); a few
+    KiB each (its layout, not its bytes), so every variant of the catalogue fits."""
+    known = _TEMPLATES.get(built.slotted)
+    if known is None or not place.current(known):
         try:
             _TEMPLATES[built.slotted] = place.Template.read(built.slotted,
                                                             variant.math_functions)
@@ -263,10 +265,14 @@ def place_candidate(variant: Variant, obj: Path, scratch: Path, settings: Settin
     except place.Unplaceable:
         return False
     except OSError as exc:
-        raise InfraError(f"cannot read the assembled object: {exc.strerror}") from exc
+        raise InfraError(f"cannot read the assembled object or the slotted harness: "
+                         f"{exc.strerror}") from exc
     guard.write_layout(scratch, placed.code)
     exe = scratch / EXE_NAME
-    exe.write_bytes(placed.image)
+    try:
+        placed.write(exe)
+    except OSError as exc:
+        raise InfraError(f"cannot write the placed executable: {exc}") from exc
     exe.chmod(0o755)
     return True
 
