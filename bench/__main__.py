@@ -2,15 +2,19 @@
 brief's §8 as ratios measured side by side in one run on this machine.
 
     .venv/bin/python -m bench [--n 512] [--original-n 64] [--out bench/results]
-                              [--only floor,core,farm,original,step,duplicates,profile,scopes]
-                              [--group-size 8]
+                              [--only floor,core,farm,original,step,duplicates,profile,scopes,
+                                      soak,load]
+                              [--group-size 8] [--soak-n 1000] [--load-clients 1000]
 
 Parts: floor (the verifier's tool launches replayed bare and sandboxed, 1 and 2 lanes), core
 (verify() in 1 and 2 worker processes), farm (HTTP -> Redis -> Celery -> PostgreSQL), original
 (one process per gate, one emulator run per test, on the first --original-n items), step
 (embedded /step against its floor), duplicates (verdict cache: resubmitted vs fresh), profile
 (py-spy and the per-gate breakdown), scopes (launches and CPU per verification with
-per-attempt seeds against group seeds, groups of --group-size). Every verification is fresh
+per-attempt seeds against group seeds, groups of --group-size), soak (bench.soak: one Celery
+worker's RSS over --soak-n verifications and what it leaves behind; issue 15's figure is
+--soak-n 5000) and load (bench.load: the API's RSS with --load-clients clients waiting, overload
+and backpressure). Every verification is fresh
 (ARMGYM_VERDICT_CACHE=0, the C reference's files emptied before each timed pass)
 except in `duplicates`. A warm-up pass over the mix first fills the disk caches (harnesses,
 baseline cycles, cost-model cycles), so every timed part sees the same warm disk caches and
@@ -39,16 +43,20 @@ from . import (  # noqa: E402
     core,
     farm,
     floor,
+    load,
     mix,
     original_design,
     profile,
     report,
     scopes,
+    soak,
 )
 
 REPO = Path(__file__).resolve().parents[1]
 CORE_DIRS = ("toolchain", "workers", "api", "store")
-PARTS = ("floor", "core", "farm", "original", "step", "duplicates", "profile", "scopes")
+PARTS = ("floor", "core", "farm", "original", "step", "duplicates", "profile", "scopes", "soak",
+         "load")
+MEMORY_PARTS = {"soak", "load"}  # they make their own attempts: no mix, no warm-up
 STEP_ITEMS = 20
 DUPLICATE_ITEMS = 10
 DUPLICATE_BATCH = 64  # attempts in the resubmitted batch
@@ -93,7 +101,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     blobs = Path(tempfile.mkdtemp(prefix="armgym-bench-blobs-"))
     recs: dict[tuple[str, int], floor.Recording] = {}
     try:
-        if parts - {"duplicates"}:
+        if parts - {"duplicates"} - MEMORY_PARTS:
             say("warm-up pass (fills the disk caches; not timed)")
             warm = core.run_pass(items, 2, "warm-up")
             results["warmup_outcomes"] = dict(Counter(warm["outcomes"]))
@@ -155,6 +163,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                                           results["core"]["one"]["walls"])
             say(f"profile: py-spy over {PROFILE_ITEMS} verifications in one process")
             results["profile"] = profile.profile(items[:PROFILE_ITEMS])
+        if "soak" in parts:
+            say(f"soak: {args.soak_n} verifications through one Celery worker, its RSS")
+            results["soak"] = soak.run(args.soak_n)
+            say(f"soak: RSS at most {results['soak']['rss_max_mib']} MiB a process, growth "
+                f"after warm-up {results['soak']['growth_after_warmup']}")
+        if "load" in parts:
+            say(f"load: {args.load_clients} clients waiting on one API process")
+            results["load"] = load.run(args.load_clients, args.load_seconds)
+            say(f"load: API RSS at most {results['load']['waiting']['api_rss_mib_max']} MiB")
     finally:
         shutil.rmtree(blobs, ignore_errors=True)
     results["elapsed_s"] = time.perf_counter() - started
@@ -174,6 +191,12 @@ def main() -> int:
                         help="variants the compiler outputs and wrong kernels are drawn from")
     parser.add_argument("--group-size", type=int, default=8,
                         help="attempts per GRPO group in the scopes part")
+    parser.add_argument("--soak-n", type=int, default=1000,
+                        help="verifications in the soak part (issue 15's figure: 5000, about "
+                             "16 min on 2 cores; the default keeps the suite near 30 min)")
+    parser.add_argument("--load-clients", type=int, default=1000,
+                        help="clients waiting on results in the load part")
+    parser.add_argument("--load-seconds", type=float, default=45)
     parser.add_argument("--only", default="", help=f"comma-separated parts of {PARTS}")
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     args = parser.parse_args()

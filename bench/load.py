@@ -2,6 +2,7 @@
 with several API processes behind one database.
 
     .venv/bin/python -m bench.load [--clients 1000] [--seconds 60] [--apis 3]
+    .venv/bin/python -m bench --only load [--load-clients 1000] [--load-seconds 45]   (as a part)
 
 1. `--clients` clients wait at once on one embedded API process (half long polls on
    `GET /attempts/{id}?wait=`, re-sent when they return, half `GET /batches/{id}/stream`) on
@@ -208,26 +209,21 @@ async def submission_rate(url: str, key: str, n: int = 400, at_once: int = 20
             "p99_ms": round(1000 * times[int(0.99 * (n - 1))], 1)}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--clients", type=int, default=1000)
-    parser.add_argument("--seconds", type=float, default=60)
-    parser.add_argument("--apis", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=Path("bench/results/load.json"))
-    args = parser.parse_args()
+def run(clients: int = 1000, seconds: float = 60, apis: int = 3) -> dict[str, Any]:
+    """The four stages' figures (the module's docstring)."""
     raise_fd_limit()
     key = new_plaintext()
     data = Path(tempfile.mkdtemp(prefix="armgym-bench-load-"))
-    results: dict[str, Any] = {"command": vars(args) | {"out": str(args.out)}}
+    results: dict[str, Any] = {}
     try:
         env = process.embedded_env(data, ARMGYM_API_KEYS=f"load:{key}",
                                    ARMGYM_EMBEDDED_WORKERS="1", ARMGYM_VERDICT_CACHE="0",
                                    ARMGYM_RATE_LIMIT_PER_S="0", ARMGYM_MAX_WAIT_S="30")
         proc, url = start_api(env, data / "api.log")
         try:
-            say(f"{args.clients} waiting clients for {args.seconds} s")
-            results["waiting"] = asyncio.run(waiting_clients(url, key, proc.pid, args.clients,
-                                                             args.seconds))
+            say(f"{clients} waiting clients for {seconds} s")
+            results["waiting"] = asyncio.run(waiting_clients(url, key, proc.pid, clients,
+                                                             seconds))
             say(json.dumps(results["waiting"]))
         finally:
             process.stop(proc)
@@ -248,9 +244,9 @@ def main() -> None:
                     "ARMGYM_BROKER_URL": os.environ.get("ARMGYM_BENCH_REDIS",
                                                         "redis://127.0.0.1:6379/0"),
                     "ARMGYM_QUEUE_NAME": f"armgym-load-{os.getpid()}"}
-        procs = [start_api(farm_env, data / f"api-farm-{i}.log") for i in range(args.apis)]
+        procs = [start_api(farm_env, data / f"api-farm-{i}.log") for i in range(apis)]
         try:
-            say(f"backpressure across {args.apis} API processes, limit 200")
+            say(f"backpressure across {apis} API processes, limit 200")
             results["replicas"] = asyncio.run(replicas([u for _, u in procs], key, 200))
             say(json.dumps(results["replicas"]))
         finally:
@@ -272,6 +268,18 @@ def main() -> None:
                 farm_env["ARMGYM_QUEUE_NAME"])  # nothing consumed these messages
     finally:
         shutil.rmtree(data, ignore_errors=True)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, default=1000)
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--apis", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=Path("bench/results/load.json"))
+    args = parser.parse_args()
+    results = {"command": vars(args) | {"out": str(args.out)},
+               **run(args.clients, args.seconds, args.apis)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
     say(f"wrote {args.out}")

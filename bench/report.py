@@ -14,6 +14,11 @@ TARGETS: dict[str, tuple[str, float, str]] = {
     "duplicate_speedup_step": (">=", 50.0, "duplicate /step >= 50x faster than fresh (median)"),
     "duplicate_speedup_core": (">=", 50.0, "duplicate verify() >= 50x faster than fresh"),
     "duplicate_speedup_batch": (">=", 50.0, "resubmitted batch >= 50x faster per attempt"),
+    # issue 15's memory parts (MiB and fractions, judged like the ratios)
+    "soak_rss_max_mib": ("<=", 400.0, "every worker process under 400 MiB over the soak"),
+    "soak_growth_max": ("<=", 0.10, "RSS flat within 10% after warm-up, every process"),
+    "soak_leftovers": ("<=", 0.0, "no file in the scratch, no process beyond the pool"),
+    "load_api_rss_mib": ("<=", 300.0, "API under 300 MiB with the clients waiting"),
 }
 
 
@@ -42,6 +47,13 @@ def ratios(results: dict[str, Any]) -> dict[str, float]:
         out["duplicate_speedup_step"] = results["duplicates"]["step"]["median_ratio"]
         if "batch" in results["duplicates"]:
             out["duplicate_speedup_batch"] = results["duplicates"]["batch"]["ratio"]
+    if soak := results.get("soak"):
+        out["soak_rss_max_mib"] = soak["rss_max_mib"]
+        out["soak_growth_max"] = max(abs(g) for g in soak["growth_after_warmup"].values())
+        left = soak["leftovers"]
+        out["soak_leftovers"] = len(left["scratch_entries"]) + len(left["extra_processes"])
+    if load := results.get("load"):
+        out["load_api_rss_mib"] = load["waiting"]["api_rss_mib_max"]
     return out
 
 
@@ -144,6 +156,29 @@ def table(results: dict[str, Any]) -> str:
                 f"({batch['fresh_per_attempt_s'] * 1000:.1f} vs "
                 f"{batch['duplicate_per_attempt_s'] * 1000:.2f} ms per attempt)",
                 _mark(r, "duplicate_speedup_batch"))
+    if soak := results.get("soak"):
+        first, last = soak["samples"][0], soak["samples"][-1]
+        row(f"soak: n={soak['n']} ({soak['variants']} variants, batches of {soak['batch']})",
+            f"{soak['verifications_per_s']} verif/s", str(soak["outcomes"]))
+        row("  RSS MiB: main / pools, first->last",
+            f"{first['main']}->{last['main']} / {first['pools']}->{last['pools']}",
+            f"max {r['soak_rss_max_mib']} a process {_mark(r, 'soak_rss_max_mib')}, "
+            f"worker in all {soak['worker_total_max_mib']}")
+        row("  growth after warm-up", str(soak["growth_after_warmup"]),
+            _mark(r, "soak_growth_max"))
+        row("  left behind", f"{soak['leftovers']['scratch_entries']} files, "
+            f"{soak['leftovers']['extra_processes']} processes", _mark(r, "soak_leftovers"))
+    if load := results.get("load"):
+        w = load["waiting"]
+        row(f"load: {w['clients']} clients waiting {w['seconds']:g} s",
+            f"API RSS {w['api_rss_mib_first']} -> {w['api_rss_mib_max']} MiB at most",
+            _mark(r, "load_api_rss_mib"))
+        row("  open at once / /health p50, p99",
+            f"{w['waiting_min']}-{w['waiting_max']} / {w['health_p50_ms']}, "
+            f"{w['health_p99_ms']} ms", f"errors {w['errors']}")
+        if over := load.get("overload"):
+            row("  overload: answers", str(over["answers"]),
+                f"429s with Retry-After: {over['all_429_with_retry_after']}")
     if br := results.get("breakdown"):
         lines.append("  per gate (core, 1 worker):      reached  mean ms  median ms  share")
         for name, g in br["gates"].items():
@@ -166,13 +201,14 @@ def table(results: dict[str, Any]) -> str:
 
 
 def plot(results: dict[str, Any], path: Path) -> None:
-    """Throughputs, /step latencies against their floors, and the per-gate means."""
+    """Throughputs, /step latencies against their floors, the per-gate means, and the soak's
+    RSS per worker process."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(18, 5.5))
+    fig, axes = plt.subplots(1, 4, figsize=(24, 5.5))
     bars: list[tuple[str, float]] = []
     if floor := results.get("floor"):
         bars += [(f"floor {k.replace('_', ' ')} lane(s)", floor[k]["per_s"])
@@ -211,6 +247,19 @@ def plot(results: dict[str, Any], path: Path) -> None:
         ax.set_ylabel("ms (over verifications reaching the gate)")
         ax.legend()
         ax.set_title("per-gate time, core 1 worker")
+    ax = axes[3]
+    if soak := results.get("soak"):
+        done = [s["done"] for s in soak["samples"]]
+        ax.plot(done, [s["main"] for s in soak["samples"]], marker="o", label="worker main")
+        for i in range(len(soak["samples"][0]["pools"])):
+            ax.plot(done, [s["pools"][i] if i < len(s["pools"]) else None
+                           for s in soak["samples"]], marker="o", label=f"pool process {i + 1}")
+        ax.axhline(400, color="tab:red", linestyle="--", label="400 MiB")
+        ax.set_ylim(0, 450)
+        ax.set_xlabel("verifications done")
+        ax.set_ylabel("RSS MiB")
+        ax.legend()
+        ax.set_title(f"soak: RSS per worker process (n={soak['n']})")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -1,18 +1,20 @@
 """Soak, run by hand: many verifications through one Celery worker, watching its memory and
 what it leaves behind.
 
-    .venv/bin/python -m bench.soak [--n 5000] [--concurrency 2]
+    .venv/bin/python -m bench.soak [--n 5000] [--concurrency 2] [--batch 500]
     .venv/bin/python -m bench --only soak [--soak-n 5000]     (the same, as a part of the suite)
 
 The farm runs as in the fault tests' setup (PostgreSQL database of its own on the shared server,
-Redis from $ARMGYM_BENCH_REDIS, one worker, one API), with the verdict cache off and every
-attempt distinct (so each gets a seed of its own and a fresh C reference run), in batches of
-500: 5/8 honest compiler output (every gate: as, ld, the decoder, the emulator's tests and
-timing run, the cost model), 1/8 a wrong kernel (through the emulator's tests), 1/8 refused by
-GNU as, 1/8 by the source scan. After each batch: the RSS of the worker's main and pool
-processes. At the end: the worker's scratch
-directory (a TMPDIR of its own) must be empty, and no process but the pool may be left under
-the worker. Flat means the last sample within 10% of the first sample after warm-up.
+Redis from $ARMGYM_BENCH_REDIS, one worker, one API), with the verdict cache off and every attempt
+distinct (so each gets a seed of its own and a fresh C reference run), over VARIANT_COUNT (32
+variants spread over the catalogue, so what a process keeps per variant shows), in batches of
+--batch (500; a tenth of n when n is smaller, never fewer than the variants): 5/8 honest compiler
+output (every gate: as, ld, the decoder, the emulator's tests and timing run, the cost model), 1/8
+a wrong kernel (through the emulator's tests), 1/8 refused by GNU as, 1/8 by the source scan. After
+each batch: the RSS of the worker's main and each pool process. At the end: the worker's scratch
+directory (a TMPDIR of its own) must be empty, and no process but the pool may be left under the
+worker. Flat means the last sample within 10% of the first sample after warm-up (the second
+batch's: the first one meets every variant), for the main process and for each pool process.
 """
 
 from __future__ import annotations
@@ -39,19 +41,25 @@ from store.keys import new_plaintext
 from toolchain import baselines, kernels
 from toolchain.settings import get_settings
 
-VARIANTS = ("relu_n64_float32", "vec_add_n64_float32", "dot_n64_float32", "saxpy_n64_float32")
+VARIANT_COUNT = 32
 HEADER = "    .text\n    .globl kernel\n    .type kernel, %function\nkernel:\n"
 REFUSED_BY_AS = (HEADER + "    mov x8, #93\n    svc #0\n    ret\n", HEADER + "    fadd.x v0, v1\n")
 SCANNED = (HEADER + '    .incbin "/etc/passwd"\n    ret\n',)
 BATCH = 500
 
 
+def variants(count: int = VARIANT_COUNT) -> list[str]:
+    """`count` variants evenly spread over the catalogue (sorted ids: deterministic)."""
+    ids = sorted(v.id for v in kernels.build_all())
+    return ids[:: max(1, len(ids) // count)][:count]
+
+
 def say(text: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
 
 
-def text_for(i: int) -> str:
-    variant = VARIANTS[i % len(VARIANTS)]
+def text_for(i: int, chosen: list[str]) -> str:
+    variant = chosen[i % len(chosen)]
     kind = i % 8
     if kind < 5:
         body = baselines.get(kernels.get(variant), "gcc" if i // 8 % 2 else "clang",
@@ -79,14 +87,29 @@ def descendants(pid: int) -> list[int]:
     return out
 
 
-def worker_rss(main: int) -> dict[str, float]:
-    kids = descendants(main)
-    return {"main": round(rss_mib(main), 1),
-            "pool": round(sum(rss_mib(k) for k in kids), 1), "processes": 1 + len(kids)}
+def worker_rss(main: int) -> dict[str, Any]:
+    kids = sorted(descendants(main))
+    pools = [round(rss_mib(k), 1) for k in kids]
+    return {"main": round(rss_mib(main), 1), "pool": round(sum(pools), 1), "pools": pools,
+            "processes": 1 + len(kids)}
 
 
-def run(n: int = 5000, concurrency: int = 2) -> dict[str, Any]:
+def growth(samples: list[dict[str, Any]]) -> dict[str, float]:
+    """Each process's RSS at the last sample against the first after warm-up (the second)."""
+    warm = samples[1] if len(samples) > 1 else samples[0]
+    last = samples[-1]
+    out = {"main": round(last["main"] / warm["main"] - 1, 3)} if warm["main"] else {}
+    for i, (a, b) in enumerate(zip(warm["pools"], last["pools"], strict=False)):
+        if a:
+            out[f"pool {i + 1}"] = round(b / a - 1, 3)
+    return out
+
+
+def run(n: int = 5000, concurrency: int = 2, batch: int | None = None,
+        variant_count: int = VARIANT_COUNT) -> dict[str, Any]:
     """The soak's figures: outcomes, RSS samples, growth after warm-up, leftovers."""
+    chosen = variants(variant_count)
+    batch = batch or max(len(chosen), min(BATCH, n // 10))  # the first batch meets them all
     tag = f"soak_{os.getpid()}"
     db_url = POSTGRES.format(pid=tag)
     broker = os.environ.get("ARMGYM_BENCH_REDIS", "redis://127.0.0.1:6379/0")
@@ -116,20 +139,20 @@ def run(n: int = 5000, concurrency: int = 2) -> dict[str, Any]:
     outcomes: Counter[str] = Counter()
     started = time.monotonic()
     try:
-        for first in range(0, n, BATCH):
-            count = min(BATCH, n - first)
+        for first in range(0, n, batch):
+            count = min(batch, n - first)
             reply = client.post("/batches", json={"attempts": [
-                {"variant_id": VARIANTS[i % len(VARIANTS)], "assembly": text_for(i)}
+                {"variant_id": chosen[i % len(chosen)], "assembly": text_for(i, chosen)}
                 for i in range(first, first + count)]})
             reply.raise_for_status()
-            batch = reply.json()["batch_id"]
+            batch_id = reply.json()["batch_id"]
             deadline = time.monotonic() + 1800
             while time.monotonic() < deadline:
-                body = client.get(f"/batches/{batch}", params={"wait": 30}).json()
+                body = client.get(f"/batches/{batch_id}", params={"wait": 30}).json()
                 if body["complete"]:
                     break
             else:
-                raise SystemExit(f"batch {batch} not done after 30 minutes")
+                raise SystemExit(f"batch {batch_id} not done after 30 minutes")
             outcomes.update("pass" if r["passed"] else str(r["error_kind"])
                             for r in body["results"])
             if outcomes["infra_error"]:
@@ -153,12 +176,12 @@ def run(n: int = 5000, concurrency: int = 2) -> dict[str, Any]:
         worker_log.close()
         admin.drop(db_url)
         redis.Redis.from_url(broker).delete(env["ARMGYM_QUEUE_NAME"])
-    warm = samples[1] if len(samples) > 1 else samples[0]
-    last = samples[-1]
-    growth = {k: round(last[k] / warm[k] - 1, 3) for k in ("main", "pool") if warm[k]}
-    results = {"n": n, "concurrency": concurrency, "outcomes": dict(outcomes),
-               "samples": samples, "growth_after_warmup": growth,
-               "flat_within_10pct": all(abs(g) <= 0.10 for g in growth.values()),
+    grown = growth(samples)
+    results = {"n": n, "concurrency": concurrency, "batch": batch, "variants": len(chosen),
+               "outcomes": dict(outcomes), "samples": samples, "growth_after_warmup": grown,
+               "flat_within_10pct": all(abs(g) <= 0.10 for g in grown.values()),
+               "rss_max_mib": max(max([s["main"], *s["pools"]]) for s in samples),
+               "worker_total_max_mib": max(round(s["main"] + s["pool"], 1) for s in samples),
                "leftovers": leftovers,
                "verifications_per_s": round(n / (time.monotonic() - started), 1)}
     shutil.rmtree(work, ignore_errors=True)
@@ -169,13 +192,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=None,
+                        help=f"attempts per batch, one RSS sample each (default: {BATCH}, "
+                             "a tenth of n when n is smaller)")
     parser.add_argument("--out", type=Path, default=Path("bench/results/soak.json"))
     args = parser.parse_args()
-    results = {"command": vars(args) | {"out": str(args.out)}, **run(args.n, args.concurrency)}
+    results = {"command": vars(args) | {"out": str(args.out)},
+               **run(args.n, args.concurrency, args.batch)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
     say(json.dumps({k: results[k] for k in ("outcomes", "growth_after_warmup",
-                                            "flat_within_10pct", "leftovers",
+                                            "flat_within_10pct", "rss_max_mib", "leftovers",
                                             "verifications_per_s")}))
 
 

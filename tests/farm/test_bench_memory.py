@@ -1,0 +1,61 @@
+"""The suite's memory parts (bench.soak, bench.load as `python -m bench` parts), wired end to end
+on a tiny run: a real Celery worker verifying real attempts, a real API with waiting clients, and
+the report's verdict lines judging what they measured."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import FARM, REDIS
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # bench/ is not installed
+
+from bench import load, report, soak  # noqa: E402
+
+pytestmark = FARM
+
+
+@pytest.fixture(autouse=True)
+def _bench_redis(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ARMGYM_BENCH_REDIS", REDIS.rstrip("/") + "/0")
+
+
+def test_soak_part_samples_every_pool_process_and_is_judged() -> None:
+    found = soak.run(n=8, batch=4, variant_count=2)
+    assert sum(found["outcomes"].values()) == 8
+    assert "infra_error" not in found["outcomes"]
+    assert [s["done"] for s in found["samples"]] == [4, 8]
+    assert all(len(s["pools"]) == 2 and s["processes"] == 3 for s in found["samples"])
+    assert set(found["growth_after_warmup"]) == {"main", "pool 1", "pool 2"}
+    assert found["leftovers"]["scratch_entries"] == []
+    assert found["leftovers"]["extra_processes"] == []
+    results = {"n": 8, "composition": {}, "cpus": 2, "elapsed_s": 1.0, "soak": found}
+    ratios = report.ratios(results)
+    assert ratios["soak_rss_max_mib"] == found["rss_max_mib"] > 0
+    text = report.table(results)
+    assert "soak: n=8 (2 variants, batches of 4)" in text
+    assert "[met: <= 400]" in text  # a tiny worker is far under the limit
+    assert "left behind" in text and "[met: <= 0]" in text
+
+
+def test_a_grown_process_is_not_called_flat() -> None:
+    samples = [{"done": 1, "main": 100.0, "pools": [100.0, 100.0]},
+               {"done": 2, "main": 100.0, "pools": [100.0, 100.0]},
+               {"done": 3, "main": 104.0, "pools": [100.0, 125.0]}]
+    grown = soak.growth(samples)
+    assert grown == {"main": 0.04, "pool 1": 0.0, "pool 2": 0.25}
+    assert not report.verdicts({"soak_growth_max": max(grown.values())})["soak_growth_max"]
+
+
+def test_load_part_reports_the_api_rss_with_clients_waiting() -> None:
+    found = load.run(clients=20, seconds=6, apis=2)
+    waiting = found["waiting"]
+    assert waiting["clients"] == 20 and waiting["waiting_max"] > 0
+    assert 0 < waiting["api_rss_mib_first"] <= waiting["api_rss_mib_max"]
+    assert found["replicas"]["overshoot"] == 0
+    text = report.table({"n": 0, "composition": {}, "cpus": 2, "elapsed_s": 1.0,
+                         "load": found})
+    assert "load: 20 clients waiting 6 s" in text and "[met: <= 300]" in text
