@@ -129,10 +129,13 @@ async def waiting_clients(url: str, key: str, pid: int, clients: int, seconds: f
         async with httpx.AsyncClient(base_url=url, timeout=60) as probe:
             while time.monotonic() < stop - 2:
                 t = time.perf_counter()
-                reply = await probe.get("/health")
+                try:
+                    reply = await probe.get("/health")
+                    if reply.status_code not in (200, 503):
+                        errors[f"health {reply.status_code}"] += 1
+                except httpx.HTTPError as exc:  # counted, and the run goes on
+                    errors[f"health {type(exc).__name__}"] += 1
                 health.append(time.perf_counter() - t)
-                if reply.status_code not in (200, 503):
-                    errors[f"health {reply.status_code}"] += 1
                 rss.append(rss_mib(pid))
                 waiting.append(open_now[0])
                 await asyncio.sleep(0.05)
