@@ -16,13 +16,14 @@ from pathlib import Path
 
 import pytest
 from conftest import asm, baseline, check
-from test_hostile import movz_sequence
+from test_hostile import link_symbols, movz_sequence
 
 from toolchain import execution, kernels, tools
 from toolchain.errors import ErrorKind
 from toolchain.execution import guard
 from toolchain.gates import syntax
 from toolchain.settings import get_settings
+from toolchain.verify import verify
 
 MATH_SETS = sorted({v.math_functions: v.id for v in kernels.suite() if v.math_functions}.items())
 
@@ -260,7 +261,9 @@ def test_violation_lines_need_the_runs_token() -> None:
     ok = b"armgym-guard abc start\narmgym-guard abc end 20 20\n"
     assert guard.violation(watch, ok, 0) is None
     stopped = b"armgym-guard abc start\narmgym-guard abc violation syscall 64\n"
-    assert "system call (number 64)" in guard.violation(watch, stopped, guard.STATUS)
+    escape = guard.violation(watch, stopped, guard.STATUS)
+    assert escape is not None and escape.kind == ErrorKind.abi_violation
+    assert "system call (number 64)" in escape.reason
     forged = b"armgym-guard abc start\narmgym-guard xyz violation outside\n"
     assert guard.violation(watch, forged, guard.STATUS) is None
     with pytest.raises(Exception, match="without the execution guard"):
@@ -269,3 +272,75 @@ def test_violation_lines_need_the_runs_token() -> None:
 
 def test_ranges_merge() -> None:
     assert guard.merge([(8, 12), (0, 4), (4, 6), (20, 24)]) == [(0, 6), (8, 12), (20, 24)]
+
+
+def test_ranges_subtract() -> None:
+    assert guard.subtract([(0, 100)], [(10, 20), (90, 120), (40, 40)]) == [(0, 10), (20, 90)]
+    assert guard.subtract([(0, 10), (20, 30)], [(0, 30)]) == []
+
+
+# --------------------------------------------------------------------------- stores
+
+# relu_n16_float32 with a frame of its own: x19 and d8 spilled to its stack, a call counter in its
+# own .bss, its own stack written right up to its entry stack pointer, the harness's stack read
+# above it (sp+0..sp+63 as it entered are the stack guard, the host's check; above that the
+# execution guard stops a store, never a load)
+RELU_OWN_FRAME = """\
+    stp x29, x30, [sp, #-48]!
+    mov x29, sp
+    stp x19, x20, [sp, #16]
+    str d8, [sp, #32]
+    str xzr, [sp, #40]
+    adrp x9, calls
+    ldr x10, [x9, :lo12:calls]
+    add x10, x10, #1
+    str x10, [x9, :lo12:calls]
+    ldr x19, [sp, #112]
+    ldp q1, q2, [x1]
+    movi v0.2d, #0
+    fmaxnm v2.4s, v2.4s, v0.4s
+    fmaxnm v1.4s, v1.4s, v0.4s
+    stp q1, q2, [x0]
+    ldp q1, q2, [x1, #32]
+    fmaxnm v1.4s, v1.4s, v0.4s
+    fmaxnm v0.4s, v2.4s, v0.4s
+    stp q1, q0, [x0, #32]
+    ldr d8, [sp, #32]
+    ldp x19, x20, [sp, #16]
+    ldp x29, x30, [sp], #48
+    ret
+    .bss
+    .p2align 3
+calls: .zero 8
+"""
+
+
+@pytest.mark.parametrize("in_process", [True, False], ids=["placed", "ld"])
+def test_an_honest_kernel_writing_its_own_frame_and_data_passes(in_process: bool) -> None:
+    settings = get_settings().model_copy(update={"link_in_process": in_process})
+    verdict = verify("relu_n16_float32", asm(RELU_OWN_FRAME), 11, settings=settings)
+    assert verdict.passed, verdict.message
+
+
+@pytest.mark.parametrize("in_process", [True, False], ids=["placed", "ld"])
+@pytest.mark.parametrize(("store", "where"), [
+    ("    str x30, [sp, #72]\n", "sp+72 as the kernel entered"),  # the saved return address
+    ("    str xzr, [sp, #64]\n", "sp+64 as the kernel entered"),  # the saved frame pointer
+    ("    add x9, sp, #400\n    str wzr, [x9, #3]\n", "sp+403"),  # unaligned, further up
+    ("@ADDR x9 armgym_cb@\n    str xzr, [x9]\n", "data"),
+], ids=["x30", "x29", "above", "call-block"])
+def test_a_store_into_the_harness_is_a_memory_violation(in_process: bool, store: str,
+                                                          where: str) -> None:
+    """The same with either link: the candidate's own data is exempt from the map or the
+    placement alike. Storing the value already there changes nothing, and is still refused."""
+    settings = get_settings().model_copy(update={"link_in_process": in_process})
+    body = store
+    if "@ADDR" in store:
+        symbols = link_symbols("relu_n16_float32", asm(store.replace(
+            "@ADDR x9 armgym_cb@\n", movz_sequence("x9", 0) + "\n")), settings)
+        body = store.replace("@ADDR x9 armgym_cb@\n",
+                             movz_sequence("x9", symbols["armgym_cb"]) + "\n")
+    verdict = verify("relu_n16_float32", asm(RELU_OWN_FRAME.replace("    ret\n", body + "    ret\n",
+                                                                  1)), 11, settings=settings)
+    assert verdict.error_kind is ErrorKind.memory_violation, verdict.message
+    assert where in verdict.message and "test 0" in verdict.message

@@ -45,7 +45,9 @@ ERROR_KIND_DOCS: dict[ErrorKind, str] = {
     "was not restored; code outside the kernel's text and its allowed math functions ran "
     "during a test, the kernel's code ran outside a call, or it made a system call (the "
     "execution guard); or, in the timing run, a tampered trace",
-    ErrorKind.memory_violation: "a write landed in a guard zone around an output buffer",
+    ErrorKind.memory_violation: "a write landed in a guard zone around an output buffer, in "
+    "the caller's frame (the stack guard, or the harness's stack above it: saved registers and "
+    "return addresses), or in the harness's or libc's data (the execution guard)",
     ErrorKind.input_modified: "a const input buffer was changed",
     ErrorKind.cross_check_disagreement: "the two cost estimates disagree (or llvm-mca cannot "
     "price an executed instruction); speedup reward withheld, correctness kept",

@@ -1,6 +1,6 @@
 // case: overwrite the harness's call-block pointer
 // category: out-of-bounds
-// expect: crash
+// expect: memory_violation
     .text
     .globl kernel
     .type kernel, %function

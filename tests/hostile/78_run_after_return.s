@@ -1,6 +1,6 @@
 // case: right outputs; on its first call only, the harness's saved return address is redirected to the kernel's own code, which then resumes the harness
 // category: harness-jump
-// expect: abi_violation
+// expect: memory_violation
 // note: the timing test's trace catches this only when it happens in the timed test
     .text
     .globl kernel

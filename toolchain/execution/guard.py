@@ -10,10 +10,18 @@ guest, before the offending system call is made, when
 * code outside the candidate's sections and the variant's allowed functions runs between the
   kernel's entry (`kernel`) and its return to the harness (`armgym_kernel_return`);
 * the candidate's code runs outside such a call (a redirected return address or callback);
-* a system call is made during the kernel.
+* a system call is made during the kernel;
+* the kernel's or an allowed function's store lands in the harness's memory: its stack above
+  the kernel's stack guard (the trampoline's saved frame record and callee-saved registers, the
+  frames of the harness's C code, main and libc's start code) or the executable's writable
+  segments outside the candidate's own data (the call block, harness and libc globals, stdio's
+  FILE structures, the atexit list, the GOT). A kernel could otherwise overwrite the
+  trampoline's saved return address, return properly, and have the harness jump anywhere once
+  the guard's window had closed.
 
-All of these are `abi_violation`: the kernel broke its calling contract, whatever it computed.
-A guest signal raised before the guard saw anything stays `crash`.
+The first three are `abi_violation`: the kernel broke its calling contract, whatever it
+computed; the stores are `memory_violation`, the kind of a write into the caller's frame. A guest
+signal raised before the guard saw anything stays `crash`.
 
 The allowed functions are the variant's math functions and every function they reach by direct
 branches in the linked executable (expf's __math_oflowf, tanhf's expm1f, ...), read from the
@@ -48,7 +56,7 @@ import numpy as np
 
 from .. import tools
 from ..decoder import Insn
-from ..errors import InfraError
+from ..errors import ErrorKind, InfraError
 from . import blocks
 
 PLUGIN_C = Path(__file__).with_name("guard_plugin.c")
@@ -58,6 +66,15 @@ QEMU_PACKAGE = "qemu-user"
 STATUS = 0x5A
 KERNEL_SYMBOL = "kernel"
 RETURN_SYMBOL = "armgym_kernel_return"
+# The trampoline's first instruction, whose store is its frame record at the caller's stack
+# pointer: the lower end of the harness's stack the kernel may not write (harness_runtime.c).
+FRAME_SYMBOL = "armgym_call"
+FRAME_WORD = 0xA9B67BFD  # stp x29, x30, [sp, #-160]!
+# `_start`'s load of argc at the initial stack pointer: the upper end.
+TOP_SYMBOL = "_start"
+TOP_WORD = 0xF94003E1  # ldr x1, [sp]
+TOP_SEARCH = 16  # instructions of _start looked at
+PF_W = 2
 FETCH_TIMEOUT_S = 300
 MAX_RANGES = 4096  # guard_plugin.c's limit per argument list
 
@@ -312,6 +329,19 @@ class Image:
             yield start + 4 * i, w
 
 
+def writable_segments(data: bytes) -> list[Range]:
+    """The [start, end) of every writable PT_LOAD segment, .bss included."""
+    phoff, = struct.unpack_from("<Q", data, 32)
+    phentsize, phnum = struct.unpack_from("<HH", data, 54)
+    out = []
+    for i in range(phnum):
+        ptype, flags, _offset, vaddr, _paddr, _filesz, memsz = struct.unpack_from(
+            "<IIQQQQQ", data, phoff + i * phentsize)
+        if ptype == 1 and flags & PF_W and memsz:
+            out.append((vaddr, vaddr + memsz))
+    return out
+
+
 def load_segments(data: bytes) -> tuple[tuple[int, int, int], ...]:
     phoff, = struct.unpack_from("<Q", data, 32)
     phentsize, phnum = struct.unpack_from("<HH", data, 54)
@@ -340,29 +370,46 @@ def _symtab(data: bytes) -> tuple[np.ndarray, bytes]:
 LAYOUT_NAME = "candidate.code"  # the code ranges of a candidate placed without ld
 
 
-def write_layout(scratch: Path, code: Sequence[Range]) -> None:
-    """Where execution/place.py put the candidate's code sections, for `candidate_code`."""
-    (scratch / LAYOUT_NAME).write_text("".join(f"{lo:x} {hi:x}\n" for lo, hi in code))
+def write_layout(scratch: Path, code: Sequence[Range], data: Sequence[Range] = ()) -> None:
+    """Where execution/place.py put the candidate's code sections (and, lines marked `d`, its
+    other sections), for `candidate_code` and `candidate_data`."""
+    (scratch / LAYOUT_NAME).write_text("".join(f"{lo:x} {hi:x}\n" for lo, hi in code) +
+                                       "".join(f"d {lo:x} {hi:x}\n" for lo, hi in data))
+
+
+def _layout(scratch: Path) -> list[list[str]] | None:
+    try:
+        return [ln.split() for ln in (scratch / LAYOUT_NAME).read_text().splitlines()]
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise InfraError(f"the candidate's layout is unreadable: {exc}") from exc
 
 
 def candidate_code(scratch: Path, map_name: str, object_name: str) -> list[Range]:
     """The candidate's code sections in the executable linked in `scratch`: the placement's
     layout when it was placed without ld, else from ld's map."""
-    try:
-        text = (scratch / LAYOUT_NAME).read_text()
-    except FileNotFoundError:
+    lines = _layout(scratch)
+    if lines is None:
         return code_ranges(scratch / map_name, object_name)
-    except OSError as exc:
-        raise InfraError(f"the candidate's layout is unreadable: {exc}") from exc
-    ranges = [(int(lo, 16), int(hi, 16)) for lo, hi in (ln.split() for ln in text.splitlines())]
+    ranges = [(int(f[0], 16), int(f[1], 16)) for f in lines if len(f) == 2]
     if not ranges:
         raise InfraError("the layout places no code of the candidate")
     return ranges
 
 
-def code_ranges(map_path: Path, object_name: str) -> list[Range]:
-    """Where ld put the `.text*` sections of `object_name`, from its map. Only the lines that
-    name the object are looked at (a long section name stands on the line before)."""
+def candidate_data(scratch: Path, map_name: str, object_name: str) -> list[Range]:
+    """The candidate's sections other than code (its data, which it may write), likewise."""
+    lines = _layout(scratch)
+    if lines is None:
+        return code_ranges(scratch / map_name, object_name, code=False)
+    return [(int(f[1], 16), int(f[2], 16)) for f in lines if len(f) == 3 and f[0] == "d"]
+
+
+def code_ranges(map_path: Path, object_name: str, code: bool = True) -> list[Range]:
+    """Where ld put the `.text*` sections of `object_name` (code=False: its other sections),
+    from its map. Only the lines that name the object are looked at (a long section name
+    stands on the line before)."""
     try:
         text = map_path.read_text(errors="replace")
     except OSError as exc:
@@ -375,11 +422,11 @@ def code_ranges(map_path: Path, object_name: str) -> list[Range]:
         if len(fields) == 2:  # the section's name wrapped onto the line before
             prev = text.rfind("\n", 0, start - 1) + 1
             fields = text[prev: start].split() + fields
-        if len(fields) == 3 and fields[0].startswith(".text") and int(fields[2], 16):
+        if len(fields) == 3 and fields[0].startswith(".text") == code and int(fields[2], 16):
             lo = int(fields[1], 16)
             ranges.append((lo, lo + int(fields[2], 16)))
         at = text.find(tail, at + 1)
-    if not ranges:
+    if not ranges and code:
         raise InfraError(f"the link map places no code of {object_name}")
     return sorted(ranges)
 
@@ -436,6 +483,25 @@ def allowed_functions(image: Image, names: Iterable[str],
     return sorted(seen.values(), key=lambda f: f.start)
 
 
+def subtract(ranges: Iterable[Range], holes: Iterable[Range]) -> list[Range]:
+    """`ranges` without every address in `holes`."""
+    out = list(ranges)
+    for hlo, hhi in holes:
+        out = [piece for lo, hi in out
+               for piece in ((lo, min(hi, hlo)), (max(lo, hhi), hi)) if piece[0] < piece[1]]
+    return merge(out)
+
+
+def _word_at(image: Image, symbol: str, word: int, search: int = 1) -> int:
+    """The address of the first instruction `word` among the first `search` of `symbol`."""
+    start = image.symbol(symbol)
+    for pc, w in image.words(start, start + 4 * search):
+        if w == word:
+            return pc
+    raise InfraError(f"{symbol} does not start as the execution guard expects "
+                     f"(no {word:#010x} in its first {search} instructions)")
+
+
 def merge(ranges: Iterable[Range]) -> list[Range]:
     out: list[list[int]] = []
     for lo, hi in sorted(ranges):
@@ -468,6 +534,11 @@ class Guard:
     code: tuple[Range, ...] = ()
     # every word of `text` and `allowed` as the object gate's decoder pass decoded it
     decoded: Mapping[int, Insn] | None = field(default=None, compare=False, repr=False)
+    # the harness's instructions that show where its stack lies (FRAME_WORD, TOP_WORD), and the
+    # writable data the kernel may not store into (0, 0, (): no store is watched)
+    frame: int = 0
+    top: int = 0
+    protect: tuple[Range, ...] = ()
 
     def chunks(self) -> list[tuple[int, bytes]]:
         """The bytes of all the kernel may execute (its text and allowed functions), by word,
@@ -485,6 +556,9 @@ class Guard:
                 f"entry={self.entry:x}", f"return={self.ret:x}", f"text={spans(self.text)}"]
         if self.allowed:
             args.append(f"allow={spans(self.allowed)}")
+        args += [f"frame={self.frame:x}", f"top={self.top:x}"]
+        if self.protect:
+            args.append(f"protect={spans(self.protect)}")
         if self.record is not None:
             args += [f"record={self.record:x}", f"limit={self.limit:x}",
                      f"out={blocks.RECORD_NAME}"]
@@ -510,10 +584,15 @@ def for_link(scratch: Path, exe_name: str, map_name: str, object_name: str,
     allowed = allowed_functions(image, math_functions, candidate)
     if record is not None and not 0 < limit <= blocks.MAX_SEQUENCE:
         raise InfraError(f"the block record's limit must be in 1..{blocks.MAX_SEQUENCE}")
+    protect = subtract(writable_segments(image.data),
+                       [*candidate, *candidate_data(scratch, map_name, object_name)])
+    if len(protect) > MAX_RANGES:
+        raise InfraError(f"the writable data to protect is in {len(protect)} pieces")
     return Guard(plugin_path(cache_dir), secrets.token_hex(16), image.symbol(KERNEL_SYMBOL),
                  image.symbol(RETURN_SYMBOL), tuple(close_padding(image, merge(candidate))),
                  tuple(merge((f.start, f.end) for f in allowed)), record, limit, image,
-                 tuple(candidate))
+                 tuple(candidate), frame=_word_at(image, FRAME_SYMBOL, FRAME_WORD),
+                 top=_word_at(image, TOP_SYMBOL, TOP_WORD, TOP_SEARCH), protect=tuple(protect))
 
 
 def close_padding(image: Image, ranges: list[Range]) -> list[Range]:
@@ -538,10 +617,22 @@ _REASONS = {
              "address)",
     "syscall": "the kernel made a system call",
     "stray-syscall": "a system call was made after the kernel's code ran outside a call",
+    "store-stack": "the kernel wrote into the harness's stack above its own frame and the stack "
+                   "guard (the trampoline's saved frame record, registers, return addresses)",
+    "store-data": "the kernel wrote into the harness's or libc's data (globals, the call block, "
+                  "stdio, atexit handlers, the GOT)",
 }
 
 
-def violation(guard: Guard, stderr: bytes, returncode: int) -> str | None:
+@dataclass(frozen=True)
+class Escape:
+    """What the guard stopped a run for."""
+
+    kind: ErrorKind
+    reason: str
+
+
+def violation(guard: Guard, stderr: bytes, returncode: int) -> Escape | None:
     """What the guard stopped the run for (None if it did not); InfraError when the run did not
     have the guard at all."""
     said = guard.lines(stderr)
@@ -554,5 +645,11 @@ def violation(guard: Guard, stderr: bytes, returncode: int) -> str | None:
             reason = _REASONS.get(parts[1], parts[1])
             if parts[1].endswith("syscall") and len(parts) > 2:
                 reason += f" (number {parts[2]})"
-            return reason
+            if parts[1] == "store-stack" and len(parts) > 2:
+                reason += f" at sp+{parts[2]} as the kernel entered"
+            if parts[1] == "store-data" and len(parts) > 2 and parts[2].isdigit():
+                reason += f" at {int(parts[2]):#x}"
+            store = parts[1].startswith("store-")
+            return Escape(ErrorKind.memory_violation if store else ErrorKind.abi_violation,
+                          reason)
     return None

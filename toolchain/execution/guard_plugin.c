@@ -25,10 +25,26 @@
  * file out=, under the run's token. That is what qemu's `-d in_asm,exec,nochain` log gave in a
  * run of its own, without the log.
  *
+ * Stores are watched too, since control data of the harness is only memory: while the kernel is
+ * active, every store made by the candidate's or allowed code that lands in the harness's stack
+ * above the kernel's caller-side stack guard (the trampoline's saved frame record and callee-saved
+ * registers, then the frames of the harness's C code, main and libc's start code, up to the
+ * initial stack pointer) or in the executable's writable segments outside the candidate's own
+ * data (the call block, the harness's and libc's globals: stdio's FILE structures, the atexit
+ * list, the GOT) stops the guest at once: overwriting a saved return address, then returning
+ * properly, would otherwise hijack the harness after the guard's window closed. The stack's
+ * bounds are learned from two harness instructions whose address the plugin is given: the
+ * trampoline's first store (frame=, its saved frame record, at the caller's stack pointer) and
+ * the first load of `_start` (top=, argc at the initial stack pointer). The 64 bytes of stack
+ * guard between the kernel's entry stack pointer and that frame record stay the host's check.
+ * Each memory access of the candidate's and allowed code gets one callback (qemu 7.2 does not
+ * filter by direction), which returns at once for a load or outside a kernel call.
+ *
  * Arguments (all numbers hexadecimal, no prefix): token=<text>, status=<n>, entry=<addr>, return=<addr>,
  * text=<lo>-<hi>[:<lo>-<hi>...] (the candidate's sections), allow=<lo>-<hi>[:...] (may be
- * empty); optionally record=<call> (0-based), limit=<blocks> and out=<file name>, all three or
- * none.
+ * empty), frame=<addr>, top=<addr>, protect=<lo>-<hi>[:...] (the writable data the kernel may
+ * not store into; may be empty); optionally record=<call> (0-based), limit=<blocks> and
+ * out=<file name>, all three or none.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -78,9 +94,11 @@ enum { SYS_WRITE = 64, SYS_EXIT_GROUP = 94, SYS_OPENAT = 56, SYS_CLOSE = 57 };
 struct range { uint64_t lo, hi; };
 enum kind { OUTSIDE, CANDIDATE, ALLOWED };
 
-static struct range cand[MAX_RANGES], allowed[MAX_RANGES];
-static int ncand, nallowed;
-static uint64_t entry_pc, return_pc;
+static struct range cand[MAX_RANGES], allowed[MAX_RANGES], protect[MAX_RANGES];
+static int ncand, nallowed, nprotect;
+static uint64_t entry_pc, return_pc, frame_pc, top_pc;
+/* The harness's stack above the kernel's stack guard, as learned at run time: [stack_lo, stack_hi) */
+static uint64_t stack_lo, stack_hi;
 static char token[72];
 static long status = 1;
 
@@ -187,6 +205,30 @@ static void on_return(unsigned int vcpu, void *udata) {
     cand_at_return = cand_count;
 }
 
+/* The trampoline's `stp x29, x30, [sp, #-N]!`: its frame record starts at the (16-byte aligned)
+ * stack pointer it leaves, whichever of the pair's two stores this is. */
+static void on_frame(unsigned int vcpu, qemu_plugin_meminfo_t info, uint64_t vaddr, void *udata) {
+    (void)vcpu; (void)info; (void)udata;
+    stack_lo = vaddr & ~(uint64_t)15;
+}
+
+/* `_start`'s `ldr x1, [sp]`: argc, at the initial stack pointer, above every frame. */
+static void on_top(unsigned int vcpu, qemu_plugin_meminfo_t info, uint64_t vaddr, void *udata) {
+    (void)vcpu; (void)info; (void)udata;
+    if (!stack_hi) stack_hi = vaddr;
+}
+
+/* A store by the candidate's or allowed code: never into the harness's stack or its data. */
+static void on_store(unsigned int vcpu, qemu_plugin_meminfo_t info, uint64_t vaddr, void *udata) {
+    (void)vcpu; (void)udata;
+    if (!active || !qemu_plugin_mem_is_store(info)) return; /* qemu 7.2 reports loads too */
+    uint64_t end = vaddr + ((uint64_t)1 << qemu_plugin_mem_size_shift(info));
+    /* the offset from the kernel's stack pointer at entry (64 bytes of stack guard below) */
+    if (vaddr < stack_hi && end > stack_lo) halt("violation store-stack", 1, (int64_t)(vaddr - stack_lo + 64));
+    for (int i = 0; i < nprotect; i++)
+        if (vaddr < protect[i].hi && end > protect[i].lo) halt("violation store-data", 1, (int64_t)vaddr);
+}
+
 static void on_syscall(qemu_plugin_id_t id, unsigned int vcpu, int64_t num, uint64_t a1,
                        uint64_t a2, uint64_t a3, uint64_t a4, uint64_t a5, uint64_t a6,
                        uint64_t a7, uint64_t a8) {
@@ -272,6 +314,15 @@ static void on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb) {
         uint64_t pc = qemu_plugin_insn_vaddr(insn);
         enum kind k = kind_of(pc);
         own |= k != OUTSIDE;
+        if (k != OUTSIDE)
+            qemu_plugin_register_vcpu_mem_cb(insn, on_store, QEMU_PLUGIN_CB_NO_REGS,
+                                             QEMU_PLUGIN_MEM_W, 0);
+        else if (pc == frame_pc)
+            qemu_plugin_register_vcpu_mem_cb(insn, on_frame, QEMU_PLUGIN_CB_NO_REGS,
+                                             QEMU_PLUGIN_MEM_W, 0);
+        else if (pc == top_pc) /* qemu 7.2 calls no callback filtered as QEMU_PLUGIN_MEM_R */
+            qemu_plugin_register_vcpu_mem_cb(insn, on_top, QEMU_PLUGIN_CB_NO_REGS,
+                                             QEMU_PLUGIN_MEM_RW, 0);
         if (outside_start && k != OUTSIDE) { /* an outside run that leads on into other code */
             qemu_plugin_register_vcpu_insn_exec_inline(outside_start, QEMU_PLUGIN_INLINE_ADD_U64,
                                                        &outside_count, 1);
@@ -372,6 +423,14 @@ QEMU_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_
             have |= 16;
         } else if ((v = value_of(argv[i], "allow"))) {
             if (parse_ranges(v, allowed, &nallowed)) return -1;
+        } else if ((v = value_of(argv[i], "protect"))) {
+            if (parse_ranges(v, protect, &nprotect)) return -1;
+        } else if ((v = value_of(argv[i], "frame"))) {
+            if (parse_hex(&v, &frame_pc) || *v) return -1;
+            have |= 256;
+        } else if ((v = value_of(argv[i], "top"))) {
+            if (parse_hex(&v, &top_pc) || *v) return -1;
+            have |= 512;
         } else if ((v = value_of(argv[i], "record"))) {
             uint64_t call;
             if (parse_hex(&v, &call) || *v || call > 0xFFFFFFFF) return -1;
@@ -396,7 +455,8 @@ QEMU_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_
             return -1;
         }
     }
-    if ((have != 31 && have != 255) || kind_of(entry_pc) != CANDIDATE || kind_of(return_pc) != OUTSIDE)
+    if ((have != 0x31f && have != 0x3ff) || kind_of(entry_pc) != CANDIDATE ||
+        kind_of(return_pc) != OUTSIDE || kind_of(frame_pc) != OUTSIDE || kind_of(top_pc) != OUTSIDE)
         return -1;
     qemu_plugin_register_vcpu_tb_trans_cb(id, on_translate);
     qemu_plugin_register_vcpu_syscall_cb(id, on_syscall);

@@ -360,6 +360,7 @@ class Placed:
     pages: Mapping[int, bytes]  # page number -> the page as placed (the others: the source's)
     code: tuple[guard.Range, ...]  # the candidate's non-empty code sections, sorted
     entry: int  # kernel's address
+    data: tuple[guard.Range, ...] = ()  # its other sections (data it may write), sorted
 
     def write(self, dest: Path) -> None:
         """The executable at `dest`: the source copied by the kernel, the placed pages over it."""
@@ -424,8 +425,11 @@ def _place(elf: oc.ElfObject, template: Template, image: Pages) -> Placed:
     image.write(template.kernel_value_at, struct.pack("<Q", entry))
     code = sorted((address[s.index][0], address[s.index][0] + s.size)
                   for s in oc.code_sections(elf))
+    placed = sorted((at, at + elf.sections[i].size) for i, (at, _) in address.items()
+                    if elf.sections[i].size)
+    data = [r for r in placed if r not in code]
     return Placed(template.path, {n: bytes(p) for n, p in image.pages.items()}, tuple(code),
-                  entry)
+                  entry, tuple(data))
 
 
 def _layout(elf: oc.ElfObject, template: Template, image: Pages

@@ -267,7 +267,7 @@ def place_candidate(variant: Variant, obj: Path, scratch: Path, settings: Settin
     except OSError as exc:
         raise InfraError(f"cannot read the assembled object or the slotted harness: "
                          f"{exc.strerror}") from exc
-    guard.write_layout(scratch, placed.code)
+    guard.write_layout(scratch, placed.code, placed.data)
     exe = scratch / EXE_NAME
     try:
         placed.write(exe)

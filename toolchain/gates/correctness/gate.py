@@ -67,7 +67,7 @@ def _judged(variant: Variant, res: sandbox.RunResult, watch: guard.Guard, tests:
                                CorrectnessDetails(test=done, budget_s=round(budget, 1)))
     escaped = guard.violation(watch, res.stderr, res.returncode)
     if escaped:
-        return GateResult.fail(NAME, ErrorKind.abi_violation, f"test {done}: {escaped}",
+        return GateResult.fail(NAME, escaped.kind, f"test {done}: {escaped.reason}",
                                CorrectnessDetails(test=done))
     guest = _GUEST_SIGNAL.search(res.stderr)
     sig = int(guest.group(1)) if guest else _host_signal(res.returncode)

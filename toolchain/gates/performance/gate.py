@@ -90,7 +90,7 @@ def measure(variant: Variant, scratch: Path, object_name: str, seed: int, test: 
         raise Failed(ErrorKind.timeout, f"timing run (test {test}) exceeded {budget_s:.1f} s")
     escaped = guard.violation(watch, res.stderr, res.returncode)
     if escaped:
-        raise Failed(ErrorKind.abi_violation, f"timing run (test {test}): {escaped}")
+        raise Failed(escaped.kind, f"timing run (test {test}): {escaped.reason}")
     if check_outputs:
         _check_outputs(variant, res, test, reference or ReferenceRun(variant, seed, settings))
     elif res.returncode != 0:
