@@ -41,6 +41,8 @@ for determinism or speed:
   one generic micro-op on the integer or FP/SIMD pipes; loads and stores add OSACA's default
   load/store pipes and load latency. How many instructions needed a fallback is reported with
   every estimate.
+* FP/SIMD-to-general `fmov` takes the guide's V0/V1 pipes (`_FP_TO_GPR_PORTS`), not the
+  integer pipe OSACA's database gives it.
 * An alias is priced as the instruction it encodes (`_ENCODES`): `sxtb`/`sxth`/`sxtw` are `sbfm`.
 * The SVE element counts write (`cntb`) or step (`incw`, `uqdecb`) their register (`_COUNTS`,
   `_STEPS`), a dot product reads its accumulator (`_ACCUMULATES`).
@@ -71,7 +73,7 @@ from .trace import Insn
 ARCH = "V2"
 LCD_LIMIT = 256
 PARSE_CACHE_SIZE = 4096  # parsed forms are a few kB each
-METHOD_VERSION = "11"  # bump when the estimate below changes
+METHOD_VERSION = "12"  # bump when the estimate below changes
 # A cycle with more distinct instruction shapes than this is not priced (the cross-check then
 # disagrees): compiler output stays far below it, a hostile unrolled kernel could not.
 DISTINCT_LIMIT = 1024
@@ -126,6 +128,16 @@ _STEPS = frozenset(f"{op}{e}" for e in "bhwd"
 # give as written only: gcc -O3's int8 dot n256, 16 `sdot` into one accumulator, which llvm-mca
 # chains, was priced as 16 independent instructions (ratio 0.37).
 _ACCUMULATES = frozenset(("sdot", "udot", "usdot", "sudot"))
+# FP/SIMD register to general register `fmov` (`fmov w, s`, `fmov x, d`, `fmov w, h`,
+# `fmov x, v.d[1]`): SWOG 3.14 FP miscellaneous instructions, "FP transfer, from vec to gen
+# reg" (FMOV): latency 2, throughput 1, pipes V01; LLVM's V2 model has the row as two micro-ops
+# on V0/V1 (V2Write_2c_2V01), which gives that throughput. OSACA's database put `fmov w, s` and
+# `fmov x, d` on one integer pipe (port 6, M0: the guide's row for the other direction, general
+# to vector), which a loop's adds and compares share: clang -O1's popcount (an SVE `cnt`, an
+# `fmov w, s` and two adds an element) was 1.75 cycles an iteration against llvm-mca's 1.07.
+# `umov`/`smov` (and `mov w, v.s[i]`) are another row (ASIMD transfer, element to gen reg).
+_FP_TO_GPR_PORTS = [[2, ["8", "9"]]]
+_FP_TO_GPR_LATENCY = 2.0
 
 
 @dataclass(frozen=True)
@@ -268,7 +280,13 @@ def _process(shape: str) -> tuple[Any, bool]:
         generic = True  # a database entry OSACA cannot use
     guessed = generic or flags.TP_UNKWN in form.flags or flags.LT_UNKWN in form.flags
     encoded = _ENCODES.get(str(form.mnemonic).lower())
-    if encoded and not generic:
+    if _fp_to_gpr(form) and not generic:
+        form.port_uops = _FP_TO_GPR_PORTS
+        form.port_pressure = model.average_port_pressure(form.port_uops)
+        form.latency = form.latency_wo_load = _FP_TO_GPR_LATENCY
+        form.throughput = max(form.port_pressure)
+        guessed = False
+    elif encoded and not generic:
         _borrow(form, model, flags, model["instruction_forms_dict"].get(encoded.upper(), []))
         guessed = False
     elif guessed:
@@ -298,6 +316,13 @@ def _count_semantics(form: Any) -> None:
     form.semantic_operands = {"source": rest,
                               "destination": [first] if mnemonic in _COUNTS else [],
                               "src_dst": [first] if mnemonic not in _COUNTS else []}
+
+
+def _fp_to_gpr(form: Any) -> bool:
+    """Whether an instruction is `fmov` from an FP/SIMD register to a general one."""
+    prefixes = [getattr(op, "prefix", None) for op in form.operands or []]
+    return str(form.mnemonic).lower() == "fmov" and len(prefixes) == 2 and \
+        prefixes[0] in ("w", "x") and prefixes[1] in ("h", "s", "d", "v")
 
 
 def _sve_d(form: Any) -> bool:
