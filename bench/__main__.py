@@ -19,7 +19,9 @@ and backpressure). Every verification is fresh
 except in `duplicates`. A warm-up pass over the mix first fills the disk caches (harnesses,
 baseline cycles, cost-model cycles), so every timed part sees the same warm disk caches and
 fresh processes; the recording for the floor is the second pass. The farm needs PostgreSQL and
-Redis (./scripts/services.sh). Writes results.json and results.png under --out.
+Redis (./scripts/services.sh). Writes results.json under --out after every part (a part that
+raises is recorded under "crashed" with its error and the suite goes on, so a crash late in a
+30-minute run keeps what the earlier parts measured), and results.png at the end.
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ import os
 os.environ["ARMGYM_VERDICT_CACHE"] = "0"  # before any settings are read, here or in children
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
@@ -102,76 +103,87 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     recs: dict[tuple[str, int], floor.Recording] = {}
     try:
         if parts - {"duplicates"} - MEMORY_PARTS:
-            say("warm-up pass (fills the disk caches; not timed)")
-            warm = core.run_pass(items, 2, "warm-up")
-            results["warmup_outcomes"] = dict(Counter(warm["outcomes"]))
+            with report.part(results, "warm-up", args.out):
+                say("warm-up pass (fills the disk caches; not timed)")
+                warm = core.run_pass(items, 2, "warm-up")
+                results["warmup_outcomes"] = dict(Counter(warm["outcomes"]))
         if "floor" in parts:
-            say("floor: recording the verifier's tool launches, then replaying them")
-            results["floor"], recorded = floor.run(items, blobs)
-            recs = {(items[r.index].variant_id, items[r.index].seed): r for r in recorded}
-            say(f"floor: sandboxed {results['floor']['sandboxed_2']['per_s']:.2f} verif/s "
-                f"with 2 lanes")
+            with report.part(results, "floor", args.out):
+                say("floor: recording the verifier's tool launches, then replaying them")
+                results["floor"], recorded = floor.run(items, blobs)
+                recs = {(items[r.index].variant_id, items[r.index].seed): r for r in recorded}
+                say(f"floor: sandboxed {results['floor']['sandboxed_2']['per_s']:.2f} verif/s "
+                    f"with 2 lanes")
         if parts & {"core", "original", "profile"}:
-            say("core library: 1 worker, then 2 workers")
-            results["core"] = core.run(items)
-            say(f"core: {results['core']['one']['per_s']:.2f} / "
-                f"{results['core']['two']['per_s']:.2f} verif/s")
-            if "floor" in results:
-                results["floor_matches_core"] = compare(results["floor"]["outcomes"],
-                                                        results["core"]["one"]["outcomes"])
+            with report.part(results, "core", args.out):
+                say("core library: 1 worker, then 2 workers")
+                results["core"] = core.run(items)
+                say(f"core: {results['core']['one']['per_s']:.2f} / "
+                    f"{results['core']['two']['per_s']:.2f} verif/s")
+                if "floor" in results:
+                    results["floor_matches_core"] = compare(results["floor"]["outcomes"],
+                                                            results["core"]["one"]["outcomes"])
         if "scopes" in parts:
-            say(f"scopes: per-attempt against group seeds (groups of {args.group_size})")
-            results["scopes"] = scopes.run(items, blobs, args.group_size)
-            sc = results["scopes"]
-            say(f"scopes: launches per verification {sc['attempt']['per_verification']:.2f}"
-                f" -> {sc['group']['per_verification']:.2f}")
+            with report.part(results, "scopes", args.out):
+                say(f"scopes: per-attempt against group seeds (groups of {args.group_size})")
+                results["scopes"] = scopes.run(items, blobs, args.group_size)
+                sc = results["scopes"]
+                say(f"scopes: launches per verification {sc['attempt']['per_verification']:.2f}"
+                    f" -> {sc['group']['per_verification']:.2f}")
         core.forget_references()  # each part below verifies the mix's seeds afresh
         if "farm" in parts:
-            say("whole farm: migrate, Celery worker (2 processes), API; submitting the mix")
-            results["farm"] = api_farm = farm.run(items)
-            say(f"farm: {api_farm['per_s']:.2f} verif/s")
-            if "core" in results:
-                results["farm_matches_core"] = compare(api_farm["outcomes"],
-                                                       results["core"]["one"]["outcomes"])["equal"]
+            with report.part(results, "farm", args.out):
+                say("whole farm: migrate, Celery worker (2 processes), API; submitting the mix")
+                results["farm"] = api_farm = farm.run(items)
+                say(f"farm: {api_farm['per_s']:.2f} verif/s")
+                if "core" in results:
+                    results["farm_matches_core"] = compare(api_farm["outcomes"],
+                                                           results["core"]["one"]["outcomes"])["equal"]
         if "original" in parts:
-            subset = items[:args.original_n]
-            say(f"original design on the first {len(subset)} items")
-            orig = original_design.run(subset)
-            orig["core_subset_mean_s"] = core.subset_mean(results["core"]["one"], len(subset))
-            orig["matches_core"] = compare(orig["outcomes"],
-                                           results["core"]["one"]["outcomes"][:len(subset)])
-            results["original"] = orig
+            with report.part(results, "original", args.out):
+                subset = items[:args.original_n]
+                say(f"original design on the first {len(subset)} items")
+                orig = original_design.run(subset)
+                orig["core_subset_mean_s"] = core.subset_mean(results["core"]["one"], len(subset))
+                orig["matches_core"] = compare(orig["outcomes"],
+                                               results["core"]["one"]["outcomes"][:len(subset)])
+                results["original"] = orig
         core.forget_references()
         if "step" in parts:
-            chosen = api_latency.honest(items, STEP_ITEMS)
-            if not recs:
-                say("step: recording the floor of its items")
-                recorded = floor.record(chosen, blobs)
-                recs = {(chosen[r.index].variant_id, chosen[r.index].seed): r for r in recorded}
-            say(f"/step latency against the floor, {len(chosen)} submissions")
-            results["step"] = api_latency.step_latency(chosen, recs, blobs)
+            with report.part(results, "step", args.out):
+                chosen = api_latency.honest(items, STEP_ITEMS)
+                if not recs:
+                    say("step: recording the floor of its items")
+                    recorded = floor.record(chosen, blobs)
+                    recs = {(chosen[r.index].variant_id, chosen[r.index].seed): r for r in recorded}
+                say(f"/step latency against the floor, {len(chosen)} submissions")
+                results["step"] = api_latency.step_latency(chosen, recs, blobs)
         core.forget_references()
         if "duplicates" in parts:
-            say("duplicates: resubmitted identical attempts vs fresh ones")
-            results["duplicates"] = api_latency.duplicates(
-                api_latency.honest(items, DUPLICATE_ITEMS))
-            results["duplicates"]["batch"] = api_latency.batch_duplicates(
-                api_latency.honest(items, DUPLICATE_BATCH))
+            with report.part(results, "duplicates", args.out):
+                say("duplicates: resubmitted identical attempts vs fresh ones")
+                results["duplicates"] = api_latency.duplicates(
+                    api_latency.honest(items, DUPLICATE_ITEMS))
+                results["duplicates"]["batch"] = api_latency.batch_duplicates(
+                    api_latency.honest(items, DUPLICATE_BATCH))
         core.forget_references()
         if "profile" in parts:
-            results["breakdown"] = profile.gate_breakdown(results["core"]["one"]["gates"],
-                                                          results["core"]["one"]["walls"])
-            say(f"profile: py-spy over {PROFILE_ITEMS} verifications in one process")
-            results["profile"] = profile.profile(items[:PROFILE_ITEMS])
+            with report.part(results, "profile", args.out):
+                results["breakdown"] = profile.gate_breakdown(results["core"]["one"]["gates"],
+                                                              results["core"]["one"]["walls"])
+                say(f"profile: py-spy over {PROFILE_ITEMS} verifications in one process")
+                results["profile"] = profile.profile(items[:PROFILE_ITEMS])
         if "soak" in parts:
-            say(f"soak: {args.soak_n} verifications through one Celery worker, its RSS")
-            results["soak"] = soak.run(args.soak_n)
-            say(f"soak: RSS at most {results['soak']['rss_max_mib']} MiB a process, growth "
-                f"after warm-up {results['soak']['growth_after_warmup']}")
+            with report.part(results, "soak", args.out):
+                say(f"soak: {args.soak_n} verifications through one Celery worker, its RSS")
+                results["soak"] = soak.run(args.soak_n)
+                say(f"soak: RSS at most {results['soak']['rss_max_mib']} MiB a process, growth "
+                    f"after warm-up {results['soak']['growth_after_warmup']}")
         if "load" in parts:
-            say(f"load: {args.load_clients} clients waiting on one API process")
-            results["load"] = load.run(args.load_clients, args.load_seconds)
-            say(f"load: API RSS at most {results['load']['waiting']['api_rss_mib_max']} MiB")
+            with report.part(results, "load", args.out):
+                say(f"load: {args.load_clients} clients waiting on one API process")
+                results["load"] = load.run(args.load_clients, args.load_seconds)
+                say(f"load: API RSS at most {results['load']['waiting']['api_rss_mib_max']} MiB")
     finally:
         shutil.rmtree(blobs, ignore_errors=True)
     results["elapsed_s"] = time.perf_counter() - started
@@ -201,13 +213,12 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     args = parser.parse_args()
     results = run(args)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(results, indent=1, default=str))
+    report.save(results, args.out)
     report.plot(results, args.out / "results.png")
     print()
     print(report.table(results))
     print(f"\nwrote {args.out / 'results.json'} and {args.out / 'results.png'}")
-    return 0
+    return 1 if results.get("crashed") else 0
 
 
 if __name__ == "__main__":

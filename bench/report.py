@@ -1,7 +1,12 @@
-"""The suite's final table (absolute figures, ratios, §8 targets met or not) and its plot."""
+"""The suite's results.json (written after every part, a crashed part marked with its error), its
+final table (absolute figures, ratios, §8 targets met or not) and its plot."""
 
 from __future__ import annotations
 
+import json
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +25,29 @@ TARGETS: dict[str, tuple[str, float, str]] = {
     "soak_leftovers": ("<=", 0.0, "no file in the scratch, no process beyond the pool"),
     "load_api_rss_mib": ("<=", 300.0, "API under 300 MiB with the clients waiting"),
 }
+
+
+def save(results: dict[str, Any], out: Path) -> None:
+    """results.json as it stands, written whole to a temporary name and renamed over the old one
+    (a kill while writing leaves the previous parts' file, not a torn one)."""
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / "results.json.part"
+    tmp.write_text(json.dumps(results, indent=1, default=str))
+    tmp.replace(out / "results.json")
+
+
+@contextmanager
+def part(results: dict[str, Any], name: str, out: Path) -> Iterator[None]:
+    """One part of the suite: an exception in it is recorded under results["crashed"][name]
+    (the report shows it) instead of ending the run, and results.json is written after it."""
+    try:
+        yield
+    except Exception as exc:  # any failure of a part is reported, not raised
+        results.setdefault("crashed", {})[name] = f"{type(exc).__name__}: {exc}"
+        print(f"{name}: CRASHED: {type(exc).__name__}: {exc}", flush=True)
+        traceback.print_exc()
+    finally:
+        save(results, out)
 
 
 def ratios(results: dict[str, Any]) -> dict[str, float]:
@@ -83,6 +111,9 @@ def table(results: dict[str, Any]) -> str:
 
     def row(label: str, figure: str, ratio: str = "") -> None:
         lines.append(f"  {label:34} {figure:34} {ratio}")
+
+    for name, error in results.get("crashed", {}).items():
+        row(f"{name}: CRASHED", error[:200], "(its figures are missing or partial)")
 
     if floor := results.get("floor"):
         for key, label in (("sandboxed_1", "floor, sandboxed, 1 lane"),
