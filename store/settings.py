@@ -44,6 +44,9 @@ class FarmSettings(EnvSettings):
     # Longest a client may hold a request open waiting for results (?wait=).
     max_wait_s: float = Field(120.0, ge=0)
     poll_interval_s: float = Field(0.2, gt=0)
+    # After each attempt a pool process returns glibc's free heap to the OS (workers/heap.py):
+    # without it a pool process's RSS rose about 45% over its first 600 verifications.
+    malloc_trim: bool = True
     # Embedded pool size; 0 = the toolchain's `jobs` (one per core).
     embedded_workers: int = Field(0, ge=0)
     # Celery: time limits per verification, retries for infrastructure failures, and how long

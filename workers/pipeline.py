@@ -38,6 +38,8 @@ from toolchain.errors import ErrorKind
 from toolchain.verdict import Verdict
 from toolchain.verify import infra_verdict, verify
 
+from . import heap
+
 Sessions = Callable[[], Session]
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -111,8 +113,19 @@ def process(sessions: Sessions, attempt_id: str, *, worker: str, settings: FarmS
     Raises Retryable when the caller should try again (the attempt is given back to the queue
     first), or the database's error once `durably` gave up on it (at `deadline` at the
     latest). `takeover`: see attempts.claim (False for a message the broker delivers for the
-    first time).
+    first time). Then the process's free heap goes back to the OS (heap.py), whatever happened.
     """
+    try:
+        return _process(sessions, attempt_id, worker=worker, settings=settings, final=final,
+                        takeover=takeover, deadline=deadline, observe=observe)
+    finally:
+        if settings.malloc_trim:
+            heap.trim()
+
+
+def _process(sessions: Sessions, attempt_id: str, *, worker: str, settings: FarmSettings,
+             final: bool, takeover: bool, deadline: float | None,
+             observe: Observer | None) -> bool:
     def claim() -> attempts.Job | None:
         with sessions() as session:
             return attempts.claim(session, attempt_id, worker,
