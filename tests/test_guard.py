@@ -296,15 +296,7 @@ RELU_OWN_FRAME = """\
     add x10, x10, #1
     str x10, [x9, :lo12:calls]
     ldr x19, [sp, #112]
-    ldp q1, q2, [x1]
-    movi v0.2d, #0
-    fmaxnm v2.4s, v2.4s, v0.4s
-    fmaxnm v1.4s, v1.4s, v0.4s
-    stp q1, q2, [x0]
-    ldp q1, q2, [x1, #32]
-    fmaxnm v1.4s, v1.4s, v0.4s
-    fmaxnm v0.4s, v2.4s, v0.4s
-    stp q1, q0, [x0, #32]
+""" + RELU_16 + """\
     ldr d8, [sp, #32]
     ldp x19, x20, [sp, #16]
     ldp x29, x30, [sp], #48
