@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Protocol
 
 from . import decoder, execution, kernels
@@ -21,6 +22,8 @@ from .errors import ErrorKind, GateName
 from .gates import correctness, object_checks, syntax
 from .gates.performance import crosscheck
 from .gates.performance import gate as performance
+from .kernels.model import Variant
+from .settings import Settings
 from .verdict import GateResult, PerformanceDetails
 
 
@@ -79,20 +82,29 @@ def _object(a: Attempt) -> GateResult:
     correctness gate's to report, after the object check."""
     assert a.variant is not None and a.object is not None
     a.reference.start()  # the C reference runs while the object is checked
-    allowed = frozenset(a.variant.math_functions)
-    checked = object_checks.check_static(a.object, allowed, a.settings)
+    result, a.linked = check_and_link(a.variant, a.object, a.scratch, a.seed, a.settings)
+    return result
+
+
+def check_and_link(variant: Variant, obj: Path, scratch: Path, seed: int, settings: Settings
+                   ) -> tuple[GateResult, execution.Linked | None]:
+    """The object gate, and the link for the tests' run where its cheap checks pass; the linked
+    code's watch carries the decoder pass's instructions. `armgym prepare --warm` calls this
+    too, so its warm-up fills exactly the caches an attempt reads."""
+    allowed = frozenset(variant.math_functions)
+    checked = object_checks.check_static(obj, allowed, settings)
     if isinstance(checked, GateResult):
-        return checked
-    timing = execution.timing_test(a.seed, a.settings.tests_per_attempt)
-    a.linked = execution.prepare(a.variant, a.object, a.scratch, a.settings, timing)
-    watch = a.linked.watch
-    result, decoded = object_checks.finish(checked, allowed, a.scratch,
+        return checked, None
+    timing = execution.timing_test(seed, settings.tests_per_attempt)
+    linked = execution.prepare(variant, obj, scratch, settings, timing)
+    watch = linked.watch
+    result, decoded = object_checks.finish(checked, allowed, scratch,
                                            watch.chunks() if watch else (),
-                                           decoder.words_at(a.settings.cache_dir))
+                                           decoder.words_at(settings.cache_dir))
     if watch is not None:
         words = {addr: insn for chunk in decoded for addr, insn in chunk.insns.items()}
-        a.linked = replace(a.linked, watch=replace(watch, decoded=words))
-    return result
+        linked = replace(linked, watch=replace(watch, decoded=words))
+    return result, linked
 
 
 def _correctness(a: Attempt) -> GateResult:

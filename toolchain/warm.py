@@ -17,10 +17,10 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from . import baselines, decoder, execution
+from . import baselines, pipeline
 from . import scratch as scratch_dirs
 from .errors import InfraError
-from .gates import object_checks, syntax
+from .gates import syntax
 from .gates.performance import gate, mca
 from .kernels.model import Variant
 from .settings import Settings
@@ -56,17 +56,8 @@ def _decode(variant: Variant, text: str, settings: Settings) -> None:
     scratch = scratch_dirs.make("warm")
     try:
         _, obj = syntax.assemble(text, scratch, settings)
-        if obj is None:
-            return
-        allowed = frozenset(variant.math_functions)
-        checked = object_checks.check_static(obj, allowed, settings)
-        if isinstance(checked, object_checks.Checked):
-            linked = execution.prepare(variant, obj, scratch, settings,
-                                       execution.timing_test(gate.PROBES[0][0],
-                                                             settings.tests_per_attempt))
-            chunks = linked.watch.chunks() if linked.watch else ()
-            object_checks.finish(checked, allowed, scratch, chunks,
-                                 decoder.words_at(settings.cache_dir))
+        if obj is not None:
+            pipeline.check_and_link(variant, obj, scratch, gate.PROBES[0][0], settings)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
