@@ -3,8 +3,9 @@
 What a training run sends: mostly compiler output (clang and gcc at -O1/-O2/-O3/-Os over a spread
 of small and medium variants of every template), some hand-optimised NEON kernels, wrong kernels
 (compiler output with one plausible mistake) and a few hostile ones from the corpus under
-tests/hostile/ plus endless loops. Every item has its own seed, so no two are the same attempt,
-and the whole mix depends only on `mix_seed` (and the toolchain's compilers).
+tests/hostile/ (the cases named in HOSTILE_CASES) plus endless loops. Every item has its own
+seed, so no two are the same attempt, and the whole mix depends only on `mix_seed` (and the
+toolchain's compilers).
 
     .venv/bin/python -m bench.mix [--n 512] [--mix-seed 8]     print the mix's composition
 """
@@ -31,7 +32,7 @@ if str(TESTS_DIR) not in sys.path:  # test_hostile imports its helper as a top-l
     sys.path.insert(0, str(TESTS_DIR))
 
 from conftest import VEC_ADD_1024_BODY, asm  # noqa: E402
-from test_hostile import CORPUS_DIR, load_case  # noqa: E402
+from test_hostile import CORPUS_DIR, Case, load_case  # noqa: E402
 
 COMPILERS = baselines.COMPILERS
 OPTS = ("-O1", "-O2", "-O3", "-Os")
@@ -229,30 +230,77 @@ def wrong(pool: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
 # --------------------------------------------------------------------------- hostile
 
 
-def hostile(variants: list[kernels.Variant]) -> list[tuple[str, str, str]]:
-    """Corpus cases the API accepts (UTF-8, no NUL, known variant, under the size limit) and
-    that need no host set-up (no placeholders); runaway ones are left to `ENDLESS`, since each
-    costs a timeout. Every case on its own variant, then again on the spread's variants."""
+# The corpus cases the mix draws its hostile items from, by file name (tests/hostile/NAME.s), in
+# this order. Named rather than globbed so that a case added to the corpus changes nothing here:
+# a recording of the mix (bench.verdicts record) compares with one made on a checkout with more
+# cases. These are the cases that fitted the mix (`unfit`) when the list was pinned; adding a
+# name changes the mix from then on, as does editing a named case.
+HOSTILE_CASES: tuple[str, ...] = (
+    "01_svc_exit_stub", "02_hvc", "03_smc", "04_svc_inst", "05_svc_word_after_ret",
+    "06_svc_in_macro", "07_svc_bytes", "08_svc_in_rodata", "09_hlt_brk",
+    "13_include_after_label_upper", "18_macro_incbin_proc", "19_macro_include_passwd",
+    "20_space_literal", "21_fill_literal", "22_rept_bomb", "23_nested_rept", "24_space_symbolic",
+    "25_zero_symbolic_bss", "26_macro_recursion", "40_skip_register_capture",
+    "41_return_to_harness_caller", "46_write_past_end", "47_write_before_start",
+    "48_write_far_away", "50_write_const_input", "51_write_caller_frame", "52_clobber_x19",
+    "53_clobber_d15", "54_clobber_sp", "55_clobber_x29", "56_clobber_x30", "57_clobber_fpcr",
+    "58_store_to_text", "60_code_in_data", "61_sme_smstart", "62_sme_inst", "63_sme_mnemonic",
+    "64_sme_arch_extension", "65_cycle_counter", "66_unallocated_word", "68_too_many_lines",
+    "71_empty", "72_whitespace_only", "78_run_after_return", "82_saved_frame_pointer",
+    "83_saved_callee_register", "84_harness_frames_above",
+)
+
+
+def unfit(case: Case, limit: int) -> str | None:
+    """Why the mix cannot take a corpus case, None when it can: the API must accept it (UTF-8,
+    no NUL, a known variant, under the size limit), it must need no host set-up (no
+    placeholders), and it must not run away (each costs a timeout; `ENDLESS` stands for them)."""
+    try:
+        text = case.body.decode("utf-8")
+    except UnicodeDecodeError:
+        return "not UTF-8"
+    if "@" in text:
+        return "has placeholders for host set-up"
+    if "\x00" in text or len(case.body) > limit:
+        return "the API refuses it (NUL or over the size limit)"
+    if case.category == "infinite-loop" or case.expect.value == "timeout":
+        return "runs away"
+    try:
+        kernels.get(case.variant)
+    except KeyError:
+        return f"unknown variant {case.variant!r}"
+    return None
+
+
+def hostile(variants: list[kernels.Variant], names: Iterable[str] = HOSTILE_CASES,
+            corpus: Path = CORPUS_DIR) -> list[tuple[str, str, str]]:
+    """The named corpus cases, each on its own variant, then again on the spread's variants.
+    A named case that is gone or no longer fits stops the build: the mix would change."""
     limit = get_settings().max_source_bytes
     cases = []
-    for path in sorted(CORPUS_DIR.glob("*.s")):
+    for name in names:
+        path = corpus / f"{name}.s"
+        if not path.is_file():
+            raise SystemExit(f"bench.mix: hostile case {name!r} (HOSTILE_CASES) is gone: no "
+                             f"{path}. Restore it, or drop its name, which changes the mix "
+                             "(recordings of the old one no longer compare)")
         case = load_case(path)
-        try:
-            text = case.body.decode("utf-8")
-        except UnicodeDecodeError:
-            continue
-        if ("@" in text or "\x00" in text or len(case.body) > limit
-                or case.category == "infinite-loop" or case.expect.value == "timeout"):
-            continue
-        try:
-            kernels.get(case.variant)
-        except KeyError:
-            continue
-        cases.append((case.variant, f"hostile: {case.title}", text))
+        why = unfit(case, limit)
+        if why:
+            raise SystemExit(f"bench.mix: hostile case {name!r} (HOSTILE_CASES) no longer fits "
+                             f"the mix: {why}")
+        cases.append((case.variant, f"hostile: {case.title}", case.body.decode("utf-8")))
     out = list(cases)
     for v in variants:
         out += [(v.id, label, text) for _, label, text in cases]
     return out
+
+
+def unpinned(corpus: Path = CORPUS_DIR) -> list[str]:
+    """Corpus cases that would fit the mix but are not in HOSTILE_CASES (added since)."""
+    limit, pinned = get_settings().max_source_bytes, set(HOSTILE_CASES)
+    return [p.stem for p in sorted(corpus.glob("*.s"))
+            if p.stem not in pinned and unfit(load_case(p), limit) is None]
 
 
 # --------------------------------------------------------------------------- the mix
@@ -339,6 +387,8 @@ def main() -> int:
     print(composition(mix), f"{len({s.variant_id for s in mix})} variants")
     for label, count in Counter(s.label for s in mix).most_common():
         print(f"{count:5}  {label}")
+    if extra := unpinned():
+        print(f"corpus cases that fit but are not in HOSTILE_CASES: {', '.join(extra)}")
     return 0
 
 
