@@ -8,6 +8,14 @@ scratch directory (into a content-addressed blob store on disk) with argv, stdin
 arguments; the launch itself is timed, so the share of a verification spent in tool processes
 falls out too. FIFOs (the performance gate's qemu trace) are recreated as plain files.
 
+The C reference's servers (toolchain/execution/reference_server.py) are recorded at their two
+points: a server's start (spawn until its ready frame) is a launch, counted as its tool's (qemu)
+when it happens, in the verification that needed it; each request it answers is tool time (it
+counts in `tool_s` and is replayed timed) but not a launch (`REQUEST`). A replay lane keeps its
+own servers: a recorded start is replayed as a timed start of a new server (an older one of the
+lane for that executable closed, untimed), a request as a timed request to the lane's server
+(started untimed first if the lane has none: its start was timed where it was recorded).
+
 Replay: the snapshot is restored outside the timed region, then only the launch is timed:
 (a) sandboxed, through `sandbox.run` with the recorded arguments; (b) bare, the tool's argv
 through `subprocess.run`, no bwrap. With 1 lane, and with 2 lanes (2 threads in this process
@@ -35,19 +43,22 @@ from typing import Any
 from tqdm import tqdm
 
 from toolchain import sandbox
+from toolchain.execution import reference_server
 from toolchain.verify import verify
 
 from . import core
 from .mix import Submission
 
 TMP = tempfile.gettempdir()
+START = "reference_server.start"  # a reference server's spawn: a launch
+REQUEST = "reference_server.request"  # a request to one: tool time, not a launch
 
 
 @dataclass
 class Launch:
     """One tool launch as the verifier made it."""
 
-    via: str  # "sandbox.run" or "<module>.subprocess.run"
+    via: str  # "sandbox.run", "<module>.subprocess.run", START or REQUEST
     argv: list[str]
     scratch: str  # the directory it ran in ("" if none): rewritten on replay
     files: dict[str, tuple[str, int]]  # name -> (blob sha256, mode), regular files in scratch
@@ -123,6 +134,32 @@ class Recorder:
         finally:
             launch.wall_s = time.perf_counter() - start
 
+    def _server_hooks(self) -> tuple[Any, Any]:
+        """Server.start and Server.request, recorded (the server's own argv each time)."""
+        real_start, real_request = reference_server.Server.start, reference_server.Server.request
+        recorder = self
+
+        def start(server: reference_server.Server, settings: Any, timeout_s: float) -> None:
+            launch = recorder._record(START, [*server.prefix, reference_server.SERVE], "",
+                                      None, {"timeout_s": timeout_s})
+            begin = launch.started = time.perf_counter()
+            try:
+                real_start(server, settings, timeout_s)
+            finally:
+                launch.wall_s = time.perf_counter() - begin
+
+        def request(server: reference_server.Server, args: Sequence[str],
+                    timeout_s: float) -> Any:
+            launch = recorder._record(REQUEST, [*server.prefix, *args], "", None,
+                                      {"timeout_s": timeout_s})
+            begin = launch.started = time.perf_counter()
+            try:
+                return real_request(server, args, timeout_s)
+            finally:
+                launch.wall_s = time.perf_counter() - begin
+
+        return start, request
+
     def _subprocess_proxy(self, module: str) -> object:
         recorder = self
 
@@ -154,6 +191,9 @@ class Recorder:
     def __enter__(self) -> Recorder:
         self._real_run = sandbox.run
         self._patch(sandbox, "run", self.sandbox_run)
+        start, request = self._server_hooks()
+        self._patch(reference_server.Server, "start", start)
+        self._patch(reference_server.Server, "request", request)
         for name, module in list(sys.modules.items()):
             if (name.startswith("toolchain.") and name != "toolchain.sandbox"
                     and getattr(module, "subprocess", None) is subprocess):
@@ -168,6 +208,19 @@ class Recorder:
         for owner, attr, value in reversed(self._saved):
             setattr(owner, attr, value)
         self._saved.clear()
+
+
+def spawned(launches: Sequence[Launch]) -> list[Launch]:
+    """The launches that started a process (a served request did not)."""
+    return [x for x in launches if x.via != REQUEST]
+
+
+def counts(recs: Sequence[Recording]) -> dict[str, Any]:
+    """Launches in all, by entry point and by tool, and the requests servers answered."""
+    made = [x for r in recs for x in spawned(r.launches)]
+    return {"launches": len(made), "launches_by": dict(Counter(x.via for x in made)),
+            "launches_by_tool": dict(Counter(Path(x.argv[0]).name for x in made)),
+            "served_requests": sum(x.via == REQUEST for r in recs for x in r.launches)}
 
 
 def busy(launches: Sequence[Launch]) -> float:
@@ -227,6 +280,39 @@ class Replayer:
     def __init__(self, blobs: Path, sandboxed: bool) -> None:
         self.blobs, self.sandboxed = blobs, sandboxed
         self.settings = core.bench_settings()
+        self.servers: dict[tuple[int, tuple[str, ...]], reference_server.Server] = {}
+
+    def _server(self, launch: Launch) -> tuple[reference_server.Server, list[str]]:
+        """(this lane's server of the launch's executable, the request's arguments)."""
+        exe = Path(next(a for a in launch.argv if a.endswith("reference.elf")))
+        prefix, args = reference_server._split(launch.argv, exe)
+        return self.servers.get((threading.get_ident(), prefix)) or \
+            reference_server.Server(prefix, exe), args
+
+    def serve(self, launch: Launch) -> float:
+        """Timed: a server's start, or one request to the lane's server."""
+        server, args = self._server(launch)
+        key = (threading.get_ident(), server.prefix)
+        timeout = float(launch.kwargs["timeout_s"])
+        if launch.via == START or server.proc is None:
+            if server.proc is not None:
+                server.close()
+                server = reference_server.Server(server.prefix, server.exe)
+            begin = time.perf_counter()
+            server.start(self.settings, timeout)
+            self.servers[key] = server
+            if launch.via == START:
+                return time.perf_counter() - begin
+        begin = time.perf_counter()
+        status, _, _ = server.request(args, timeout)
+        if status != 0:
+            raise RuntimeError(f"a replayed reference request failed: {launch.argv}")
+        return time.perf_counter() - begin
+
+    def close(self) -> None:
+        for server in self.servers.values():
+            server.close()
+        self.servers.clear()
 
     def restore(self, launch: Launch, dirs: dict[str, Path],
                 written: dict[Path, dict[str, str]]) -> tuple[list[str], Path | None]:
@@ -255,6 +341,8 @@ class Replayer:
 
     def launch(self, launch: Launch, argv: list[str], where: Path | None) -> float:
         """Timed: the launch alone."""
+        if launch.via in (START, REQUEST):
+            return self.serve(launch)
         kwargs = launch.kwargs
         start = time.perf_counter()
         if self.sandboxed and launch.via == "sandbox.run":
@@ -323,10 +411,13 @@ def replay_lanes(recs: Sequence[Recording], blobs: Path, sandboxed: bool, count:
 
     start = time.perf_counter()
     threads = [threading.Thread(target=lane, args=(k,)) for k in range(count)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        replayer.close()
     wall = time.perf_counter() - start
     bar.close()
     return {"lanes": count, "sandboxed": sandboxed, "n": len(recs),
@@ -337,17 +428,17 @@ def replay_lanes(recs: Sequence[Recording], blobs: Path, sandboxed: bool, count:
 def replay_one(rec: Recording, blobs: Path, repeats: int = 3) -> float:
     """Median sandboxed floor of one submission (for the /step comparison)."""
     replayer = Replayer(blobs, sandboxed=True)
-    return sorted(replayer.replay(rec) for _ in range(repeats))[repeats // 2]
+    try:
+        return sorted(replayer.replay(rec) for _ in range(repeats))[repeats // 2]
+    finally:
+        replayer.close()
 
 
 def run(mix: Sequence[Submission], blobs: Path) -> tuple[dict[str, Any], list[Recording]]:
     """Record the mix, then replay it sandboxed and bare with 1 and 2 lanes."""
     recs = record(mix, blobs)
     result: dict[str, Any] = {
-        "launches": sum(len(r.launches) for r in recs),
-        "launches_by": dict(Counter(x.via for r in recs for x in r.launches)),
-        "launches_by_tool": dict(Counter(Path(x.argv[0]).name for r in recs
-                                         for x in r.launches)),
+        **counts(recs),
         "outcomes": [r.outcome for r in recs],
         "recorded_wall_s": sum(r.wall_s for r in recs),
         "recorded_tool_s": sum(r.tool_s for r in recs),

@@ -29,9 +29,11 @@ def _scope(items: list[Submission], blobs: Path, name: str) -> dict[str, Any]:
     recs = floor.record(items, blobs)
     plain = core.run_pass(items, 2, f"scopes: {name}, CPU", unsandboxed=True)
     cpu = plain["cpu"]
-    return {"launches": sum(len(r.launches) for r in recs),
-            "per_verification": sum(len(r.launches) for r in recs) / len(items),
-            "by_tool": dict(Counter(Path(x.argv[0]).name for r in recs for x in r.launches)),
+    launches = floor.counts(recs)
+    return {"launches": launches["launches"],
+            "per_verification": launches["launches"] / len(items),
+            "by_tool": launches["launches_by_tool"],
+            "served_requests": launches["served_requests"],
             "cpu_s": sum(cpu), "cpu_median_s": statistics.median(cpu),
             "per_s": plain["per_s"], "outcomes": dict(Counter(plain["outcomes"]))}
 

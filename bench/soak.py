@@ -15,6 +15,9 @@ each batch: the RSS of the worker's main and each pool process. At the end: the 
 directory (a TMPDIR of its own) must be empty, and no process but the pool may be left under the
 worker. Flat means the last sample within 10% of the first sample after warm-up (the second
 batch's: the first one meets every variant), for the main process and for each pool process.
+The C reference's servers (toolchain/execution/reference_server.py) are the one kind of process
+a pool process may keep: at most `reference_servers` each, children of a pool process running
+reference.elf in serve mode; every one of them must be gone once the worker has stopped.
 """
 
 from __future__ import annotations
@@ -87,11 +90,40 @@ def descendants(pid: int) -> list[int]:
     return out
 
 
+def reference_servers(pool: set[int]) -> dict[int, list[int]]:
+    """The reference servers under each pool process (their direct children in serve mode)."""
+    out: dict[int, list[int]] = {}
+    for parent in pool:
+        try:
+            kids = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+        except OSError:
+            continue
+        for kid in map(int, kids):
+            try:
+                argv = Path(f"/proc/{kid}/cmdline").read_bytes().split(b"\0")[:-1]
+            except OSError:
+                continue
+            if len(argv) > 1 and argv[-1] == b"serve" and argv[-2].endswith(b"/reference.elf"):
+                out.setdefault(parent, []).append(kid)
+    return out
+
+
+def running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def worker_rss(main: int) -> dict[str, Any]:
-    kids = sorted(descendants(main))
+    """The main process's and each pool process's RSS; the reference servers' apart."""
+    kids = sorted(int(p) for p in
+                  Path(f"/proc/{main}/task/{main}/children").read_text().split())
     pools = [round(rss_mib(k), 1) for k in kids]
+    servers = [p for ps in reference_servers(set(kids)).values() for p in ps]
     return {"main": round(rss_mib(main), 1), "pool": round(sum(pools), 1), "pools": pools,
-            "processes": 1 + len(kids)}
+            "servers": len(servers), "servers_mib": round(sum(map(rss_mib, servers)), 1),
+            "processes": 1 + len(descendants(main))}
 
 
 def growth(samples: list[dict[str, Any]]) -> dict[str, float]:
@@ -162,13 +194,20 @@ def run(n: int = 5000, concurrency: int = 2, batch: int | None = None,
                             **worker_rss(worker.pid)})
             say(json.dumps(samples[-1]))
         time.sleep(2)  # the last verification's tools exit
-        pool = set(Path(f"/proc/{worker.pid}/task/{worker.pid}/children").read_text().split())
-        left = [p for p in descendants(worker.pid) if str(p) not in pool]
+        pool = {int(p) for p in
+                Path(f"/proc/{worker.pid}/task/{worker.pid}/children").read_text().split()}
+        servers = reference_servers(pool)
+        served = {p for kids in servers.values() for p in kids}
+        left = [p for p in descendants(worker.pid) if p not in pool and p not in served]
         # pymp-*: the live pool's own multiprocessing directory, removed when the worker exits
         leftovers = {"scratch_entries": sorted(e for e in os.listdir(scratch)
                                                if not e.startswith("pymp-"))[:20],
                      "processes_under_worker": len(descendants(worker.pid)),
-                     "extra_processes": left}
+                     "extra_processes": left,
+                     "reference_servers": {str(k): len(v) for k, v in servers.items()},
+                     "reference_servers_over_bound": [
+                         k for k, v in servers.items()
+                         if len(v) > get_settings().reference_servers]}
     finally:
         process.stop(api)
         worker.terminate()
@@ -176,6 +215,11 @@ def run(n: int = 5000, concurrency: int = 2, batch: int | None = None,
         worker_log.close()
         admin.drop(db_url)
         redis.Redis.from_url(broker).delete(env["ARMGYM_QUEUE_NAME"])
+    # a server ends at EOF on its stdin, i.e. with its pool process
+    deadline = time.monotonic() + 10
+    while any(running(p) for p in served) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    leftovers["servers_after_stop"] = [p for p in served if running(p)]
     grown = growth(samples)
     results = {"n": n, "concurrency": concurrency, "batch": batch, "variants": len(chosen),
                "outcomes": dict(outcomes), "samples": samples, "growth_after_warmup": grown,

@@ -50,7 +50,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from .errors import InfraError
 from .settings import Settings
@@ -496,6 +496,45 @@ def run(
     return result
 
 
+def _popen(cmd: list[str], scratch: Path, limits: Limits, cache_dir: Path, stdin: Any,
+           stdout: Any, stderr: Any, child_fds: Sequence[int] = ()
+           ) -> tuple[subprocess.Popen[bytes], bool]:
+    """Start `cmd` with the limits, as `nobody`, in a session of its own; and whether it went
+    through the spawn helper (whose own failure is its exit status SPAWN_FAILED)."""
+    spawn = _spawn_argv(cmd, limits, cache_dir)
+    try:
+        proc = subprocess.Popen(
+            spawn or cmd, cwd=scratch, stdin=stdin, stdout=stdout, stderr=stderr,
+            preexec_fn=None if spawn else _limiter(limits),
+            start_new_session=True, env={"PATH": "/usr/bin", "LC_ALL": "C"},
+            pass_fds=tuple(child_fds),
+        )
+    except OSError as exc:
+        raise InfraError(f"cannot start {Path(cmd[0]).name}: {exc.strerror}") from exc
+    return proc, spawn is not None
+
+
+def start(argv: Sequence[str], scratch: Path, *, limits: Limits = Limits(),
+          settings: Settings) -> subprocess.Popen[bytes]:
+    """A long-lived process of the verifier's own trusted programs (the C reference's server),
+    as `run(..., confine=False)` would run it (the same limits, user and session), with pipes
+    for stdin and stdout (stderr discarded); `stop` ends it. Its stdin's write end is held by
+    this process alone (Python's pipes are not inherited by exec), so it sees EOF when this
+    process dies."""
+    os.chmod(scratch, 0o777)
+    return _popen(list(argv), scratch, limits, settings.cache_dir, subprocess.PIPE,
+                  subprocess.PIPE, subprocess.DEVNULL)[0]
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """Kill a process `start` started, and all its session, and wait until they are gone."""
+    for pipe in (proc.stdin, proc.stdout):
+        if pipe is not None:
+            with contextlib.suppress(OSError):
+                pipe.close()
+    _kill_tree(proc)
+
+
 def _supervise(cmd: list[str], scratch: Path, timeout_s: float, stdin: bytes | None,
                limits: Limits, child_fds: list[int], status_r: int | None,
                cache_dir: Path) -> tuple[RunResult, dict[str, int]]:
@@ -514,17 +553,9 @@ def _supervise(cmd: list[str], scratch: Path, timeout_s: float, stdin: bytes | N
             given.flush()
             given.seek(0)
         start = time.perf_counter()
-        spawn = _spawn_argv(cmd, limits, cache_dir)
-        try:
-            proc = subprocess.Popen(
-                spawn or cmd, cwd=scratch, stdin=given if stdin is not None else
-                subprocess.DEVNULL, stdout=out, stderr=err,
-                preexec_fn=None if spawn else _limiter(limits),
-                start_new_session=True, env={"PATH": "/usr/bin", "LC_ALL": "C"},
-                pass_fds=tuple(child_fds),
-            )
-        except OSError as exc:
-            raise InfraError(f"cannot start {Path(cmd[0]).name}: {exc.strerror}") from exc
+        proc, spawn = _popen(cmd, scratch, limits, cache_dir,
+                             given if stdin is not None else subprocess.DEVNULL, out, err,
+                             child_fds)
         while child_fds:
             os.close(child_fds.pop())
         timed_out = False

@@ -165,6 +165,12 @@ class Settings(EnvSettings):
     # Overlap a verification's independent tool runs (background.py): lower latency per attempt;
     # throughput comes from running a worker process per core either way.
     overlap: bool = True
+    # C reference servers per worker process (execution/reference_server.py): one long-lived
+    # emulator per variant harness answers its reference runs, least recently used closed
+    # first; 0 = a process per reference run. Each holds a few MiB (docs/configuration.md).
+    reference_servers: int = Field(48, ge=0)
+    # A server that answered nothing for this long is closed.
+    reference_server_idle_s: float = Field(600.0, gt=0)
     # Content-addressed verdicts (verdict_cache.py): an identical attempt is answered at once.
     verdict_cache: bool = True
     # Mixed into the seed of an attempt that brings none (verify.derive_seed): identical

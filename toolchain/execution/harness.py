@@ -1,7 +1,8 @@
 """Per-variant harness and C reference executables, built once and cached on disk.
 
 The harness object (generic runtime + the variant's argument table) is linked with each
-candidate object; the same object linked with the variant's own C, compiled at -O0 with
+candidate object; the same runtime (with reference_server.c's serve mode around it, which the
+candidate's harness never holds) linked with the variant's own C, compiled at -O0 with
 -ffp-contract=off, is the reference that produces the expected records.
 """
 
@@ -20,6 +21,9 @@ from ..settings import Settings
 from . import place
 
 RUNTIME_C = Path(__file__).with_name("harness_runtime.c")
+# The reference's entry point: the same runtime with a serve mode (reference_server.py), compiled
+# into reference.elf only, so the harness a candidate runs in is the runtime alone.
+SERVER_C = Path(__file__).with_name("reference_server.c")
 GUARD = 256
 # Tests 0-9 and 20-30 are fixed (harness_runtime.c makes their inputs), 10-19 random.
 RANDOM_TESTS = range(10, 20)
@@ -188,7 +192,7 @@ def _compile(argv: list[str], what: str) -> None:
 
 def _fingerprint(variant: Variant) -> str:
     return tools.fingerprint(
-        RUNTIME_C.read_bytes(), variant_header(variant), variant.c_source,
+        RUNTIME_C.read_bytes(), SERVER_C.read_bytes(), variant_header(variant), variant.c_source,
         tools.tool("gcc").version, tools.tool("ld").version, " ".join(HARNESS_CFLAGS),
         " ".join(REFERENCE_CFLAGS), PRELINK, tools.tool("as").version, place.SLOT_SOURCE,
     )[:16]
@@ -229,9 +233,11 @@ def _build_into(variant: Variant, out_dir: Path, settings: Settings) -> None:
         (tmp / "reference.c").write_text(variant.c_source)
         _compile([gcc, *HARNESS_CFLAGS, "-I", str(tmp), "-c", str(RUNTIME_C), "-o",
                   str(tmp / "runtime.o")], f"harness for {variant.id}")
+        _compile([gcc, *HARNESS_CFLAGS, "-I", str(tmp), "-c", str(SERVER_C), "-o",
+                  str(tmp / "server.o")], f"reference runtime for {variant.id}")
         _compile([gcc, *REFERENCE_CFLAGS, "-c", str(tmp / "reference.c"), "-o",
                   str(tmp / "reference.o")], f"reference for {variant.id}")
-        _compile(tools.link_argv([str(tmp / "runtime.o"), str(tmp / "reference.o")],
+        _compile(tools.link_argv([str(tmp / "server.o"), str(tmp / "reference.o")],
                                  str(tmp / "reference.elf")), f"reference link for {variant.id}")
         _compile(tools.prelink_argv([str(tmp / "runtime.o")], str(tmp / "harness.o"),
                                     list(variant.math_functions)), f"harness for {variant.id}")

@@ -30,7 +30,7 @@ from ..decoder import Insn
 from ..errors import InfraError
 from ..kernels.model import Variant
 from ..settings import Settings
-from . import blocks, guard, harness, place
+from . import blocks, guard, harness, place, reference_server
 from .blocks import Trace
 from .harness import RANDOM_TESTS
 from .records import Record, parse, split_inputs
@@ -218,21 +218,37 @@ def reference(variant: Variant, seed: int, settings: Settings, inputs_of: int | 
     return found
 
 
+REFERENCE_TIMEOUT_S = 120
+
+
 def _run_reference(variant: Variant, built: harness.Harness, seed: int, tests: int,
                    settings: Settings, wanted: int, known: Reference | None) -> Reference:
     """Run the C on tests 0..tests-1, writing test `wanted`'s inputs too (merged with those of
-    `known`, an earlier run of the same key)."""
-    with_abs = needs_abs_run(variant)
+    `known`, an earlier run of the same key): answered by the variant's reference server
+    (reference_server.py) when it can, else (or when its answer does not parse: the server is
+    then killed) in a process of its own, whose failure is InfraError."""
+    argv = qemu_argv(str(built.reference), seed, tests, needs_abs_run(variant),
+                     mode=f"D{wanted}")
+    served = reference_server.run(argv, built.reference, settings, REFERENCE_TIMEOUT_S)
+    if served is not None:
+        try:
+            return _reference_of(variant, served, tests, wanted, known)
+        except InfraError:
+            reference_server.discard(argv, built.reference)
     scratch = scratch_dirs.make("ref")
     try:
-        res = sandbox.run(
-            qemu_argv(str(built.reference), seed, tests, with_abs, mode=f"D{wanted}"), scratch,
-            timeout_s=120, ro_files=[built.reference], confine=False, settings=settings,
-        )
+        res = sandbox.run(argv, scratch, timeout_s=REFERENCE_TIMEOUT_S,
+                          ro_files=[built.reference], confine=False, settings=settings)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    return _reference_of(variant, res, tests, wanted, known)
+
+
+def _reference_of(variant: Variant, res: sandbox.RunResult, tests: int, wanted: int,
+                  known: Reference | None) -> Reference:
+    """The reference a run of the C wrote, or InfraError when it failed or does not parse."""
     inputs, stream = split_inputs(variant, res.stdout, wanted)
-    records, clean = parse(variant, stream, with_abs)
+    records, clean = parse(variant, stream, needs_abs_run(variant))
     if res.returncode != 0 or inputs is None or not clean or len(records) != tests:
         raise InfraError(f"C reference of {variant.id} failed (status {res.returncode}): "
                          f"{res.stderr.decode(errors='replace')[-500:]}")

@@ -1,0 +1,337 @@
+"""The C reference served by a long-lived emulator per variant harness, a bounded pool of them
+per worker process.
+
+A one-off reference run costs an emulator launch per fresh verification, next to the
+candidate's own run. The reference is the verifier's own code (no candidate content), so one
+emulator per variant can stay up and answer every reference run of that variant: reference.elf
+in serve mode (reference_server.c) reads one request per line (the run's command-line
+arguments) and answers each with one length-prefixed frame holding exactly what the one-off
+run writes to stdout. The server runs as the one-off run does (`sandbox.start`: the same limits,
+user and session as `sandbox.run(..., confine=False)`), and ends at EOF on its stdin, i.e. with
+the worker process.
+
+`run` answers from the pool or says None, and the caller runs the reference once as before:
+when the pool is off (`reference_servers` = 0), its server is busy with another request (one
+at a time each), the pool is full of busy servers, or the server failed (timed out, died,
+answered a malformed frame, or a non-zero status): a failed server is killed first. Servers
+are closed least recently used first beyond `reference_servers`, after
+`reference_server_idle_s` without a request, once they used half of the CPU limit a one-off
+run has (RLIMIT_CPU counts the process's whole life), and at exit.
+
+The wall time a served run reports (it scales the candidate's time budget) is the request's
+plus the server's own start-up (spawn until its ready frame), so it stays comparable with a
+one-off run's, which includes the emulator's start.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import itertools
+import os
+import select
+import shutil
+import struct
+import subprocess
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+
+from .. import sandbox
+from .. import scratch as scratch_dirs
+from ..errors import InfraError
+from ..settings import Settings
+
+SERVE = "serve"
+MAGIC = 0x56535241  # "ARSV"
+HEADER = struct.Struct("<IIiIQ")  # magic, request id, exit status, 0, payload length
+LIMITS = sandbox.Limits()  # the one-off reference run's (sandbox.run's default)
+# A server is retired once it used this share of RLIMIT_CPU, which counts its whole life: a
+# request then still has as much CPU left as half a one-off run.
+CPU_SHARE = 0.5
+
+
+class Failed(Exception):
+    """The server did not answer a request properly: it is killed, the caller runs one-off."""
+
+
+class Server:
+    """One reference.elf in serve mode, its pipes, and what the pool needs to know of it."""
+
+    def __init__(self, prefix: Sequence[str], exe: Path) -> None:
+        self.prefix, self.exe = tuple(prefix), exe
+        self.lock = threading.Lock()  # one request at a time
+        self.used = time.monotonic()
+        self.startup_s = 0.0
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._ids = itertools.count(1)
+        self._buffer = bytearray()
+
+    def start(self, settings: Settings, timeout_s: float) -> None:
+        """Spawn the server and wait for its ready frame (the start-up time it reports)."""
+        began = time.perf_counter()
+        scratch = scratch_dirs.make("refsrv")
+        try:
+            self.proc = sandbox.start([*self.prefix, SERVE], scratch, limits=LIMITS,
+                                      settings=settings)
+        finally:
+            # Its working directory, removed once it is in it (the C writes no file): a server
+            # leaves nothing on disk, however its worker ends.
+            shutil.rmtree(scratch, ignore_errors=True)
+        self._frame(0, began + timeout_s)
+        self.startup_s = time.perf_counter() - began
+
+    def request(self, args: Sequence[str], timeout_s: float) -> tuple[int, bytes, float]:
+        """(exit status, output, seconds) of one run with the command-line `args`; Failed."""
+        assert self.proc is not None and self.proc.stdin is not None
+        ident = next(self._ids)
+        line = " ".join([str(ident), *args]).encode() + b"\n"
+        began = time.perf_counter()
+        try:
+            os.write(self.proc.stdin.fileno(), line)  # far below the pipe's buffer
+        except OSError as exc:
+            raise Failed(f"the server is gone: {exc}") from exc
+        status, payload = self._frame(ident, began + timeout_s)
+        self.used = time.monotonic()
+        return status, payload, time.perf_counter() - began
+
+    def _frame(self, ident: int, deadline: float) -> tuple[int, bytes]:
+        head = self._read(HEADER.size, deadline)
+        magic, got, status, zero, length = HEADER.unpack(head)
+        if magic != MAGIC or got != ident or zero != 0:
+            raise Failed(f"a malformed frame header {head.hex()} (request {ident})")
+        if length > LIMITS.file_size_mb * 1024 * 1024:  # a one-off run's output cap
+            raise Failed(f"a frame of {length} bytes")
+        return status, self._read(length, deadline)
+
+    def _read(self, count: int, deadline: float) -> bytes:
+        assert self.proc is not None and self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        while len(self._buffer) < count:
+            left = deadline - time.perf_counter()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                raise Failed("the server timed out")
+            chunk = os.read(fd, max(65536, count - len(self._buffer)))
+            if not chunk:
+                raise Failed("the server died (end of its output)")
+            self._buffer += chunk
+        out = bytes(self._buffer[:count])
+        del self._buffer[:count]
+        return out
+
+    def cpu_s(self) -> float:
+        """CPU seconds the server used so far (all its threads), from /proc."""
+        if self.proc is None:
+            return 0.0
+        try:
+            stat = Path(f"/proc/{self.proc.pid}/stat").read_text()
+        except OSError:
+            return float("inf")
+        fields = stat[stat.rindex(")") + 2:].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def close(self) -> None:
+        """Kill the server (if it started) and wait until it is gone."""
+        if self.proc is not None:
+            sandbox.stop(self.proc)
+
+    def abandon(self) -> None:
+        """In a forked child: let go of the parent's pipes without touching its server."""
+        if self.proc is not None:
+            for pipe in (self.proc.stdin, self.proc.stdout):
+                if pipe is not None:
+                    with contextlib.suppress(OSError):
+                        os.close(pipe.fileno())
+            self.proc = None
+
+
+class Pool:
+    """The servers of one process, most recently used last; a reaper thread closes idle ones."""
+
+    def __init__(self) -> None:
+        self.servers: OrderedDict[tuple[str, ...], Server] = OrderedDict()
+        self.lock = threading.Lock()
+        self.idle_s = 600.0
+        self._reaper: threading.Thread | None = None
+        self._wake = threading.Event()  # the idle time changed: the reaper's wait with it
+
+    def acquire(self, prefix: tuple[str, ...], exe: Path, settings: Settings
+                ) -> tuple[Server | None, list[Server]]:
+        """The server for `prefix`, locked for the caller (a new one not started yet), or None
+        when it is busy or no slot is free; and the servers to close now (outside the lock)."""
+        bound = settings.reference_servers
+        with self.lock:
+            if self.idle_s != settings.reference_server_idle_s:
+                self.idle_s = settings.reference_server_idle_s
+                self._wake.set()
+            server = self.servers.get(prefix)
+            if server is not None:
+                if not server.lock.acquire(blocking=False):
+                    return None, []
+                self.servers.move_to_end(prefix)
+                if server.cpu_s() < CPU_SHARE * LIMITS.cpu_seconds:
+                    return server, self._trim(bound)
+                del self.servers[prefix]  # retired: a new one takes its slot
+                server.lock.release()
+                closing = [server]
+            else:
+                closing = []
+            closing += self._trim(bound - 1)
+            if len(self.servers) >= bound:
+                return None, closing  # every slot busy
+            server = Server(prefix, exe)
+            server.lock.acquire()
+            self.servers[prefix] = server
+            self._ensure_reaper()
+            return server, closing
+
+    def _trim(self, bound: int) -> list[Server]:
+        """Unlink idle servers beyond `bound`, least recently used first (under the lock)."""
+        closing = []
+        for key, server in list(self.servers.items()):
+            if len(self.servers) <= max(bound, 0):
+                break
+            if server.lock.acquire(blocking=False):
+                del self.servers[key]
+                closing.append(server)
+        return closing
+
+    def drop(self, server: Server) -> None:
+        """Remove and kill a server that failed (the caller holds its lock)."""
+        with self.lock:
+            if self.servers.get(server.prefix) is server:
+                del self.servers[server.prefix]
+        server.close()
+
+    def _ensure_reaper(self) -> None:
+        if self._reaper is None or not self._reaper.is_alive():
+            self._reaper = threading.Thread(target=self._reap, name="armgym-refsrv-reaper",
+                                            daemon=True)
+            self._reaper.start()
+
+    def _reap(self) -> None:
+        """Close servers idle longer than idle_s; end when the pool is empty."""
+        while True:
+            self._wake.wait(min(max(self.idle_s / 4, 0.02), 30.0))
+            self._wake.clear()
+            now = time.monotonic()
+            with self.lock:
+                closing = []
+                for key, server in list(self.servers.items()):
+                    if now - server.used > self.idle_s and server.lock.acquire(blocking=False):
+                        del self.servers[key]
+                        closing.append(server)
+                empty = not self.servers
+                if empty:
+                    self._reaper = None
+            for server in closing:
+                server.close()
+            if empty:
+                return
+
+    def close_all(self) -> None:
+        """Close every server (waiting for those busy with a request)."""
+        with self.lock:
+            servers = list(self.servers.values())
+            self.servers.clear()
+        for server in servers:
+            with server.lock:
+                server.close()
+
+    def pids(self) -> list[int]:
+        """The servers' process ids (for tests and measurements)."""
+        with self.lock:
+            return [s.proc.pid for s in self.servers.values() if s.proc is not None]
+
+
+_pool: Pool | None = None
+_pool_lock = threading.Lock()
+
+
+def pool() -> Pool:
+    """This process's pool, made on first use."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = Pool()
+        return _pool
+
+
+def _after_fork() -> None:
+    """A forked child holds copies of the parent's pipes: close them (so the parent's servers
+    still see EOF when the parent dies) and start with an empty pool of its own."""
+    global _pool, _pool_lock
+    _pool_lock = threading.Lock()
+    if _pool is not None:
+        for server in _pool.servers.values():
+            server.abandon()
+    _pool = None
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
+@atexit.register
+def close_all() -> None:
+    """Close this process's servers (at exit, and for tests)."""
+    if _pool is not None:
+        _pool.close_all()
+
+
+def run(argv: Sequence[str], exe: Path, settings: Settings,
+        timeout_s: float) -> sandbox.RunResult | None:
+    """The one-off command line `argv` (whose program is `exe`) answered by its server, or None
+    (the caller then runs it once itself); a server that failed is killed first."""
+    if settings.reference_servers <= 0:
+        return None
+    prefix, args = _split(argv, exe)
+    if not readable(args):
+        return None
+    servers = pool()
+    server, closing = servers.acquire(prefix, exe, settings)
+    for old in closing:
+        old.close()
+    if server is None:
+        return None
+    try:
+        if server.proc is None:
+            server.start(settings, timeout_s)
+        status, payload, seconds = server.request(args, timeout_s)
+    except (Failed, InfraError, OSError):
+        servers.drop(server)
+        return None
+    finally:
+        server.lock.release()
+    if status != 0:
+        return None  # the one-off run says why, with the emulator's stderr
+    return sandbox.RunResult(status, payload, b"", False, server.startup_s + seconds)
+
+
+def readable(args: Sequence[str]) -> bool:
+    """Whether the server can read `args` as its one-off command line: at most five words
+    without spaces, on a line of less than its 256 bytes (with the request's id)."""
+    return 0 < len(args) <= 5 and sum(len(a) + 1 for a in args) < 256 - 12 and \
+        all(a and not any(c.isspace() for c in a) for a in args)
+
+
+def discard(argv: Sequence[str], exe: Path) -> None:
+    """Kill the server of `argv` (one whose answer the caller found wrong), unless it is busy."""
+    if _pool is None:
+        return
+    prefix = _split(argv, exe)[0]
+    with _pool.lock:
+        server = _pool.servers.get(prefix)
+        if server is None or not server.lock.acquire(blocking=False):
+            return
+        del _pool.servers[prefix]
+    server.close()
+    server.lock.release()
+
+
+def _split(argv: Sequence[str], exe: Path) -> tuple[tuple[str, ...], list[str]]:
+    """(the server's command line up to its program, the run's arguments after it)."""
+    words = [str(a) for a in argv]
+    at = words.index(str(exe)) + 1
+    return tuple(words[:at]), words[at:]
