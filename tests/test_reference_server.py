@@ -145,6 +145,11 @@ def test_one_server_answers_request_after_request_as_separate_runs_do() -> None:
             pid = reference_server.pool().pids()
         assert reference_server.pool().pids() == pid  # the same process answered each
     assert served[0].stream == served[2].stream and served[0].inputs == served[2].inputs
+    # each reports at least the server's start and its first request (which translated the
+    # code): what a one-off run, which does both, takes
+    [server] = reference_server.pool().servers.values()
+    assert server.first_s is not None and server.startup_s > 0
+    assert all(r.wall_s >= server.startup_s + server.first_s for r in served)
     for (seed, wanted), got in zip(((SEEDS[0], 12), (SEEDS[1], 15), (SEEDS[2], 3)),
                                    (served[0], served[1], served[3]), strict=True):
         assert_same_but_sp(variant, got, reference_of(variant_id, seed, off(), wanted))
@@ -261,6 +266,13 @@ def _processes_running(needle: str) -> list[int]:
     return out
 
 
+def _parent(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        return 0
+
+
 def test_the_pool_is_bounded_and_idle_servers_close() -> None:
     settings = on(reference_servers=2, reference_server_idle_s=1.0)
     pids: list[int] = []
@@ -274,7 +286,7 @@ def test_the_pool_is_bounded_and_idle_servers_close() -> None:
     survivors = reference_server.pool().pids()
     assert all(wait_gone(p) for p in survivors)  # idle for a second: closed
     assert reference_server.pool().pids() == []
-    assert not _processes_running(" serve")
+    assert not [p for p in _processes_running(" serve") if _parent(p) == os.getpid()]
 
 
 def test_zero_servers_runs_each_reference_in_its_own_process() -> None:
