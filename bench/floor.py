@@ -34,7 +34,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -280,39 +280,68 @@ class Replayer:
     def __init__(self, blobs: Path, sandboxed: bool) -> None:
         self.blobs, self.sandboxed = blobs, sandboxed
         self.settings = core.bench_settings()
-        self.servers: dict[tuple[int, tuple[str, ...]], reference_server.Server] = {}
+        # each lane's servers, least recently used first, as many as a worker's pool keeps
+        self.servers: OrderedDict[tuple[int, tuple[str, ...]], reference_server.Server] = \
+            OrderedDict()
+        self.lock = threading.Lock()
 
     def _server(self, launch: Launch) -> tuple[reference_server.Server, list[str]]:
         """(this lane's server of the launch's executable, the request's arguments)."""
         exe = Path(next(a for a in launch.argv if a.endswith("reference.elf")))
         prefix, args = reference_server._split(launch.argv, exe)
-        return self.servers.get((threading.get_ident(), prefix)) or \
-            reference_server.Server(prefix, exe), args
+        with self.lock:
+            known = self.servers.get((threading.get_ident(), prefix))
+        return known or reference_server.Server(prefix, exe), args
 
     def serve(self, launch: Launch) -> float:
         """Timed: a server's start, or one request to the lane's server."""
         server, args = self._server(launch)
-        key = (threading.get_ident(), server.prefix)
+        lane = threading.get_ident()
+        key = (lane, server.prefix)
         timeout = float(launch.kwargs["timeout_s"])
         if launch.via == START or server.proc is None:
             if server.proc is not None:
                 server.close()
                 server = reference_server.Server(server.prefix, server.exe)
+            self._trim(lane)
             begin = time.perf_counter()
             server.start(self.settings, timeout)
-            self.servers[key] = server
+            with self.lock:
+                self.servers[key] = server
             if launch.via == START:
                 return time.perf_counter() - begin
+        with self.lock:
+            self.servers.move_to_end(key)
         begin = time.perf_counter()
         status, _, _ = server.request(args, timeout)
         if status != 0:
             raise RuntimeError(f"a replayed reference request failed: {launch.argv}")
         return time.perf_counter() - begin
 
-    def close(self) -> None:
-        for server in self.servers.values():
+    def _trim(self, lane: int) -> None:
+        """Untimed: close the lane's least recently used servers beyond the pool's bound, and
+        while the host's sandbox-user tasks are past the servers' share (as the pool would not
+        start one then, reference_server.room)."""
+        with self.lock:
+            mine = [k for k in self.servers if k[0] == lane]
+            old = mine[:max(0, len(mine) - max(1, self.settings.reference_servers) + 1)]
+            closing = [self.servers.pop(k) for k in old]
+        for server in closing:
             server.close()
-        self.servers.clear()
+        while not reference_server.room(0):
+            with self.lock:
+                mine = [k for k in self.servers if k[0] == lane]
+                if not mine:
+                    return
+                server = self.servers.pop(mine[0])
+            server.close()
+
+    def close(self) -> None:
+        with self.lock:
+            servers = list(self.servers.values())
+            self.servers.clear()
+        for server in servers:
+            server.close()
 
     def restore(self, launch: Launch, dirs: dict[str, Path],
                 written: dict[Path, dict[str, str]]) -> tuple[list[str], Path | None]:

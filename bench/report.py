@@ -22,7 +22,8 @@ TARGETS: dict[str, tuple[str, float, str]] = {
     # issue 15's memory parts (MiB and fractions, judged like the ratios)
     "soak_rss_max_mib": ("<=", 400.0, "every worker process under 400 MiB over the soak"),
     "soak_growth_max": ("<=", 0.10, "RSS flat within 10% after warm-up, every process"),
-    "soak_leftovers": ("<=", 0.0, "no file in the scratch, no process beyond the pool"),
+    "soak_leftovers": ("<=", 0.0, "no file in the scratch, no process beyond the pool and its "
+                       "bounded reference servers, no server once the worker stopped"),
     "load_api_rss_mib": ("<=", 300.0, "API under 300 MiB with the clients waiting"),
 }
 
@@ -79,7 +80,9 @@ def ratios(results: dict[str, Any]) -> dict[str, float]:
         out["soak_rss_max_mib"] = soak["rss_max_mib"]
         out["soak_growth_max"] = max(abs(g) for g in soak["growth_after_warmup"].values())
         left = soak["leftovers"]
-        out["soak_leftovers"] = len(left["scratch_entries"]) + len(left["extra_processes"])
+        out["soak_leftovers"] = (len(left["scratch_entries"]) + len(left["extra_processes"])
+                                 + len(left.get("reference_servers_over_bound", []))
+                                 + len(left.get("servers_after_stop", [])))
     if load := results.get("load"):
         out["load_api_rss_mib"] = load["waiting"]["api_rss_mib_max"]
     return out
@@ -198,7 +201,9 @@ def table(results: dict[str, Any]) -> str:
         row("  growth after warm-up", str(soak["growth_after_warmup"]),
             _mark(r, "soak_growth_max"))
         row("  left behind", f"{soak['leftovers']['scratch_entries']} files, "
-            f"{soak['leftovers']['extra_processes']} processes", _mark(r, "soak_leftovers"))
+            f"{soak['leftovers']['extra_processes']} processes, "
+            f"{soak['leftovers'].get('servers_after_stop', [])} servers after the stop",
+            _mark(r, "soak_leftovers"))
     if load := results.get("load"):
         w = load["waiting"]
         row(f"load: {w['clients']} clients waiting {w['seconds']:g} s",

@@ -123,7 +123,7 @@ def worker_rss(main: int) -> dict[str, Any]:
     servers = [p for ps in reference_servers(set(kids)).values() for p in ps]
     return {"main": round(rss_mib(main), 1), "pool": round(sum(pools), 1), "pools": pools,
             "servers": len(servers), "servers_mib": round(sum(map(rss_mib, servers)), 1),
-            "processes": 1 + len(descendants(main))}
+            "processes": 1 + len(kids)}
 
 
 def growth(samples: list[dict[str, Any]]) -> dict[str, float]:

@@ -60,6 +60,7 @@ from host_state import (
 
 from toolchain import execution, kernels, sandbox, tools
 from toolchain.errors import ErrorKind
+from toolchain.execution import reference_server
 from toolchain.execution.records import parse
 from toolchain.gates import syntax
 from toolchain.gates.correctness.compare import Finding, judge
@@ -158,8 +159,14 @@ class Host:
             "canary_dir": sorted(os.listdir(self.canary.parent)),
             "owned": owned_files(self.roots(), skip=[REPO / ".venv", REPO / ".git"]),
             # Other tests in this worker may keep helper processes (servers) alive across tests.
-            "processes": {p.pid for p in live_descendants()},
+            "processes": others(),
         }
+
+
+def others() -> set[int]:
+    """Live descendants of the test process, but the C reference's servers (the verifier's own
+    processes, which a verification may start and keep: exactly the pool's pids)."""
+    return {p.pid for p in live_descendants()} - set(reference_server.pool().pids())
 
 
 def _as_nobody() -> None:
@@ -373,12 +380,12 @@ def test_without_sandbox_and_guard_a_host_file_is_rewritten(weak_host: Host) -> 
 def test_without_sandbox_and_guard_a_process_escapes_and_is_seen(weak_host: Host) -> None:
     """The weaker mode's documented hole, and proof that the process check would catch it."""
     case = case_named("74_fork_setsid_escape")
-    before = {p.pid for p in live_descendants()}
+    before = others()
     run_unguarded(case, weak_host)
-    escaped = [p for p in live_descendants() if p.pid not in before]
+    escaped = [p for p in live_descendants() if p.pid in others() - before]
     for proc in escaped:
         os.kill(proc.pid, signal.SIGKILL)
     reap_after = time.monotonic() + 5
-    while [p for p in live_descendants() if p.pid not in before] and time.monotonic() < reap_after:
+    while others() - before and time.monotonic() < reap_after:
         time.sleep(0.01)
     assert [p.uid for p in escaped] == [sandbox_uid()]

@@ -362,3 +362,18 @@ def test_the_candidates_harness_is_the_runtime_alone(fake_dir: Path) -> None:
     assert b"armgym_run" not in built.object.read_bytes()
     assert b"open_memstream" not in built.slotted.read_bytes()
     assert b"armgym_run" in built.reference.read_bytes()
+
+
+def test_no_server_starts_past_the_sandbox_users_task_budget(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Servers run as the sandbox user, whose tasks RLIMIT_NPROC counts for every sandboxed
+    step: past their share, the run is made once and no server is left holding tasks."""
+    argv, exe = argv_of("relu_n64_float32", 3)
+    assert reference_server.run(argv, exe, on(), 60) is not None
+    [pid] = reference_server.pool().pids()
+    assert reference_server.sandbox_user_tasks() >= reference_server.SERVER_TASKS
+    monkeypatch.setattr(reference_server, "TASK_SHARE", 0.0)
+    other, other_exe = argv_of("dot_n64_float32", 3)
+    assert reference_server.run(other, other_exe, on(), 60) is None
+    assert reference_server.pool().pids() == [pid]  # the running one still serves
+    assert reference_server.run(argv, exe, on(), 60) is not None

@@ -32,6 +32,10 @@ def test_soak_part_samples_every_pool_process_and_is_judged() -> None:
     assert set(found["growth_after_warmup"]) == {"main", "pool 1", "pool 2"}
     assert found["leftovers"]["scratch_entries"] == []
     assert found["leftovers"]["extra_processes"] == []
+    # the reference servers a pool process keeps are bounded, and end with the worker
+    assert found["leftovers"]["reference_servers_over_bound"] == []
+    assert found["leftovers"]["servers_after_stop"] == []
+    assert all(s["servers"] <= 2 * 2 for s in found["samples"])  # 2 variants, 2 pool processes
     results = {"n": 8, "composition": {}, "cpus": 2, "elapsed_s": 1.0, "soak": found}
     ratios = report.ratios(results)
     assert ratios["soak_rss_max_mib"] == found["rss_max_mib"] > 0

@@ -12,7 +12,8 @@ the worker process.
 
 `run` answers from the pool or says None, and the caller runs the reference once as before:
 when the pool is off (`reference_servers` = 0), its server is busy with another request (one
-at a time each), the pool is full of busy servers, or the server failed (timed out, died,
+at a time each), the pool is full of busy servers, the host's sandbox user runs too many
+threads already (`TASK_SHARE`), or the server failed (timed out, died,
 answered a malformed frame, or a non-zero status): a failed server is killed first. Servers
 are closed least recently used first beyond `reference_servers`, after
 `reference_server_idle_s` without a request, once they used half of the CPU limit a one-off
@@ -53,6 +54,12 @@ LIMITS = sandbox.Limits()  # the one-off reference run's (sandbox.run's default)
 # A server is retired once it used this share of RLIMIT_CPU, which counts its whole life: a
 # request then still has as much CPU left as half a one-off run.
 CPU_SHARE = 0.5
+# Servers run as the sandbox user, whose threads RLIMIT_NPROC counts host-wide for every
+# sandboxed step (LIMITS.processes; a qemu server holds 2): a server starts only while the
+# sandbox user's tasks on the host stay within this share of it after the start, so long-lived
+# servers never take the sandboxes' headroom, however many worker processes share the host.
+TASK_SHARE = 0.5
+SERVER_TASKS = 2
 
 
 class Failed(Exception):
@@ -188,8 +195,8 @@ class Pool:
             else:
                 closing = []
             closing += self._trim(bound - 1)
-            if len(self.servers) >= bound:
-                return None, closing  # every slot busy
+            if len(self.servers) >= bound or not room(len(closing)):
+                return None, closing  # every slot busy, or the host's task budget spent
             server = Server(prefix, exe)
             server.lock.acquire()
             self.servers[prefix] = server
@@ -253,6 +260,29 @@ class Pool:
         """The servers' process ids (for tests and measurements)."""
         with self.lock:
             return [s.proc.pid for s in self.servers.values() if s.proc is not None]
+
+
+def sandbox_user_tasks() -> int:
+    """Threads of the sandbox user's processes on this host (what its RLIMIT_NPROC counts)."""
+    total = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            if entry.stat().st_uid != sandbox.NOBODY:
+                continue
+            stat = Path(entry.path, "stat").read_text()
+            total += int(stat[stat.rindex(")") + 2:].split()[17])
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
+def room(closing: int) -> bool:
+    """Whether one more server fits the host's budget of sandbox-user tasks (`closing` servers
+    are about to end)."""
+    used = sandbox_user_tasks() - SERVER_TASKS * closing
+    return used + SERVER_TASKS <= TASK_SHARE * LIMITS.processes
 
 
 _pool: Pool | None = None
