@@ -42,6 +42,7 @@ from deploy.measure import POSTGRES, rss_mib
 from store import admin, db
 from store.keys import new_plaintext
 from toolchain import baselines, kernels
+from toolchain.execution import reference_server
 from toolchain.settings import get_settings
 
 VARIANT_COUNT = 32
@@ -110,7 +111,7 @@ def reference_servers(pool: set[int]) -> dict[int, list[int]]:
 
 def running(pid: int) -> bool:
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        return reference_server.proc_stat(pid)[0] != "Z"
     except OSError:
         return False
 

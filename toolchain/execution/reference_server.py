@@ -39,7 +39,7 @@ import subprocess
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .. import sandbox
@@ -142,10 +142,9 @@ class Server:
         if self.proc is None:
             return 0.0
         try:
-            stat = Path(f"/proc/{self.proc.pid}/stat").read_text()
+            fields = proc_stat(self.proc.pid)
         except OSError:
             return float("inf")
-        fields = stat[stat.rindex(")") + 2:].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def close(self) -> None:
@@ -205,10 +204,19 @@ class Pool:
 
     def _trim(self, bound: int) -> list[Server]:
         """Unlink idle servers beyond `bound`, least recently used first (under the lock)."""
+        return self._unlink(lambda _key, _server: len(self.servers) > max(bound, 0),
+                            stop_when_false=True)
+
+    def _unlink(self, wanted: Callable[[tuple[str, ...], Server], bool], *,
+                stop_when_false: bool = False) -> list[Server]:
+        """Unlink the idle servers `wanted` says (oldest first; under the lock), each left
+        locked for its closer; `stop_when_false`: the first refusal ends the walk."""
         closing = []
         for key, server in list(self.servers.items()):
-            if len(self.servers) <= max(bound, 0):
-                break
+            if not wanted(key, server):
+                if stop_when_false:
+                    break
+                continue
             if server.lock.acquire(blocking=False):
                 del self.servers[key]
                 closing.append(server)
@@ -234,11 +242,8 @@ class Pool:
             self._wake.clear()
             now = time.monotonic()
             with self.lock:
-                closing = []
-                for key, server in list(self.servers.items()):
-                    if now - server.used > self.idle_s and server.lock.acquire(blocking=False):
-                        del self.servers[key]
-                        closing.append(server)
+                stale = now - self.idle_s
+                closing = self._unlink(lambda _key, server, stale=stale: server.used < stale)
                 empty = not self.servers
                 if empty:
                     self._reaper = None
@@ -262,6 +267,13 @@ class Pool:
             return [s.proc.pid for s in self.servers.values() if s.proc is not None]
 
 
+def proc_stat(pid: int) -> list[str]:
+    """The fields of /proc/<pid>/stat after the command name (which may hold spaces and
+    parentheses): field 0 is the state, 11-12 the CPU times, 17 the thread count; OSError."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat[stat.rindex(")") + 2:].split()
+
+
 def sandbox_user_tasks() -> int:
     """Threads of the sandbox user's processes on this host (what its RLIMIT_NPROC counts)."""
     total = 0
@@ -271,8 +283,7 @@ def sandbox_user_tasks() -> int:
         try:
             if entry.stat().st_uid != sandbox.NOBODY:
                 continue
-            stat = Path(entry.path, "stat").read_text()
-            total += int(stat[stat.rindex(")") + 2:].split()[17])
+            total += int(proc_stat(int(entry.name))[17])
         except (OSError, ValueError, IndexError):
             continue
     return total
@@ -362,12 +373,10 @@ def discard(argv: Sequence[str], exe: Path) -> None:
         return
     prefix = _split(argv, exe)[0]
     with _pool.lock:
-        server = _pool.servers.get(prefix)
-        if server is None or not server.lock.acquire(blocking=False):
-            return
-        del _pool.servers[prefix]
-    server.close()
-    server.lock.release()
+        closing = _pool._unlink(lambda key, _: key == prefix)
+    for server in closing:
+        server.close()
+        server.lock.release()
 
 
 def _split(argv: Sequence[str], exe: Path) -> tuple[tuple[str, ...], list[str]]:
