@@ -10,6 +10,7 @@ object), ld links it as before and the verdict is ld's.
 from __future__ import annotations
 
 import shutil
+import struct
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -270,3 +271,85 @@ def test_the_fast_path_serves_the_baselines(scratch: Path) -> None:
         sub.mkdir()
         sub.chmod(0o777)
         assert placed("vec_add_n1024_float32", baseline("vec_add_n1024_float32", compiler), sub)
+
+
+# The reader before the tables were read as arrays: every section header, symbol and relocation
+# unpacked one by one. The array reader must give the same template on every template's harness.
+_SHDR = struct.Struct("<IIQQQQIIQQ")
+_SYM = struct.Struct("<IBBHQQ")
+_RELA = struct.Struct("<QQq")
+
+
+def _unpacked_template(path: Path, functions: tuple[str, ...]) -> place.Template:
+    data = path.read_bytes()
+    segments = guard.load_segments(data)
+
+    def offset(address: int) -> int:
+        return next(off + address - vaddr for vaddr, off, filesz in segments
+                    if vaddr <= address < vaddr + filesz)
+
+    shoff, = struct.unpack_from("<Q", data, 40)
+    shnum, = struct.unpack_from("<H", data, 60)
+    headers = [_SHDR.unpack_from(data, shoff + i * _SHDR.size) for i in range(shnum)]
+    symtab = next(h for h in headers if h[1] == object_checks.SHT_SYMTAB)
+    strings = headers[symtab[6]]
+    names = data[strings[4]: strings[4] + strings[5]]
+    symbols = [_SYM.unpack_from(data, symtab[4] + i * _SYM.size)
+               for i in range(symtab[5] // _SYM.size)]
+
+    def name(sym: tuple[int, ...]) -> bytes:
+        return names[sym[0]: names.index(b"\0", sym[0])]
+
+    def value(wanted: str) -> int:
+        return next(s[4] for s in symbols if s[3] and s[1] >> 4 in (1, 2)
+                    and name(s) == wanted.encode())
+
+    index = max(i for i, s in enumerate(symbols) if s[3] and s[1] >> 4 == 1
+                and name(s) == b"kernel")
+    calls, others = [], []
+    for h in headers:
+        if h[1] == object_checks.SHT_RELA and h[6] == headers.index(symtab):
+            for r_offset, info, addend in _RELA.iter_unpack(data[h[4]: h[4] + h[5]]):
+                entry = (info & 0xFFFFFFFF, r_offset, symbols[info >> 32][4], addend)
+                (calls if info >> 32 == index else others).append(entry)
+    slots = tuple((a, offset(a)) for a in map(value, place.SLOT_SYMBOLS))
+    aligns = tuple(max((h[8] for h in headers if h[3] <= a < h[3] + h[5]), default=0)
+                   for a, _ in slots)
+    end = slots[0][0] + place.TEXT_SLOT
+    after = sorted((h[3], h[8]) for h in headers
+                   if h[2] & object_checks.SHF_EXECINSTR and h[3] >= end)
+    tail, tail_align, moved = b"", 1, []
+    if after:
+        seg = next(s for s in segments if s[0] <= end < s[0] + s[2])
+        lo, hi = after[0][0], seg[0] + seg[2]
+        tail, tail_align = data[offset(lo): seg[1] + seg[2]], max(after[0][1], 1)
+        try:
+            for rtype, p, s, addend in others:
+                if lo <= p < hi:
+                    moved += place._moved(rtype, p, s + addend, lo, hi, data[offset(p):][:8])
+        except ValueError:
+            moved = None
+    return place.Template(path, place._identity(path.stat()), slots,
+                          symtab[4] + index * _SYM.size + 8,
+                          tuple((t, p, offset(p), a) for t, p, _s, a in calls),
+                          {f: value(f) for f in functions}, (aligns[0], aligns[1], aligns[2]),
+                          tail, tail_align, tuple(moved) if moved is not None else None)
+
+
+def _one_per_template() -> list[str]:
+    """A variant of every template, the one calling the most math functions."""
+    best: dict[str, kernels.Variant] = {}
+    for v in kernels.build_all():
+        if v.template not in best or len(v.math_functions) > len(best[v.template].math_functions):
+            best[v.template] = v
+    return sorted(v.id for v in best.values())
+
+
+@pytest.mark.parametrize("variant_id", _one_per_template())
+def test_the_template_read_as_arrays_is_the_one_read_entry_by_entry(variant_id: str) -> None:
+    variant = kernels.get(variant_id)
+    slotted = execution.harness.build(variant, get_settings()).slotted
+    read = place.Template.read(slotted, variant.math_functions)
+    assert read == _unpacked_template(slotted, variant.math_functions)
+    assert read.calls and read.tail_relocs  # the tables were there to read
+    assert all(type(x) is int for entry in (*read.calls, *read.tail_relocs) for x in entry[:3])

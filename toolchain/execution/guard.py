@@ -258,8 +258,11 @@ class Function:
     end: int
 
 
-_SYM = np.dtype([("name", "<u4"), ("info", "u1"), ("other", "u1"), ("shndx", "<u2"),
-                 ("value", "<u8"), ("size", "<u8")])
+SYM = np.dtype([("name", "<u4"), ("info", "u1"), ("other", "u1"), ("shndx", "<u2"),
+                ("value", "<u8"), ("size", "<u8")])  # Elf64_Sym
+SHDR = np.dtype([("name", "<u4"), ("type", "<u4"), ("flags", "<u8"), ("addr", "<u8"),
+                 ("offset", "<u8"), ("size", "<u8"), ("link", "<u4"), ("info", "<u4"),
+                 ("addralign", "<u8"), ("entsize", "<u8")])  # Elf64_Shdr
 
 
 class Image:
@@ -271,8 +274,8 @@ class Image:
     def __init__(self, data: bytes) -> None:
         self.data = data
         self.segments = load_segments(data)
-        self._syms, self._strings = _symtab(data)
-        defined = self._syms[(self._syms["shndx"] != 0)]
+        self.symtab, self.symbols, self.strings = _symtab(data)
+        defined = self.symbols[(self.symbols["shndx"] != 0)]
         funcs = defined[((defined["info"] & 0xF) == 2) & (defined["size"] > 0)]
         funcs = funcs[np.argsort(funcs["value"], kind="stable")]
         self._starts = funcs["value"]
@@ -287,21 +290,25 @@ class Image:
             raise InfraError(f"cannot read the linked executable: {exc}") from exc
 
     def _name(self, offset: int) -> str:
-        return self._strings[offset: self._strings.index(b"\0", offset)].decode(errors="replace")
+        return self.strings[offset: self.strings.index(b"\0", offset)].decode(errors="replace")
+
+    def named(self, name: str) -> np.ndarray:
+        """Which symbols are called `name` (a mask over `symbols`), no name decoded."""
+        wanted = name.encode() + b"\0"
+        offsets, at = [], self.strings.find(wanted)
+        while at >= 0:  # names may share a tail ("kernel" inside "xkernel"): every occurrence
+            offsets.append(at)
+            at = self.strings.find(wanted, at + 1)
+        named = np.zeros(len(self.symbols), dtype=bool)
+        for offset in offsets:
+            named |= self.symbols["name"] == offset
+        return named
 
     def symbol(self, name: str) -> int:
         """The value of the defined GLOBAL or WEAK symbol `name`."""
-        wanted = name.encode() + b"\0"
-        offsets, at = [], self._strings.find(wanted)
-        while at >= 0:  # names may share a tail ("kernel" inside "xkernel"): every occurrence
-            offsets.append(at)
-            at = self._strings.find(wanted, at + 1)
-        syms = self._syms
-        named = np.zeros(len(syms), dtype=bool)
-        for offset in offsets:
-            named |= syms["name"] == offset
+        syms = self.symbols
         bind = syms["info"] >> 4
-        hit = syms[named & (syms["shndx"] != 0) & ((bind == 1) | (bind == 2))]
+        hit = syms[self.named(name) & (syms["shndx"] != 0) & ((bind == 1) | (bind == 2))]
         if not len(hit):
             raise InfraError(f"the linked executable has no symbol {name}")
         return int(hit["value"][0])
@@ -354,16 +361,24 @@ def load_segments(data: bytes) -> tuple[tuple[int, int, int], ...]:
     return tuple(out)
 
 
-def _symtab(data: bytes) -> tuple[np.ndarray, bytes]:
+def section_headers(data: bytes) -> np.ndarray:
+    """The section header table as one array (fields as in SHDR)."""
     shoff, = struct.unpack_from("<Q", data, 40)
     shentsize, shnum = struct.unpack_from("<HH", data, 58)
-    for i in range(shnum):
-        _n, stype, _f, _a, offset, size, link, _i, _al, entsize = struct.unpack_from(
-            "<IIQQQQIIQQ", data, shoff + i * shentsize)
-        if stype == 2 and entsize == _SYM.itemsize:  # SHT_SYMTAB
-            strtab = struct.unpack_from("<IIQQQQIIQQ", data, shoff + link * shentsize)
-            strings = data[strtab[4]: strtab[4] + strtab[5]]
-            return np.frombuffer(data, _SYM, size // entsize, offset), strings
+    if shnum and shentsize != SHDR.itemsize:
+        raise ValueError(f"section headers of {shentsize} bytes")
+    return np.frombuffer(data, SHDR, shnum, shoff)
+
+
+def _symtab(data: bytes) -> tuple[int, np.ndarray, bytes]:
+    """The symbol table's section index, its entries and its string table."""
+    headers = section_headers(data)
+    for i, h in enumerate(headers):
+        if h["type"] == 2 and h["entsize"] == SYM.itemsize:  # SHT_SYMTAB
+            strtab = headers[h["link"]]
+            strings = data[int(strtab["offset"]): int(strtab["offset"] + strtab["size"])]
+            return i, np.frombuffer(data, SYM, int(h["size"]) // SYM.itemsize,
+                                    int(h["offset"])), strings
     raise ValueError("no symbol table")
 
 

@@ -30,6 +30,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from ..gates import object_checks as oc
 from . import guard
 
@@ -63,10 +65,6 @@ _EARLY_TEXT = (".text.unlikely", ".text.exit", ".text.startup", ".text.hot", ".t
 SHF_MERGE = 0x10
 _SLOT_OF = {"text": 0, "rodata": 1, "eh_frame": 1, "data": 2, "bss": 2}
 _SLOT_SIZE = (TEXT_SLOT, RO_SLOT, RW_SLOT)
-
-_SHDR = struct.Struct("<IIQQQQIIQQ")
-_SYM = struct.Struct("<IBBHQQ")
-_RELA = struct.Struct("<QQq")
 
 
 class Unplaceable(Exception):
@@ -239,22 +237,25 @@ class Template:
             raise ValueError(f"{address:#x} is not in a loaded segment")
 
         slots = tuple((a, offset(a)) for a in map(image.symbol, SLOT_SYMBOLS))
-        kernel_value_at, calls, others = _relocations(data)
-        placed = [(t, p, offset(p), a) for t, p, _s, a in calls]
-        headers = _headers(data)
-        aligns = tuple(max((h[8] for h in headers if h[3] <= a < h[3] + h[5]), default=0)
+        headers = guard.section_headers(data)
+        kernel_value_at, calls, others = _relocations(data, image, headers)
+        placed = [(t, p, offset(p), a) for t, p, _s, a in _entries(calls)]
+        starts, ends = headers["addr"], headers["addr"] + headers["size"]
+        aligns = tuple(int(headers["addralign"][(starts <= a) & (a < ends)].max(initial=0))
                        for a, _ in slots)
         end = slots[0][0] + TEXT_SLOT
-        after = sorted((h[3], h[8]) for h in headers if h[2] & oc.SHF_EXECINSTR and h[3] >= end)
+        code = headers[(headers["flags"] & oc.SHF_EXECINSTR != 0) & (starts >= end)]
         tail, tail_align, moved = b"", 1, []
-        if after:
+        if len(code):
+            first = code[np.lexsort((code["addralign"], code["addr"]))[0]]
             seg = next(s for s in image.segments if s[0] <= end < s[0] + s[2])
-            lo, hi = after[0][0], seg[0] + seg[2]
-            tail, tail_align = data[offset(lo): seg[1] + seg[2]], max(after[0][1], 1)
+            lo, hi = int(first["addr"]), seg[0] + seg[2]
+            tail, tail_align = data[offset(lo): seg[1] + seg[2]], max(int(first["addralign"]), 1)
+            inside = others[(others["offset"] >= lo) & (others["offset"] < hi)]
             try:
-                for rtype, p, sym, addend in others:
-                    if lo <= p < hi:
-                        moved += _moved(rtype, p, sym + addend, lo, hi, data[offset(p):][:8])
+                for rtype, p, sym, addend in _entries(inside):
+                    at = offset(p)
+                    moved += _moved(rtype, p, sym + addend, lo, hi, data[at: at + 8])
             except ValueError:
                 moved = None  # a tail this cannot move: every attempt of the variant goes to ld
         return cls(path, identity, slots, kernel_value_at, tuple(placed),
@@ -315,40 +316,45 @@ def _moved(rtype: int, p: int, target: int, lo: int, hi: int, field: bytes
     return [(rtype, p - lo, target - lo, True)]
 
 
-def _headers(data: bytes) -> list[tuple[int, ...]]:
-    shoff, = struct.unpack_from("<Q", data, 40)
-    shnum, = struct.unpack_from("<H", data, 60)
-    return [_SHDR.unpack_from(data, shoff + i * _SHDR.size) for i in range(shnum)]
+_RELA = np.dtype([("offset", "<u8"), ("info", "<u8"), ("addend", "<i8")])  # Elf64_Rela
+# A relocation as `_relocations` gives it: its type, place, S (its symbol's value) and addend.
+_ENTRY = np.dtype([("type", "<u8"), ("offset", "<u8"), ("s", "<u8"), ("addend", "<i8")])
 
 
-def _relocations(data: bytes) -> tuple[int, list[tuple[int, int, int, int]],
-                                        list[tuple[int, int, int, int]]]:
+def _entries(table: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """An `_ENTRY` array as Python ints: S + A is then exact (numpy would mix u8 and i8 in
+    floats)."""
+    return list(zip(table["type"].tolist(), table["offset"].tolist(), table["s"].tolist(),
+                    table["addend"].tolist(), strict=True))
+
+
+def _relocations(data: bytes, image: guard.Image, headers: np.ndarray
+                 ) -> tuple[int, np.ndarray, np.ndarray]:
     """What `ld -q` kept in the executable: the file offset of the `kernel` symbol's st_value,
-    the relocations (type, place, S, addend) against `kernel`, and all the others."""
-    headers = _headers(data)
-    symtab = next(h for h in headers if h[1] == oc.SHT_SYMTAB)
-    strings = headers[symtab[6]]
-    names = data[strings[4]: strings[4] + strings[5]]
-    values, index = [], -1
-    for i in range(symtab[5] // _SYM.size):
-        name, info, _o, shndx, value, _s = _SYM.unpack_from(data, symtab[4] + i * _SYM.size)
-        values.append(value)
-        if shndx and info >> 4 == oc.STB_GLOBAL and names[name: names.index(b"\0", name)] \
-                == b"kernel":
-            index = i
-    if index < 0:
+    and the relocations (`_ENTRY`) against `kernel` and all the others; read as arrays, since
+    a harness keeps some 15,000 of them."""
+    syms = image.symbols
+    kernels = np.flatnonzero(image.named("kernel") & (syms["shndx"] != 0) &
+                             (syms["info"] >> 4 == oc.STB_GLOBAL))
+    if not len(kernels):
         raise ValueError("the slotted harness defines no kernel")
-    calls, others = [], []
-    for h in headers:
-        if h[1] != oc.SHT_RELA or h[6] != headers.index(symtab):
-            continue
-        for r_offset, info, addend in _RELA.iter_unpack(data[h[4]: h[4] + h[5]]):
-            sym = info >> 32
-            entry = (info & 0xFFFFFFFF, r_offset, values[sym], addend)
-            (calls if sym == index else others).append(entry)
-    if not calls:
+    index = int(kernels[-1])
+    tables = [np.frombuffer(data, _RELA, int(h["size"]) // _RELA.itemsize, int(h["offset"]))
+              for h in headers if h["type"] == oc.SHT_RELA and h["link"] == image.symtab]
+    rela = np.concatenate(tables) if tables else np.zeros(0, _RELA)
+    sym = rela["info"] >> np.uint64(32)
+    if len(sym) and int(sym.max()) >= len(syms):
+        raise IndexError("a relocation's symbol is outside the symbol table")
+    entries = np.empty(len(rela), _ENTRY)
+    entries["type"] = rela["info"] & np.uint64(0xFFFFFFFF)
+    entries["offset"] = rela["offset"]
+    entries["s"] = syms["value"][sym.astype(np.intp)]
+    entries["addend"] = rela["addend"]
+    against = sym == index
+    if not against.any():
         raise ValueError("the slotted harness keeps no reference to kernel")
-    return symtab[4] + index * _SYM.size + 8, calls, others
+    symtab_at = int(headers["offset"][image.symtab])
+    return symtab_at + index * guard.SYM.itemsize + 8, entries[against], entries[~against]
 
 
 # --------------------------------------------------------------------------- one attempt
