@@ -6,6 +6,7 @@ the file system, the network and the limits without any other program in the san
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 import signal
@@ -213,3 +214,19 @@ def test_weaker_mode_runs_and_says_so() -> None:
 def test_verdict_says_bwrap_ran() -> None:
     verdict = verify(HONEST, baseline(HONEST), 5, settings=get_settings())
     assert verdict.passed and verdict.sandbox == "bwrap"
+
+
+@pytest.mark.parametrize("memfd", [True, False])
+def test_a_steps_files_are_unnamed_and_in_memory_where_memfd_exists(
+        memfd: bool, scratch: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if not memfd:
+        monkeypatch.delattr(os, "memfd_create")  # the fallback: unnamed temporary files
+    res = sandbox.run(["/usr/bin/readlink", "/proc/self/fd/0", "/proc/self/fd/1",
+                       "/proc/self/fd/2"], scratch, timeout_s=10, stdin=b"",
+                      settings=weak_settings())
+    files = res.stdout.decode().splitlines()
+    assert res.returncode == 0 and len(files) == 3, res.stderr
+    assert all(f.startswith("/memfd:armgym-step") == memfd and f.endswith(" (deleted)")
+               for f in files), files
+    res = sh("read -r x; echo $x; echo err >&2", scratch, stdin=b"given\n")  # through bwrap
+    assert (res.returncode, res.stdout, res.stderr) == (0, b"given\n", b"err\n")
