@@ -8,7 +8,8 @@ process: this venv's Python with the tree first on sys.path, so the toolchain im
 tree's. The mix is built once, here; every item goes to every worker in turn, the order rotated
 per item, one verification at a time, after every variant of the mix was verified once per tree
 (its harness and baseline measurements cached). A worker reports per verification its wall time
-and its CPU time (its own and its children's: the tools), verdict cache off. CPU time is the
+and its CPU time (its own and its children's: the tools; and its own alone, the Python's),
+verdict cache off. CPU time is the
 figure to compare on a shared machine (wall time includes waiting for a core); the ratios are
 against the first tree.
 """
@@ -41,14 +42,17 @@ settings = base.replace(verdict_cache=False) if hasattr(base, "replace") else \
 def cpu():
     a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
+def own():
+    a = resource.getrusage(resource.RUSAGE_SELF)
+    return a.ru_utime + a.ru_stime
 print(json.dumps({"version": VERIFIER_VERSION}), flush=True)
 for line in sys.stdin:
     item = json.loads(line)
-    c0, t0 = cpu(), time.perf_counter()
+    c0, p0, t0 = cpu(), own(), time.perf_counter()
     v = verify(item["variant_id"], item["assembly"], item["seed"], settings=settings)
     kind = "pass" if v.passed else str(v.error_kind.value if v.error_kind else "unknown")
-    print(json.dumps({"wall": time.perf_counter() - t0, "cpu": cpu() - c0, "outcome": kind}),
-          flush=True)
+    print(json.dumps({"wall": time.perf_counter() - t0, "cpu": cpu() - c0,
+                      "python": own() - p0, "outcome": kind}), flush=True)
 """
 
 
@@ -106,15 +110,18 @@ def main(argv: list[str] | None = None) -> int:
     for w in workers:
         w.close()
     first_cpu = sum(r["cpu"] for r in rows[0])
+    first_py = sum(r["python"] for r in rows[0])
     first_wall = sum(r["wall"] for r in rows[0])
     print(f"{len(items)} items ({mix.composition(items)}), one verification at a time")
     for w, r in zip(workers, rows, strict=True):
         cpu, wall = sum(x["cpu"] for x in r), sum(x["wall"] for x in r)
+        py = sum(x["python"] for x in r)
         per = statistics.median(x["cpu"] / max(y["cpu"], 1e-9) for x, y in zip(r, rows[0],
                                                                                   strict=True))
         differ = sum(x["outcome"] != y["outcome"] for x, y in zip(r, rows[0], strict=True))
         print(f"  {w.tree} (verifier {w.version}): CPU {cpu:7.1f} s (x{cpu / first_cpu:.3f}, "
-              f"median per item x{per:.3f}), wall {wall:7.1f} s (x{wall / first_wall:.3f}); "
+              f"median per item x{per:.3f}; the worker's own, Python, {py:6.1f} s, "
+              f"x{py / first_py:.3f}), wall {wall:7.1f} s (x{wall / first_wall:.3f}); "
               f"outcomes differing from the first tree: {differ}")
     if args.json:
         args.json.write_text(json.dumps({"trees": [str(w.tree) for w in workers],
