@@ -78,6 +78,8 @@ class Recording:
     wall_s: float  # the verification, minus the recorder's own snapshot time
     tool_s: float  # time with at least one launch running (overlapping launches count once)
     launches: list[Launch] = field(default_factory=list)
+    # how its C reference runs went (reference_server.paths(): cached, served, one-off and why)
+    reference_paths: dict[str, int] = field(default_factory=dict)
 
 
 class Recorder:
@@ -220,7 +222,9 @@ def counts(recs: Sequence[Recording]) -> dict[str, Any]:
     made = [x for r in recs for x in spawned(r.launches)]
     return {"launches": len(made), "launches_by": dict(Counter(x.via for x in made)),
             "launches_by_tool": dict(Counter(Path(x.argv[0]).name for x in made)),
-            "served_requests": sum(x.via == REQUEST for r in recs for x in r.launches)}
+            "served_requests": sum(x.via == REQUEST for r in recs for x in r.launches),
+            "reference_paths": dict(sum((Counter(r.reference_paths) for r in recs),
+                                        Counter()))}
 
 
 def busy(launches: Sequence[Launch]) -> float:
@@ -249,12 +253,15 @@ def record_items(items: Sequence[tuple[int, Submission]], blobs: str) -> list[Re
     with Recorder(Path(blobs)) as rec:
         for index, item in items:
             rec.launches, rec.overhead = [], 0.0
+            before = Counter(reference_server.paths())
             start = time.perf_counter()
             verdict = verify(item.variant_id, item.assembly, item.seed,
                              settings=core.bench_settings())
             wall = time.perf_counter() - start - rec.overhead
+            paths = Counter(reference_server.paths())
+            paths.subtract(before)
             out.append(Recording(index, core.outcome(verdict), wall, busy(rec.launches),
-                                 rec.launches))
+                                 rec.launches, {k: v for k, v in paths.items() if v}))
     if rec.unrecorded:
         raise RuntimeError(f"tool launches the recorder cannot replay: {dict(rec.unrecorded)}")
     return out

@@ -127,6 +127,9 @@ def table(results: dict[str, Any]) -> str:
             row(label, f"{f['per_s']:7.2f} verif/s  ({1000 / f['per_s']:.0f} ms each)")
         row("  tool launches per verification", f"{floor['launches'] / results['n']:.2f}",
             str(floor["launches_by_tool"]))
+        if paths := floor.get("reference_paths"):
+            row("  C reference runs, by path", f"{paths.get('served', 0)} served",
+                str(dict(sorted(paths.items()))))
     if scopes := results.get("scopes"):
         a, g = scopes["attempt"], scopes["group"]
         row("tool launches per verification,",

@@ -17,9 +17,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import baseline
 
+from bench import floor
 from bench.floor import Recorder
-from toolchain import kernels, tools
+from bench.mix import Submission
+from toolchain import kernels, sandbox, tools
 from toolchain.execution import harness, place, reference_server, runs
 from toolchain.execution.records import _REG_BYTES, ABS_MAGIC, TEST_MAGIC
 from toolchain.kernels.model import Variant
@@ -364,16 +367,76 @@ def test_the_candidates_harness_is_the_runtime_alone(fake_dir: Path) -> None:
     assert b"armgym_run" in built.reference.read_bytes()
 
 
-def test_no_server_starts_past_the_sandbox_users_task_budget(
+def test_no_server_starts_past_the_servers_users_task_budget(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """Servers run as the sandbox user, whose tasks RLIMIT_NPROC counts for every sandboxed
-    step: past their share, the run is made once and no server is left holding tasks."""
+    """Servers' tasks count against their user's RLIMIT_NPROC host-wide: past their share, the
+    run is made once (counted as "no_room") and no server is left holding tasks."""
     argv, exe = argv_of("relu_n64_float32", 3)
     assert reference_server.run(argv, exe, on(), 60) is not None
     [pid] = reference_server.pool().pids()
-    assert reference_server.sandbox_user_tasks() >= reference_server.SERVER_TASKS
+    assert reference_server.user_tasks() >= reference_server.SERVER_TASKS
     monkeypatch.setattr(reference_server, "TASK_SHARE", 0.0)
     other, other_exe = argv_of("dot_n64_float32", 3)
+    before = reference_server.paths().get("no_room", 0)
     assert reference_server.run(other, other_exe, on(), 60) is None
+    assert reference_server.paths().get("no_room", 0) == before + 1
     assert reference_server.pool().pids() == [pid]  # the running one still serves
     assert reference_server.run(argv, exe, on(), 60) is not None
+
+
+def real_uid(pid: int) -> int:
+    """The real uid of a process (the one RLIMIT_NPROC charges its tasks to)."""
+    line = next(x for x in Path(f"/proc/{pid}/status").read_text().splitlines()
+                if x.startswith("Uid:"))
+    return int(line.split()[1])
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the servers' own user needs root to switch to")
+def test_servers_run_as_their_own_user_and_leave_the_sandbox_users_limit_alone() -> None:
+    """RLIMIT_NPROC counts a user's tasks host-wide: a server's threads are charged to its own
+    unprivileged user, never to nobody (every sandboxed step's headroom), and the budget that
+    `room` checks counts them."""
+    for variant_id in VARIANTS[:2]:
+        argv, exe = argv_of(variant_id, 3)
+        assert reference_server.run(argv, exe, on(), 60) is not None
+    pids = reference_server.pool().pids()
+    assert len(pids) == 2
+    assert {real_uid(pid) for pid in pids} == {reference_server.SERVER_UID}
+    assert reference_server.SERVER_UID not in (0, sandbox.NOBODY)
+    assert reference_server.user_tasks() >= 2 * reference_server.SERVER_TASKS
+
+
+def test_each_reference_run_counts_its_path() -> None:
+    """The counters the floor bench reports: a cache answer, a served run, and a one-off run
+    with its reason, one count per run."""
+    variant = kernels.get("relu_n64_float32")
+    before = reference_server.paths()
+
+    def grew() -> dict[str, int]:
+        now = reference_server.paths()
+        return {k: now[k] - before.get(k, 0) for k in now if now[k] != before.get(k, 0)}
+
+    seed = int.from_bytes(os.urandom(6), "little")  # a reference no earlier run cached
+    runs.reference(variant, seed, on())
+    assert grew() == {"start": 1, "served": 1}
+    runs.reference(variant, seed, on())
+    assert grew() == {"start": 1, "served": 1, "cached": 1}
+    reference_of("relu_n64_float32", seed, off())
+    assert grew() == {"start": 1, "served": 1, "cached": 1, "off": 1}
+    argv, exe = argv_of("relu_n64_float32", seed)
+    assert reference_server.run([*argv, "x y"], exe, on(), 60) is None
+    assert grew() == {"start": 1, "served": 1, "cached": 1, "off": 1, "unreadable": 1}
+    reference_of("dot_n64_float32", seed, on(reference_servers=1))  # relu's server must go
+    assert grew() == {"start": 2, "served": 2, "cached": 1, "off": 1, "unreadable": 1,
+                      "evicted": 1}
+
+
+def test_the_floor_reports_the_reference_paths_per_verification(tmp_path: Path) -> None:
+    seeds = [int.from_bytes(os.urandom(6), "little") for _ in range(2)]
+    text = baseline("relu_n64_float32")
+    items = [(i, Submission("relu_n64_float32", text, seed, "clang", "compiler"))
+             for i, seed in enumerate(seeds)]
+    recs = floor.record_items(items, str(tmp_path))
+    assert [r.reference_paths for r in recs] == [{"start": 1, "served": 1, "cached": 1},
+                                                 {"served": 1, "cached": 1}]
+    assert floor.counts(recs)["reference_paths"] == {"start": 1, "served": 2, "cached": 2}

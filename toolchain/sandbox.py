@@ -376,11 +376,11 @@ def _seccomp_fd() -> int | None:
 # --------------------------------------------------------------------------- running
 
 
-def _drop_privileges() -> None:
+def _drop_privileges(uid: int = NOBODY) -> None:
     if os.geteuid() == 0:
         os.setgroups([])
-        os.setgid(NOBODY)
-        os.setuid(NOBODY)
+        os.setgid(uid)
+        os.setuid(uid)
 
 
 SPAWN_HELPER_C = Path(__file__).with_name("spawn_helper.c")
@@ -416,17 +416,18 @@ def spawn_helper(cache_dir: Path) -> str | None:
     return str(out)
 
 
-def _spawn_argv(cmd: list[str], limits: Limits, cache_dir: Path) -> list[str] | None:
+def _spawn_argv(cmd: list[str], limits: Limits, cache_dir: Path, uid: int = NOBODY
+                ) -> list[str] | None:
     helper = spawn_helper(cache_dir)
     if helper is None:
         return None
     exe = cmd[0] if os.path.isabs(cmd[0]) else shutil.which(cmd[0]) or cmd[0]
     return [helper, str(limits.cpu_seconds), str(limits.address_space_mb),
-            str(limits.file_size_mb), str(limits.open_files), str(limits.processes), "--",
-            exe, *cmd[1:]]
+            str(limits.file_size_mb), str(limits.open_files), str(limits.processes), str(uid),
+            "--", exe, *cmd[1:]]
 
 
-def _limiter(limits: Limits) -> Callable[[], None]:
+def _limiter(limits: Limits, uid: int = NOBODY) -> Callable[[], None]:
     def apply() -> None:
         mb = 1024 * 1024
         resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 1))
@@ -434,7 +435,7 @@ def _limiter(limits: Limits) -> Callable[[], None]:
         resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_size_mb * mb,) * 2)
         resource.setrlimit(resource.RLIMIT_NOFILE, (limits.open_files,) * 2)
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        _drop_privileges()
+        _drop_privileges(uid)
         resource.setrlimit(resource.RLIMIT_NPROC, (limits.processes,) * 2)
 
     return apply
@@ -497,15 +498,15 @@ def run(
 
 
 def _popen(cmd: list[str], scratch: Path, limits: Limits, cache_dir: Path, stdin: Any,
-           stdout: Any, stderr: Any, child_fds: Sequence[int] = ()
+           stdout: Any, stderr: Any, child_fds: Sequence[int] = (), uid: int = NOBODY
            ) -> tuple[subprocess.Popen[bytes], bool]:
-    """Start `cmd` with the limits, as `nobody`, in a session of its own; and whether it went
-    through the spawn helper (whose own failure is its exit status SPAWN_FAILED)."""
-    spawn = _spawn_argv(cmd, limits, cache_dir)
+    """Start `cmd` with the limits, as `uid` (`nobody`), in a session of its own; and whether
+    it went through the spawn helper (whose own failure is its exit status SPAWN_FAILED)."""
+    spawn = _spawn_argv(cmd, limits, cache_dir, uid)
     try:
         proc = subprocess.Popen(
             spawn or cmd, cwd=scratch, stdin=stdin, stdout=stdout, stderr=stderr,
-            preexec_fn=None if spawn else _limiter(limits),
+            preexec_fn=None if spawn else _limiter(limits, uid),
             start_new_session=True, env={"PATH": "/usr/bin", "LC_ALL": "C"},
             pass_fds=tuple(child_fds),
         )
@@ -515,15 +516,15 @@ def _popen(cmd: list[str], scratch: Path, limits: Limits, cache_dir: Path, stdin
 
 
 def start(argv: Sequence[str], scratch: Path, *, limits: Limits = Limits(),
-          settings: Settings) -> subprocess.Popen[bytes]:
+          settings: Settings, uid: int = NOBODY) -> subprocess.Popen[bytes]:
     """A long-lived process of the verifier's own trusted programs (the C reference's server),
-    as `run(..., confine=False)` would run it (the same limits, user and session), with pipes
-    for stdin and stdout (stderr discarded); `stop` ends it. Its stdin's write end is held by
-    this process alone (Python's pipes are not inherited by exec), so it sees EOF when this
-    process dies."""
+    as `run(..., confine=False)` would run it (the same limits and session; as `uid` when root,
+    an unprivileged user that owns nothing, `nobody` by default), with pipes for stdin and
+    stdout (stderr discarded); `stop` ends it. Its stdin's write end is held by this process
+    alone (Python's pipes are not inherited by exec), so it sees EOF when this process dies."""
     os.chmod(scratch, 0o777)
     return _popen(list(argv), scratch, limits, settings.cache_dir, subprocess.PIPE,
-                  subprocess.PIPE, subprocess.DEVNULL)[0]
+                  subprocess.PIPE, subprocess.DEVNULL, uid=uid)[0]
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:

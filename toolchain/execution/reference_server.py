@@ -6,14 +6,14 @@ candidate's own run. The reference is the verifier's own code (no candidate cont
 emulator per variant can stay up and answer every reference run of that variant: reference.elf
 in serve mode (reference_server.c) reads one request per line (the run's command-line
 arguments) and answers each with one length-prefixed frame holding exactly what the one-off
-run writes to stdout. The server runs as the one-off run does (`sandbox.start`: the same limits,
-user and session as `sandbox.run(..., confine=False)`), and ends at EOF on its stdin, i.e. with
+run writes to stdout. The server runs as the one-off run does (`sandbox.start`: the same limits
+and session as `sandbox.run(..., confine=False)`, as an unprivileged user of its own), and ends at EOF on its stdin, i.e. with
 the worker process.
 
 `run` answers from the pool or says None, and the caller runs the reference once as before:
 when the pool is off (`reference_servers` = 0), its server is busy with another request (one
-at a time each), the pool is full of busy servers, the host's sandbox user runs too many
-threads already (`TASK_SHARE`), or the server failed (timed out, died,
+at a time each), the pool is full of busy servers, the servers' own user (`SERVER_UID`) runs
+too many threads on the host already (`TASK_SHARE`), or the server failed (timed out, died,
 answered a malformed frame, or a non-zero status): a failed server is killed first. Servers
 are closed least recently used first beyond `reference_servers`, after
 `reference_server_idle_s` without a request, once they used half of the CPU limit a one-off
@@ -38,7 +38,7 @@ import struct
 import subprocess
 import threading
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -54,12 +54,39 @@ LIMITS = sandbox.Limits()  # the one-off reference run's (sandbox.run's default)
 # A server is retired once it used this share of RLIMIT_CPU, which counts its whole life: a
 # request then still has as much CPU left as half a one-off run.
 CPU_SHARE = 0.5
-# Servers run as the sandbox user, whose threads RLIMIT_NPROC counts host-wide for every
-# sandboxed step (LIMITS.processes; a qemu server holds 2): a server starts only while the
-# sandbox user's tasks on the host stay within this share of it after the start, so long-lived
-# servers never take the sandboxes' headroom, however many worker processes share the host.
-TASK_SHARE = 0.5
+# Servers run (when the worker is root) as a user of their own, an otherwise unused uid that
+# owns nothing, not as the sandbox user: RLIMIT_NPROC counts a user's tasks host-wide, and
+# nobody's limit (LIMITS.processes) is every sandboxed step's headroom, which long-lived
+# servers (2 qemu threads each) would otherwise eat (the floor at n=512 found every fallback
+# there: 238 of 500 runs). A server starts only while the servers' user's tasks on the host
+# stay within this share of that same limit after the start (192 tasks: 96 servers, two
+# worker processes' full pools), so that a start never meets the limit itself.
+SERVER_UID = sandbox.NOBODY - 1
+TASK_SHARE = 0.75
 SERVER_TASKS = 2
+
+
+# How this process's reference runs went, one count per run (`paths()`): the reference cache
+# answered (runs.py: "cached"), a server answered ("served"), or the run was made one-off and
+# why: the pool is off, the arguments are not a line the server reads, every slot held a busy
+# server, the host's task budget was spent, the server failed (killed), it answered a non-zero
+# status (the one-off run reports it), or its answer did not parse (runs.py: killed). And the
+# servers' own events (not runs): "start" (a launch), and the closes that make later starts,
+# "evicted" (least recently used past the bound), "retired" (CPU share) and "idle".
+PATHS: Counter[str] = Counter()
+_paths_lock = threading.Lock()
+
+
+def count(path: str) -> None:
+    """One more reference run (or cache answer) that went `path` (cheap: a locked add)."""
+    with _paths_lock:
+        PATHS[path] += 1
+
+
+def paths() -> dict[str, int]:
+    """A copy of this process's counts (the floor bench reports them per verification)."""
+    with _paths_lock:
+        return dict(PATHS)
 
 
 class Failed(Exception):
@@ -85,7 +112,7 @@ class Server:
         scratch = scratch_dirs.make("refsrv")
         try:
             self.proc = sandbox.start([*self.prefix, SERVE], scratch, limits=LIMITS,
-                                      settings=settings)
+                                      settings=settings, uid=SERVER_UID)
         finally:
             # Its working directory, removed once it is in it (the C writes no file): a server
             # leaves nothing on disk, however its worker ends.
@@ -173,9 +200,9 @@ class Pool:
         self._wake = threading.Event()  # the idle time changed: the reaper's wait with it
 
     def acquire(self, prefix: tuple[str, ...], exe: Path, settings: Settings
-                ) -> tuple[Server | None, list[Server]]:
+                ) -> tuple[Server | None, list[Server], str]:
         """The server for `prefix`, locked for the caller (a new one not started yet), or None
-        when it is busy or no slot is free; and the servers to close now (outside the lock)."""
+        and why ("busy", "full", "no_room"); and the servers to close now (outside the lock)."""
         bound = settings.reference_servers
         with self.lock:
             if self.idle_s != settings.reference_server_idle_s:
@@ -184,28 +211,34 @@ class Pool:
             server = self.servers.get(prefix)
             if server is not None:
                 if not server.lock.acquire(blocking=False):
-                    return None, []
+                    return None, [], "busy"
                 self.servers.move_to_end(prefix)
                 if server.cpu_s() < CPU_SHARE * LIMITS.cpu_seconds:
-                    return server, self._trim(bound)
+                    return server, self._trim(bound), ""
                 del self.servers[prefix]  # retired: a new one takes its slot
                 server.lock.release()
+                count("retired")
                 closing = [server]
             else:
                 closing = []
             closing += self._trim(bound - 1)
-            if len(self.servers) >= bound or not room(len(closing)):
-                return None, closing  # every slot busy, or the host's task budget spent
+            if len(self.servers) >= bound:
+                return None, closing, "full"
+            if not room(len(closing)):
+                return None, closing, "no_room"
             server = Server(prefix, exe)
             server.lock.acquire()
             self.servers[prefix] = server
             self._ensure_reaper()
-            return server, closing
+            return server, closing, ""
 
     def _trim(self, bound: int) -> list[Server]:
         """Unlink idle servers beyond `bound`, least recently used first (under the lock)."""
-        return self._unlink(lambda _key, _server: len(self.servers) > max(bound, 0),
-                            stop_when_false=True)
+        closing = self._unlink(lambda _key, _server: len(self.servers) > max(bound, 0),
+                               stop_when_false=True)
+        for _ in closing:
+            count("evicted")
+        return closing
 
     def _unlink(self, wanted: Callable[[tuple[str, ...], Server], bool], *,
                 stop_when_false: bool = False) -> list[Server]:
@@ -244,6 +277,8 @@ class Pool:
             with self.lock:
                 stale = now - self.idle_s
                 closing = self._unlink(lambda _key, server, stale=stale: server.used < stale)
+                for _ in closing:
+                    count("idle")
                 empty = not self.servers
                 if empty:
                     self._reaper = None
@@ -274,14 +309,14 @@ def proc_stat(pid: int) -> list[str]:
     return stat[stat.rindex(")") + 2:].split()
 
 
-def sandbox_user_tasks() -> int:
-    """Threads of the sandbox user's processes on this host (what its RLIMIT_NPROC counts)."""
+def user_tasks(uid: int = SERVER_UID) -> int:
+    """Threads of `uid`'s processes on this host (what its RLIMIT_NPROC counts)."""
     total = 0
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
         try:
-            if entry.stat().st_uid != sandbox.NOBODY:
+            if entry.stat().st_uid != uid:
                 continue
             total += int(proc_stat(int(entry.name))[17])
         except (OSError, ValueError, IndexError):
@@ -290,9 +325,9 @@ def sandbox_user_tasks() -> int:
 
 
 def room(closing: int) -> bool:
-    """Whether one more server fits the host's budget of sandbox-user tasks (`closing` servers
-    are about to end)."""
-    used = sandbox_user_tasks() - SERVER_TASKS * closing
+    """Whether one more server fits the host's budget of the servers' user's tasks (`closing`
+    servers are about to end)."""
+    used = user_tasks() - SERVER_TASKS * closing
     return used + SERVER_TASKS <= TASK_SHARE * LIMITS.processes
 
 
@@ -333,30 +368,38 @@ def close_all() -> None:
 def run(argv: Sequence[str], exe: Path, settings: Settings,
         timeout_s: float) -> sandbox.RunResult | None:
     """The one-off command line `argv` (whose program is `exe`) answered by its server, or None
-    (the caller then runs it once itself); a server that failed is killed first."""
+    (the caller then runs it once itself); a server that failed is killed first. Each call
+    counts its path (`paths()`)."""
     if settings.reference_servers <= 0:
+        count("off")
         return None
     prefix, args = _split(argv, exe)
     if not readable(args):
+        count("unreadable")
         return None
     servers = pool()
-    server, closing = servers.acquire(prefix, exe, settings)
+    server, closing, why = servers.acquire(prefix, exe, settings)
     for old in closing:
         old.close()
     if server is None:
+        count(why)
         return None
     try:
         if server.proc is None:
+            count("start")
             server.start(settings, timeout_s)
         status, payload, seconds = server.request(args, timeout_s)
         wall = server.wall_s(seconds) if status == 0 else seconds
     except (Failed, InfraError, OSError):
         servers.drop(server)
+        count("failed")
         return None
     finally:
         server.lock.release()
     if status != 0:
+        count("status")
         return None  # the one-off run says why, with the emulator's stderr
+    count("served")
     return sandbox.RunResult(status, payload, b"", False, wall)
 
 

@@ -199,13 +199,16 @@ def reference(variant: Variant, seed: int, settings: Settings, inputs_of: int | 
     run by one process at a time per key."""
     found = cached(variant, seed, settings, inputs_of)
     if found is not None:
+        reference_server.count("cached")
         return found
     tests = harness.test_count(variant, settings)
     built = harness.build(variant, settings)
     entry = _entry(variant, built, seed, tests, settings)
     with _exclusive(entry):
         found = cached(variant, seed, settings, inputs_of)  # run meanwhile by another process
-        if found is None:
+        if found is not None:
+            reference_server.count("cached")
+        else:
             found = _run_reference(variant, built, seed, tests, settings,
                                    timing_test(seed, tests) if inputs_of is None else inputs_of,
                                    _REFERENCES.get(entry))
@@ -234,6 +237,7 @@ def _run_reference(variant: Variant, built: harness.Harness, seed: int, tests: i
         try:
             return _reference_of(variant, served, tests, wanted, known)
         except InfraError:
+            reference_server.count("unparsed")
             reference_server.discard(argv, built.reference)
     scratch = scratch_dirs.make("ref")
     try:
