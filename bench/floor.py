@@ -15,6 +15,9 @@ counts in `tool_s` and is replayed timed) but not a launch (`REQUEST`). A replay
 own servers: a recorded start is replayed as a timed start of a new server (an older one of the
 lane for that executable closed, untimed), a request as a timed request to the lane's server
 (started untimed first if the lane has none: its start was timed where it was recorded).
+Each recording also keeps how its C reference runs went (reference_server.paths(): a cache
+answer, served, or one-off and why, and the servers' starts and closes), summed as
+`reference_paths`.
 
 Replay: the snapshot is restored outside the timed region, then only the launch is timed:
 (a) sandboxed, through `sandbox.run` with the recorded arguments; (b) bare, the tool's argv

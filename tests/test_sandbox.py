@@ -117,6 +117,29 @@ def test_limits_come_from_the_spawn_helper_not_a_python_fork(scratch: Path,
     assert lines(res) == ["9", "30", str(sandbox.NOBODY)]
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")
+@pytest.mark.parametrize("helper", [True, False])
+def test_a_long_lived_process_runs_as_the_uid_it_is_given(scratch: Path, helper: bool,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    """`start` runs the C reference's servers as their own user (RLIMIT_NPROC then counts them
+    apart from nobody's sandboxed steps), through the spawn helper and the Python fallback
+    alike; nobody by default."""
+    if not helper:
+        monkeypatch.setattr(sandbox, "_spawn_argv", lambda *_args, **_kw: None)
+    for uid, want in ((None, sandbox.NOBODY), (65533, 65533)):
+        kwargs = {} if uid is None else {"uid": uid}
+        proc = sandbox.start([BASH, "-c", "id -ru; id -rg; ulimit -u"], scratch,
+                             limits=sandbox.Limits(processes=200), settings=get_settings(),
+                             **kwargs)
+        try:
+            assert proc.stdout is not None
+            out = proc.stdout.read().decode().split()
+        finally:
+            sandbox.stop(proc)
+        assert out == [str(want), str(want), "200"]
+
+
 def test_a_helper_that_cannot_set_up_is_infra_error(scratch: Path) -> None:
     impossible = sandbox.Limits(open_files=2 ** 40)  # above the kernel's ceiling
     with pytest.raises(InfraError, match="RLIMIT_NOFILE"):

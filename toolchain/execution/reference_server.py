@@ -7,8 +7,8 @@ emulator per variant can stay up and answer every reference run of that variant:
 in serve mode (reference_server.c) reads one request per line (the run's command-line
 arguments) and answers each with one length-prefixed frame holding exactly what the one-off
 run writes to stdout. The server runs as the one-off run does (`sandbox.start`: the same limits
-and session as `sandbox.run(..., confine=False)`, as an unprivileged user of its own), and ends at EOF on its stdin, i.e. with
-the worker process.
+and session as `sandbox.run(..., confine=False)`), but as an unprivileged user of its own
+(`SERVER_UID`), and ends at EOF on its stdin, i.e. with the worker process.
 
 `run` answers from the pool or says None, and the caller runs the reference once as before:
 when the pool is off (`reference_servers` = 0), its server is busy with another request (one
