@@ -168,12 +168,16 @@ def submit(session: Session, key_id: int, items: Sequence[NewAttempt], *,
         ids = _existing_by_key(session, key_id, keyed)
         now, rows = utcnow(), []
         lease = now + timedelta(seconds=lease_s)
+        unkeyed: list[str | None] = []  # per item: its new row's id when it has no key
         for it in items:
+            unkeyed.append(None)
             if it.idempotency_key and it.idempotency_key in ids:
                 continue
             new_id = it.id or str(uuid.uuid4())
             if it.idempotency_key:
                 ids[it.idempotency_key] = new_id
+            else:
+                unkeyed[-1] = new_id
             rows.append({
                 "id": new_id, "api_key_id": key_id, "idempotency_key": it.idempotency_key,
                 "run_id": run_id, "step": it.step if it.step is not None else step,
@@ -199,9 +203,9 @@ def submit(session: Session, key_id: int, items: Sequence[NewAttempt], *,
         gates = [{"attempt_id": a, **g} for a, v in answered.items() for g in extract.gate_rows(v)]
         for part in _chunks(gates):
             session.execute(insert(GateResultRow), list(part))
-        by_row = iter(r["id"] for r in rows)
-        attempt_ids = [ids[it.idempotency_key] if it.idempotency_key else next(by_row)
-                       for it in items]
+        # A keyed item's id is its key's (a concurrent winner's too), an unkeyed one's its row's.
+        attempt_ids = [ids[it.idempotency_key] if it.idempotency_key else str(own)
+                       for it, own in zip(items, unkeyed, strict=True)]
         batch_id = str(uuid.uuid4())
         session.add(Batch(id=batch_id, api_key_id=key_id, idempotency_key=batch_key,
                           run_id=run_id, step=step, model=model, total=len(items),

@@ -117,6 +117,28 @@ def test_resubmitting_a_stuck_key_finds_it(store) -> None:
     assert sorted(recover(sessions, held={ids[0]}, ids=again.pending)) == sorted(ids[1:])
 
 
+def test_a_mixed_batch_gives_each_attempt_its_own_row(store) -> None:
+    """Keyed and unkeyed attempts interleaved, some keys new and one used before: every position
+    gets the row stored with its own content (an unkeyed attempt once got a keyed one's id)."""
+    sessions, key_id, _ = store
+    (old,) = submit(sessions, key_id, 1, prefix="old")
+    texts = [f"    ret // mixed{i}" for i in range(5)]
+    keys_ = ["new0", None, "old0", None, "new4"]
+    items = [attempts.NewAttempt(VARIANTS[0], asm(t), idempotency_key=k, seed=i)
+             for i, (t, k) in enumerate(zip(texts, keys_, strict=True))]
+    with sessions() as session:
+        done = attempts.submit(session, key_id, items)
+    ids = done.attempt_ids
+    assert len(set(ids)) == 5 and ids[2] == old and old not in done.created
+    assert sorted(done.created) == sorted(ids[:2] + ids[3:])
+    with sessions() as session:
+        rows = {r.id: r for r in session.scalars(select(Attempt).where(Attempt.id.in_(ids)))}
+    assert [rows[a].idempotency_key for a in ids] == ["new0", None, "old0", None, "new4"]
+    assert [rows[a].seed for a in ids] == [0, 1, 0, 3, 4]
+    assert [rows[a].assembly_sha256 for a in ids[:2] + ids[3:]] == \
+        [attempts.sha256(asm(texts[i])) for i in (0, 1, 3, 4)]
+
+
 # Row locks are PostgreSQL's: SQLite has one writer at a time anyway.
 @pytest.mark.parametrize("empty_db", ["postgresql"], indirect=True)
 def test_two_sweeps_at_once_never_take_the_same_attempt(store) -> None:
