@@ -4,10 +4,12 @@ A trainer resubmits identical attempts all the time (the same completion sampled
 GRPO group, a retried request). Their verdict is known: the content-addressed verdict cache
 holds it. Answering one still cost a database read, an insert of the attempt and its gate rows
 and a commit, several times what the trainer waits for otherwise. Here an API process keeps the
-verdicts it has answered or seen finish, keyed like the verdict cache (variant, assembly, seed,
-completion, verifier version), answers a duplicate from memory, and hands the attempt's row to
+verdicts it has answered or seen finish (a batch's results included), keyed like the verdict
+cache (variant, assembly, seed, completion, verifier version), each as the `Answer` it is
+stored with (store/attempts.py), answers a duplicate from memory, and hands the attempt's row to
 a writer thread that stores it moments later, batched. Every attempt is still stored, with the
-id the client was given.
+id the client was given. Duplicates in a batch are stored in the request (api/submit.py:
+known_answers), from the same memory.
 
 What this trades: a row appears a few milliseconds after its answer (GET /attempts/{id} waits
 for it, see `settle`); an API process killed in that window loses the rows of the duplicates it
@@ -46,28 +48,35 @@ STOP = object()
 
 
 class RecentVerdicts:
-    """Content key -> the verdict an identical attempt is answered with (as_cached). Thread-safe
-    (the event loop reads it, threads fill it)."""
+    """Content key -> the Answer an identical attempt is answered and stored with (its verdict
+    as_cached, columns and gate rows, worked out once). Thread-safe (the event loop reads it,
+    threads fill it)."""
 
     def __init__(self, size: int) -> None:
-        self._lru: LRUCache[str, dict[str, Any]] = LRUCache(maxsize=max(size, 1))
+        self._lru: LRUCache[str, attempts.Answer] = LRUCache(maxsize=max(size, 1))
         self._lock = threading.Lock()
         self.enabled = size > 0
 
-    def get(self, key: str | None) -> dict[str, Any] | None:
+    def get(self, key: str | None) -> attempts.Answer | None:
         if not self.enabled or not key:
             return None
         with self._lock:
             return self._lru.get(key)
 
+    def __contains__(self, key: object) -> bool:
+        with self._lock:
+            return key in self._lru
+
     def put(self, key: str | None, verdict: dict[str, Any] | None) -> None:
         """Remember a finished verdict; never an infrastructure failure (the cache's rule)."""
-        if not self.enabled or not key or not verdict or \
-                verdict.get("error_kind") == "infra_error":
-            return
-        doc = attempts.as_cached(verdict)
-        with self._lock:
-            self._lru[key] = doc
+        if self.enabled and key and verdict and verdict.get("error_kind") != "infra_error":
+            self.keep(key, attempts.Answer.of(verdict))
+
+    def keep(self, key: str, answer: attempts.Answer) -> None:
+        """Remember an Answer already worked out (attempts.cached_answers: never infra_error)."""
+        if self.enabled and key:
+            with self._lock:
+                self._lru[key] = answer
 
 
 @dataclass
@@ -75,7 +84,7 @@ class Record:
     """One answered duplicate, to be stored."""
     key_id: int
     item: attempts.NewAttempt  # with its id, seed and content key
-    verdict: dict[str, Any]
+    answer: attempts.Answer
     run_id: str | None
     step: int | None
     model: str | None
@@ -93,11 +102,11 @@ class Recorder:
         self._thread = threading.Thread(target=self._run, name="armgym-recorder", daemon=True)
         self._thread.start()
 
-    def record(self, key_id: int, item: attempts.NewAttempt, verdict: dict[str, Any], *,
+    def record(self, key_id: int, item: attempts.NewAttempt, answer: attempts.Answer, *,
                run_id: str | None, step: int | None, model: str | None) -> str | None:
         """The id the stored attempt will have, or None when the queue is full (the caller
         then takes the database path)."""
-        rec = Record(key_id, replace(item, id=str(uuid.uuid4())), verdict, run_id, step, model)
+        rec = Record(key_id, replace(item, id=str(uuid.uuid4())), answer, run_id, step, model)
         assert rec.item.id is not None
         with self._lock:
             self._pending[rec.item.id] = rec
@@ -167,4 +176,4 @@ class Recorder:
         with self._sessions() as session:
             attempts.submit(session, head.key_id, [r.item for r in recs], run_id=head.run_id,
                             step=head.step, model=head.model, worker=CACHE_WORKER,
-                            cached={r.item.content_key or "": r.verdict for r in recs})
+                            cached={r.item.content_key or "": r.answer for r in recs})

@@ -13,6 +13,7 @@ from typing import Any
 
 from fastapi import HTTPException
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.orm import Session
 
 from store import attempts
 from toolchain import kernels, limits, verdict_cache
@@ -195,8 +196,7 @@ def submit(farm: Farm, key_id: int, items: Sequence[attempts.NewAttempt], *,
             refuse(farm, waiting)
         new = [_addressed(it, farm, run_id=run_id, step=step) for it in items]
         with farm.sessions() as session:
-            cached = attempts.cached_verdicts(session, (it.content_key or "" for it in new)) \
-                if farm.settings.core.verdict_cache else {}
+            cached = known_answers(farm, [it.content_key or "" for it in new], session)
             try:
                 done = attempts.submit(session, key_id, new, run_id=run_id, step=step,
                                        model=model, batch_key=batch_key, worker=CACHE_WORKER,
@@ -221,6 +221,28 @@ def submit(farm: Farm, key_id: int, items: Sequence[attempts.NewAttempt], *,
     return done
 
 
+def known_answers(farm: Farm, keys: Sequence[str],
+                  session: Session | None = None) -> dict[str, attempts.Answer]:
+    """The Answers the verdict cache has for content `keys` (/step and /batches alike): this
+    process's memory first (api/recent.py), then, with `session`, the database for the rest
+    (attempts.cached_answers), which are remembered for the next duplicate. Empty when the
+    verdict cache is off."""
+    if not farm.settings.core.verdict_cache:
+        return {}
+    found: dict[str, attempts.Answer] = {}
+    for k in keys:
+        answer = farm.recent.get(k)
+        if answer is not None:
+            found[k] = answer
+    missing = [k for k in keys if k and k not in found]
+    if session is not None and missing:
+        stored = attempts.cached_answers(session, missing)
+        for k, answer in stored.items():
+            farm.recent.keep(k, answer)
+        found.update(stored)
+    return found
+
+
 def answer_from_memory(farm: Farm, key_id: int, item: attempts.NewAttempt, *,
                        run_id: str | None, step: int | None,
                        model: str | None) -> tuple[dict[str, Any], str] | None:
@@ -233,16 +255,16 @@ def answer_from_memory(farm: Farm, key_id: int, item: attempts.NewAttempt, *,
     validate_batch(run_id, step, model, None)
     validate([item], farm, run_id=run_id, step=step)
     new = _addressed(item, farm, run_id=run_id, step=step)
-    verdict = farm.recent.get(new.content_key)
-    if verdict is None:
+    answer = known_answers(farm, [new.content_key or ""]).get(new.content_key or "")
+    if answer is None:
         return None
-    attempt_id = farm.recorder.record(key_id, new, verdict, run_id=run_id, step=step,
+    attempt_id = farm.recorder.record(key_id, new, answer, run_id=run_id, step=step,
                                       model=model)
     if attempt_id is None:  # the writer is behind (the database away): the usual path
         return None
     farm.metrics.cached.inc()
     farm.metrics.submitted.inc()
-    return verdict, attempt_id
+    return answer.verdict, attempt_id
 
 
 def remember(farm: Farm, item: attempts.NewAttempt, verdict: dict[str, Any] | None, *,

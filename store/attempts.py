@@ -33,6 +33,7 @@ from .models import (
 )
 
 CHUNK = 500  # rows per statement: well inside SQLite's bound-parameter limit
+KEYS_PER_LOOKUP = 200  # content keys per verdict cache query
 ADMISSION_LOCK = 0x61726D67  # the advisory lock every API process admits under (PostgreSQL)
 
 
@@ -144,12 +145,12 @@ def _not_done(session: Session, ids: Sequence[str]) -> list[str]:
 def submit(session: Session, key_id: int, items: Sequence[NewAttempt], *,
            run_id: str | None = None, step: int | None = None, model: str | None = None,
            batch_key: str | None = None, worker: str = "",
-           cached: Mapping[str, Mapping[str, Any]] | None = None,
+           cached: Mapping[str, Answer] | None = None,
            lease_s: float = 60.0, limit: int | None = None) -> Submitted:
     """Record a batch of attempts. An attempt whose idempotency key this API key has used before
     is not created again: the batch refers to the existing one. A batch whose own key was used
     before is returned as it is, and nothing is written. An attempt whose content key is in
-    `cached` is created done, with that verdict (marked cached) and its gate rows, in the same
+    `cached` is created done, with that Answer's verdict, columns and gate rows, in the same
     transaction, and `worker` as the one that answered it. New queued attempts get a lease of
     `lease_s`: the sweeper leaves them to the broker that long. With `limit`, QueueFull (and
     nothing stored) when the new queued attempts would take the outstanding ones past it
@@ -167,6 +168,7 @@ def submit(session: Session, key_id: int, items: Sequence[NewAttempt], *,
         keyed = [it.idempotency_key for it in items if it.idempotency_key]
         ids = _existing_by_key(session, key_id, keyed)
         now, rows = utcnow(), []
+        answers: dict[str, Answer] = {}  # new row id -> the answer it is created with
         lease = now + timedelta(seconds=lease_s)
         unkeyed: list[str | None] = []  # per item: its new row's id when it has no key
         for it in items:
@@ -189,6 +191,8 @@ def submit(session: Session, key_id: int, items: Sequence[NewAttempt], *,
                 "status": QUEUED, "tries": 0, "created_at": now, "lease_until": lease,
                 **_answer(cached.get(it.content_key or ""), worker, now),
             })
+            if row_answer := cached.get(it.content_key or ""):
+                answers[new_id] = row_answer
         created: list[str] = []
         for part in _chunks(rows):
             stmt = (_upsert(session, Attempt)
@@ -199,8 +203,8 @@ def submit(session: Session, key_id: int, items: Sequence[NewAttempt], *,
         if lost:  # a concurrent request created these keys between our lookup and insert
             ids.update(_existing_by_key(session, key_id, sorted(k for k in lost if k)))
         made = set(created)
-        answered = {r["id"]: r["verdict"] for r in rows if r["verdict"] and r["id"] in made}
-        gates = [{"attempt_id": a, **g} for a, v in answered.items() for g in extract.gate_rows(v)]
+        answered = {a: answer.verdict for a, answer in answers.items() if a in made}
+        gates = [{"attempt_id": a, **g} for a in answered for g in answers[a].gates]
         for part in _chunks(gates):
             session.execute(insert(GateResultRow), list(part))
         # A keyed item's id is its key's (a concurrent winner's too), an unkeyed one's its row's.
@@ -242,30 +246,47 @@ def as_cached(verdict: Mapping[str, Any]) -> dict[str, Any]:
     return extract.jsonable({**verdict, "cached": True})
 
 
-def _answer(verdict: Mapping[str, Any] | None, worker: str, now: Any) -> dict[str, Any]:
-    """The columns of a new attempt row: done with `verdict` (a copy, marked cached), or the
-    verdict columns left empty (every row of one insert has the same columns)."""
-    if verdict is None:
+@dataclass(frozen=True)
+class Answer:
+    """What an attempt answered from an identical one is stored with: the verdict (as_cached),
+    its attempt columns and its gate rows. Worked out once per content key and shared by every
+    duplicate of it (read-only), since doing it per stored row cost more than the insert."""
+
+    verdict: dict[str, Any]
+    columns: dict[str, Any]
+    gates: list[dict[str, Any]]
+
+    @classmethod
+    def of(cls, verdict: Mapping[str, Any]) -> Answer:
+        doc = as_cached(verdict)
+        return cls(doc, extract.columns(doc), extract.gate_rows(doc))
+
+
+def _answer(answer: Answer | None, worker: str, now: Any) -> dict[str, Any]:
+    """The columns of a new attempt row: done with `answer`, or the verdict columns left empty
+    (every row of one insert has the same columns)."""
+    if answer is None:
         return {"verdict": None, "worker": None, "started_at": None, "finished_at": None,
                 **dict.fromkeys(extract.COLUMNS)}
-    doc = as_cached(verdict)
-    return {"verdict": doc, "status": DONE, "worker": worker, "started_at": now,
-            "lease_until": None,
-            "finished_at": now, **extract.columns(doc)}
+    return {"verdict": answer.verdict, "status": DONE, "worker": worker, "started_at": now,
+            "lease_until": None, "finished_at": now, **answer.columns}
 
 
-def cached_verdicts(session: Session, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """The verdict of a done attempt for each of `keys` that has one (never infra_error): the
-    content-addressed verdict cache, shared by every API and worker through the database."""
-    found: dict[str, dict[str, Any]] = {}
+def cached_answers(session: Session, keys: Iterable[str]) -> dict[str, Answer]:
+    """The Answer of a done attempt for each of `keys` that has one (never infra_error): the
+    content-addressed verdict cache, shared by every API and worker through the database. One
+    statement per KEYS_PER_LOOKUP keys, reading one row per key however many share it."""
+    found: dict[str, Answer] = {}
+    wanted = sorted({k for k in keys if k})
     with session.begin():
-        for k in sorted(set(keys)):  # one row per key, however many attempts share it
-            verdict = session.scalar(
-                select(Attempt.verdict)
-                .where(Attempt.content_key == k, Attempt.status == DONE,
-                       Attempt.error_kind.is_distinct_from("infra_error")).limit(1))
-            if verdict:
-                found[k] = verdict
+        for part in _chunks(wanted, KEYS_PER_LOOKUP):
+            first = (select(func.min(Attempt.id))
+                     .where(Attempt.content_key.in_(part), Attempt.status == DONE,
+                            Attempt.error_kind.is_distinct_from("infra_error"))
+                     .group_by(Attempt.content_key))
+            rows = session.execute(select(Attempt.content_key, Attempt.verdict)
+                                   .where(Attempt.id.in_(first))).all()
+            found.update((str(k), Answer.of(v)) for k, v in rows if v)
     return found
 
 

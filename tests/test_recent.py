@@ -40,7 +40,8 @@ def test_a_full_queue_refuses_and_closing_stores_what_is_queued(tmp_path: Path) 
                                template="vec_add", seed=1, content_key="k")
     ids, refused = [], 0
     for _ in range(200):  # the writer takes what comes in its linger and stalls; then the
-        found = recorder.record(key_id, item, VERDICT, run_id="r", step=1, model=None)
+        found = recorder.record(key_id, item, attempts.Answer.of(VERDICT), run_id="r", step=1,
+                                model=None)
         if found is None:  # queue of one fills, and the next is refused
             refused += 1
             break
@@ -63,7 +64,9 @@ def test_recent_verdicts_keep_no_infrastructure_failure_and_mark_the_rest_cached
     recent.put("a", {**VERDICT, "error_kind": "infra_error"})
     assert recent.get("a") is None
     recent.put("b", VERDICT)
-    assert recent.get("b") == {**VERDICT, "cached": True}
+    found = recent.get("b")
+    assert found is not None and found.verdict == {**VERDICT, "cached": True}
+    assert found.columns["error_kind"] == "wrong_output" and found.gates  # worked out once
     for k in ("c", "d"):
         recent.put(k, VERDICT)
     assert recent.get("b") is None  # bounded: the least recent went

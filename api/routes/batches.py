@@ -10,12 +10,15 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.encoders import jsonable_encoder
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
+from pydantic_core import to_jsonable_python
 from starlette.concurrency import run_in_threadpool
 
 from store import attempts, reads
+from store.models import DONE
 
 from ..deps import READ, FarmDep, SubmitKey
+from ..farm import Farm
 from ..schemas import BatchAccepted, BatchIn, BatchOut
 from ..submit import submit
 from ..vocab import StreamFormat
@@ -24,16 +27,6 @@ from .attempts import WAIT
 
 router = APIRouter(prefix="/batches", tags=["batches"])
 STREAM_TYPES = {"ndjson": "application/x-ndjson", "sse": "text/event-stream"}
-
-
-
-
-
-
-
-
-
-
 
 
 @router.post("", status_code=202, response_model=BatchAccepted)
@@ -57,7 +50,7 @@ def create_batch(body: BatchIn, farm: FarmDep, key: SubmitKey) -> dict[str, Any]
 
 @router.get("/{batch_id}", response_model=BatchOut, dependencies=[READ])
 async def get_batch(batch_id: str, farm: FarmDep, wait: float = WAIT,
-                    results: bool = True) -> dict[str, Any]:
+                    results: bool = True) -> Response:
     """Progress of a batch and the results so far, in submission order; with ?wait=N, held
     open until every attempt is done or N seconds pass."""
 
@@ -74,11 +67,34 @@ async def get_batch(batch_id: str, farm: FarmDep, wait: float = WAIT,
         found = await run_in_threadpool(status)
     if results:
         def fetch() -> list[dict[str, Any]]:
+            keys: dict[str, str] = {}
             with farm.sessions() as session:
-                return reads.batch_results(session, batch_id)
+                rows = reads.batch_results(session, batch_id, content_keys=keys)
+            remember_answers(farm, rows, keys)
+            return rows
 
         found["results"] = await run_in_threadpool(fetch)
-    return found  # type: ignore[return-value]
+    return stored_json(found)
+
+
+def remember_answers(farm: Farm, rows: list[dict[str, Any]], keys: dict[str, str]) -> None:
+    """Keep the verdicts a batch's results brings for their duplicates (api/recent.py): a
+    trainer that resubmits the batch is then answered from memory, not from the database. Only
+    keys not remembered yet: an Answer is worked out once."""
+    if not farm.settings.core.verdict_cache or not farm.recent.enabled:
+        return
+    for row in rows:
+        key = keys.get(row["attempt_id"])
+        if key and row["verdict"] and row["status"] == DONE and key not in farm.recent:
+            farm.recent.put(key, row["verdict"])
+
+
+def stored_json(doc: dict[str, Any]) -> Response:
+    """A batch's progress and results serialised as stored (the verdicts are JSON already),
+    not validated against BatchOut (which documents them): validating every verdict of a
+    large batch cost more than reading it. Datetimes as pydantic writes them."""
+    return Response(json.dumps(doc, default=to_jsonable_python, separators=(",", ":")),
+                    media_type="application/json")
 
 
 def _frame(kind: str, payload: dict[str, Any], event: str | None = None) -> str:

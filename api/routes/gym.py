@@ -169,8 +169,7 @@ async def verify_one(farm: Farm, key_id: int, body: StepIn) -> tuple[dict[str, A
     done = await run_in_threadpool(submit, farm, key_id, [item], run_id=body.run_id,
                                    step=body.step, model=body.model)
     attempt_id = done.attempt_ids[0]
-    if attempt_id in done.answered:  # an identical attempt's verdict: nothing to wait for
-        remember(farm, item, done.answered[attempt_id], run_id=body.run_id, step=body.step)
+    if attempt_id in done.answered:  # an identical attempt's (known_answers remembers it)
         return done.answered[attempt_id], attempt_id
     result = await wait_until(farm, finished(attempt_id), farm.settings.max_wait_s,
                               attempt_id=attempt_id)

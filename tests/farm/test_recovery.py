@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from store import attempts, db, keys
@@ -137,6 +137,43 @@ def test_a_mixed_batch_gives_each_attempt_its_own_row(store) -> None:
     assert [rows[a].seed for a in ids] == [0, 1, 0, 3, 4]
     assert [rows[a].assembly_sha256 for a in ids[:2] + ids[3:]] == \
         [attempts.sha256(asm(texts[i])) for i in (0, 1, 3, 4)]
+
+
+def test_cached_answers_read_one_verdict_per_key_in_one_statement_per_200(store) -> None:
+    """250 content keys, each done twice (the second a stored duplicate), one of them only as
+    infra_error, one never done: 249 Answers, each its key's verdict marked cached with its
+    columns and gate rows, in two SELECTs."""
+    sessions, key_id, _ = store
+    fail = {kind: verdict_of(VARIANTS[0], 1, [GateResult.fail(GateName.correctness, kind, "x")],
+                             {}, "test").to_json()
+            for kind in (ErrorKind.wrong_output, ErrorKind.infra_error)}
+    keys_ = [f"content-{i:03d}" for i in range(251)]
+    items = [attempts.NewAttempt(VARIANTS[0], asm(f"    ret // c{i}"), seed=i, content_key=k)
+             for i, k in enumerate(keys_[:250])]
+    with sessions() as session:
+        ids = attempts.submit(session, key_id, items).attempt_ids
+    for i, a in enumerate(ids):
+        with sessions() as session:
+            assert attempts.claim(session, a, "w") is not None
+        kind = ErrorKind.infra_error if i == 7 else ErrorKind.wrong_output
+        with sessions() as session:
+            assert attempts.finish(session, a, fail[kind], "w")
+    again = {k: attempts.Answer.of(fail[ErrorKind.wrong_output]) for k in keys_[:250]}
+    with sessions() as session:  # the duplicates, stored done (none of the infra_error one)
+        attempts.submit(session, key_id, items[:7] + items[8:], cached=again)
+    selects: list[str] = []
+    with sessions() as session:
+        listen = lambda *a: selects.append(a[2])  # noqa: E731 (conn, cursor, statement, ...)
+        event.listen(session.get_bind(), "before_cursor_execute", listen)
+        try:
+            found = attempts.cached_answers(session, [*keys_, *keys_[:10]])
+        finally:
+            event.remove(session.get_bind(), "before_cursor_execute", listen)
+    assert sorted(found) == sorted(k for i, k in enumerate(keys_) if i not in (7, 250))
+    assert len([q for q in selects if q.lstrip().upper().startswith("SELECT")]) == 2
+    answer = found[keys_[0]]
+    assert answer.verdict == {**fail[ErrorKind.wrong_output], "cached": True}
+    assert answer.columns["error_kind"] == "wrong_output" and len(answer.gates) == 1
 
 
 # Row locks are PostgreSQL's: SQLite has one writer at a time anyway.

@@ -119,3 +119,42 @@ def test_every_duplicate_answered_from_memory_is_stored(
     with server.engine().connect() as conn:
         stored = set(conn.scalars(text("SELECT id FROM attempts WHERE run_id = 'shutdown'")))
     assert {a["attempt_id"] for a in answered} <= stored and len(stored) == 41
+
+
+def test_a_resubmitted_batch_is_answered_at_once_and_every_attempt_stored(
+        cached_api: Api) -> None:
+    """A batch, then the same batch again with a keyed duplicate and a fresh attempt among it:
+    the duplicates are done as soon as the batch is stored, with the first verdicts marked
+    cached, each under an id of its own; GET /batches/{id}, served from the stored JSON,
+    is what BatchOut would have made of it."""
+    from api.schemas import BatchOut
+
+    client = cached_api.client()
+    variant, run = VARIANTS[3], f"batch-{secrets.token_hex(4)}"
+    texts = [honest(variant, "gcc"), asm("    ret"), asm("    mov x8, #93\n    svc #0\n    ret")]
+    first = client.post("/batches", json={"run_id": run, "attempts": [
+        {"variant_id": variant, "assembly": t} for t in texts]}).json()
+    done = client.get(f"/batches/{first['batch_id']}", params={"wait": 120}).json()
+    assert done["complete"], done
+    again = client.post("/batches", json={"run_id": run, "attempts": [
+        *({"variant_id": variant, "assembly": t} for t in texts),
+        {"variant_id": variant, "assembly": texts[1], "idempotency_key": f"{run}-k"},
+        {"variant_id": variant, "assembly": asm("    nop\n    ret")}]}).json()
+    assert again["created"] == 5
+    reply = client.get(f"/batches/{again['batch_id']}")
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert BatchOut.model_validate(body).model_dump(mode="json") == body
+    results = body["results"]
+    assert [r["status"] for r in results[:4]] == ["done"] * 4  # no wait: answered when stored
+    assert len({r["attempt_id"] for r in results} | {r["attempt_id"] for r in done["results"]}) \
+        == 8
+    for dup, orig in zip(results[:4], [*done["results"], done["results"][1]], strict=True):
+        assert dup["worker"] == "verdict-cache" and dup["verdict"]["cached"] is True
+        assert {k: v for k, v in dup["verdict"].items() if k != "cached"} == \
+            {k: v for k, v in orig["verdict"].items() if k != "cached"}
+        assert dup["error_kind"] == orig["error_kind"] and dup["reward"] == orig["reward"]
+    assert results[3]["idempotency_key"] == f"{run}-k"
+    assert client.get(f"/attempts/{results[3]['attempt_id']}").json()["idempotency_key"] == \
+        f"{run}-k"
+    assert results[4]["worker"] != "verdict-cache"
