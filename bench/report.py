@@ -1,5 +1,6 @@
 """The suite's results.json (written after every part, a crashed part marked with its error), its
-final table (absolute figures, ratios, §8 targets met or not) and its plot."""
+final table (absolute figures, ratios, targets met or not) and its plot. `python -m bench.report
+[results.json]` prints the table and redraws the plot of a saved run."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-# §8 of the brief: (key in the ratios, comparison, threshold, what it means)
+# §8 of the brief, with issue 15's stricter thresholds where it sets them (the issue wins):
+# (key in the ratios, comparison, threshold, what it means)
 TARGETS: dict[str, tuple[str, float, str]] = {
-    "farm_over_floor": (">=", 0.80, "farm >= 80% of the 2-lane sandboxed floor"),
-    "farm_over_original": (">=", 5.0, "farm >= 5x the original's design"),
+    "launches_per_verification": ("<=", 2.5, "at most 2.5 tool launches per fresh verification"),
+    "farm_over_floor": (">=", 0.85, "farm >= 85% of the 2-lane sandboxed floor"),
+    "farm_over_original": (">=", 75.0, "farm >= 75x the original's design"),
     "core_2w_over_1w": (">=", 1.8, "2 workers >= 1.8x one (tool runs one after another)"),
     "step_over_floor": ("<=", 1.3, "/step <= 1.3x its floor (median)"),
     "duplicate_speedup_step": (">=", 50.0, "duplicate /step >= 50x faster than fresh (median)"),
@@ -56,6 +59,8 @@ def ratios(results: dict[str, Any]) -> dict[str, float]:
     out: dict[str, float] = {}
     floor, core, farm = results.get("floor"), results.get("core"), results.get("farm")
     orig = results.get("original")
+    if floor and "launches" in floor:
+        out["launches_per_verification"] = floor["launches"] / results["n"]
     if farm and floor:
         out["farm_over_floor"] = farm["per_s"] / floor["sandboxed_2"]["per_s"]
         out["farm_over_bare_floor"] = farm["per_s"] / floor["bare_2"]["per_s"]
@@ -125,8 +130,8 @@ def table(results: dict[str, Any]) -> str:
                            ("bare_2", "floor, bare (no bwrap), 2 lanes")):
             f = floor[key]
             row(label, f"{f['per_s']:7.2f} verif/s  ({1000 / f['per_s']:.0f} ms each)")
-        row("  tool launches per verification", f"{floor['launches'] / results['n']:.2f}",
-            str(floor["launches_by_tool"]))
+        row("  tool launches per verification", f"{r['launches_per_verification']:.2f}",
+            f"{floor['launches_by_tool']} {_mark(r, 'launches_per_verification')}")
         if paths := floor.get("reference_paths"):
             row("  C reference runs, by path", f"{paths.get('served', 0)} served",
                 str(dict(sorted(paths.items()))))
@@ -302,3 +307,19 @@ def plot(results: dict[str, Any], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The table of a saved run (judged by today's targets) and its plot, redrawn beside it."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m bench.report", description=main.__doc__)
+    parser.add_argument("results", nargs="?", type=Path, default=Path("bench/results/results.json"))
+    args = parser.parse_args(argv)
+    results = json.loads(args.results.read_text())
+    print(table(results))
+    plot(results, args.results.with_name("results.png"))
+
+
+if __name__ == "__main__":
+    main()
