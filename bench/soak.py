@@ -77,15 +77,27 @@ def text_for(i: int, chosen: list[str]) -> str:
     return body + f"// soak {i}\n"
 
 
+def children(pid: int) -> list[int]:
+    """The children of every thread of `pid`: /proc/<pid>/task/<pid>/children lists only the main
+    thread's, and a verification's tool runs and reference servers are started from the overlap
+    threads (background.py)."""
+    out: list[int] = []
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return out
+    for task in tasks:
+        try:
+            out += map(int, (task / "children").read_text().split())
+        except OSError:
+            continue
+    return sorted(set(out))
+
+
 def descendants(pid: int) -> list[int]:
     out, todo = [], [pid]
     while todo:
-        p = todo.pop()
-        try:
-            kids = [int(c) for c in
-                    Path(f"/proc/{p}/task/{p}/children").read_text().split()]
-        except OSError:
-            kids = []
+        kids = children(todo.pop())
         out += kids
         todo += kids
     return out
@@ -95,11 +107,7 @@ def reference_servers(pool: set[int]) -> dict[int, list[int]]:
     """The reference servers under each pool process (their direct children in serve mode)."""
     out: dict[int, list[int]] = {}
     for parent in pool:
-        try:
-            kids = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
-        except OSError:
-            continue
-        for kid in map(int, kids):
+        for kid in children(parent):
             try:
                 argv = Path(f"/proc/{kid}/cmdline").read_bytes().split(b"\0")[:-1]
             except OSError:
@@ -118,8 +126,7 @@ def running(pid: int) -> bool:
 
 def worker_rss(main: int) -> dict[str, Any]:
     """The main process's and each pool process's RSS; the reference servers' apart."""
-    kids = sorted(int(p) for p in
-                  Path(f"/proc/{main}/task/{main}/children").read_text().split())
+    kids = children(main)
     pools = [round(rss_mib(k), 1) for k in kids]
     servers = [p for ps in reference_servers(set(kids)).values() for p in ps]
     return {"main": round(rss_mib(main), 1), "pool": round(sum(pools), 1), "pools": pools,
@@ -195,8 +202,7 @@ def run(n: int = 5000, concurrency: int = 2, batch: int | None = None,
                             **worker_rss(worker.pid)})
             say(json.dumps(samples[-1]))
         time.sleep(2)  # the last verification's tools exit
-        pool = {int(p) for p in
-                Path(f"/proc/{worker.pid}/task/{worker.pid}/children").read_text().split()}
+        pool = set(children(worker.pid))
         servers = reference_servers(pool)
         served = {p for kids in servers.values() for p in kids}
         left = [p for p in descendants(worker.pid) if p not in pool and p not in served]

@@ -4,6 +4,7 @@ the report's verdict lines judging what they measured."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -36,6 +37,8 @@ def test_soak_part_samples_every_pool_process_and_is_judged() -> None:
     assert found["leftovers"]["reference_servers_over_bound"] == []
     assert found["leftovers"]["servers_after_stop"] == []
     assert all(s["servers"] <= 2 * 2 for s in found["samples"])  # 2 variants, 2 pool processes
+    # and they are seen: started from a verification's threads, not the pool's main thread
+    assert found["samples"][-1]["servers"] >= 1
     results = {"n": 8, "composition": {}, "cpus": 2, "elapsed_s": 1.0, "soak": found}
     ratios = report.ratios(results)
     assert ratios["soak_rss_max_mib"] == found["rss_max_mib"] > 0
@@ -63,3 +66,34 @@ def test_load_part_reports_the_api_rss_with_clients_waiting() -> None:
     text = report.table({"n": 0, "composition": {}, "cpus": 2, "elapsed_s": 1.0,
                          "load": found})
     assert "load: 20 clients waiting 6 s" in text and "[met: <= 300]" in text
+
+
+def test_children_of_every_thread_are_counted() -> None:
+    """A process started from a thread other than the main one is a child of that thread's task
+    only: the soak's process census must see it (the overlap threads start tool runs and
+    reference servers)."""
+    import subprocess
+    import threading
+
+    started: list[subprocess.Popen[bytes]] = []
+    ready, done = threading.Event(), threading.Event()
+
+    def start() -> None:  # the thread stays alive: at its exit its children move to another
+        started.append(subprocess.Popen(["sleep", "30"]))
+        ready.set()
+        done.wait(30)
+
+    thread = threading.Thread(target=start)
+    thread.start()
+    ready.wait(30)
+    try:
+        pid = started[0].pid
+        main_only = Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read_text().split()
+        assert str(pid) not in main_only
+        assert pid in soak.children(os.getpid())
+        assert pid in soak.descendants(os.getpid())
+    finally:
+        done.set()
+        thread.join()
+        started[0].kill()
+        started[0].wait()
