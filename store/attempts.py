@@ -301,10 +301,6 @@ def unfinished(session: Session) -> list[str]:
                                 .order_by(Attempt.created_at)))
 
 
-def _locked(session: Session, attempt_id: str) -> Attempt | None:
-    return session.scalar(select(Attempt).where(Attempt.id == attempt_id).with_for_update())
-
-
 def claim(session: Session, attempt_id: str, worker: str, *, lease_s: float = 210.0,
           takeover: bool = True) -> Job | None:
     """Mark an attempt running for `lease_s` and return its job; None when it is done (or
@@ -312,9 +308,15 @@ def claim(session: Session, attempt_id: str, worker: str, *, lease_s: float = 21
     is false (a duplicate message: the holder finishes it, or the sweeper re-queues it once the
     lease expires). A message the broker re-delivered because its worker was lost takes over."""
     with session.begin():
-        row = _locked(session, attempt_id)
-        if row is None or row.status == DONE:
+        # The row, locked, and its text in one round trip: a worker waits on each of them
+        # between two verifications.
+        found = session.execute(
+            select(Attempt, Assembly.text)
+            .outerjoin(Assembly, Assembly.sha256 == Attempt.assembly_sha256)
+            .where(Attempt.id == attempt_id).with_for_update(of=Attempt)).first()
+        if found is None or found[0].status == DONE:
             return None
+        row, text = found
         now = utcnow()
         if (not takeover and row.status == RUNNING and row.lease_until is not None
                 and row.lease_until > now):
@@ -322,7 +324,6 @@ def claim(session: Session, attempt_id: str, worker: str, *, lease_s: float = 21
         row.status, row.worker, row.started_at = RUNNING, worker, now
         row.lease_until = now + timedelta(seconds=lease_s)
         row.tries += 1
-        text = session.scalar(select(Assembly.text).where(Assembly.sha256 == row.assembly_sha256))
         return Job(row.id, row.variant_id, text or "", row.seed, row.completion, row.tries)
 
 
@@ -330,13 +331,15 @@ def finish(session: Session, attempt_id: str, verdict: Mapping[str, Any], worker
     """Store a verdict and its gate results once; False when the attempt was already done."""
     verdict = extract.jsonable(verdict)
     with session.begin():
-        row = _locked(session, attempt_id)
-        if row is None or row.status == DONE:
+        # One conditional UPDATE, not a locked read and a write: it takes the row's lock itself,
+        # and a concurrent finisher waits for it, then finds the row done (no row matched).
+        stored = session.execute(
+            update(Attempt).where(Attempt.id == attempt_id, Attempt.status != DONE)
+            .values(**extract.columns(verdict), verdict=verdict, status=DONE, worker=worker,
+                    finished_at=utcnow(), lease_until=None)
+            .execution_options(synchronize_session=False))
+        if not stored.rowcount:  # type: ignore[attr-defined]
             return False
-        for name, value in extract.columns(verdict).items():
-            setattr(row, name, value)
-        row.verdict, row.status, row.worker, row.finished_at = verdict, DONE, worker, utcnow()
-        row.lease_until = None
         session.execute(delete(GateResultRow).where(GateResultRow.attempt_id == attempt_id))
         gates = [{"attempt_id": attempt_id, **g} for g in extract.gate_rows(verdict)]
         if gates:

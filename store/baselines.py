@@ -85,41 +85,53 @@ def for_variant(session: Session, variant: Variant, settings: Settings) -> list[
 
 
 def record_measured(session: Session, variant: Variant, compiler: str, cycles: float,
-                    data_dependent: bool, settings: Settings, opt: str = OPT) -> bool:
+                    data_dependent: bool, settings: Settings, opt: str = OPT,
+                    commit: bool = True) -> bool:
     """Store a measurement in the row (built first if missing); True when this call stored it.
-    A data-dependent baseline keeps cycles NULL: its cost depends on the input."""
+    A data-dependent baseline keeps cycles NULL: its cost depends on the input. The row is
+    written first and read only when that matched nothing (missing, or measured already): a
+    worker stores these between two verifications, one round trip each in the usual case."""
     key = (variant.id, compiler, opt, toolchain_key(compiler, opt))
     if key in _measured:
         return False
     from toolchain.gates.performance.gate import model_key
 
-    get_or_build(session, variant, compiler, settings, opt)
-    cost_model = model_key(settings)
-    result = session.execute(
-        update(BaselineRow)
-        .where(BaselineRow.variant_id == key[0], BaselineRow.compiler == compiler,
-               BaselineRow.opt == opt, BaselineRow.toolchain_key == key[3],
-               BaselineRow.measured_at.is_(None))
-        .values(cycles=None if data_dependent else cycles, data_dependent=data_dependent,
-                cost_model=cost_model, measured_at=utcnow()))
-    session.commit()
+    def store() -> bool:
+        result = session.execute(
+            update(BaselineRow)
+            .where(BaselineRow.variant_id == key[0], BaselineRow.compiler == compiler,
+                   BaselineRow.opt == opt, BaselineRow.toolchain_key == key[3],
+                   BaselineRow.measured_at.is_(None))
+            .values(cycles=None if data_dependent else cycles, data_dependent=data_dependent,
+                    cost_model=model_key(settings), measured_at=utcnow()))
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    stored = store()
+    if not stored and session.get(BaselineRow, key) is None:
+        get_or_build(session, variant, compiler, settings, opt)
+        stored = store()
+    if commit:
+        session.commit()
     _measured.add(key)
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return stored
 
 
 def record_from_verdict(session: Session, verdict: Verdict | Mapping[str, Any],
                         settings: Settings) -> int:
-    """The baseline measurements a performance gate made for this verdict, into the table."""
+    """The baseline measurements a performance gate made for this verdict, into the table (in
+    one transaction)."""
     typed = Verdict.load(verdict)
     gate = typed.gate(GateName.performance) if typed else None
     if typed is None or gate is None or not gate.passed or \
             not isinstance(gate.details, PerformanceDetails) or not gate.details.baselines:
         return 0
     variant = kernels.get(typed.variant_id)
-    return sum(record_measured(session, variant, compiler, float(m.cycles),
-                               bool(m.data_dependent), settings)
-               for compiler, m in sorted(gate.details.baselines.items())
-               if compiler in compiled.COMPILERS and m.cycles is not None)
+    stored = sum(record_measured(session, variant, compiler, float(m.cycles),
+                                 bool(m.data_dependent), settings, commit=False)
+                 for compiler, m in sorted(gate.details.baselines.items())
+                 if compiler in compiled.COMPILERS and m.cycles is not None)
+    session.commit()
+    return stored
 
 
 def measure(session: Session, variant: Variant, compiler: str, settings: Settings) -> bool:

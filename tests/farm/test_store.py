@@ -174,3 +174,50 @@ def test_stored_verdicts_load_from_the_database(empty_db: str) -> None:
 def test_jsonable_makes_any_figure_storable() -> None:
     weird = extract.jsonable({"x": float("nan"), "y": [float("-inf")], "z": "a\x00b"})
     assert weird == {"x": "nan", "y": ["-inf"], "z": "a\ufffdb"}
+
+
+def test_claim_reads_the_text_and_one_of_two_concurrent_finishers_stores(empty_db: str) -> None:
+    """claim() returns the attempt's text with the row it locks (one round trip), and finish()
+    stores with one conditional UPDATE: of two workers finishing the same attempt at once (a
+    duplicate delivery), the second waits for the first's row lock (PostgreSQL) and then finds
+    the attempt done, so the verdict and its gate rows are stored exactly once."""
+    import threading
+
+    db.upgrade(empty_db)
+    engine = db.make_engine(empty_db, pool_size=2)
+    sessions = db.sessions(engine)
+    with sessions() as session, session.begin():
+        key = keys.ensure(session, "alice", "agk_race", keys.DEFAULT_SCOPES)
+    text_in = asm("    ret")
+    with sessions() as session:
+        done = attempts.submit(session, key.id, [attempts.NewAttempt(VARIANTS[0], text_in,
+                                                                     seed=3)])
+    attempt_id = done.attempt_ids[0]
+    with sessions() as session:
+        job = attempts.claim(session, attempt_id, "a")
+    assert job is not None and job.assembly == text_in and job.tries == 1
+    verdict = verify(VARIANTS[0], text_in, 3, settings=get_settings()).to_json()
+    results: list[bool] = []
+    barrier = threading.Barrier(2)
+
+    def finisher(name: str) -> None:
+        barrier.wait()
+        with sessions() as session:
+            results.append(attempts.finish(session, attempt_id, verdict, name))
+
+    threads = [threading.Thread(target=finisher, args=(n,)) for n in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [False, True]
+    with engine.connect() as conn:
+        gates = conn.execute(text("SELECT count(*) FROM gate_results WHERE attempt_id = :a"),
+                             {"a": attempt_id}).scalar()
+        status = conn.execute(text("SELECT status FROM attempts WHERE id = :a"),
+                              {"a": attempt_id}).scalar()
+    assert gates == len(verdict["gates"]) and status == "done"
+    with sessions() as session:  # done: nothing to claim, nothing to store
+        assert attempts.claim(session, attempt_id, "c") is None
+        assert not attempts.finish(session, attempt_id, verdict, "c")
+    engine.dispose()
