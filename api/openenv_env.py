@@ -168,7 +168,7 @@ class ArmGymEnvironment(Environment[ArmGymAction, ArmGymObservation, ArmGymState
         if isinstance(found, str):
             raise HTTPException(504, f"attempt {found} is still being verified; fetch it with "
                                      f"GET /attempts/{found}?wait=60")
-        stored, attempt_id = found
+        stored, attempt_id = found.verdict, found.attempt_id
         verdict = Verdict.load(stored)
         if verdict is None:
             raise HTTPException(500, f"attempt {attempt_id}'s stored verdict is not a verdict")

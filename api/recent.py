@@ -23,10 +23,10 @@ again, which then refuses them with 503 like any other submission.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -43,8 +43,10 @@ BATCH = 256  # rows stored per transaction at most
 # How long the writer waits for more answers before it stores what it has: one transaction for
 # many rows costs far less than one each, and its thread competes with the requests for the GIL.
 LINGER_S = 0.05
+# How long the writer sleeps at most with nothing to do: an answer whose wake never came (its
+# response failed before it was sent) is stored within it.
+WAKE_S = 1.0
 CACHE_WORKER = "verdict-cache"  # the `worker` of an attempt answered from an identical one
-STOP = object()
 
 
 class RecentVerdicts:
@@ -54,6 +56,9 @@ class RecentVerdicts:
 
     def __init__(self, size: int) -> None:
         self._lru: LRUCache[str, attempts.Answer] = LRUCache(maxsize=max(size, 1))
+        # (key, profile) -> (the verdict it was made from, the response body)
+        self._bodies: LRUCache[tuple[str, str], tuple[dict[str, Any], bytes]] = \
+            LRUCache(maxsize=max(size, 1))
         self._lock = threading.Lock()
         self.enabled = size > 0
 
@@ -71,6 +76,21 @@ class RecentVerdicts:
         """Remember a finished verdict; never an infrastructure failure (the cache's rule)."""
         if self.enabled and key and verdict and verdict.get("error_kind") != "infra_error":
             self.keep(key, attempts.Answer.of(verdict))
+
+    def rendered(self, key: str, verdict: dict[str, Any], profile: str,
+                 render: Callable[[], bytes]) -> bytes:
+        """The response body of `verdict` (an Answer's, from this memory) under `profile`,
+        rendered once: building the observation (a typed verdict) and encoding the JSON cost
+        more than the rest of a duplicate's answer. A body made from another verdict of the
+        same key (an Answer replaced since) is rendered anew."""
+        with self._lock:
+            found = self._bodies.get((key, profile))
+        if found is not None and found[0] is verdict:
+            return found[1]
+        body = render()
+        with self._lock:
+            self._bodies[(key, profile)] = (verdict, body)
+        return body
 
     def keep(self, key: str, answer: attempts.Answer) -> None:
         """Remember an Answer already worked out (attempts.cached_answers: never infra_error)."""
@@ -96,27 +116,40 @@ class Recorder:
 
     def __init__(self, settings: FarmSettings, sessions: Callable[[], Session]) -> None:
         self._settings, self._sessions = settings, sessions
-        self._queue: queue.Queue[Record | object] = queue.Queue(maxsize=settings.record_queue)
-        self._pending: dict[str, Record] = {}
+        self._queue: deque[Record] = deque()  # answered, not taken by the writer yet
+        self._pending: dict[str, Record] = {}  # answered, not stored yet
         self._lock = threading.Lock()
+        self._ready = threading.Condition(self._lock)
+        self._idle = self._stop = False
         self._thread = threading.Thread(target=self._run, name="armgym-recorder", daemon=True)
         self._thread.start()
 
     def record(self, key_id: int, item: attempts.NewAttempt, answer: attempts.Answer, *,
-               run_id: str | None, step: int | None, model: str | None) -> str | None:
+               run_id: str | None, step: int | None, model: str | None,
+               wake: bool = True) -> str | None:
         """The id the stored attempt will have, or None when the queue is full (the caller
-        then takes the database path)."""
+        then takes the database path). `wake=False` leaves waking the writer to the caller,
+        once its answer is sent (wake): woken at once, the writer's thread competes with the
+        response for the GIL. Unwoken, it looks within WAKE_S anyway."""
         rec = Record(key_id, replace(item, id=str(uuid.uuid4())), answer, run_id, step, model)
         assert rec.item.id is not None
-        with self._lock:
+        with self._ready:
+            if len(self._queue) >= self._settings.record_queue:
+                return None
             self._pending[rec.item.id] = rec
-        try:
-            self._queue.put_nowait(rec)
-        except queue.Full:
-            with self._lock:
-                self._pending.pop(rec.item.id, None)
-            return None
+            self._queue.append(rec)
+            if wake:
+                self._wake()
         return rec.item.id
+
+    def wake(self) -> None:
+        """Let the writer take what is queued (see record)."""
+        with self._ready:
+            self._wake()
+
+    def _wake(self) -> None:
+        if self._idle or len(self._queue) >= BATCH:  # else it lingers and takes it then
+            self._ready.notify()
 
     def __contains__(self, attempt_id: object) -> bool:
         """Whether an attempt was answered from memory and is not stored yet."""
@@ -132,27 +165,31 @@ class Recorder:
 
     def close(self, timeout: float = 10.0) -> None:
         """Store what is queued, then stop (the lifespan's end)."""
-        self._queue.put(STOP)
+        with self._ready:
+            self._stop = True
+            self._ready.notify()
         self._thread.join(timeout)
         if self._thread.is_alive():
             log.error("the recorder did not store %d answered duplicates within %.0f s",
                       len(self._pending), timeout)
 
     def _take(self) -> tuple[list[Record], bool]:
-        first = self._queue.get()
-        if first is STOP:
-            return [], True
-        batch: list[Record] = [first]  # type: ignore[list-item]
-        until = time.monotonic() + LINGER_S
-        while len(batch) < BATCH:
-            try:
-                nxt = self._queue.get(timeout=max(0.0, until - time.monotonic()))
-            except queue.Empty:
-                break
-            if nxt is STOP:
-                return batch, True
-            batch.append(nxt)  # type: ignore[arg-type]
-        return batch, False
+        """Up to BATCH records, once LINGER_S has passed since the first (or BATCH are in);
+        and whether to stop after them (closed, nothing left)."""
+        with self._ready:
+            while not self._queue and not self._stop:
+                self._idle = True
+                self._ready.wait(WAKE_S)
+            self._idle = False
+            batch: list[Record] = []
+            until = time.monotonic() + LINGER_S
+            while True:
+                batch += [self._queue.popleft() for _ in range(min(BATCH - len(batch),
+                                                                   len(self._queue)))]
+                left = until - time.monotonic()
+                if len(batch) >= BATCH or self._stop or left <= 0:
+                    return batch, self._stop and not self._queue
+                self._ready.wait(left)
 
     def _run(self) -> None:
         stop = False

@@ -9,7 +9,7 @@ import os
 import signal
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from fastapi import HTTPException
 from fastapi.exceptions import RequestValidationError
@@ -243,33 +243,48 @@ def known_answers(farm: Farm, keys: Sequence[str],
     return found
 
 
+class Verified(NamedTuple):
+    """A verdict and the id its attempt is stored under; `key`, its content key, when this
+    process's memory holds its Answer (RecentVerdicts.rendered); `from_memory` when the verdict
+    is that Answer's and the attempt is stored by the writer (Recorder.wake)."""
+    verdict: dict[str, Any]
+    attempt_id: str
+    key: str | None = None
+    from_memory: bool = False
+
+
 def answer_from_memory(farm: Farm, key_id: int, item: attempts.NewAttempt, *,
-                       run_id: str | None, step: int | None,
-                       model: str | None) -> tuple[dict[str, Any], str] | None:
+                       run_id: str | None, step: int | None, model: str | None,
+                       wake: bool = True) -> Verified | None:
     """A duplicate's verdict from this process's memory and the id its attempt is stored under
     just after (api/recent.py); None when the attempt must go through the database: it has an
-    idempotency key, the verdict cache is off, or its verdict is not in memory."""
+    idempotency key, the verdict cache is off, or its verdict is not in memory. `wake=False`:
+    the caller wakes the writer once its answer is sent (Recorder.record)."""
     if item.idempotency_key is not None or not farm.settings.core.verdict_cache \
             or not farm.recent.enabled:
         return None
     validate_batch(run_id, step, model, None)
     validate([item], farm, run_id=run_id, step=step)
     new = _addressed(item, farm, run_id=run_id, step=step)
-    answer = known_answers(farm, [new.content_key or ""]).get(new.content_key or "")
+    key = new.content_key or ""
+    answer = known_answers(farm, [key]).get(key)
     if answer is None:
         return None
     attempt_id = farm.recorder.record(key_id, new, answer, run_id=run_id, step=step,
-                                      model=model)
+                                      model=model, wake=wake)
     if attempt_id is None:  # the writer is behind (the database away): the usual path
         return None
     farm.metrics.cached.inc()
     farm.metrics.submitted.inc()
-    return answer.verdict, attempt_id
+    return Verified(answer.verdict, attempt_id, key, from_memory=True)
 
 
 def remember(farm: Farm, item: attempts.NewAttempt, verdict: dict[str, Any] | None, *,
-             run_id: str | None = None, step: int | None = None) -> None:
+             run_id: str | None = None, step: int | None = None) -> str | None:
     """Keep a finished verdict for the duplicates of `item` (answer_from_memory); `run_id` and
-    `step` place a group seed_scope, as for submit."""
-    if farm.settings.core.verdict_cache and farm.recent.enabled:
-        farm.recent.put(_addressed(item, farm, run_id=run_id, step=step).content_key, verdict)
+    `step` place a group seed_scope, as for submit. Its content key once in memory."""
+    if not (farm.settings.core.verdict_cache and farm.recent.enabled):
+        return None
+    key = _addressed(item, farm, run_id=run_id, step=step).content_key
+    farm.recent.put(key, verdict)
+    return key if key in farm.recent else None

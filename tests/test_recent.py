@@ -9,10 +9,14 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from api import recent
+from api.observation import observation
 from api.recent import RecentVerdicts, Recorder
+from api.routes.gym import verdict_body, verdict_response
 from store import attempts, db, keys
 from store.models import Attempt
 from store.settings import FarmSettings
@@ -73,3 +77,61 @@ def test_recent_verdicts_keep_no_infrastructure_failure_and_mark_the_rest_cached
     off = RecentVerdicts(0)
     off.put("b", VERDICT)
     assert not off.enabled and off.get("b") is None
+
+
+def test_a_remembered_verdict_is_rendered_once_per_profile_and_anew_once_replaced() -> None:
+    """The body of a duplicate's answer (verdict, observation; the attempt id last) is what the
+    verdict and its observation make, kept per profile for that verdict only: an Answer put
+    again under the key is rendered afresh."""
+    recent = RecentVerdicts(4)
+    recent.put("k", VERDICT)
+    answer = recent.get("k")
+    assert answer is not None
+    made: list[str] = []
+
+    def body(profile: str) -> bytes:
+        assert answer is not None
+        return recent.rendered("k", answer.verdict, profile, lambda: (
+            made.append(profile), verdict_body(answer.verdict, profile))[1])
+
+    for profile in ("additive", "binary_plus_speedup", "additive"):
+        reply = verdict_response(answer.verdict, "id-1", body=body(profile))
+        doc = json.loads(reply.body)
+        assert doc == {**answer.verdict, "reward_detail": answer.verdict.get("reward"),
+                       **observation(answer.verdict, profile), "attempt_id": "id-1"}
+        assert list(doc)[-1] == "attempt_id" and reply.media_type == "application/json"
+    assert made == ["additive", "binary_plus_speedup"]
+    recent.put("k", {**VERDICT, "message": "another run"})
+    answer = recent.get("k")
+    assert answer is not None
+    assert json.loads(body("additive"))["message"] == "another run"
+    assert made == ["additive", "binary_plus_speedup", "additive"]
+
+
+def test_an_answer_recorded_without_waking_is_stored_once_woken(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """/step records a duplicate unwoken and wakes the writer once its answer is sent: until
+    then the attempt waits (the writer's own look is 30 s off here), then it is stored under
+    the id it was answered with."""
+    monkeypatch.setattr(recent, "WAKE_S", 30.0)
+    url = f"sqlite:///{tmp_path / 'farm.sqlite'}"
+    db.upgrade(url)
+    made = db.sessions(db.make_engine(url, pool_size=1))
+    with made() as session, session.begin():
+        key_id = keys.ensure(session, "t", "agk_test_recent_wake", ("submit",)).id
+    recorder = Recorder(FarmSettings(data_dir=str(tmp_path)), made)
+    time.sleep(0.1)  # the writer is asleep
+    item = attempts.NewAttempt(variant_id="vec_add_n64_float32", assembly="ret",
+                               template="vec_add", seed=1, content_key="k")
+    found = recorder.record(key_id, item, attempts.Answer.of(VERDICT), run_id="w", step=1,
+                            model=None, wake=False)
+    assert found is not None
+    time.sleep(0.3)
+    assert found in recorder  # not woken, not stored
+    recorder.wake()
+    recorder.settle(found, 10)
+    assert found not in recorder
+    with made() as session:
+        rows = session.scalars(select(Attempt).where(Attempt.run_id == "w")).all()
+    assert [r.id for r in rows] == [found] and rows[0].status == "done"
+    recorder.close()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Query, Response
 from fastapi.responses import JSONResponse
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from store import attempts
@@ -30,7 +32,7 @@ from ..schemas import (
     TasksOut,
     VerdictOut,
 )
-from ..submit import answer_from_memory, remember, submit
+from ..submit import Verified, answer_from_memory, remember, submit
 from ..vocab import DType, Profile, Split, Template
 from ..waiting import finished, wait_until
 
@@ -147,42 +149,73 @@ async def step(body: StepIn, farm: FarmDep, key: SubmitKey,
     (synchronously, up to ARMGYM_MAX_WAIT_S; after that 202 with the attempt id to fetch it
     later)."""
     check_profile(profile)
-    found = await verify_one(farm, key.id, body)
+    found = await verify_one(farm, key.id, body, wake=False)
     if isinstance(found, str):
         return JSONResponse(status_code=202, content={
             "attempt_id": found, "status": "pending",
             "detail": f"not done yet; GET /attempts/{found}?wait=60"})
-    verdict, attempt_id = found
-    return verdict_response(verdict, attempt_id, profile)
+    if found.from_memory and found.key:  # its body rendered once per profile (see below)
+        verdict = found.verdict
+        response = verdict_response(verdict, found.attempt_id, body=farm.recent.rendered(
+            found.key, verdict, profile, lambda: verdict_body(verdict, profile)))
+        response.background = BackgroundTask(_after_sending, farm, None, profile)
+        return response
+    response = verdict_response(found.verdict, found.attempt_id, profile)
+    if found.key:  # a fresh verdict now in memory: its duplicates' body, made in advance
+        response.background = BackgroundTask(_after_sending, farm, found.key, profile)
+    return response
 
 
-async def verify_one(farm: Farm, key_id: int, body: StepIn) -> tuple[dict[str, Any], str] | str:
-    """Submit one attempt and wait for it up to ARMGYM_MAX_WAIT_S: (verdict, attempt id), or the
-    attempt id alone when it is still running."""
+async def _after_sending(farm: Farm, key: str | None, profile: str) -> None:
+    """Once a /step answer is sent: wake the writer of the attempts answered from memory (its
+    thread would compete with the response for the GIL), and render the body the duplicates
+    of a fresh verdict (`key`) will be answered with, so the first one does not."""
+    farm.recorder.wake()
+    answer = farm.recent.get(key)
+    if key and answer is not None:
+        farm.recent.rendered(key, answer.verdict, profile,
+                             lambda: verdict_body(answer.verdict, profile))
+
+
+async def verify_one(farm: Farm, key_id: int, body: StepIn,
+                     wake: bool = True) -> Verified | str:
+    """Submit one attempt and wait for it up to ARMGYM_MAX_WAIT_S: the verdict and attempt id,
+    or the attempt id alone when it is still running. `wake=False`: the caller wakes the writer
+    of an attempt answered from memory (Recorder.wake) once its answer is sent."""
     item = attempts.NewAttempt(variant_id=body.variant_id, assembly=body.assembly,
                                idempotency_key=body.idempotency_key, seed=body.seed,
                                completion=body.completion, seed_scope=body.seed_scope)
     known = answer_from_memory(farm, key_id, item, run_id=body.run_id, step=body.step,
-                               model=body.model)
+                               model=body.model, wake=wake)
     if known is not None:  # a duplicate this process has seen: answered, stored just after
         return known
     done = await run_in_threadpool(submit, farm, key_id, [item], run_id=body.run_id,
                                    step=body.step, model=body.model)
     attempt_id = done.attempt_ids[0]
     if attempt_id in done.answered:  # an identical attempt's (known_answers remembers it)
-        return done.answered[attempt_id], attempt_id
+        return Verified(done.answered[attempt_id], attempt_id)
     result = await wait_until(farm, finished(attempt_id), farm.settings.max_wait_s,
                               attempt_id=attempt_id)
     if result is None:
         return attempt_id
-    remember(farm, item, result["verdict"], run_id=body.run_id, step=body.step)  # done
-    return result["verdict"], attempt_id
+    key = remember(farm, item, result["verdict"], run_id=body.run_id, step=body.step)  # done
+    return Verified(result["verdict"], attempt_id, key)
 
 
-def verdict_response(verdict: dict[str, Any], attempt_id: str,
-                     profile: str = DEFAULT_PROFILE) -> JSONResponse:
-    """The stored verdict (already JSON) with the observation beside it: serialised directly,
-    not re-validated against VerdictOut (which documents it), which cost more than the rest of
-    a cached /step."""
-    return JSONResponse({**verdict, "reward_detail": verdict.get("reward"),
-                         **observation(verdict, profile), "attempt_id": attempt_id})
+def verdict_body(verdict: dict[str, Any], profile: str = DEFAULT_PROFILE) -> bytes:
+    """The stored verdict (already JSON) with the observation beside it, encoded as JSONResponse
+    does, without the attempt id (verdict_response closes the object with it): serialised
+    directly, not re-validated against VerdictOut (which documents it), which cost more than
+    the rest of a cached /step."""
+    doc = {**verdict, "reward_detail": verdict.get("reward"), **observation(verdict, profile)}
+    doc.pop("attempt_id", None)
+    return json.dumps(doc, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+
+
+def verdict_response(verdict: dict[str, Any], attempt_id: str, profile: str = DEFAULT_PROFILE,
+                     body: bytes | None = None) -> Response:
+    """The /step answer: `body` (verdict_body of `verdict`, rendered already) or the verdict's,
+    with `attempt_id` as its last field."""
+    body = verdict_body(verdict, profile) if body is None else body
+    return Response(body[:-1] + b',"attempt_id":' + json.dumps(attempt_id).encode() + b"}",
+                    media_type="application/json")

@@ -92,6 +92,13 @@ def test_a_duplicate_from_memory_is_answered_and_stored_as_through_the_database(
     assert sorted(a["attempt_id"] for a in history) == sorted(ids)
     again = client.post("/step", json={**body, "idempotency_key": "k-1"}).json()
     assert again["attempt_id"] == through_db["attempt_id"]  # a key still names one attempt
+    for profile in ("binary_plus_speedup", "additive"):  # bodies rendered once per profile
+        mine = client.post("/step", params={"profile": profile}, json=body).json()
+        keyed = client.post("/step", params={"profile": profile},
+                            json={**body, "idempotency_key": "k-1"}).json()
+        assert mine["profile"] == profile and mine["attempt_id"] not in ids
+        assert {k: v for k, v in mine.items() if k not in strip} == \
+            {k: v for k, v in keyed.items() if k not in strip}
 
 
 def test_every_duplicate_answered_from_memory_is_stored(
