@@ -26,8 +26,11 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 # The farm (the core and the extras of its services and reports) and the trainer-side client
-# (clients/python, its own distribution), both editable.
-stamp=.venv/.installed-$(cat pyproject.toml clients/python/pyproject.toml | sha256sum | cut -c1-16)
+# (clients/python, its own distribution), both editable; the packages deploy/requirements.lock
+# pins (the images' closure) at its versions, so a fresh machine tests what the images run,
+# not whatever was released since (tests/test_deploy.py checks the venv against the lock).
+stamp=.venv/.installed-$(cat pyproject.toml clients/python/pyproject.toml deploy/requirements.lock \
+                         | sha256sum | cut -c1-16)
 if [ ! -f "$stamp" ]; then
   .venv/bin/pip install -q --upgrade pip
   # The CPU torch wheel first (a file on disk here): a plain `torch` asked for by anything
@@ -37,7 +40,8 @@ if [ ! -f "$stamp" ]; then
   mapfile -t no_deps < <("$PY" -c 'import tomllib; print("\n".join(tomllib.load(open(
       "pyproject.toml", "rb"))["tool"]["armgym"]["no-deps"]))')
   .venv/bin/pip install -q --no-deps "${no_deps[@]}"
-  .venv/bin/pip install -q -e ".[farm,reports,dev,frameworks]" -e clients/python
+  .venv/bin/pip install -q -c deploy/requirements.lock -e ".[farm,reports,dev,frameworks]" \
+      -e clients/python
   rm -f .venv/.installed-*; touch "$stamp"
 fi
 # The run dashboard's chart library (uPlot, pinned with its integrity hash in
