@@ -279,11 +279,16 @@ def answer_from_memory(farm: Farm, key_id: int, item: attempts.NewAttempt, *,
     return Verified(answer.verdict, attempt_id, key, from_memory=True)
 
 
+def remembers(farm: Farm) -> bool:
+    """Whether this process keeps finished verdicts for their duplicates (api/recent.py)."""
+    return farm.settings.core.verdict_cache and farm.recent.enabled
+
+
 def remember(farm: Farm, item: attempts.NewAttempt, verdict: dict[str, Any] | None, *,
              run_id: str | None = None, step: int | None = None) -> str | None:
     """Keep a finished verdict for the duplicates of `item` (answer_from_memory); `run_id` and
     `step` place a group seed_scope, as for submit. Its content key once in memory."""
-    if not (farm.settings.core.verdict_cache and farm.recent.enabled):
+    if not remembers(farm):
         return None
     key = _addressed(item, farm, run_id=run_id, step=step).content_key
     farm.recent.put(key, verdict)

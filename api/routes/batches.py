@@ -20,7 +20,7 @@ from store.models import DONE
 from ..deps import READ, FarmDep, SubmitKey
 from ..farm import Farm
 from ..schemas import BatchAccepted, BatchIn, BatchOut
-from ..submit import submit
+from ..submit import remembers, submit
 from ..vocab import StreamFormat
 from ..waiting import wait_limit, wait_until
 from .attempts import WAIT
@@ -81,7 +81,7 @@ def remember_answers(farm: Farm, rows: list[dict[str, Any]], keys: dict[str, str
     """Keep the verdicts a batch's results brings for their duplicates (api/recent.py): a
     trainer that resubmits the batch is then answered from memory, not from the database. Only
     keys not remembered yet: an Answer is worked out once."""
-    if not farm.settings.core.verdict_cache or not farm.recent.enabled:
+    if not remembers(farm):
         return
     for row in rows:
         key = keys.get(row["attempt_id"])

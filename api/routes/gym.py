@@ -156,8 +156,8 @@ async def step(body: StepIn, farm: FarmDep, key: SubmitKey,
             "detail": f"not done yet; GET /attempts/{found}?wait=60"})
     if found.from_memory and found.key:  # its body rendered once per profile (see below)
         verdict = found.verdict
-        response = verdict_response(verdict, found.attempt_id, body=farm.recent.rendered(
-            found.key, verdict, profile, lambda: verdict_body(verdict, profile)))
+        response = verdict_response(verdict, found.attempt_id,
+                                    body=_rendered(farm, found.key, verdict, profile))
         response.background = BackgroundTask(_after_sending, farm, None, profile)
         return response
     response = verdict_response(found.verdict, found.attempt_id, profile)
@@ -173,8 +173,12 @@ async def _after_sending(farm: Farm, key: str | None, profile: str) -> None:
     farm.recorder.wake()
     answer = farm.recent.get(key)
     if key and answer is not None:
-        farm.recent.rendered(key, answer.verdict, profile,
-                             lambda: verdict_body(answer.verdict, profile))
+        _rendered(farm, key, answer.verdict, profile)
+
+
+def _rendered(farm: Farm, key: str, verdict: dict[str, Any], profile: str) -> bytes:
+    """The body of `verdict` (its Answer's, in memory) under `profile`, rendered once."""
+    return farm.recent.rendered(key, verdict, profile, lambda: verdict_body(verdict, profile))
 
 
 async def verify_one(farm: Farm, key_id: int, body: StepIn,
