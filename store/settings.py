@@ -57,6 +57,11 @@ class FarmSettings(EnvSettings):
     retry_backoff_s: float = Field(1.0, ge=0)
     visibility_timeout_s: int = Field(600, ge=1)
     queue_name: str = "armgym"
+    # Attempts of one submission per Celery message (workers/dispatch.py): each message costs
+    # the API a send and the worker a fetch, an ack and an idle gap. The message's time limits
+    # are the ones above times its length, and a dead worker strands up to this many attempts per
+    # pool process until the visibility timeout. 1 = one message per attempt.
+    dispatch_chunk: int = Field(2, ge=1)
     # Duplicates answered from memory (api/recent.py): verdicts of this many content keys kept
     # per API process (0 = every duplicate goes through the database), and at most this many
     # answered duplicates waiting to be stored (beyond it, duplicates are stored before the answer).
@@ -99,12 +104,14 @@ class FarmSettings(EnvSettings):
                 f"ARMGYM_TASK_SOFT_TIME_LIMIT_S ({self.task_soft_time_limit_s}) must be below "
                 f"ARMGYM_TASK_TIME_LIMIT_S ({self.task_time_limit_s}): the soft limit is what "
                 "lets a verification be retried before the hard one kills its process")
-        if self.broker_url and self.visibility_timeout_s <= self.task_time_limit_s \
+        longest = self.task_time_limit_s * self.dispatch_chunk  # a full message's hard limit
+        if self.broker_url and self.visibility_timeout_s <= longest \
                 and not self.allow_early_redelivery:
             raise ValueError(
                 f"ARMGYM_VISIBILITY_TIMEOUT_S ({self.visibility_timeout_s}) must exceed "
-                f"ARMGYM_TASK_TIME_LIMIT_S ({self.task_time_limit_s}): Redis would hand a "
-                "verification still running to a second worker")
+                f"ARMGYM_TASK_TIME_LIMIT_S ({self.task_time_limit_s}) x ARMGYM_DISPATCH_CHUNK "
+                f"({self.dispatch_chunk}): Redis would hand a verification still running to a "
+                "second worker")
         return self
 
     @property

@@ -58,7 +58,17 @@ def test_visibility_timeout_must_exceed_the_hard_time_limit() -> None:
     with pytest.raises(SettingsError, match=r"ARMGYM_VISIBILITY_TIMEOUT_S \(150\) must exceed "
                                             r"ARMGYM_TASK_TIME_LIMIT_S \(150\)"):
         FarmSettings.from_env({**broker, "ARMGYM_VISIBILITY_TIMEOUT_S": "150"})
-    assert FarmSettings.from_env({**broker, "ARMGYM_VISIBILITY_TIMEOUT_S": "151"})
+    assert FarmSettings.from_env({**broker, "ARMGYM_VISIBILITY_TIMEOUT_S": "151",
+                                  "ARMGYM_DISPATCH_CHUNK": "1"})
+    # a message of several attempts has their time limits added up
+    with pytest.raises(SettingsError, match=r"\(450\) must exceed ARMGYM_TASK_TIME_LIMIT_S "
+                                            r"\(150\) x ARMGYM_DISPATCH_CHUNK \(3\)"):
+        FarmSettings.from_env({**broker, "ARMGYM_VISIBILITY_TIMEOUT_S": "450",
+                               "ARMGYM_DISPATCH_CHUNK": "3"})
+    assert FarmSettings.from_env({**broker, "ARMGYM_VISIBILITY_TIMEOUT_S": "451",
+                                  "ARMGYM_DISPATCH_CHUNK": "3"})
+    with pytest.raises(SettingsError, match="ARMGYM_DISPATCH_CHUNK"):
+        FarmSettings.from_env({"ARMGYM_DISPATCH_CHUNK": "0"})
     # the embedded farm has no broker, so no visibility timeout
     assert FarmSettings.from_env({"ARMGYM_VISIBILITY_TIMEOUT_S": "6"}).embedded
     # the tests' short re-delivery, acknowledged explicitly

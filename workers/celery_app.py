@@ -1,19 +1,24 @@
-"""The Celery app: one task, `armgym.verify_attempt(attempt_id)`, over Redis.
+"""The Celery app: one task, `armgym.verify_attempt(attempt_ids)`, over Redis.
 
   celery -A workers.celery_app worker --concurrency 2 -E
 
-Messages carry only the attempt id (the submission is in the database), are acknowledged after
-the verdict is stored (`acks_late`) and re-queued when the process running them dies
-(`reject_on_worker_lost`); a worker reserves one message at a time (prefetch 1), so a dead worker
-strands at most one message per pool process, which Redis hands out again after the visibility
-timeout. The gates of one verification run inside `toolchain.verify`; parallelism comes from the
-pool's processes, one verification each.
+A message carries the ids of up to `dispatch_chunk` attempts of one submission (the submission
+is in the database), verified in order, each stored and announced as it is done; a message of
+an earlier release carries one id as a string, and is taken too. Messages are acknowledged
+after the last of their verdicts is stored (`acks_late`) and re-queued when the process running
+them dies (`reject_on_worker_lost`); a worker reserves one message at a time (prefetch 1), so a
+dead worker strands at most one message per pool process (up to `dispatch_chunk` attempts),
+which Redis hands out again after the visibility timeout. A message's time limits are one
+attempt's times its length. The gates of one verification run inside `toolchain.verify`;
+parallelism comes from the pool's processes, one verification each.
 
-A message is acknowledged only once its outcome is stored: the pipeline waits out a database
+A message is acknowledged only once its outcomes are stored: the pipeline waits out a database
 outage (tenacity, up to `store_retry_s`), and if the database is still away after that the
-message is rejected back onto the queue (`Reject(requeue=True)`), never acknowledged. Whatever
-the broker loses (a Redis restart without persistence) the API's sweeper re-queues from the
-database (workers/sweeper.py).
+message is rejected back onto the queue (`Reject(requeue=True)`), never acknowledged; the
+attempts of it already done are skipped when it comes back. An attempt the verifier reports as
+infra_error is sent again alone, with the retry count and backoff, not its whole message.
+Whatever the broker loses (a Redis restart without persistence) the API's sweeper re-queues
+from the database (workers/sweeper.py).
 """
 
 from __future__ import annotations
@@ -21,10 +26,12 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Sequence
 from functools import cache
+from typing import Any
 
 from celery import Celery, Task
-from celery.exceptions import Reject
+from celery.exceptions import Reject, SoftTimeLimitExceeded
 from celery.signals import (
     celeryd_init,
     worker_process_init,
@@ -76,6 +83,15 @@ def make_celery(settings: FarmSettings) -> Celery:
         worker_hijack_root_logger=False,
     )
     return app
+
+
+def send(app: Celery, settings: FarmSettings, attempt_ids: Sequence[str], *,
+         producer: Any = None, retries: int = 0, countdown: float | None = None) -> None:
+    """One message for `attempt_ids`, with time limits for that many attempts."""
+    soft, hard = pipeline.message_limits(settings, len(attempt_ids))
+    app.send_task(TASK_NAME, args=[list(attempt_ids)], queue=settings.queue_name,
+                  producer=producer, retries=retries, countdown=countdown,
+                  soft_time_limit=soft, time_limit=hard)
 
 
 settings = get_farm_settings()
@@ -144,40 +160,86 @@ def _notify(publisher: object | None, attempt_id: str) -> None:
 
 
 @app.task(bind=True, name=TASK_NAME)
-def verify_attempt(self: Task, attempt_id: str) -> str:
-    """Verify a stored attempt; retry infrastructure failures with backoff, then infra_error."""
+def verify_attempt(self: Task, attempt_ids: str | list[str]) -> str:
+    """Verify stored attempts in order; retry infrastructure failures with backoff, each alone,
+    then infra_error."""
+    ids = [attempt_ids] if isinstance(attempt_ids, str) else list(attempt_ids)
     session_factory, publisher = _process_state(os.getpid())
+    started = time.monotonic()
+    hard, soft = self.request.timelimit or (None, None)
+    default_soft, default_hard = pipeline.message_limits(settings, 1)
+    soft, hard = soft or default_soft, hard or default_hard
     # Waiting for the database must end before the soft time limit interrupts it.
-    deadline = time.monotonic() + max(1.0, settings.task_soft_time_limit_s - 10.0)
-    worker = f"{self.request.hostname}:{os.getpid()}"
-    retries = self.request.retries
-    final = pipeline.is_final(retries, settings)
-    # A message Redis hands out again because its worker was lost may take the attempt over;
-    # a first delivery leaves it to a worker that holds it under a live lease (a duplicate).
+    deadline = started + max(1.0, soft - 10.0)
+    # Celery kills this process `hard` seconds after the message started: an attempt claimed
+    # later is leased until then (plus the sweeper's grace), not for one attempt's limit.
+    killed_at = started + hard
+    # A message Redis hands out again because its worker was lost may take its attempts over;
+    # a first delivery leaves each to a worker that holds it under a live lease (a duplicate).
     redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
-    try:
+    run = _Run(session_factory, publisher, f"{self.request.hostname}:{os.getpid()}",
+               retries=self.request.retries, takeover=redelivered or self.request.retries > 0,
+               deadline=deadline)
+    for at, attempt_id in enumerate(ids):
+        lease = killed_at - time.monotonic() + settings.sweep_grace_s
+        if not run.one(attempt_id, lease):  # the soft time limit passed: no time for the rest
+            if ids[at + 1:]:
+                send(app, settings, ids[at + 1:], retries=self.request.retries)
+            break
+    return ", ".join(f"{n} {what}" for what, n in run.outcomes.items()) or "nothing"
+
+
+class _Run:
+    """One message's attempts: how each ended, counted for the task's result."""
+
+    def __init__(self, session_factory: sessionmaker[Session], publisher: object, worker: str,
+                 *, retries: int, takeover: bool, deadline: float) -> None:
+        self.sessions, self.publisher, self.worker = session_factory, publisher, worker
+        self.retries, self.takeover, self.deadline = retries, takeover, deadline
+        self.outcomes: dict[str, int] = {}
+
+    def one(self, attempt_id: str, lease_s: float) -> bool:
+        """Verify and store one attempt (or send it again alone); False once the message's
+        soft time limit interrupted it. A database outage rejects the whole message."""
+        out_of_time = False
         try:
-            stored = pipeline.process(session_factory, attempt_id, worker=worker,
-                                      settings=settings, final=final,
-                                      takeover=redelivered or self.request.retries > 0,
-                                      deadline=deadline, observe=metrics.record_verdict)
+            try:
+                outcome = self._verify(attempt_id, lease_s)
+            except Exception as exc:
+                if pipeline.is_outage(exc):
+                    raise
+                out_of_time = isinstance(exc, SoftTimeLimitExceeded)
+                outcome = self._failed(attempt_id, exc)
         except Exception as exc:
-            if pipeline.is_outage(exc):
-                raise
-            delay = pipeline.retry_after(retries, exc, settings)
-            if delay is not None:
-                metrics.record_retry(type(exc).__name__)
-                raise self.retry(exc=exc, countdown=delay) from exc
-            log.error("attempt %s failed %d times: %r", attempt_id, retries + 1, exc)
-            stored = pipeline.give_up(session_factory, attempt_id, worker,
-                                      pipeline.give_up_reason(retries, exc), settings, deadline)
-            if stored:
-                metrics.record_given_up()
-    except Exception as exc:
-        if pipeline.is_outage(exc):  # the outcome is not stored: the message goes back
-            log.error("database still unreachable; handing %s back to the queue", attempt_id)
-            raise Reject(exc, requeue=True) from exc
-        raise
-    if stored:
-        _notify(publisher, attempt_id)
-    return "stored" if stored else "already done"
+            if pipeline.is_outage(exc):  # the outcome is not stored: the message goes back
+                log.error("database still unreachable; handing %s back to the queue",
+                          attempt_id)
+                raise Reject(exc, requeue=True) from exc
+            raise
+        if outcome == "stored":
+            _notify(self.publisher, attempt_id)
+        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+        return not out_of_time
+
+    def _verify(self, attempt_id: str, lease_s: float) -> str:
+        stored = pipeline.process(self.sessions, attempt_id, worker=self.worker,
+                                  settings=settings, final=pipeline.is_final(self.retries,
+                                                                             settings),
+                                  takeover=self.takeover, deadline=self.deadline,
+                                  observe=metrics.record_verdict, lease_s=lease_s)
+        return "stored" if stored else "already done"
+
+    def _failed(self, attempt_id: str, exc: Exception) -> str:
+        """A try that raised: sent again alone after the backoff, or given up (infra_error)."""
+        delay = pipeline.retry_after(self.retries, exc, settings)
+        if delay is not None:
+            metrics.record_retry(type(exc).__name__)
+            send(app, settings, [attempt_id], retries=self.retries + 1, countdown=delay)
+            return "retried"
+        log.error("attempt %s failed %d times: %r", attempt_id, self.retries + 1, exc)
+        stored = pipeline.give_up(self.sessions, attempt_id, self.worker,
+                                  pipeline.give_up_reason(self.retries, exc), settings,
+                                  self.deadline)
+        if stored:
+            metrics.record_given_up()
+        return "stored" if stored else "already done"

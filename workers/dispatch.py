@@ -159,24 +159,35 @@ class EmbeddedDispatcher:
 UNACKED_KEY = "unacked"  # kombu's Redis transport default (`unacked_key`)
 
 
+def chunks(attempt_ids: Sequence[str], size: int) -> list[Sequence[str]]:
+    """`attempt_ids` in as few messages of at most `size` as can be, of even lengths (10 in
+    chunks of 8 are 5 + 5, not 8 + 2: two pool processes get one each)."""
+    count = -(-len(attempt_ids) // size)
+    return [attempt_ids[i * len(attempt_ids) // count:(i + 1) * len(attempt_ids) // count]
+            for i in range(count)]
+
+
 def _attempt_ids(raw: bytes) -> list[str]:
-    """The attempt id a kombu message in Redis carries: a JSON envelope (in the unacked hash,
+    """The attempt ids a kombu message in Redis carries: a JSON envelope (in the unacked hash,
     the first of [envelope, exchange, routing key]) whose body is the task's [args, kwargs,
-    embed], base64-encoded. Anything else is not ours and carries none."""
+    embed], base64-encoded; its first argument is a list of ids, or one id (a message of an
+    earlier release). Anything else is not ours and carries none."""
     try:
         doc = json.loads(raw)
         envelope = doc[0] if isinstance(doc, list) else doc
         body = envelope["body"]
         if envelope.get("properties", {}).get("body_encoding") == "base64":
             body = base64.b64decode(body)
-        args = json.loads(body)[0]
-        return [args[0]] if args and isinstance(args[0], str) else []
+        first = json.loads(body)[0][0]
+        ids = [first] if isinstance(first, str) else first if isinstance(first, list) else []
+        return [a for a in ids if isinstance(a, str)]
     except (ValueError, KeyError, IndexError, TypeError, AttributeError):
         return []
 
 
 class CeleryDispatcher:
-    """Sends `armgym.verify_attempt` messages; listens for the workers' completion notices."""
+    """Sends `armgym.verify_attempt` messages, `dispatch_chunk` attempts each; listens for the
+    workers' completion notices."""
 
     mode = "farm"
 
@@ -193,12 +204,11 @@ class CeleryDispatcher:
         self._listener: threading.Thread | None = None
 
     def enqueue(self, attempt_ids: Sequence[str]) -> None:
-        from .celery_app import TASK_NAME
+        from .celery_app import send
 
         with self.app.producer_or_acquire() as producer:
-            for attempt_id in attempt_ids:
-                self.app.send_task(TASK_NAME, args=[attempt_id], queue=self.settings.queue_name,
-                                   producer=producer)
+            for chunk in chunks(attempt_ids, self.settings.dispatch_chunk):
+                send(self.app, self.settings, chunk, producer=producer)
 
     def in_flight(self) -> set[str]:
         """Scans the queue and kombu's hash of unacknowledged messages (those a worker holds,

@@ -105,19 +105,28 @@ def running_lease_s(settings: FarmSettings) -> float:
     return settings.task_time_limit_s + settings.sweep_grace_s
 
 
+def message_limits(settings: FarmSettings, attempts: int) -> tuple[int, int]:
+    """(soft, hard) time limits of a Celery message carrying `attempts` attempts: each keeps
+    the budget one attempt alone has."""
+    return settings.task_soft_time_limit_s * attempts, settings.task_time_limit_s * attempts
+
+
 def process(sessions: Sessions, attempt_id: str, *, worker: str, settings: FarmSettings,
             final: bool, takeover: bool = True, deadline: float | None = None,
-            observe: Observer | None = None) -> bool:
+            observe: Observer | None = None, lease_s: float | None = None) -> bool:
     """Verify one attempt and store its verdict; True when this call stored it.
 
     Raises Retryable when the caller should try again (the attempt is given back to the queue
     first), or the database's error once `durably` gave up on it (at `deadline` at the
     latest). `takeover`: see attempts.claim (False for a message the broker delivers for the
-    first time). Then the process's free heap goes back to the OS (heap.py), whatever happened.
+    first time). `lease_s`: how long the claim holds the attempt, when its process may run
+    longer than `running_lease_s` (a later attempt of a multi-attempt message). Then the
+    process's free heap goes back to the OS (heap.py), whatever happened.
     """
     try:
         return _process(sessions, attempt_id, worker=worker, settings=settings, final=final,
-                        takeover=takeover, deadline=deadline, observe=observe)
+                        takeover=takeover, deadline=deadline, observe=observe,
+                        lease_s=running_lease_s(settings) if lease_s is None else lease_s)
     finally:
         if settings.malloc_trim:
             heap.trim()
@@ -125,11 +134,11 @@ def process(sessions: Sessions, attempt_id: str, *, worker: str, settings: FarmS
 
 def _process(sessions: Sessions, attempt_id: str, *, worker: str, settings: FarmSettings,
              final: bool, takeover: bool, deadline: float | None,
-             observe: Observer | None) -> bool:
+             observe: Observer | None, lease_s: float) -> bool:
     def claim() -> attempts.Job | None:
         with sessions() as session:
-            return attempts.claim(session, attempt_id, worker,
-                                  lease_s=running_lease_s(settings), takeover=takeover)
+            return attempts.claim(session, attempt_id, worker, lease_s=lease_s,
+                                  takeover=takeover)
 
     job = durably(settings, claim, deadline)
     if job is None:

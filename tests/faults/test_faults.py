@@ -125,10 +125,10 @@ def check(farm: Farm, request: pytest.FixtureRequest, tag: str, batch: list[Case
 
 
 def run_fault(farm: Farm, request: pytest.FixtureRequest, tag: str, fault: str,
-              inject: Callable[[], None]) -> None:
+              inject: Callable[[], None], **api_env: str) -> None:
     """Submit 512, inject the fault after FAULT_AT are done, wait for all, check."""
     batch = cases(tag)
-    farm.start_api()
+    farm.start_api(**api_env)
     start = time.monotonic()
     batch_id = submit(farm, tag, batch)
     wait_done(farm, batch_id, FAULT_AT, 120)
@@ -156,6 +156,21 @@ def test_pool_process_killed(farm: Farm, request: pytest.FixtureRequest) -> None
 
     run_fault(farm, request, "pool", "SIGKILL of a pool process", inject)
     still_serving(farm, "pool-after")
+
+
+def test_pool_process_killed_mid_chunk(farm: Farm, request: pytest.FixtureRequest) -> None:
+    """Eight attempts per message: the killed process held one message, some of its attempts
+    stored, one running, the rest not started. The message comes back (the process's death
+    rejects it, or the visibility timeout restores it) and the redelivery skips what is done,
+    takes over the running one and verifies the rest; `check` sees each stored once. Meanwhile
+    the sweeper leaves the unstarted ones alone: the broker reports every id of a message."""
+    def inject() -> None:
+        _, children = farm.worker_pids()
+        kill(children[0])
+
+    run_fault(farm, request, "chunk", "SIGKILL of a pool process, 8 attempts per message",
+              inject, ARMGYM_DISPATCH_CHUNK="8")
+    still_serving(farm, "chunk-after")
 
 
 def test_worker_main_process_killed(farm: Farm, request: pytest.FixtureRequest) -> None:
