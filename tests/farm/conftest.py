@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -187,6 +188,27 @@ class Workers:
                 os.killpg(proc.pid, signal.SIGKILL)
         self.procs.clear()
         self.metrics_ports.clear()
+
+
+@contextmanager
+def wrapped_worker(wrapper: Path, arg: Path, node: str, env: dict[str, str], log: Path,
+                   concurrency: int = 1) -> Iterator[subprocess.Popen[bytes]]:
+    """A Celery worker started through a test wrapper script (which takes `arg` first and then
+    celery's own argv), logging to `log`; stopped on exit."""
+    argv = [sys.executable, str(wrapper), str(arg), "-A", "workers.celery_app", "worker",
+            "-n", f"{node}@%h", "--concurrency", str(concurrency), "--without-mingle",
+            "--without-gossip", "--loglevel", "info"]
+    with open(log, "ab") as out:
+        worker = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                  start_new_session=True, preexec_fn=process.die_with_parent)
+    try:
+        yield worker
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(20)
+        except subprocess.TimeoutExpired:
+            worker.kill()
 
 
 @pytest.fixture(scope="session")

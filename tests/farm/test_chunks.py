@@ -7,8 +7,6 @@ mid-message is in tests/faults (test_pool_process_killed_mid_chunk)."""
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,7 +21,7 @@ from store.settings import FarmSettings
 from workers.celery_app import TASK_NAME
 from workers.dispatch import CeleryDispatcher, chunks
 
-from .conftest import FARM, Api, start_api, wait_batch
+from .conftest import FARM, Api, start_api, wait_batch, wrapped_worker
 from .flaky_worker import MARK
 from .mix import VARIANTS, WRONG, honest
 
@@ -57,23 +55,13 @@ def chunk_farm(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
     env = {**farm_env, "ARMGYM_QUEUE_NAME": queue, "ARMGYM_DISPATCH_CHUNK": str(CHUNK)}
     seen = tmp_path_factory.mktemp("flaky")
     log = logs / "chunk-worker.log"
-    argv = [sys.executable, str(FLAKY), str(seen), "-A", "workers.celery_app", "worker",
-            "-n", f"chunk-{queue}@%h", "--concurrency", "1", "--without-mingle",
-            "--without-gossip", "--loglevel", "info"]
-    with open(log, "ab") as out:
-        worker = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                  start_new_session=True, preexec_fn=process.die_with_parent)
-    server = start_api("farm", tmp_path_factory.mktemp("api-chunk"), logs, request,
-                       ARMGYM_QUEUE_NAME=queue, ARMGYM_DISPATCH_CHUNK=str(CHUNK))
-    try:
-        yield ChunkFarm(server, log)
-    finally:
-        process.stop(server.proc)
-        worker.terminate()
+    with wrapped_worker(FLAKY, seen, f"chunk-{queue}", env, log):
+        server = start_api("farm", tmp_path_factory.mktemp("api-chunk"), logs, request,
+                           ARMGYM_QUEUE_NAME=queue, ARMGYM_DISPATCH_CHUNK=str(CHUNK))
         try:
-            worker.wait(20)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+            yield ChunkFarm(server, log)
+        finally:
+            process.stop(server.proc)
 
 
 def _submit(farm: ChunkFarm, texts: list[tuple[str, str]]) -> tuple[dict, list[Attempt]]:

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +18,7 @@ from toolchain.settings import get_settings
 from toolchain.verdict import Verdict
 from toolchain.verify import verify
 
-from .conftest import FARM, Api, start_api, wait_batch
+from .conftest import FARM, Api, start_api, wait_batch, wrapped_worker
 from .mix import VARIANTS, asm, honest
 
 pytestmark = FARM
@@ -39,23 +37,14 @@ def group_farm(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
     secret = secrets.token_hex(16)
     env = {**farm_env, "ARMGYM_QUEUE_NAME": queue, "ARMGYM_SEED_SECRET": secret}
     launches = tmp_path_factory.mktemp("group") / "launches.jsonl"
-    argv = [sys.executable, str(COUNTED), str(launches), "-A", "workers.celery_app", "worker",
-            "-n", f"group-{queue}@%h", "--concurrency", "2", "--without-mingle",
-            "--without-gossip", "--loglevel", "info"]
-    with open(logs / "group-worker.log", "ab") as log:
-        worker = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                  start_new_session=True, preexec_fn=process.die_with_parent)
-    server = start_api("farm", tmp_path_factory.mktemp("api-group"), logs, request,
-                       ARMGYM_QUEUE_NAME=queue, ARMGYM_SEED_SECRET=secret)
-    try:
-        yield server, launches
-    finally:
-        process.stop(server.proc)
-        worker.terminate()
+    with wrapped_worker(COUNTED, launches, f"group-{queue}", env, logs / "group-worker.log",
+                        concurrency=2):
+        server = start_api("farm", tmp_path_factory.mktemp("api-group"), logs, request,
+                           ARMGYM_QUEUE_NAME=queue, ARMGYM_SEED_SECRET=secret)
         try:
-            worker.wait(20)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+            yield server, launches
+        finally:
+            process.stop(server.proc)
 
 
 def _texts() -> list[str]:
