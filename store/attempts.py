@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, insert, or_, select, text, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+
+from toolchain.verdict import Verdict
 
 from . import extract
 from .models import (
@@ -31,6 +33,9 @@ from .models import (
     GateResultRow,
     utcnow,
 )
+
+# The tables the worker's hot statements address in SQL core (no ORM entities to build).
+ATTEMPTS, ASSEMBLIES, GATES = Attempt.__table__, Assembly.__table__, GateResultRow.__table__
 
 CHUNK = 500  # rows per statement: well inside SQLite's bound-parameter limit
 KEYS_PER_LOOKUP = 200  # content keys per verdict cache query
@@ -301,49 +306,76 @@ def unfinished(session: Session) -> list[str]:
                                 .order_by(Attempt.created_at)))
 
 
+def _param(name: str) -> Any:
+    """A bound parameter typed as the attempts column `name` (it is named w_<column>: a
+    column's own name is reserved for its SET value)."""
+    return bindparam(f"w_{name}", type_=ATTEMPTS.c[name].type)
+
+
+def _claim_statement(takeover: bool) -> Any:
+    free = ATTEMPTS.c.status != DONE
+    if not takeover:
+        lease = ATTEMPTS.c.lease_until
+        free = and_(free, or_(ATTEMPTS.c.status != RUNNING, lease.is_(None),
+                              lease <= _param("started_at")))
+    text_of = (select(ASSEMBLIES.c.text)
+               .where(ASSEMBLIES.c.sha256 == ATTEMPTS.c.assembly_sha256).scalar_subquery())
+    return (update(ATTEMPTS).where(ATTEMPTS.c.id == _param("id"), free)
+            .values(status=RUNNING, worker=_param("worker"), started_at=_param("started_at"),
+                    lease_until=_param("lease_until"), tries=ATTEMPTS.c.tries + 1)
+            .returning(ATTEMPTS.c.variant_id, ATTEMPTS.c.seed, ATTEMPTS.c.completion,
+                       ATTEMPTS.c.tries, text_of))
+
+
+# The worker's statements, built once: a worker runs them between every two verifications.
+_CLAIM = {takeover: _claim_statement(takeover) for takeover in (False, True)}
+_STORED = ("verdict", "worker", "finished_at", *extract.COLUMNS)
+_FINISH = (update(ATTEMPTS).where(ATTEMPTS.c.id == _param("id"), ATTEMPTS.c.status != DONE)
+           .values({**{name: _param(name) for name in _STORED}, "status": DONE,
+                    "lease_until": None}))
+_GATES = insert(GATES)
+
+
 def claim(session: Session, attempt_id: str, worker: str, *, lease_s: float = 210.0,
           takeover: bool = True) -> Job | None:
     """Mark an attempt running for `lease_s` and return its job; None when it is done (or
     unknown), or when another worker runs it under a lease that has not run out and `takeover`
     is false (a duplicate message: the holder finishes it, or the sweeper re-queues it once the
-    lease expires). A message the broker re-delivered because its worker was lost takes over."""
+    lease expires). A message the broker re-delivered because its worker was lost takes over.
+
+    One conditional UPDATE that returns the job and the attempt's text: it takes the row's
+    lock, and a concurrent claimer or finisher waits for it, then sees the row as that one
+    left it."""
+    now = utcnow()
     with session.begin():
-        # The row, locked, and its text in one round trip: a worker waits on each of them
-        # between two verifications.
-        found = session.execute(
-            select(Attempt, Assembly.text)
-            .outerjoin(Assembly, Assembly.sha256 == Attempt.assembly_sha256)
-            .where(Attempt.id == attempt_id).with_for_update(of=Attempt)).first()
-        if found is None or found[0].status == DONE:
-            return None
-        row, text = found
-        now = utcnow()
-        if (not takeover and row.status == RUNNING and row.lease_until is not None
-                and row.lease_until > now):
-            return None
-        row.status, row.worker, row.started_at = RUNNING, worker, now
-        row.lease_until = now + timedelta(seconds=lease_s)
-        row.tries += 1
-        return Job(row.id, row.variant_id, text or "", row.seed, row.completion, row.tries)
+        found = session.execute(_CLAIM[takeover], {
+            "w_id": attempt_id, "w_worker": worker, "w_started_at": now,
+            "w_lease_until": now + timedelta(seconds=lease_s)}).first()
+    if found is None:
+        return None
+    variant_id, seed, completion, tries, text = found
+    return Job(attempt_id, variant_id, text or "", seed, completion, tries)
 
 
-def finish(session: Session, attempt_id: str, verdict: Mapping[str, Any], worker: str) -> bool:
-    """Store a verdict and its gate results once; False when the attempt was already done."""
-    verdict = extract.jsonable(verdict)
+def finish(session: Session, attempt_id: str, verdict: Verdict | Mapping[str, Any],
+           worker: str) -> bool:
+    """Store a verdict and its gate results once; False when the attempt was already done.
+    A typed Verdict (a worker's) is read for the columns as it is, not parsed again from JSON."""
+    doc = extract.stored_json(verdict.to_json() if isinstance(verdict, Verdict) else verdict)
+    values = {"verdict": doc, "worker": worker, "finished_at": utcnow(),
+              **extract.columns(verdict if isinstance(verdict, Verdict) else doc)}
     with session.begin():
         # One conditional UPDATE, not a locked read and a write: it takes the row's lock itself,
         # and a concurrent finisher waits for it, then finds the row done (no row matched).
-        stored = session.execute(
-            update(Attempt).where(Attempt.id == attempt_id, Attempt.status != DONE)
-            .values(**extract.columns(verdict), verdict=verdict, status=DONE, worker=worker,
-                    finished_at=utcnow(), lease_until=None)
-            .execution_options(synchronize_session=False))
+        stored = session.execute(_FINISH, {"w_id": attempt_id,
+                                           **{f"w_{k}": v for k, v in values.items()}})
         if not stored.rowcount:  # type: ignore[attr-defined]
             return False
-        session.execute(delete(GateResultRow).where(GateResultRow.attempt_id == attempt_id))
-        gates = [{"attempt_id": attempt_id, **g} for g in extract.gate_rows(verdict)]
+        # No earlier gate rows to delete: they are written only here and by submit, each in
+        # the transaction that makes the attempt done, and a done attempt is never undone.
+        gates = [{"attempt_id": attempt_id, **g} for g in extract.gate_rows(doc)]
         if gates:
-            session.execute(insert(GateResultRow), gates)
+            session.execute(_GATES, gates)
     return True
 
 

@@ -18,7 +18,6 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -35,6 +34,7 @@ log = logging.getLogger(__name__)
 OPT = "-O3"  # the level the performance gate compares against
 Sessions = Callable[[], Session]
 _measured: set[tuple[str, str, str, str]] = set()  # rows this process knows are measured
+_KEY = ("variant_id", "compiler", "opt", "toolchain_key")  # the table's primary key
 
 
 def toolchain_key(compiler: str, opt: str = OPT) -> str:
@@ -88,32 +88,52 @@ def record_measured(session: Session, variant: Variant, compiler: str, cycles: f
                     data_dependent: bool, settings: Settings, opt: str = OPT,
                     commit: bool = True) -> bool:
     """Store a measurement in the row (built first if missing); True when this call stored it.
-    A data-dependent baseline keeps cycles NULL: its cost depends on the input. The row is
-    written first and read only when that matched nothing (missing, or measured already): a
-    worker stores these between two verifications, one round trip each in the usual case."""
+    A data-dependent baseline keeps cycles NULL: its cost depends on the input. One upsert
+    (INSERT ... ON CONFLICT DO UPDATE ... WHERE not yet measured), so a worker storing these
+    between two verifications makes one round trip per row however the table stands, and
+    none for a row this process knows is measured."""
     key = (variant.id, compiler, opt, toolchain_key(compiler, opt))
     if key in _measured:
         return False
     from toolchain.gates.performance.gate import model_key
 
-    def store() -> bool:
-        result = session.execute(
-            update(BaselineRow)
-            .where(BaselineRow.variant_id == key[0], BaselineRow.compiler == compiler,
-                   BaselineRow.opt == opt, BaselineRow.toolchain_key == key[3],
-                   BaselineRow.measured_at.is_(None))
-            .values(cycles=None if data_dependent else cycles, data_dependent=data_dependent,
-                    cost_model=model_key(settings), measured_at=utcnow()))
-        return bool(result.rowcount)  # type: ignore[attr-defined]
-
-    stored = store()
-    if not stored and session.get(BaselineRow, key) is None:
-        get_or_build(session, variant, compiler, settings, opt)
-        stored = store()
+    base = compiled.get(variant, compiler, opt, settings=settings)  # the gate's, in memory
+    now = utcnow()
+    figures = {"cycles": None if data_dependent else cycles, "data_dependent": data_dependent,
+               "cost_model": model_key(settings), "measured_at": now}
+    stmt = _insert(session).values(
+        variant_id=variant.id, compiler=compiler, opt=opt, toolchain_key=key[3],
+        toolchain=base.toolchain[:300], flags=list(base.flags), c_source=variant.c_source,
+        assembly=base.assembly, built_at=now, **figures)
+    # RETURNING, not the row count, says whether a row was written: psycopg counts a
+    # conflict whose update the WHERE skipped as a row.
+    written = session.execute(stmt.on_conflict_do_update(
+        index_elements=list(_KEY), set_=figures, where=BaselineRow.measured_at.is_(None))
+        .returning(BaselineRow.variant_id)).first()
     if commit:
         session.commit()
     _measured.add(key)
-    return stored
+    return written is not None
+
+
+def _measurements(verdict: Verdict | Mapping[str, Any]) -> list[tuple[str, float, bool]]:
+    """(compiler, cycles, data_dependent) of each baseline this verdict's performance gate
+    measured that this process has not stored yet."""
+    typed = Verdict.load(verdict)
+    gate = typed.gate(GateName.performance) if typed else None
+    if typed is None or gate is None or not gate.passed or \
+            not isinstance(gate.details, PerformanceDetails) or not gate.details.baselines:
+        return []
+    return [(compiler, float(m.cycles), bool(m.data_dependent))
+            for compiler, m in sorted(gate.details.baselines.items())
+            if compiler in compiled.COMPILERS and m.cycles is not None
+            and (typed.variant_id, compiler, OPT, toolchain_key(compiler)) not in _measured]
+
+
+def pending(verdict: Verdict | Mapping[str, Any]) -> bool:
+    """Whether `record_from_verdict` has anything to store (a worker skips the session
+    otherwise: once warm, nearly always)."""
+    return bool(_measurements(verdict))
 
 
 def record_from_verdict(session: Session, verdict: Verdict | Mapping[str, Any],
@@ -121,15 +141,12 @@ def record_from_verdict(session: Session, verdict: Verdict | Mapping[str, Any],
     """The baseline measurements a performance gate made for this verdict, into the table (in
     one transaction)."""
     typed = Verdict.load(verdict)
-    gate = typed.gate(GateName.performance) if typed else None
-    if typed is None or gate is None or not gate.passed or \
-            not isinstance(gate.details, PerformanceDetails) or not gate.details.baselines:
+    found = _measurements(typed) if typed is not None else []
+    if typed is None or not found:
         return 0
     variant = kernels.get(typed.variant_id)
-    stored = sum(record_measured(session, variant, compiler, float(m.cycles),
-                                 bool(m.data_dependent), settings, commit=False)
-                 for compiler, m in sorted(gate.details.baselines.items())
-                 if compiler in compiled.COMPILERS and m.cycles is not None)
+    stored = sum(record_measured(session, variant, compiler, cycles, dependent, settings,
+                                 commit=False) for compiler, cycles, dependent in found)
     session.commit()
     return stored
 

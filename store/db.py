@@ -12,10 +12,13 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 MIGRATIONS = REPO_ROOT / "migrations"
 
 
-def make_engine(url: str, pool_size: int = 10) -> Engine:
+def make_engine(url: str, pool_size: int = 10, pre_ping: bool = True) -> Engine:
     """An engine tuned per backend: SQLite in WAL mode with a busy timeout, so the API thread and
     the embedded workers can write concurrently; PostgreSQL with pre-ping, so a restarted
-    database costs a retry, not a stream of errors."""
+    database costs a retry, not a stream of errors. `pre_ping` false saves a round trip per
+    checkout for a caller that retries an outage itself (a pool process: workers/pipeline.py
+    durably): a connection the database dropped then fails its first statement, and the pool
+    is discarded for fresh connections."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
                                pool_size=pool_size, max_overflow=pool_size)
@@ -30,7 +33,8 @@ def make_engine(url: str, pool_size: int = 10) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size)
+    return create_engine(url, pool_pre_ping=pre_ping, pool_size=pool_size,
+                         max_overflow=pool_size)
 
 
 def is_outage(exc: BaseException) -> bool:

@@ -9,6 +9,7 @@ the columns either way.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import asdict
@@ -18,29 +19,41 @@ from toolchain.reward import reward_of
 from toolchain.verdict import Verdict
 
 
-def jsonable(value: Any) -> Any:
+def jsonable(value: Any, floats: bool = True) -> Any:
     """JSON that PostgreSQL's JSONB and strict JSON encoders accept: non-finite floats become
-    strings ("nan", "inf", "-inf") and NUL characters are replaced."""
-    if isinstance(value, float) and not math.isfinite(value):
+    strings ("nan", "inf", "-inf"; not with `floats` false) and NUL characters are replaced."""
+    if floats and isinstance(value, float) and not math.isfinite(value):
         return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
     if isinstance(value, str):
         return value.replace("\x00", "\ufffd")
     if isinstance(value, Mapping):
-        return {str(k).replace("\x00", "\ufffd"): jsonable(v) for k, v in value.items()}
+        return {str(k).replace("\x00", "\ufffd"): jsonable(v, floats)
+                for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
+        return [jsonable(v, floats) for v in value]
     return value
 
 
+def stored_json(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """`jsonable(doc)` as a plain JSON copy, in C (json's encoder and decoder) when there is
+    nothing to replace, as in nearly every verdict; the walk in Python only otherwise."""
+    try:
+        text = json.dumps(doc, allow_nan=False)
+    except (TypeError, ValueError):  # a non-finite float, or a value json cannot encode
+        return jsonable(doc)  # type: ignore[no-any-return]
+    return jsonable(doc) if "\\u0000" in text else json.loads(text)  # type: ignore[no-any-return]
+
+
 def columns(verdict: Verdict | Mapping[str, Any]) -> dict[str, Any]:
-    """The attempt columns a verdict fills."""
+    """The attempt columns a verdict fills, their text free of NUL characters as they are
+    when read from the verdict's stored JSON (jsonable)."""
     typed = Verdict.load(verdict)
     if typed is None:
         raise ValueError("not a verdict: " + str(verdict)[:200])
     perf = typed.performance
     baseline = perf.baseline if perf else None
     compiler = baseline.compiler if baseline else None
-    return {
+    found = {
         "passed": typed.passed,
         "error_kind": typed.error_kind.value if typed.error_kind else None,
         "message": typed.message[:4000],
@@ -56,6 +69,7 @@ def columns(verdict: Verdict | Mapping[str, Any]) -> dict[str, Any]:
         "sandbox": typed.sandbox,
         "versions": typed.versions or None,
     }
+    return {k: jsonable(v, floats=False) for k, v in found.items()}
 
 
 def _number(value: Any) -> float | None:

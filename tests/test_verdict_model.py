@@ -97,6 +97,29 @@ def test_the_store_derives_the_same_columns_as_before(label: str) -> None:
     case = stored(label)
     assert extract.columns(case["verdict"]) == case["columns"]
     assert set(extract.COLUMNS) == set(case["columns"])
+    # a worker hands finish() its typed verdict, read as it is: the same columns
+    assert extract.columns(Verdict.from_json(case["verdict"])) == case["columns"]
+
+
+def test_a_typed_verdict_gives_the_columns_its_stored_json_gives() -> None:
+    """Non-finite figures and NUL characters, which the stored JSON cannot hold as they are:
+    the typed verdict's columns are those read back from its JSON (extract.jsonable)."""
+    doc = stored("clang -O3 baseline")["verdict"]
+    perf = next(g for g in doc["gates"] if g["name"] == "performance")
+    perf["details"].update(cycles=float("nan"), speedup=float("inf"))
+    typed = Verdict.from_json({**doc, "message": "bad\x00byte", "sandbox": "x\x00"})
+    columns = extract.columns(typed)
+    assert columns == extract.columns(extract.jsonable(typed.to_json()))
+    assert columns["message"] == "bad\ufffdbyte" and columns["cycles"] is None
+
+
+@pytest.mark.parametrize("label", LABELS)
+def test_the_stored_json_is_jsonable_whichever_way_it_is_made(label: str) -> None:
+    doc = Verdict.from_json(stored(label)["verdict"]).to_json()  # as a worker stores it
+    assert extract.stored_json(doc) == extract.jsonable(doc)
+    odd = {**doc, "message": "a\x00b", "x": [float("nan"), (1, float("-inf"))], 3: "\\u0000"}
+    assert extract.stored_json(odd) == extract.jsonable(odd)
+    assert extract.stored_json(odd)["message"] == "a\ufffdb"
 
 
 def test_the_figures_are_fields() -> None:

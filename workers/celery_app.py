@@ -139,8 +139,10 @@ def _sweep_scratch(**_: object) -> None:
 
 @cache
 def _process_state(pid: int) -> tuple[sessionmaker[Session], object | None]:
-    """Per process (pool children are forked): a database engine and a Redis publisher."""
-    engine = make_engine(settings.sqlalchemy_url, pool_size=2)
+    """Per process (pool children are forked): a database engine and a Redis publisher. The
+    engine does not ping each connection it hands out: every statement of a pool process runs
+    under pipeline.durably, which retries a dropped connection on a fresh one."""
+    engine = make_engine(settings.sqlalchemy_url, pool_size=2, pre_ping=False)
     publisher = None
     if settings.broker_url.startswith("redis"):
         import redis

@@ -18,7 +18,7 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from sqlalchemy.orm import Session
 from tenacity import (
@@ -154,30 +154,31 @@ def _process(sessions: Sessions, attempt_id: str, *, worker: str, settings: Farm
     if verdict.error_kind is ErrorKind.infra_error and not final:
         release(sessions, attempt_id, settings, deadline)
         raise Retryable(verdict.message)
-    doc = verdict.to_json()
 
     def finish() -> bool:
         with sessions() as session:
-            return attempts.finish(session, attempt_id, doc, worker)
+            return attempts.finish(session, attempt_id, verdict, worker)
 
     stored = durably(settings, finish, deadline)
     if stored:
         if observe is not None:
             observe(verdict, seconds)
-        record_baselines(sessions, doc, settings)
+        record_baselines(sessions, verdict, settings)
     return stored
 
 
-def record_baselines(sessions: Sessions, verdict: dict[str, Any],
-                     settings: FarmSettings) -> None:
+def record_baselines(sessions: Sessions, verdict: Verdict, settings: FarmSettings) -> None:
     """The baseline cycles this verification measured, into the baselines table (once per row
-    and process); a failure here costs the table a figure, never the attempt its verdict."""
+    and process: no session at all once this process stored them); a failure here costs the
+    table a figure, never the attempt its verdict."""
+    if not baselines.pending(verdict):
+        return
     try:
         with sessions() as session:
             baselines.record_from_verdict(session, verdict, settings.core)
     except Exception:
-        log.warning("could not store the baseline measurements of %s",
-                    verdict.get("variant_id"), exc_info=True)
+        log.warning("could not store the baseline measurements of %s", verdict.variant_id,
+                    exc_info=True)
 
 
 def release(sessions: Sessions, attempt_id: str, settings: FarmSettings,

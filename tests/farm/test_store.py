@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -176,13 +177,22 @@ def test_jsonable_makes_any_figure_storable() -> None:
     assert weird == {"x": "nan", "y": ["-inf"], "z": "a\ufffdb"}
 
 
-def test_claim_reads_the_text_and_one_of_two_concurrent_finishers_stores(empty_db: str) -> None:
-    """claim() returns the attempt's text with the row it locks (one round trip), and finish()
-    stores with one conditional UPDATE: of two workers finishing the same attempt at once (a
-    duplicate delivery), the second waits for the first's row lock (PostgreSQL) and then finds
-    the attempt done, so the verdict and its gate rows are stored exactly once."""
-    import threading
+def _together(run: Callable[[str], None]) -> None:
+    """`run("a")` and `run("b")` in two threads at once (they meet at a barrier of two)."""
+    threads = [threading.Thread(target=run, args=(n,)) for n in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
 
+
+def test_one_of_two_concurrent_claimers_and_one_of_two_finishers_wins(empty_db: str) -> None:
+    """claim() is one conditional UPDATE returning the job and the attempt's text, finish()
+    one conditional UPDATE before its gate rows: of two workers claiming a queued attempt at
+    once (a message delivered twice, neither a redelivery), the second waits for the first's
+    row lock (PostgreSQL) and then sees its live lease; of two finishing it at once, the
+    second finds it done. So the verdict and its gate rows are stored exactly once, without
+    deleting gate rows first (none exist before the attempt is done)."""
     db.upgrade(empty_db)
     engine = db.make_engine(empty_db, pool_size=2)
     sessions = db.sessions(engine)
@@ -193,23 +203,30 @@ def test_claim_reads_the_text_and_one_of_two_concurrent_finishers_stores(empty_d
         done = attempts.submit(session, key.id, [attempts.NewAttempt(VARIANTS[0], text_in,
                                                                      seed=3)])
     attempt_id = done.attempt_ids[0]
-    with sessions() as session:
-        job = attempts.claim(session, attempt_id, "a")
-    assert job is not None and job.assembly == text_in and job.tries == 1
-    verdict = verify(VARIANTS[0], text_in, 3, settings=get_settings()).to_json()
-    results: list[bool] = []
+    claimed: list[attempts.Job | None] = []
     barrier = threading.Barrier(2)
 
-    def finisher(name: str) -> None:
+    def claimer(name: str) -> None:  # a message delivered twice, both copies taken at once
         barrier.wait()
         with sessions() as session:
-            results.append(attempts.finish(session, attempt_id, verdict, name))
+            claimed.append(attempts.claim(session, attempt_id, name, takeover=False))
 
-    threads = [threading.Thread(target=finisher, args=(n,)) for n in ("a", "b")]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    _together(claimer)
+    jobs = [j for j in claimed if j is not None]
+    assert len(claimed) == 2 and len(jobs) == 1  # the second sees the first's live lease
+    job = jobs[0]
+    assert job.assembly == text_in and job.tries == 1
+    typed = verify(VARIANTS[0], text_in, 3, settings=get_settings())
+    verdict = typed.to_json()
+    results: list[bool] = []
+
+    def finisher(name: str) -> None:  # a worker's typed verdict, or its JSON
+        barrier.wait()
+        with sessions() as session:
+            results.append(attempts.finish(session, attempt_id,
+                                           typed if name == "a" else verdict, name))
+
+    _together(finisher)
     assert sorted(results) == [False, True]
     with engine.connect() as conn:
         gates = conn.execute(text("SELECT count(*) FROM gate_results WHERE attempt_id = :a"),
@@ -220,4 +237,36 @@ def test_claim_reads_the_text_and_one_of_two_concurrent_finishers_stores(empty_d
     with sessions() as session:  # done: nothing to claim, nothing to store
         assert attempts.claim(session, attempt_id, "c") is None
         assert not attempts.finish(session, attempt_id, verdict, "c")
+    engine.dispose()
+
+
+def test_a_baseline_measurement_is_stored_once_whatever_the_table_holds(
+        empty_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """record_measured is one upsert: a missing row is built with its figure, a built one gets
+    it, a measured one keeps its first; and a row this process stored is not written again."""
+    from sqlalchemy import select
+
+    from store import baselines
+    from store.models import BaselineRow
+    from toolchain import kernels
+
+    db.upgrade(empty_db)
+    engine = db.make_engine(empty_db, pool_size=2)
+    sessions, settings = db.sessions(engine), get_settings()
+    variant = kernels.get(VARIANTS[0])
+    monkeypatch.setattr(baselines, "_measured", set())
+    with sessions() as session:
+        built = baselines.get_or_build(session, variant, "clang", settings)
+        assert built.measured_at is None
+        assert baselines.record_measured(session, variant, "gcc", 100.0, False, settings)
+        assert baselines.record_measured(session, variant, "clang", 7.0, True, settings)
+        assert not baselines.record_measured(session, variant, "gcc", 5.0, False, settings)
+    monkeypatch.setattr(baselines, "_measured", set())  # another process: the table decides
+    with sessions() as session:
+        assert not baselines.record_measured(session, variant, "gcc", 5.0, False, settings)
+        found = {r.compiler: r for r in session.scalars(select(BaselineRow))}
+    assert (found["gcc"].cycles, found["gcc"].data_dependent) == (100.0, False)
+    assert (found["clang"].cycles, found["clang"].data_dependent) == (None, True)
+    assert found["clang"].built_at == built.built_at and found["clang"].assembly == built.assembly
+    assert found["gcc"].assembly and found["gcc"].measured_at is not None
     engine.dispose()
