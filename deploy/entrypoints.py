@@ -140,8 +140,10 @@ def _require_sandbox(farm: FarmSettings) -> None:
 
 
 def _api(extra: Sequence[str]) -> list[str]:
-    return ["-m", "uvicorn", "--factory", "api.app:create_app", "--host", "0.0.0.0",
-            "--port", str(API_PORT), "--timeout-graceful-shutdown", "30", *extra]
+    # --http as api.process.HTTP (which imports httpx; this module must not)
+    return ["-m", "uvicorn", "--factory", "api.app:create_app", "--http", "httptools",
+            "--host", "0.0.0.0", "--port", str(API_PORT), "--timeout-graceful-shutdown", "30",
+            *extra]
 
 
 def _worker(extra: Sequence[str]) -> list[str]:

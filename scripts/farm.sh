@@ -39,7 +39,7 @@ FLOWER_UNAUTHENTICATED_API=${FLOWER_UNAUTHENTICATED_API:-true} \
   .venv/bin/celery -A workers.celery_app flower --address=127.0.0.1 --port="$FLOWER_PORT" \
   --purge_offline_workers=300 &
 pids+=($!)
-.venv/bin/uvicorn --factory api.app:create_app --host "${API_HOST:-127.0.0.1}" --port "$API_PORT" &
+.venv/bin/uvicorn --factory api.app:create_app --http httptools --host "${API_HOST:-127.0.0.1}" --port "$API_PORT" &
 pids+=($!)
 echo "farm: API http://127.0.0.1:$API_PORT/docs  Flower http://127.0.0.1:$FLOWER_PORT" >&2
 wait -n

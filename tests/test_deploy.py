@@ -300,6 +300,9 @@ def test_roles_wrap_the_farms_own_commands() -> None:
     assert "api.app:create_app" in api and "--factory" in api
     assert "api.app:create_app" in (REPO / "api" / "process.py").read_text()
     farm_sh = (REPO / "scripts" / "farm.sh").read_text()
+    http = list(process.HTTP)  # the HTTP implementation, the same wherever the API starts
+    assert any(api[i:i + len(http)] == http for i in range(len(api))), api
+    assert f"create_app {' '.join(http)} " in farm_sh
     for argv, sub in ((worker, "worker"), (flower, "flower")):
         assert argv[2:6] == ["celery", "-A", "workers.celery_app", sub]
         assert f"celery -A workers.celery_app {sub}" in farm_sh
