@@ -16,67 +16,16 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from store.settings import FarmSettings
 from toolchain import VERIFIER_VERSION
 
 from . import errors, security
+from .edge import Edge
 from .farm import Farm
-from .metrics import MetricsMiddleware
 from .routes import attempts, baselines, batches, best, gym, keys, openrlhf, runs, ui
 
 log = logging.getLogger(__name__)
-
-
-class BodyTooLarge(Exception):
-    pass
-
-
-class BodyLimit:
-    """Refuse request bodies over `limit` bytes with 413, whether or not a Content-Length says
-    so (chunked uploads are counted as they arrive)."""
-
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        length = dict(scope.get("headers") or []).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.limit:
-            await self._refuse(send)
-            return
-        seen, started = 0, False
-
-        async def counting_receive() -> Message:
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.limit:
-                raise BodyTooLarge
-            return message
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except BodyTooLarge:
-            if not started:
-                await self._refuse(send)
-
-    async def _refuse(self, send: Send) -> None:
-        response = JSONResponse(status_code=413, content={
-            "detail": f"request body larger than {self.limit} bytes (ARMGYM_MAX_REQUEST_BYTES)"})
-        await response({"type": "http"}, _no_receive, send)
-
-
-async def _no_receive() -> Message:
-    return {"type": "http.disconnect"}
 
 
 def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -119,11 +68,7 @@ def create_app(settings: FarmSettings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     errors.install(app)
     security.install_log_redaction()
-    app.add_middleware(security.NoStore)
-
-    app.add_middleware(MetricsMiddleware)
-
-    app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
+    app.add_middleware(Edge, limit=settings.max_request_bytes)
 
     @app.get("/metrics", include_in_schema=False)
     def prometheus(request: Request) -> Response:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from collections.abc import Callable
 
 from fastapi import Response
@@ -23,7 +22,6 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from workers.metrics import BuildInfo
 
@@ -86,31 +84,3 @@ class Metrics:
 
     def render(self) -> Response:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
-
-
-class MetricsMiddleware:
-    """Counts and times every HTTP request, as plain ASGI: Starlette's BaseHTTPMiddleware runs
-    each request through an extra task and stream, about a millisecond per request (visible on
-    a cached /step, which takes a few)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start, status = time.perf_counter(), 500
-
-        async def sending(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, sending)
-        finally:
-            route = getattr(scope.get("route"), "path", "unmatched")
-            metrics: Metrics = scope["app"].state.farm.metrics
-            metrics.observe(scope["method"], route, status, time.perf_counter() - start)

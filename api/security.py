@@ -1,13 +1,11 @@
 """What keeps keys and results where they belong: API keys never reach the access log (the
 OpenRLHF route takes `?api_key=` because OpenRLHF sends no headers), and no response is stored
-by a browser or a proxy cache (they carry verdicts and history)."""
+by a browser or a proxy cache (they carry verdicts and history: api/edge.py)."""
 
 from __future__ import annotations
 
 import logging
 import re
-
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # A query parameter named like a key (api_key, apikey, key, token), whatever its case.
 KEY_PARAM = re.compile(r"(?i)([?&](?:api[-_]?key|key|token|access_token)=)[^&#\s\"]*")
@@ -37,25 +35,3 @@ def install_log_redaction() -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(f, RedactKeys) for f in logger.filters):
             logger.addFilter(RedactKeys())
-
-
-class NoStore:
-    """`Cache-Control: no-store` on every HTTP response that does not set its own."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_no_store(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers") or [])
-                if not any(k.lower() == b"cache-control" for k, _ in headers):
-                    headers.append((b"cache-control", b"no-store"))
-                message = {**message, "headers": headers}
-            await send(message)
-
-        await self.app(scope, receive, send_no_store)
