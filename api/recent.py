@@ -47,6 +47,9 @@ LINGER_S = 0.05
 # response failed before it was sent) is stored within it.
 WAKE_S = 1.0
 CACHE_WORKER = "verdict-cache"  # the `worker` of an attempt answered from an identical one
+# Submitted text the memory of content keys (RecentVerdicts.address) holds at most.
+ADDRESS_BYTES = 32 * 1024 * 1024
+ENTRY_BYTES = 256  # what an entry holds besides its text, roughly
 
 
 class RecentVerdicts:
@@ -59,6 +62,9 @@ class RecentVerdicts:
         # (key, profile) -> (the verdict it was made from, the response body)
         self._bodies: LRUCache[tuple[str, str], tuple[dict[str, Any], bytes]] = \
             LRUCache(maxsize=max(size, 1))
+        # what an attempt's content is -> (its seed, its content key, the size of its text)
+        self._addresses: LRUCache[tuple[Any, ...], tuple[int, str, int]] = LRUCache(
+            maxsize=ADDRESS_BYTES, getsizeof=lambda found: found[2])
         self._lock = threading.Lock()
         self.enabled = size > 0
 
@@ -91,6 +97,25 @@ class RecentVerdicts:
         with self._lock:
             self._bodies[(key, profile)] = (verdict, body)
         return body
+
+    def address(self, content: tuple[Any, ...],
+                work: Callable[[], tuple[int, str]]) -> tuple[int, str]:
+        """The seed and content key of an attempt whose content (variant, text, seed fields,
+        ...) is `content`: `work()` once, then remembered, as a duplicate's are its original's
+        (the keyed hashes over the text and the variant's C cost more than the rest of its
+        answer's own work). Bounded by the text held (ADDRESS_BYTES)."""
+        if not self.enabled:
+            return work()
+        with self._lock:
+            found = self._addresses.get(content)
+        if found is not None:
+            return found[0], found[1]
+        seed, key = work()
+        size = ENTRY_BYTES + sum(len(part) for part in content if isinstance(part, str | bytes))
+        if size <= ADDRESS_BYTES:
+            with self._lock:
+                self._addresses[content] = (seed, key, size)
+        return seed, key
 
     def keep(self, key: str, answer: attempts.Answer) -> None:
         """Remember an Answer already worked out (attempts.cached_answers: never infra_error)."""

@@ -43,11 +43,19 @@ def _seed(item: attempts.NewAttempt, run_id: str | None, step: int | None,
 
 def _addressed(item: attempts.NewAttempt, farm: Farm, run_id: str | None = None,
                step: int | None = None) -> attempts.NewAttempt:
-    """The item with its template, its seed (_seed) and its verdict cache key."""
+    """The item with its template, its seed (_seed) and its verdict cache key, worked out once
+    per content (RecentVerdicts.address): a duplicate's are those of its original."""
     step = item.step if item.step is not None else step
-    seed = _seed(item, run_id, step, farm.settings.core.seed_secret)
-    key = verdict_cache.key(item.variant_id, item.assembly, seed, item.completion,
-                            farm.settings.core)
+    group = item.seed_scope == "group" and item.seed is None  # the seed is the group's
+    content = (item.variant_id, item.assembly, item.completion, item.seed, item.seed_scope,
+               run_id if group else None, step if group else None)
+
+    def work() -> tuple[int, str]:
+        seed = _seed(item, run_id, step, farm.settings.core.seed_secret)
+        return seed, verdict_cache.key(item.variant_id, item.assembly, seed, item.completion,
+                                       farm.settings.core)
+
+    seed, key = farm.recent.address(content, work)
     return replace(item, template=kernels.get(item.variant_id).template, seed=seed,
                    content_key=key)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -135,3 +136,26 @@ def test_an_answer_recorded_without_waking_is_stored_once_woken(
         rows = session.scalars(select(Attempt).where(Attempt.run_id == "w")).all()
     assert [r.id for r in rows] == [found] and rows[0].status == "done"
     recorder.close()
+
+
+def test_an_address_is_worked_out_once_per_content_and_within_its_bound() -> None:
+    memory = RecentVerdicts(10)
+    calls: list[int] = []
+
+    def work(seed: int) -> Callable[[], tuple[int, str]]:
+        def address() -> tuple[int, str]:
+            calls.append(seed)
+            return seed, f"key{seed}"
+        return address
+
+    assert memory.address(("v", "ret", False, 1), work(1)) == (1, "key1")
+    assert memory.address(("v", "ret", False, 1), work(99)) == (1, "key1")  # remembered
+    assert memory.address(("v", "ret", False, 2), work(2)) == (2, "key2")  # other content
+    assert calls == [1, 2]
+    huge = ("v", "x" * recent.ADDRESS_BYTES, False, 3)
+    assert memory.address(huge, work(3)) == memory.address(huge, work(3)) == (3, "key3")
+    assert calls == [1, 2, 3, 3]  # too large to keep: worked out each time
+    off = RecentVerdicts(0)
+    off.address(("v", "ret", False, 1), work(1))
+    off.address(("v", "ret", False, 1), work(1))
+    assert calls[-2:] == [1, 1]
