@@ -192,6 +192,12 @@ def table(results: dict[str, Any]) -> str:
         row("duplicate vs fresh: /step",
             f"x{r['duplicate_speedup_step']:.1f} (median of {len(dup['step']['rows'])})",
             _mark(r, "duplicate_speedup_step"))
+        if "median_ratio_httpx" in dup["step"]:  # results written before it was measured
+            step_dup = dup["step"]
+            row("  the duplicate through httpx",
+                f"x{step_dup['median_ratio_httpx']:.1f}",
+                f"{step_dup['median_duplicate_s'] * 1000:.2f} ms with http.client, "
+                f"{step_dup['median_duplicate_httpx_s'] * 1000:.2f} ms with httpx")
         if batch := dup.get("batch"):
             row(f"duplicate vs fresh: /batches of {batch['n']}",
                 f"x{r['duplicate_speedup_batch']:.1f} "
