@@ -5,4 +5,4 @@ cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 ./scripts/services.sh  # PostgreSQL and Redis for the farm's integration tests
 .venv/bin/ruff check .
-exec .venv/bin/python -m pytest -n 2 -q --durations=30 "$@"
+exec .venv/bin/python -m pytest -n 3 -q --durations=30 "$@"

@@ -46,10 +46,15 @@ def cold(root: Path) -> Settings:
     for entry in os.listdir(real):
         if entry not in COLD and not entry.startswith("test-mca-cache-"):
             # hard links: the sandbox binds the cache's directories, not a link's target
-            if (real / entry).is_dir():
-                shutil.copytree(real / entry, root / entry, copy_function=os.link)
-            else:
-                os.link(real / entry, root / entry)
+            try:
+                if (real / entry).is_dir():
+                    shutil.copytree(real / entry, root / entry, copy_function=os.link)
+                else:
+                    os.link(real / entry, root / entry)
+            except (FileNotFoundError, shutil.Error):
+                # Another test process's temporary entry, removed while it was linked.
+                if (real / entry).exists():
+                    raise
     return get_settings().replace(cache_dir=root)
 
 
