@@ -54,14 +54,19 @@ def embedded_api(verdict_cache: bool, workers: int = 1) -> Iterator[httpx.Client
         shutil.rmtree(data, ignore_errors=True)
 
 
+def _outcome(status: int, body: bytes) -> str:
+    """The outcome of a /step reply; any other answer than 200 stops the bench part."""
+    if status != 200:
+        raise RuntimeError(f"/step answered {status}: {body[:300]!r}")
+    return core.outcome(json.loads(body))
+
+
 def step(client: httpx.Client, item: Submission, seed: int) -> tuple[float, str]:
     """(round-trip seconds, outcome) of one POST /step."""
     start = time.perf_counter()
     reply = client.post("/step", json={**item.attempt(), "seed": seed})
     wall = time.perf_counter() - start
-    if reply.status_code != 200:
-        raise RuntimeError(f"/step answered {reply.status_code}: {reply.text[:300]}")
-    return wall, core.outcome(reply.json())
+    return wall, _outcome(reply.status_code, reply.content)
 
 
 class KeepAlive:
@@ -81,9 +86,7 @@ class KeepAlive:
         reply = self.conn.getresponse()
         data = reply.read()
         wall = time.perf_counter() - start
-        if reply.status != 200:
-            raise RuntimeError(f"/step answered {reply.status}: {data[:300]!r}")
-        return wall, core.outcome(json.loads(data))
+        return wall, _outcome(reply.status, data)
 
 
 def honest(mix: Sequence[Submission], count: int) -> list[Submission]:

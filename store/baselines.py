@@ -5,7 +5,8 @@ the same key toolchain/baselines.py caches files under), so a new compiler adds 
 serving stale assembly. The API builds a missing row on first request (compiling is a fraction
 of a second, and the API image has the compilers); cycles need the emulator and the cost model,
 so workers fill them in: from the baseline measurements every performance gate makes anyway
-(`record_from_verdict`), or all at once with `python -m store.baselines --cycles` on a worker.
+(`measurements`, `record_found`), or all at once with `python -m store.baselines --cycles` on a
+worker.
 
   python -m store.baselines [--cycles] [--variant ID ...]     (settings from ARMGYM_*)
 """
@@ -116,9 +117,12 @@ def record_measured(session: Session, variant: Variant, compiler: str, cycles: f
     return written is not None
 
 
-def _measurements(verdict: Verdict | Mapping[str, Any]) -> list[tuple[str, float, bool]]:
-    """(compiler, cycles, data_dependent) of each baseline this verdict's performance gate
-    measured that this process has not stored yet."""
+Measurement = tuple[str, float, bool]  # (compiler, cycles, data_dependent)
+
+
+def measurements(verdict: Verdict | Mapping[str, Any]) -> list[Measurement]:
+    """The baselines this verdict's performance gate measured that this process has not
+    stored yet (a worker skips the session when there are none: once warm, nearly always)."""
     typed = Verdict.load(verdict)
     gate = typed.gate(GateName.performance) if typed else None
     if typed is None or gate is None or not gate.passed or \
@@ -130,21 +134,12 @@ def _measurements(verdict: Verdict | Mapping[str, Any]) -> list[tuple[str, float
             and (typed.variant_id, compiler, OPT, toolchain_key(compiler)) not in _measured]
 
 
-def pending(verdict: Verdict | Mapping[str, Any]) -> bool:
-    """Whether `record_from_verdict` has anything to store (a worker skips the session
-    otherwise: once warm, nearly always)."""
-    return bool(_measurements(verdict))
-
-
-def record_from_verdict(session: Session, verdict: Verdict | Mapping[str, Any],
-                        settings: Settings) -> int:
-    """The baseline measurements a performance gate made for this verdict, into the table (in
-    one transaction)."""
-    typed = Verdict.load(verdict)
-    found = _measurements(typed) if typed is not None else []
-    if typed is None or not found:
+def record_found(session: Session, variant_id: str, found: Sequence[Measurement],
+                 settings: Settings) -> int:
+    """`measurements` of one verdict into the table, in one transaction."""
+    if not found:
         return 0
-    variant = kernels.get(typed.variant_id)
+    variant = kernels.get(variant_id)
     stored = sum(record_measured(session, variant, compiler, cycles, dependent, settings,
                                  commit=False) for compiler, cycles, dependent in found)
     session.commit()

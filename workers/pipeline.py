@@ -171,11 +171,12 @@ def record_baselines(sessions: Sessions, verdict: Verdict, settings: FarmSetting
     """The baseline cycles this verification measured, into the baselines table (once per row
     and process: no session at all once this process stored them); a failure here costs the
     table a figure, never the attempt its verdict."""
-    if not baselines.pending(verdict):
+    found = baselines.measurements(verdict)
+    if not found:
         return
     try:
         with sessions() as session:
-            baselines.record_from_verdict(session, verdict, settings.core)
+            baselines.record_found(session, verdict.variant_id, found, settings.core)
     except Exception:
         log.warning("could not store the baseline measurements of %s", verdict.variant_id,
                     exc_info=True)
