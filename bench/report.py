@@ -164,6 +164,9 @@ def table(results: dict[str, Any]) -> str:
                f", vs bare floor {r['farm_over_bare_floor'] * 100:.0f}%"
                if "farm_over_floor" in r else "")
         row("farm (HTTP/Redis/Celery/PostgreSQL)", f"{farm['per_s']:7.2f} verif/s", eff)
+        if len(farm.get("passes_per_s", [])) > 1:
+            row("  median of passes", " / ".join(f"{r:.2f}" for r in farm["passes_per_s"]),
+                f"outcomes the same every pass: {farm.get('outcomes_same_every_pass')}")
         row("  outcomes", str(farm["outcome_counts"]),
             f"same as core: {results.get('farm_matches_core', 'n/a')}")
         row("  RSS MiB: worker main / pools / API",
