@@ -4,10 +4,11 @@ brief's §8 as ratios measured side by side in one run on this machine.
     .venv/bin/python -m bench [--n 512] [--original-n 64] [--out bench/results]
                               [--only floor,core,farm,original,step,duplicates,profile,scopes,
                                       soak,load]
-                              [--group-size 8] [--farm-passes 3] [--soak-n 1000]
-                              [--load-clients 1000]
+                              [--group-size 8] [--farm-processes N] [--farm-passes 3]
+                              [--soak-n 1000] [--load-clients 1000]
 
-Parts: floor (the verifier's tool launches replayed bare and sandboxed, 1 and 2 lanes), core
+Parts: floor (the verifier's tool launches replayed bare and sandboxed, 1 and 2 lanes and as
+many as the farm's pool processes), core
 (verify() in 1 and 2 worker processes), farm (HTTP -> Redis -> Celery -> PostgreSQL; the median
 of --farm-passes passes of the mix through one farm), original
 (one process per gate, one emulator run per test, on the first --original-n items), step
@@ -95,6 +96,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit(f"unknown parts {sorted(unknown)}; choose from {PARTS}")
     started = time.perf_counter()
     code = code_state()
+    farm_processes = args.farm_processes or farm.processes()
     say(f"building the mix (n={args.n}, mix seed {args.mix_seed})")
     items = mix.build(args.n, args.mix_seed, args.variants)
     results: dict[str, Any] = {"n": len(items), "cpus": os.cpu_count(),
@@ -112,7 +114,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if "floor" in parts:
             with report.part(results, "floor", args.out):
                 say("floor: recording the verifier's tool launches, then replaying them")
-                results["floor"], recorded = floor.run(items, blobs)
+                results["floor"], recorded = floor.run(items, blobs, farm_processes)
                 recs = {(items[r.index].variant_id, items[r.index].seed): r for r in recorded}
                 say(f"floor: sandboxed {results['floor']['sandboxed_2']['per_s']:.2f} verif/s "
                     f"with 2 lanes")
@@ -135,8 +137,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         core.forget_references()  # each part below verifies the mix's seeds afresh
         if "farm" in parts:
             with report.part(results, "farm", args.out):
-                say("whole farm: migrate, Celery worker (2 processes), API; submitting the mix")
-                results["farm"] = api_farm = farm.run(items, passes=args.farm_passes)
+                say(f"whole farm: migrate, Celery worker ({farm_processes} processes), API; "
+                    "submitting the mix")
+                results["farm"] = api_farm = farm.run(items, farm_processes, args.farm_passes)
                 say(f"farm: {api_farm['per_s']:.2f} verif/s (median of "
                     f"{[round(r, 2) for r in api_farm['passes_per_s']]})")
                 if "core" in results:
@@ -206,6 +209,9 @@ def main() -> int:
                         help="variants the compiler outputs and wrong kernels are drawn from")
     parser.add_argument("--group-size", type=int, default=8,
                         help="attempts per GRPO group in the scopes part")
+    parser.add_argument("--farm-processes", type=int, default=None,
+                        help="the farm's pool processes (default: the worker entry point's, "
+                             "the CPUs plus one); the floor adds a replay with as many lanes")
     parser.add_argument("--farm-passes", type=int, default=farm.PASSES,
                         help="timed passes of the mix through the farm (the median is its figure)")
     parser.add_argument("--soak-n", type=int, default=1000,

@@ -1,13 +1,13 @@
 """Part 4, the whole farm: HTTP -> Redis -> Celery -> gates -> PostgreSQL over the mix.
 
 The farm is started the way `deploy.measure` starts it (the container entry points: migrate, a
-Celery worker with 2 pool processes, the API), on a database and a queue of its own, with the
-verdict cache off, so every attempt is a fresh verification. Throughput is the mix's size over
-the wall time from the first POST /batches to the last result, taken over `passes` passes of
-the mix (each under new idempotency keys, the C references' file cache emptied before it) and
-reported as their median: one pass lasts under a minute, and on a shared machine two passes of
-the same code differed by a third. Worker and API resident memory are sampled meanwhile
-(deploy.measure's Sampler).
+Celery worker with the entry point's pool processes, one more than the CPUs, the API), on a
+database and a queue of its own, with the verdict cache off, so every attempt is a fresh
+verification. Throughput is the mix's size over the wall time from the first POST /batches to
+the last result, over `passes` passes of the mix (each under new idempotency keys, the C
+references' file cache emptied before it), reported as their median: one pass lasts under a
+minute, and on a shared machine two single passes of the same code differed by a third.
+Worker and API resident memory are sampled meanwhile (deploy.measure's Sampler).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import httpx
 from tqdm import tqdm
 
 from api import process
+from deploy.entrypoints import default_concurrency
 from deploy.measure import (
     POSTGRES,
     REDIS,
@@ -74,8 +75,14 @@ def _outcomes(results: list[dict[str, Any]]) -> list[str]:
     return ["pass" if r["passed"] else str(r["error_kind"]) for r in results]
 
 
-def run(mix: Sequence[Submission], concurrency: int = 2, passes: int = PASSES
+def processes() -> int:
+    """The farm's pool processes: what the worker's entry point starts on this machine."""
+    return default_concurrency()
+
+
+def run(mix: Sequence[Submission], concurrency: int | None = None, passes: int = PASSES
         ) -> dict[str, Any]:
+    concurrency = concurrency or processes()
     tag = f"bench-{os.getpid()}"
     db_url = POSTGRES.format(pid=tag.replace("-", "_"))
     key, port = new_plaintext(), process.free_port()

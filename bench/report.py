@@ -54,6 +54,20 @@ def part(results: dict[str, Any], name: str, out: Path) -> Iterator[None]:
         save(results, out)
 
 
+def farm_lanes(farm: dict[str, Any], floor: dict[str, Any]) -> int:
+    """The floor's lanes the farm is judged against: as many as its pool processes, where the
+    floor was replayed so (results of earlier runs have 2 lanes only)."""
+    lanes = int(farm.get("concurrency", 2))
+    return lanes if f"sandboxed_{lanes}" in floor and f"bare_{lanes}" in floor else 2
+
+
+def floor_keys(floor: dict[str, Any]) -> list[str]:
+    """The floor's replays, sandboxed first, each by lanes."""
+    found = [k for k in floor if k.startswith(("sandboxed_", "bare_"))
+             and k.split("_")[1].isdigit()]
+    return sorted(found, key=lambda k: (not k.startswith("sandboxed"), int(k.split("_")[1])))
+
+
 def ratios(results: dict[str, Any]) -> dict[str, float]:
     """Every ratio the parts that ran allow."""
     out: dict[str, float] = {}
@@ -62,8 +76,10 @@ def ratios(results: dict[str, Any]) -> dict[str, float]:
     if floor and "launches" in floor:
         out["launches_per_verification"] = floor["launches"] / results["n"]
     if farm and floor:
-        out["farm_over_floor"] = farm["per_s"] / floor["sandboxed_2"]["per_s"]
-        out["farm_over_bare_floor"] = farm["per_s"] / floor["bare_2"]["per_s"]
+        lanes = farm_lanes(farm, floor)
+        out["farm_over_floor"] = farm["per_s"] / floor[f"sandboxed_{lanes}"]["per_s"]
+        out["farm_over_bare_floor"] = farm["per_s"] / floor[f"bare_{lanes}"]["per_s"]
+        out["farm_over_floor_2_lanes"] = farm["per_s"] / floor["sandboxed_2"]["per_s"]
     if core:
         out["core_2w_over_1w"] = core.get("ratio_2w_1w_sequential", core["ratio_2w_1w"])
         out["core_2w_over_1w_overlapped"] = core["ratio_2w_1w"]
@@ -124,11 +140,11 @@ def table(results: dict[str, Any]) -> str:
         row(f"{name}: CRASHED", error[:200], "(its figures are missing or partial)")
 
     if floor := results.get("floor"):
-        for key, label in (("sandboxed_1", "floor, sandboxed, 1 lane"),
-                           ("sandboxed_2", "floor, sandboxed, 2 lanes"),
-                           ("bare_1", "floor, bare (no bwrap), 1 lane"),
-                           ("bare_2", "floor, bare (no bwrap), 2 lanes")):
+        for key in floor_keys(floor):
             f = floor[key]
+            kind, lanes = key.split("_")
+            label = (f"floor, {'sandboxed' if kind == 'sandboxed' else 'bare (no bwrap)'}, "
+                     f"{lanes} lane{'s' if lanes != '1' else ''}")
             row(label, f"{f['per_s']:7.2f} verif/s  ({1000 / f['per_s']:.0f} ms each)")
         row("  tool launches per verification", f"{r['launches_per_verification']:.2f}",
             f"{floor['launches_by_tool']} {_mark(r, 'launches_per_verification')}")
@@ -161,11 +177,14 @@ def table(results: dict[str, Any]) -> str:
             row("  core 2 workers / floor (2 lanes)", f"{r['core_2w_over_floor'] * 100:.0f}%")
     if farm := results.get("farm"):
         eff = (f"farm/floor = {r['farm_over_floor'] * 100:.0f}% {_mark(r, 'farm_over_floor')}"
-               f", vs bare floor {r['farm_over_bare_floor'] * 100:.0f}%"
-               if "farm_over_floor" in r else "")
-        row("farm (HTTP/Redis/Celery/PostgreSQL)", f"{farm['per_s']:7.2f} verif/s", eff)
+               f" ({farm_lanes(farm, floor)} lanes), vs bare floor "
+               f"{r['farm_over_bare_floor'] * 100:.0f}%, vs 2 lanes "
+               f"{r['farm_over_floor_2_lanes'] * 100:.0f}%"
+               if floor and "farm_over_floor" in r else "")
+        row(f"farm (HTTP/Redis/Celery/PostgreSQL), {farm.get('concurrency', 2)} processes",
+            f"{farm['per_s']:7.2f} verif/s", eff)
         if len(farm.get("passes_per_s", [])) > 1:
-            row("  median of passes", " / ".join(f"{r:.2f}" for r in farm["passes_per_s"]),
+            row("  median of passes", " / ".join(f"{x:.2f}" for x in farm["passes_per_s"]),
                 f"outcomes the same every pass: {farm.get('outcomes_same_every_pass')}")
         row("  outcomes", str(farm["outcome_counts"]),
             f"same as core: {results.get('farm_matches_core', 'n/a')}")
@@ -265,7 +284,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
     bars: list[tuple[str, float]] = []
     if floor := results.get("floor"):
         bars += [(f"floor {k.replace('_', ' ')} lane(s)", floor[k]["per_s"])
-                 for k in ("sandboxed_1", "sandboxed_2", "bare_1", "bare_2")]
+                 for k in floor_keys(floor)]
     if core := results.get("core"):
         bars += [("core 1 worker", core["one"]["per_s"]), ("core 2 workers", core["two"]["per_s"])]
         if "one_sequential" in core:

@@ -20,7 +20,7 @@ fi
 API_PORT=${API_PORT:-8000}
 FLOWER_PORT=${FLOWER_PORT:-5555}
 WORKERS=${WORKERS:-1}                          # Celery worker processes (each with a pool)
-CONCURRENCY=${CONCURRENCY:-$(nproc)}           # pool processes per worker
+CONCURRENCY=${CONCURRENCY:-$(( $(nproc) + 1 ))}  # pool processes per worker: cores + 1
 
 .venv/bin/python -m store.admin create         # create the database if missing; alembic upgrade head
 

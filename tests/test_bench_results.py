@@ -59,6 +59,11 @@ def test_the_table_judges_issue_15s_thresholds(tmp_path: Path) -> None:
     assert "farm/original = 71.7x [NOT met: >= 75]" in text
     farm.update(passes_per_s=[9.1, 8.6, 7.9], outcomes_same_every_pass=True)
     assert "9.10 / 8.60 / 7.90" in report.table(results)  # the passes behind the median
+    # a farm of 3 pool processes is judged against the floor replayed with 3 lanes
+    floor["sandboxed_3"], floor["bare_3"], farm["concurrency"] = {"per_s": 12.0}, lane, 3
+    text = report.table(results)
+    assert "farm/floor = 72% [NOT met: >= 0.85] (3 lanes)" in text and "vs 2 lanes 86%" in text
+    assert "floor, sandboxed, 3 lanes" in text
     saved = tmp_path / "results.json"
     saved.write_text(json.dumps(results))
     report.main([str(saved)])

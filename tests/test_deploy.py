@@ -465,6 +465,9 @@ def test_seed_cache_copies_what_is_missing_once(tmp_path: Path) -> None:
 
 def test_worker_pool_follows_the_cpu_quota(monkeypatch: pytest.MonkeyPatch) -> None:
     assert 1 <= entrypoints.available_cpus() <= len(os.sched_getaffinity(0))
+    monkeypatch.delenv("ARMGYM_WORKER_CONCURRENCY", raising=False)
+    argv = entrypoints.command("worker")
+    assert argv[argv.index("--concurrency") + 1] == str(entrypoints.available_cpus() + 1)
     monkeypatch.setenv("ARMGYM_WORKER_CONCURRENCY", "3")
     argv = entrypoints.command("worker")
     assert argv[argv.index("--concurrency") + 1] == "3"
@@ -685,8 +688,10 @@ def test_workers_scale_on_queue_depth(overlay: str) -> None:
     config = find(docs, "ConfigMap")[0]["data"]
     queue = config["ARMGYM_QUEUE_NAME"]
     (container,) = worker["spec"]["template"]["spec"]["containers"]
-    # one pool process per CPU of the pod: what the autoscaler's per-pod target assumes
-    assert container["resources"]["limits"]["cpu"] == config["ARMGYM_WORKER_CONCURRENCY"]
+    # one pool process more than the pod's CPUs (the entry point's default): what the
+    # autoscaler's per-pod target assumes
+    assert int(container["resources"]["limits"]["cpu"]) + 1 == \
+        int(config["ARMGYM_WORKER_CONCURRENCY"])
     scaled = [d for d in find(docs, "ScaledObject") + find(docs, "HorizontalPodAutoscaler")
               if d["spec"]["scaleTargetRef"]["name"] == "armgym-worker"]
     if overlay == "dev":
