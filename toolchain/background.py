@@ -4,8 +4,8 @@ checked, the whole-listing figure while the candidate is traced, llvm-mca's runs
 Threads suffice: the work is in child processes, the threads only wait for them.
 
 Made per process on first use (a pool created before a fork would be dead in the child).
-`ARMGYM_OVERLAP=0` runs everything in the calling thread instead: a worker process per core
-already keeps the cores busy, and the overlap only buys latency.
+`ARMGYM_OVERLAP=0` runs everything in the calling thread instead: a farm's worker processes
+(one more than the cores) keep the cores busy, and the overlap only buys latency.
 """
 
 from __future__ import annotations

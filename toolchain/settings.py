@@ -163,7 +163,7 @@ class Settings(EnvSettings):
     branch_prediction: bool = True
     jobs: int = Field(default_factory=_cores, ge=1)
     # Overlap a verification's independent tool runs (background.py): lower latency per attempt;
-    # throughput comes from running a worker process per core either way.
+    # throughput comes from the worker processes (one more than the cores) either way.
     overlap: bool = True
     # C reference servers per worker process (execution/reference_server.py): one long-lived
     # emulator per variant harness answers its reference runs, least recently used closed
