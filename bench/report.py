@@ -181,7 +181,7 @@ def table(results: dict[str, Any]) -> str:
                f"{r['farm_over_bare_floor'] * 100:.0f}%, vs 2 lanes "
                f"{r['farm_over_floor_2_lanes'] * 100:.0f}%"
                if floor and "farm_over_floor" in r else "")
-        row(f"farm (HTTP/Redis/Celery/PostgreSQL), {farm.get('concurrency', 2)} processes",
+        row(f"farm, {farm.get('concurrency', 2)} pool processes",
             f"{farm['per_s']:7.2f} verif/s", eff)
         if len(farm.get("passes_per_s", [])) > 1:
             row("  median of passes", " / ".join(f"{x:.2f}" for x in farm["passes_per_s"]),
@@ -291,7 +291,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
             bars += [("core 1 worker, in sequence", core["one_sequential"]["per_s"]),
                      ("core 2 workers, in sequence", core["two_sequential"]["per_s"])]
     if farm := results.get("farm"):
-        bars.append(("farm", farm["per_s"]))
+        bars.append((f"farm, {farm.get('concurrency', 2)} pool processes", farm["per_s"]))
     if orig := results.get("original"):
         bars.append((f"original design (first {orig['n']})", orig["per_s"]))
     ax = axes[0]
