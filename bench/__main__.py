@@ -42,6 +42,8 @@ from collections import Counter  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
+from deploy.entrypoints import default_concurrency  # noqa: E402
+
 from . import (  # noqa: E402
     api_latency,
     core,
@@ -96,7 +98,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit(f"unknown parts {sorted(unknown)}; choose from {PARTS}")
     started = time.perf_counter()
     code = code_state()
-    farm_processes = args.farm_processes or farm.processes()
+    farm_processes = args.farm_processes or default_concurrency()
     say(f"building the mix (n={args.n}, mix seed {args.mix_seed})")
     items = mix.build(args.n, args.mix_seed, args.variants)
     results: dict[str, Any] = {"n": len(items), "cpus": os.cpu_count(),

@@ -75,14 +75,9 @@ def _outcomes(results: list[dict[str, Any]]) -> list[str]:
     return ["pass" if r["passed"] else str(r["error_kind"]) for r in results]
 
 
-def processes() -> int:
-    """The farm's pool processes: what the worker's entry point starts on this machine."""
-    return default_concurrency()
-
-
 def run(mix: Sequence[Submission], concurrency: int | None = None, passes: int = PASSES
         ) -> dict[str, Any]:
-    concurrency = concurrency or processes()
+    concurrency = concurrency or default_concurrency()  # what the worker's entry point starts
     tag = f"bench-{os.getpid()}"
     db_url = POSTGRES.format(pid=tag.replace("-", "_"))
     key, port = new_plaintext(), process.free_port()
@@ -100,13 +95,13 @@ def run(mix: Sequence[Submission], concurrency: int | None = None, passes: int =
         sampler.start()
         client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=180,
                               headers={"Authorization": f"Bearer {key}"})
-        walls, outcomes, same = [], [], True
+        walls, seen = [], []
         for k in range(passes):
             core.forget_references()  # each pass verifies the mix's seeds afresh
             wall, results = one_pass(client, mix, f"{tag}-p{k}", api_rss, api.pid)
             walls.append(wall)
-            same = same and (not outcomes or _outcomes(results) == outcomes)
-            outcomes = outcomes or _outcomes(results)
+            seen.append(_outcomes(results))
+        outcomes, same = seen[0], all(o == seen[0] for o in seen)
         sampler.stop.set()
         sampler.join()
         shutil.rmtree(logs, ignore_errors=True)  # kept when anything above failed
