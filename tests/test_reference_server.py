@@ -384,6 +384,20 @@ def test_no_server_starts_past_the_servers_users_task_budget(
     assert reference_server.run(argv, exe, on(), 60) is not None
 
 
+def test_a_workers_full_pools_fit_the_servers_task_budget() -> None:
+    """A worker runs one pool process more than its CPUs (3 on the manifests' 2): every one of
+    them may keep its full pool of servers, each started under the servers' own process limit,
+    which is what `room` budgets (with nobody's 256, one pool of three got 10 servers)."""
+    budget = reference_server.TASK_SHARE * reference_server.SERVER_LIMITS.processes
+    assert 3 * Settings().reference_servers * reference_server.SERVER_TASKS <= budget
+    argv, exe = argv_of("relu_n64_float32", 3)
+    assert reference_server.run(argv, exe, on(), 60) is not None
+    [pid] = reference_server.pool().pids()
+    limits = Path(f"/proc/{pid}/limits").read_text().splitlines()
+    row = next(x for x in limits if x.startswith("Max processes"))
+    assert row.split()[2:4] == [str(reference_server.SERVER_LIMITS.processes)] * 2
+
+
 def real_uid(pid: int) -> int:
     """The real uid of a process (the one RLIMIT_NPROC charges its tasks to)."""
     line = next(x for x in Path(f"/proc/{pid}/status").read_text().splitlines()

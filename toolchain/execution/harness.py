@@ -190,12 +190,21 @@ def _compile(argv: list[str], what: str) -> None:
         raise InfraError(f"building {what} failed: {proc.stderr.strip()[-2000:]}")
 
 
+_FINGERPRINTS: dict[tuple[str, str, str], str] = {}
+
+
 def _fingerprint(variant: Variant) -> str:
-    return tools.fingerprint(
-        RUNTIME_C.read_bytes(), SERVER_C.read_bytes(), variant_header(variant), variant.c_source,
-        tools.tool("gcc").version, tools.tool("ld").version, " ".join(HARNESS_CFLAGS),
-        " ".join(REFERENCE_CFLAGS), PRELINK, tools.tool("as").version, place.SLOT_SOURCE,
-    )[:16]
+    """What the harness build depends on, hashed once per process and variant (an attempt asks
+    for its harness several times; the sources and tools do not change under a process)."""
+    header = variant_header(variant)
+    key = (variant.id, variant.c_source, header)
+    if key not in _FINGERPRINTS:
+        _FINGERPRINTS[key] = tools.fingerprint(
+            RUNTIME_C.read_bytes(), SERVER_C.read_bytes(), header, variant.c_source,
+            tools.tool("gcc").version, tools.tool("ld").version, " ".join(HARNESS_CFLAGS),
+            " ".join(REFERENCE_CFLAGS), PRELINK, tools.tool("as").version, place.SLOT_SOURCE,
+        )[:16]
+    return _FINGERPRINTS[key]
 
 
 def _publish(src: Path, dest: Path) -> None:

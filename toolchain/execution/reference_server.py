@@ -8,7 +8,8 @@ in serve mode (reference_server.c) reads one request per line (the run's command
 arguments) and answers each with one length-prefixed frame holding exactly what the one-off
 run writes to stdout. The server runs as the one-off run does (`sandbox.start`: the same limits
 and session as `sandbox.run(..., confine=False)`), but as an unprivileged user of its own
-(`SERVER_UID`), and ends at EOF on its stdin, i.e. with the worker process.
+(`SERVER_UID`) with a larger process limit (`SERVER_LIMITS`), and ends at EOF on its stdin,
+i.e. with the worker process.
 
 `run` answers from the pool or says None, and the caller runs the reference once as before:
 when the pool is off (`reference_servers` = 0), its server is busy with another request (one
@@ -40,6 +41,7 @@ import threading
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from .. import sandbox
@@ -58,10 +60,16 @@ CPU_SHARE = 0.5
 # owns nothing, not as the sandbox user: RLIMIT_NPROC counts a user's tasks host-wide, and
 # nobody's limit (LIMITS.processes) is every sandboxed step's headroom, which long-lived
 # servers (2 qemu threads each) would otherwise eat (the floor at n=512 found every fallback
-# there: 238 of 500 runs). A server starts only while the servers' user's tasks on the host
-# stay within this share of that same limit after the start (192 tasks: 96 servers, two
-# worker processes' full pools), so that a start never meets the limit itself.
+# there: 238 of 500 runs). Their user's own limit is larger than nobody's: a server runs the
+# verifier's C, never a candidate's code, so the limit only has to stay finite, while a
+# worker's full pools must fit under it (each process keeps up to `reference_servers`, 48 by
+# default, and a worker runs one process more than its CPUs: with nobody's 256, one pool of a
+# 3-process worker got 10 servers and ran 624 of 1,500 references one-off). A server starts
+# only while the servers' user's tasks on the host stay within TASK_SHARE of that limit after
+# the start (768 tasks: 384 servers, eight full pools), so that a start never meets the limit
+# itself; memory, not tasks, is what bounds them in a deployment (docs/operations.md).
 SERVER_UID = sandbox.NOBODY - 1
+SERVER_LIMITS = replace(LIMITS, processes=4 * LIMITS.processes)
 TASK_SHARE = 0.75
 SERVER_TASKS = 2
 
@@ -111,7 +119,7 @@ class Server:
         began = time.perf_counter()
         scratch = scratch_dirs.make("refsrv")
         try:
-            self.proc = sandbox.start([*self.prefix, SERVE], scratch, limits=LIMITS,
+            self.proc = sandbox.start([*self.prefix, SERVE], scratch, limits=SERVER_LIMITS,
                                       settings=settings, uid=SERVER_UID)
         finally:
             # Its working directory, removed once it is in it (the C writes no file): a server
@@ -328,7 +336,7 @@ def room(closing: int) -> bool:
     """Whether one more server fits the host's budget of the servers' user's tasks (`closing`
     servers are about to end)."""
     used = user_tasks() - SERVER_TASKS * closing
-    return used + SERVER_TASKS <= TASK_SHARE * LIMITS.processes
+    return used + SERVER_TASKS <= TASK_SHARE * SERVER_LIMITS.processes
 
 
 _pool: Pool | None = None
