@@ -47,9 +47,10 @@ RETURNS = frozenset({"ret", "retaa", "retab"})
 CALLS = frozenset({"bl", "blr", "blraa", "blrab", "blraaz", "blrabz"})
 
 _HISTORIES = (4, 9, 20, 44)
-_INDEX_BITS = 10  # _folds and _slots are written for these widths
+_INDEX_BITS = 10  # predict_and_update's hashes are written for these widths
 _TAG_BITS = 8
 _BASE_BITS = 12
+_BASE_MASK = (1 << _BASE_BITS) - 1
 
 
 def conditional(insn: Insn) -> bool:
@@ -81,14 +82,6 @@ class BranchStats:
                 "penalty_cycles": PENALTY_CYCLES, "model": MODEL}
 
 
-def _folds(history: int) -> tuple[int, int, int, int]:
-    """The last 4, 9, 20 and 44 outcomes of `history`, each folded into 10 bits by xor."""
-    h20 = history & 0xFFFFF
-    h44 = history & 0xFFFFFFFFFFF
-    return (history & 0xF, history & 0x1FF, (h20 ^ (h20 >> 10)) & 0x3FF,
-            (h44 ^ (h44 >> 10) ^ (h44 >> 20) ^ (h44 >> 30) ^ (h44 >> 40)) & 0x3FF)
-
-
 class Tage:
     """A small TAGE direction predictor (module docstring); deterministic, starts cold."""
 
@@ -100,44 +93,57 @@ class Tage:
         self.useful = [[0] * size for _ in _HISTORIES]
         self.history = 0
 
-    def _slots(self, pc: int) -> list[tuple[int, int]]:
-        """(index, tag) per tagged table: the address hashed with that table's history."""
+    def predict_and_update(self, pc: int, taken: bool) -> bool:
+        """Whether the prediction for the branch at `pc` was right; learns the outcome. Each
+        tagged table's (index, tag) is the address hashed with the last 4, 9, 20 or 44 outcomes
+        of history folded into 10 bits by xor; written out with locals, as it runs once per
+        executed conditional branch of the timing test."""
         p = pc >> 2
         q = p ^ (p >> _INDEX_BITS)
-        return [((q ^ f ^ i) & 0x3FF, (p ^ (f * 5) ^ (f >> 4) ^ (p >> 7) ^ i) & 0xFF)
-                for i, f in enumerate(_folds(self.history))]
-
-    def predict_and_update(self, pc: int, taken: bool) -> bool:
-        """Whether the prediction for the branch at `pc` was right; learns the outcome."""
-        slots = self._slots(pc)
+        r = p ^ (p >> 7)
+        h = self.history
+        h20 = h & 0xFFFFF
+        h44 = h & 0xFFFFFFFFFFF
+        f0, f1 = h & 0xF, h & 0x1FF
+        f2 = (h20 ^ (h20 >> 10)) & 0x3FF
+        f3 = (h44 ^ (h44 >> 10) ^ (h44 >> 20) ^ (h44 >> 30) ^ (h44 >> 40)) & 0x3FF
+        slots = [((q ^ f0) & 0x3FF, (r ^ (f0 * 5) ^ (f0 >> 4)) & 0xFF),
+                 ((q ^ f1 ^ 1) & 0x3FF, (r ^ (f1 * 5) ^ (f1 >> 4) ^ 1) & 0xFF),
+                 ((q ^ f2 ^ 2) & 0x3FF, (r ^ (f2 * 5) ^ (f2 >> 4) ^ 2) & 0xFF),
+                 ((q ^ f3 ^ 3) & 0x3FF, (r ^ (f3 * 5) ^ (f3 >> 4) ^ 3) & 0xFF)]
+        tags, ctr = self.tags, self.ctr
         provider = alt = -1
-        for i in range(len(_HISTORIES) - 1, -1, -1):
+        for i in (3, 2, 1, 0):  # the longest history first
             index, tag = slots[i]
-            if self.tags[i][index] == tag:
+            if tags[i][index] == tag:
                 if provider < 0:
                     provider = i
                 else:
                     alt = i
                     break
-        b = (pc >> 2) & ((1 << _BASE_BITS) - 1)
-        base_pred = self.base[b] >= 2
-        alt_pred = self.ctr[alt][slots[alt][0]] >= 0 if alt >= 0 else base_pred
+        b = p & _BASE_MASK
+        base = self.base
+        base_pred = base[b] >= 2
+        alt_pred = ctr[alt][slots[alt][0]] >= 0 if alt >= 0 else base_pred
         if provider >= 0:
             index = slots[provider][0]
-            pred = self.ctr[provider][index] >= 0
-            c = self.ctr[provider][index]
-            self.ctr[provider][index] = min(3, c + 1) if taken else max(-4, c - 1)
+            row = ctr[provider]
+            c = row[index]
+            pred = c >= 0
+            row[index] = (c + 1 if c < 3 else 3) if taken else (c - 1 if c > -4 else -4)
             if pred != alt_pred:
-                u = self.useful[provider][index]
-                self.useful[provider][index] = min(3, u + 1) if pred == taken else max(0, u - 1)
+                useful = self.useful[provider]
+                u = useful[index]
+                useful[index] = (u + 1 if u < 3 else 3) if pred == taken else \
+                    (u - 1 if u > 0 else 0)
         else:
             pred = base_pred
         if provider < 0 or alt < 0:
-            c = self.base[b]
-            self.base[b] = min(3, c + 1) if taken else max(0, c - 1)
-        if pred != taken and provider < len(_HISTORIES) - 1:
+            c = base[b]
+            base[b] = (c + 1 if c < 3 else 3) if taken else (c - 1 if c > 0 else 0)
+        if pred != taken and provider < 3:
             self._allocate(slots, provider, taken)
-        self.history = ((self.history << 1) | taken) & 0xFFFFFFFFFFF
+        self.history = ((h << 1) | taken) & 0xFFFFFFFFFFF
         return pred == taken
 
     def _allocate(self, slots: list[tuple[int, int]], provider: int, taken: bool) -> None:
@@ -152,35 +158,44 @@ class Tage:
             self.useful[i][index] = max(0, self.useful[i][index] - 1)
 
 
+_COND, _RET, _IND, _CALL = 1, 2, 4, 8
+
+
+def _kind(insn: Insn) -> int:
+    """The branch kinds of the instruction that ends a block, as bits (0: not a branch)."""
+    if not insn.branch:
+        return 0
+    m = insn.mnemonic
+    return ((_COND if conditional(insn) else _RET if m in RETURNS else _IND if m in INDIRECT
+             else 0) | (_CALL if m in CALLS else 0))
+
+
 def predict(blocks: Iterable[Block], insns: Mapping[int, Insn]) -> BranchStats:
-    """Run the predictor over the executed blocks, in order; count what it got wrong."""
+    """Run the predictor over the executed blocks, in order; count what it got wrong. A block's
+    last instruction is classified once per address, as the sequence repeats blocks."""
     tage = Tage()
     targets: dict[int, int] = {}
     stack: list[int] = []
     counts = [0] * 6
-    pending: Insn | None = None
+    kinds: dict[int, int] = {}
+    pending = kind = 0  # the address of the branch that ended the previous block, its kinds
     for first, last in blocks:
-        if pending is not None:
-            _resolve(pending, first, tage, targets, stack, counts)
-        end = insns[last]
-        pending = end if end.branch else None
+        if kind:
+            if kind & _COND:
+                counts[0] += 1
+                counts[1] += not tage.predict_and_update(pending, first != pending + 4)
+            elif kind & _RET:
+                counts[4] += 1
+                counts[5] += not stack or stack.pop() != first
+            elif kind & _IND:
+                counts[2] += 1
+                counts[3] += targets.get(pending) != first
+                targets[pending] = first
+            if kind & _CALL:
+                stack.append(pending + 4)
+                del stack[:-RETURN_STACK]
+        kind = kinds.get(last, -1)
+        if kind < 0:
+            kind = kinds[last] = _kind(insns[last])
+        pending = last
     return BranchStats(*counts)
-
-
-def _resolve(insn: Insn, target: int, tage: Tage, targets: dict[int, int], stack: list[int],
-             counts: list[int]) -> None:
-    """The branch `insn` was followed by the block at `target`."""
-    pc = insn.address
-    if conditional(insn):
-        counts[0] += 1
-        counts[1] += not tage.predict_and_update(pc, target != pc + 4)
-    elif insn.mnemonic in RETURNS:
-        counts[4] += 1
-        counts[5] += not stack or stack.pop() != target
-    elif insn.mnemonic in INDIRECT:
-        counts[2] += 1
-        counts[3] += targets.get(pc) != target
-        targets[pc] = target
-    if insn.mnemonic in CALLS:
-        stack.append(pc + 4)
-        del stack[:-RETURN_STACK]
