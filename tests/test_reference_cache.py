@@ -85,23 +85,57 @@ def test_distinct_seeds_run_one_reference_each(tmp_path: Path) -> None:
     assert verdicts[:3] == verdicts[3:]
 
 
+def _with_header(data: bytes, **changes: Any) -> bytes:
+    """A reference's file with fields of its JSON line changed, the bytes after it kept."""
+    _, line, body = data.split(b"\n", 2)
+    return runs.FILE_MAGIC + json.dumps({**json.loads(line), **changes}).encode() + b"\n" + body
+
+
+def _moved_bytes(data: bytes) -> bytes:
+    """The same size in all, but 8 bytes of the stream claimed by the first test's inputs."""
+    _, line, _ = data.split(b"\n", 2)
+    doc = json.loads(line)
+    (test, n), *rest = doc["inputs"]
+    return _with_header(data, stream=doc["stream"] - 8, inputs=[[test, n + 8], *rest])
+
+
 def test_a_stored_reference_is_what_the_run_gave(tmp_path: Path) -> None:
     settings = get_settings()
     variant = kernels.get("dot_n64_float32")
     seed = _fresh_seed()
     ran = runs.reference(variant, seed, settings)
     entry = _entry(variant.id, seed, settings)
-    stored = runs._decode(entry.read_text())
+    assert entry.suffix == runs.FILE_SUFFIX
+    data = entry.read_bytes()
+    assert data.startswith(runs.FILE_MAGIC)
+    stored = runs._decode(data)
     assert stored.records == ran.records and stored.inputs == ran.inputs
-    assert stored.wall_s == ran.wall_s
+    assert stored.wall_s == ran.wall_s and stored.stream == ran.stream
+    assert stored.variant_id == variant.id
+    assert runs._encode(stored) == data  # the round trip is exact
+    # the raw bytes are the file: only the two lines ahead of them
+    assert len(data) - data.index(b"\n", len(runs.FILE_MAGIC)) - 1 == len(ran.stream) + sum(
+        len(b) for b in ran.inputs.values())
 
 
 @pytest.mark.parametrize("damage", [
-    lambda text: text[: len(text) // 2],  # cut short (not JSON)
-    lambda text: text.replace('"tests": 31', '"tests": 30'),  # claims other records
-    lambda text: text.replace('"variant": "relu_n64_float32"', '"variant": "nope"'),
-    lambda text: "{}",
-], ids=["truncated", "record-count", "unknown-variant", "empty"])
+    lambda data: data[: len(data) // 2],  # cut short in the bytes
+    lambda data: data[:-1],  # one byte short
+    lambda data: data[: len(runs.FILE_MAGIC) + 10],  # cut inside the JSON line
+    lambda data: data + b"\0",  # a byte more than the lengths say
+    lambda data: _with_header(data, stream=json.loads(data.split(b"\n")[1])["stream"] + 1),
+    _moved_bytes,
+    lambda data: _with_header(data, stream=-1),
+    lambda data: _with_header(data, tests=30),  # claims other records
+    lambda data: _with_header(data, variant="nope"),
+    lambda data: _with_header(data, inputs={"12": 5}),
+    lambda data: data.replace(runs.FILE_MAGIC, b"armgym-reference 2\n", 1),  # another format
+    lambda data: b'{"variant": "relu_n64_float32", "wall_s": 0.1, "tests": 31}',  # the old one
+    lambda data: bytes(range(256)) * 64,  # foreign bytes
+    lambda data: b"",
+], ids=["truncated", "one-byte-short", "truncated-header", "one-byte-more", "stream-length",
+        "moved-bytes", "negative-length", "record-count", "unknown-variant", "inputs-shape",
+        "other-version", "old-format", "foreign", "empty"])
 def test_a_damaged_file_is_a_miss_and_the_reference_runs_again(tmp_path: Path, damage: Any
                                                                ) -> None:
     settings = get_settings()
@@ -109,9 +143,9 @@ def test_a_damaged_file_is_a_miss_and_the_reference_runs_again(tmp_path: Path, d
     seed = _fresh_seed()
     ran = runs.reference(variant, seed, settings)
     entry = _entry(HONEST, seed, settings)
-    entry.write_text(damage(entry.read_text()))
+    entry.write_bytes(damage(entry.read_bytes()))
     with pytest.raises(ValueError):
-        runs._decode(entry.read_text())
+        runs._decode(entry.read_bytes())
     runs._REFERENCES._memory.clear()  # as a new worker process: only the file
     with Recorder(tmp_path) as rec:
         again = runs.reference(variant, seed, settings)
@@ -125,11 +159,15 @@ def test_the_files_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     variant = kernels.get(HONEST)
     seeds = [_fresh_seed() for _ in range(4)]
     directory = _entry(HONEST, seeds[0], settings).parent
+    directory.mkdir(parents=True, exist_ok=True)
+    old = directory / f"{'0' * 64}.json"  # a file of the earlier text format
+    old.write_text('{"variant": "relu_n64_float32", "stream": ""}')
     monkeypatch.setattr(runs, "REFERENCE_FILES", 2)
     for seed in seeds:
         runs.reference(variant, seed, settings)
-    assert len(list(directory.glob("*.json"))) <= 2
+    assert len(list(directory.glob(f"*{runs.FILE_SUFFIX}"))) <= 2
     assert _entry(HONEST, seeds[-1], settings).exists()  # the newest stays
+    assert not old.exists()  # never read again: removed at the first pruning
 
 
 def test_group_seeds_are_shared_per_run_step_and_variant() -> None:

@@ -1,9 +1,11 @@
 """Values by file path: an in-process LRU in front of one small file per entry on disk.
 
 The one memory-plus-file cache of the core: the cost models' figures, the baselines' measured
-cycles, the compiler baselines and the verdict cache all keep their entries through it. Writes
-are atomic renames, so concurrent workers sharing the directory never read half a file; an
-unreadable or undecodable file is a miss, never an error.
+cycles, the compiler baselines, the verdict cache and the C references all keep their entries
+through it. A cache's files are text, or bytes when it is binary (the references: megabytes of
+buffers that text would have to spell out). Writes are atomic renames, so concurrent workers
+sharing the directory never read half a file; an unreadable or undecodable file is a miss, never
+an error.
 """
 
 from __future__ import annotations
@@ -18,22 +20,25 @@ from pathlib import Path
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+Content = TypeVar("Content", str, bytes)  # what a cache's files hold
 
 
-def write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, content: str | bytes) -> None:
+    """Write `content` (text, or bytes as they are) under a temporary name and rename it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
+    with os.fdopen(fd, "wb" if isinstance(content, bytes) else "w") as fh:
+        fh.write(content)
     os.replace(tmp, path)
 
 
 class DiskCache(Generic[T]):
     """`size` entries kept in memory (0: none, the files only); `encode`/`decode` turn a value
-    into a file's text and back."""
+    into a file's text and back, or into its bytes when `binary`."""
 
-    def __init__(self, size: int, encode: Callable[[T], str], decode: Callable[[str], T]) -> None:
-        self.size, self.encode, self.decode = size, encode, decode
+    def __init__(self, size: int, encode: Callable[[T], Content],
+                 decode: Callable[[Content], T], *, binary: bool = False) -> None:
+        self.size, self.encode, self.decode, self.binary = size, encode, decode, binary
         self._memory: OrderedDict[Path, T] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -43,7 +48,7 @@ class DiskCache(Generic[T]):
                 self._memory.move_to_end(path)
                 return self._memory[path]
         try:
-            value = self.decode(path.read_text())
+            value = self.decode(path.read_bytes() if self.binary else path.read_text())
         except (OSError, ValueError):
             return None
         self._remember(path, value)

@@ -8,8 +8,6 @@ it instead of running the C again.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import fcntl
 import itertools
@@ -62,34 +60,63 @@ PRUNE_EVERY = 32  # puts between two prunings of the directory
 LOCK_STRIPES = 256
 
 
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
+# A reference's file: this line, one line of JSON saying what follows (variant, wall_s, test
+# count, the byte lengths of the stream and of each test's inputs), then those bytes as they are.
+FILE_MAGIC = b"armgym-reference 1\n"
+FILE_SUFFIX = ".ref"
+OLD_SUFFIX = ".json"  # the text files of earlier versions: never read, removed by the pruning
 
 
-def _encode(ref: Reference) -> str:
-    return json.dumps({"variant": ref.variant_id, "wall_s": ref.wall_s, "tests": len(ref.records),
-                       "stream": _b64(ref.stream),
-                       "inputs": {str(t): _b64(b) for t, b in ref.inputs.items()}})
+def _encode(ref: Reference) -> bytes:
+    header = {"variant": ref.variant_id, "wall_s": ref.wall_s, "tests": len(ref.records),
+              "stream": len(ref.stream), "inputs": [[t, len(b)] for t, b in ref.inputs.items()]}
+    return b"".join([FILE_MAGIC, json.dumps(header).encode(), b"\n", ref.stream,
+                     *ref.inputs.values()])
 
 
-def _decode(text: str) -> Reference:
-    """A stored reference, parsed again as the run's own output was (a file that does not parse
-    into the records it claims is a miss: DiskCache treats ValueError so)."""
-    doc = json.loads(text)
+def _header(line: bytes) -> tuple[str, float, int, int, list[tuple[int, int]]]:
+    """(variant, wall_s, tests, stream's length, (test, inputs' length) pairs) from a file's
+    JSON line, or ValueError when it is not JSON or a field is missing or of the wrong kind."""
     try:
-        variant = kernels.get(doc["variant"])
-        stream = base64.b64decode(doc["stream"], validate=True)
-        inputs = {int(t): base64.b64decode(b, validate=True) for t, b in doc["inputs"].items()}
-        wall_s = float(doc["wall_s"])
-    except (KeyError, TypeError, AttributeError, binascii.Error) as exc:
+        doc = json.loads(line)
+        variant, wall_s, tests, stream = doc["variant"], doc["wall_s"], doc["tests"], doc["stream"]
+        inputs = [(t, n) for t, n in doc["inputs"]]
+    except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"not a stored reference: {exc}") from exc
+    counts = [tests, stream, *(x for pair in inputs for x in pair)]
+    if type(variant) is not str or type(wall_s) not in (int, float) or any(
+            type(c) is not int or c < 0 for c in counts):
+        raise ValueError("not a stored reference: a field of the wrong kind")
+    return variant, float(wall_s), tests, stream, inputs
+
+
+def _decode(data: bytes) -> Reference:
+    """A stored reference, parsed again as the run's own output was (a file that is cut short,
+    claims other lengths than it holds or does not parse into the records it claims is a miss:
+    DiskCache treats ValueError so)."""
+    end = data.find(b"\n", len(FILE_MAGIC))
+    if not data.startswith(FILE_MAGIC) or end < 0:
+        raise ValueError("not a stored reference")
+    variant_id, wall_s, tests, size, sizes = _header(data[len(FILE_MAGIC):end])
+    body = memoryview(data)[end + 1:]
+    if size + sum(n for _, n in sizes) != len(body):
+        raise ValueError("a stored reference whose lengths are not its size")
+    try:
+        variant = kernels.get(variant_id)
+    except KeyError as exc:
+        raise ValueError(f"not a stored reference: {exc}") from exc
+    stream, pos = bytes(body[:size]), size
+    inputs: dict[int, bytes] = {}
+    for test, n in sizes:
+        inputs[test], pos = bytes(body[pos:pos + n]), pos + n
     records, clean = parse(variant, stream, needs_abs_run(variant))
-    if not clean or len(records) != doc.get("tests"):
+    if not clean or len(records) != tests:
         raise ValueError("a stored reference that does not parse")
     return Reference(records, wall_s, inputs, variant.id, stream)
 
 
-_REFERENCES: DiskCache[Reference] = DiskCache(REFERENCE_MEMORY, _encode, _decode)
+_REFERENCES: DiskCache[Reference] = DiskCache(REFERENCE_MEMORY, _encode, _decode,
+                                                binary=True)
 _PUTS = itertools.count(1)
 
 
@@ -104,7 +131,7 @@ def _entry(variant: Variant, built: harness.Harness, seed: int, tests: int,
     variant's C, the harness, the compilers and flags: its directory's name), seed and tests."""
     key = tools.fingerprint(VERIFIER_VERSION, built.object.parent.name, variant.id, str(seed),
                             str(tests))
-    return reference_dir(settings) / f"{key}.json"
+    return reference_dir(settings) / f"{key}{FILE_SUFFIX}"
 
 
 @contextlib.contextmanager
@@ -215,7 +242,8 @@ def reference(variant: Variant, seed: int, settings: Settings, inputs_of: int | 
             try:
                 _REFERENCES.put(entry, found)
                 if next(_PUTS) % PRUNE_EVERY == 0:
-                    prune(entry.parent, REFERENCE_FILES, ".json")
+                    prune(entry.parent, REFERENCE_FILES, FILE_SUFFIX)
+                    prune(entry.parent, 0, OLD_SUFFIX)
             except OSError:
                 pass  # a full or read-only disk costs a run per attempt, never a verdict
     return found
