@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 from tqdm import tqdm
 
 from api import process
@@ -71,6 +72,32 @@ def one_pass(client: httpx.Client, mix: Sequence[Submission], tag: str,
     return time.perf_counter() - started, results
 
 
+def reference_paths(metrics_port: int) -> dict[str, int]:
+    """The worker's C reference runs by path and its servers' events so far (its /metrics,
+    summed over the pool processes), e.g. {"served": 480, "no_room": 0, "start": 60}: read
+    until two reads agree, as a pool process counts just after it stored its verdict."""
+    last: dict[str, int] | None = None
+    for _ in range(10):
+        now = _scrape_paths(metrics_port)
+        if now == last:
+            break
+        last = now
+        time.sleep(0.3)
+    return now
+
+
+def _scrape_paths(metrics_port: int) -> dict[str, int]:
+    text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=30).text
+    found: Counter[str] = Counter()
+    for family in text_string_to_metric_families(text):
+        if family.name in ("armgym_reference_runs", "armgym_reference_server_events"):
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    found[sample.labels.get("path") or sample.labels["event"]] += \
+                        int(sample.value)
+    return dict(found)
+
+
 def _outcomes(results: list[dict[str, Any]]) -> list[str]:
     return ["pass" if r["passed"] else str(r["error_kind"]) for r in results]
 
@@ -80,11 +107,13 @@ def run(mix: Sequence[Submission], concurrency: int | None = None, passes: int =
     concurrency = concurrency or default_concurrency()  # what the worker's entry point starts
     tag = f"bench-{os.getpid()}"
     db_url = POSTGRES.format(pid=tag.replace("-", "_"))
-    key, port = new_plaintext(), process.free_port()
+    key, port, metrics_port = new_plaintext(), process.free_port(), process.free_port()
     logs = Path(tempfile.mkdtemp(prefix="armgym-bench-farm-"))
     env = {**os.environ, "ARMGYM_DATABASE_URL": db_url, "ARMGYM_BROKER_URL": REDIS,
            "ARMGYM_QUEUE_NAME": f"armgym-{tag}", "ARMGYM_API_KEYS": key,
-           "ARMGYM_WORKER_CONCURRENCY": str(concurrency), "ARMGYM_VERDICT_CACHE": "0"}
+           "ARMGYM_WORKER_CONCURRENCY": str(concurrency), "ARMGYM_VERDICT_CACHE": "0",
+           "ARMGYM_WORKER_METRICS_PORT": str(metrics_port),
+           "ARMGYM_WORKER_METRICS_ADDRESS": "127.0.0.1"}
     admin.drop(db_url)
     admin.create(db_url)
     procs: list[subprocess.Popen[bytes]] = []
@@ -95,12 +124,13 @@ def run(mix: Sequence[Submission], concurrency: int | None = None, passes: int =
         sampler.start()
         client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=180,
                               headers={"Authorization": f"Bearer {key}"})
-        walls, seen = [], []
+        walls, seen, paths = [], [], [reference_paths(metrics_port)]
         for k in range(passes):
             core.forget_references()  # each pass verifies the mix's seeds afresh
             wall, results = one_pass(client, mix, f"{tag}-p{k}", api_rss, api.pid)
             walls.append(wall)
             seen.append(_outcomes(results))
+            paths.append(reference_paths(metrics_port))  # counted as each verdict is stored
         outcomes, same = seen[0], all(o == seen[0] for o in seen)
         sampler.stop.set()
         sampler.join()
@@ -111,6 +141,9 @@ def run(mix: Sequence[Submission], concurrency: int | None = None, passes: int =
             "per_s": statistics.median(rates), "passes_per_s": rates,
             "outcomes_same_every_pass": same, "outcomes": outcomes,
             "outcome_counts": dict(Counter(outcomes)),
+            "reference_paths_per_pass": [
+                {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
+                for before, after in zip(paths, paths[1:], strict=False)],
             "worker_main_rss_mib": summary(sampler.main),
             "pool_process_rss_mib": [summary(v) for v in sampler.pool.values() if len(v) > 5],
             "largest_tool_process_rss_mib": round(sampler.tools_max, 1),

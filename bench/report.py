@@ -188,6 +188,8 @@ def table(results: dict[str, Any]) -> str:
                 f"outcomes the same every pass: {farm.get('outcomes_same_every_pass')}")
         row("  outcomes", str(farm["outcome_counts"]),
             f"same as core: {results.get('farm_matches_core', 'n/a')}")
+        if farm.get("reference_paths_per_pass"):
+            row("  C reference runs, last pass", "", str(farm["reference_paths_per_pass"][-1]))
         row("  RSS MiB: worker main / pools / API",
             f"{farm['worker_main_rss_mib'].get('max')} / "
             f"{[p.get('max') for p in farm['pool_process_rss_mib']]} / "

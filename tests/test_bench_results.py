@@ -59,6 +59,10 @@ def test_the_table_judges_issue_15s_thresholds(tmp_path: Path) -> None:
     assert "farm/original = 71.7x [NOT met: >= 75]" in text
     farm.update(passes_per_s=[9.1, 8.6, 7.9], outcomes_same_every_pass=True)
     assert "9.10 / 8.60 / 7.90" in report.table(results)  # the passes behind the median
+    farm["reference_paths_per_pass"] = [{"served": 500, "start": 70}, {"served": 480,
+                                                                        "no_room": 20}]
+    assert "C reference runs, last pass" in (text := report.table(results))
+    assert "{'served': 480, 'no_room': 20}" in text
     # a farm of 3 pool processes is judged against the floor replayed with 3 lanes
     floor["sandboxed_3"], floor["bare_3"], farm["concurrency"] = {"per_s": 12.0}, lane, 3
     text = report.table(results)

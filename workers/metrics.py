@@ -1,4 +1,5 @@
-"""Prometheus metrics of the Celery workers: verdicts by outcome and error kind, gate durations.
+"""Prometheus metrics of the Celery workers: verdicts by outcome and error kind, gate durations,
+the C reference's runs by path.
 
 Celery's prefork pool verifies in child processes, which a scrape of the main process cannot see,
 so the worker runs prometheus_client's multiprocess mode: every process writes its samples to
@@ -141,7 +142,31 @@ def _instruments() -> dict[str, Any]:
                                   ["cached"], buckets=GATE_BUCKETS),
         "retries": Counter("armgym_verification_retries", "Verifications that ended in an "
                            "infrastructure failure and were queued again", ["reason"]),
+        "reference_runs": Counter("armgym_reference_runs", "C reference runs by how they went: "
+                                  "cached, served by a reference server, or made one-off and "
+                                  "why (off, busy, full, no_room, failed, status, ...)",
+                                  ["path"]),
+        "reference_servers": Counter("armgym_reference_server_events", "Reference servers "
+                                     "started and closed (evicted, retired, idle)", ["event"]),
     }
+
+
+_reference_seen: dict[str, int] = {}
+
+
+def _record_reference_paths() -> None:
+    """What this process's reference runs did since the last verdict (the toolchain counts
+    them per process, knowing nothing of Prometheus): added to the counters by difference."""
+    from toolchain.execution import reference_server
+
+    m = _instruments()
+    for path, total in reference_server.paths().items():
+        grew = total - _reference_seen.get(path, 0)
+        if grew > 0:
+            kind = "reference_servers" if path in reference_server.SERVER_EVENTS \
+                else "reference_runs"
+            m[kind].labels(path).inc(grew)
+            _reference_seen[path] = total
 
 
 def record_verdict(verdict: Verdict, seconds: float) -> None:
@@ -152,6 +177,7 @@ def record_verdict(verdict: Verdict, seconds: float) -> None:
     if not verdict.cached:
         for gate in verdict.gates:
             m["gate"].labels(gate.name).observe(gate.seconds)
+        _record_reference_paths()
 
 
 def record_given_up() -> None:

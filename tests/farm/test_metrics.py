@@ -31,14 +31,18 @@ def samples(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
             for family in text_string_to_metric_families(text) for s in family.samples}
 
 
-def verdict_counts(workers: Workers) -> Counter[str]:
-    """armgym_verdicts_total by error kind, summed over every worker's endpoint."""
+def summed(workers: Workers, metric: str, label: str) -> Counter[str]:
+    """A counter by one of its labels, summed over every worker's endpoint."""
     total: Counter[str] = Counter()
     for port in workers.metrics_ports.values():
         for (name, labels), value in samples(f"http://127.0.0.1:{port}/metrics").items():
-            if name == "armgym_verdicts_total":
-                total[dict(labels)["error_kind"]] += int(value)
+            if name == metric:
+                total[dict(labels)[label]] += int(value)
     return total
+
+
+def verdict_counts(workers: Workers) -> Counter[str]:
+    return summed(workers, "armgym_verdicts_total", "error_kind")
 
 
 def submissions(n: int) -> list[dict[str, object]]:
@@ -72,6 +76,13 @@ def test_prometheus_scrapes_the_api_and_the_workers(farm_server: Api, celery_wor
     gates = {dict(labels)["gate"] for (name, labels) in worker
              if name == "armgym_gate_duration_seconds_count"}
     assert {"syntax", "object", "correctness"} <= gates, gates
+    # the C reference of every attempt that reached the tests, by how it went (summed over
+    # the pool processes); server starts apart, as events, not runs
+    runs = summed(celery_workers, "armgym_reference_runs_total", "path")
+    events = summed(celery_workers, "armgym_reference_server_events_total", "event")
+    assert sum(runs.values()) >= stored["none"] + stored["wrong_output"], runs
+    assert runs.get("served", 0) + runs.get("cached", 0) >= 1, runs
+    assert not set(runs) & set(events) and events.get("start", 0) >= 1, (runs, events)
     (info,) = [dict(labels) for (name, labels) in worker if name == "armgym_build_info"]
     assert info["component"] == "worker" and info["verifier_version"]
     assert info["as"].startswith("GNU assembler") and "qemu" in info["qemu"].lower()

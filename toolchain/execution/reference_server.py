@@ -82,6 +82,7 @@ SERVER_TASKS = 2
 # servers' own events (not runs): "start" (a launch), and the closes that make later starts,
 # "evicted" (least recently used past the bound), "retired" (CPU share) and "idle".
 PATHS: Counter[str] = Counter()
+SERVER_EVENTS = frozenset({"start", "evicted", "retired", "idle"})  # the rest are runs
 _paths_lock = threading.Lock()
 
 
